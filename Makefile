@@ -1,0 +1,45 @@
+# RS Seg: `make demo` and `make test` install everything they need on a fresh Debian 12.
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_OPTS    ?=
+APT_PKGS    := qgis python3-qgis qgis-providers python3-gdal python3-numpy \
+               python3-rasterio python3-shapely python3-venv python3-pip gdal-bin
+GUI_PKGS    := xvfb xauth
+SYS_PY      := /usr/bin/python3
+VENV        := .venv
+VPY         := $(VENV)/bin/python
+STAMP       := $(VENV)/.setup-stamp
+DEMO        := build/demo
+export QT_QPA_PLATFORM := offscreen
+export DEBIAN_FRONTEND := noninteractive
+export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup apt-deps demo test bench clean
+
+setup: apt-deps $(STAMP)
+
+# Checked on every run (cheap), so a kept work tree on a new machine still gets its packages.
+apt-deps:
+	@if ! dpkg -s $(APT_PKGS) >/dev/null 2>&1; then \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) apt-get install -y -q --no-install-recommends $(APT_OPTS) $(APT_PKGS); fi
+
+$(STAMP): requirements.txt constraints.txt
+	$(SYS_PY) -m venv --system-site-packages $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(VPY) scripts/check_env.py
+	touch $@
+
+demo: setup
+	$(VPY) scripts/demo.py --out $(DEMO)
+
+test: setup
+	$(VPY) -m pytest
+
+bench: setup
+	$(VPY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist bench/results .qgis-settings

@@ -1,0 +1,29 @@
+"""RS Seg engine: segmentation and change detection of remote-sensing rasters.
+
+Never imports qgis or PyQt.  Heavy modules (torch) load lazily, so ``import engine`` is cheap and
+works without torch for error reporting.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": ("modelfile", "load_model"),
+    "save_model": ("modelfile", "save_model"),
+    "read_card": ("modelfile", "read_card"),
+    "predict": ("inference", "predict"),
+    "init_model": ("cards", "init_model"),
+    "make_sample": ("sample", "make_sample"),
+    "EngineError": ("jobs", "EngineError"),
+    "Cancelled": ("jobs", "Cancelled"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

@@ -1,0 +1,171 @@
+"""Command line: ``python -m engine <command> …`` (see ``--help``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, List, Optional, Sequence
+
+from . import __version__
+from .jobs import Cancelled, EngineError
+
+
+def _bands(text: str) -> List[int]:
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bands must be comma-separated numbers, e.g. 1,2,3 "
+                                         f"(got {text!r})") from None
+
+
+class _Bar:
+    """tqdm progress bar fed by the job protocol's ``progress(fraction, message)``."""
+
+    def __init__(self, desc: str) -> None:
+        from tqdm import tqdm
+        self._bar = tqdm(total=1000, desc=desc, unit="‰", file=sys.stderr,
+                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]",
+                         disable=None)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if fraction < 0:
+            self._bar.write(message, file=sys.stderr)
+            return
+        self._bar.n = int(fraction * 1000)
+        self._bar.set_postfix_str(message, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _with_bar(desc: str, call: Callable[[_Bar], object]) -> object:
+    bar = _Bar(desc)
+    try:
+        return call(bar)
+    finally:
+        bar.close()
+
+
+def cmd_sample(a: argparse.Namespace) -> None:
+    from .sample import make_sample
+    paths = _with_bar("sample", lambda bar: make_sample(a.out, size=a.size, seed=a.seed,
+                                                        progress=bar))
+    for key, path in paths.items():
+        print(f"{key:10s} {path}")
+
+
+def cmd_init_model(a: argparse.Namespace) -> None:
+    from .cards import init_model
+    path = init_model(a.arch, a.bands, a.classes, a.out, seed=a.seed,
+                      band_names=a.band_names.split(",") if a.band_names else None,
+                      class_names=a.class_names.split(",") if a.class_names else None,
+                      tile_size=a.tile, overlap=a.overlap, gsd_m=a.gsd)
+    print(f"wrote {path} ({a.arch}, {a.bands} bands, {a.classes} classes, random weights)")
+
+
+def cmd_info(a: argparse.Namespace) -> None:
+    from .modelfile import read_card
+    card = read_card(a.model)
+    if a.json:
+        print(json.dumps(card, indent=2))
+        return
+    print(format_card(card))
+
+
+def format_card(card: dict) -> str:
+    """A readable multi-line summary of a model card."""
+    lines = [f"{card.get('name', card['architecture'])}",
+             f"  task          {card['task']}",
+             f"  architecture  {card['architecture']} {json.dumps(card.get('hparams', {}))}",
+             f"  schema        {card['schema_version']} (engine {card.get('engine_version', '?')})"]
+    for group, spec in card["inputs"].items():
+        bands = ", ".join(b["name"] for b in spec["bands"])
+        lines.append(f"  input {group:7s} {len(spec['bands'])} bands ({bands}), {spec.get('dtype')}, "
+                     f"nodata {spec.get('nodata')}")
+        stats = ", ".join(f"{m:.4g}±{s:.4g}" for m, s in zip(spec["mean"], spec["std"]))
+        lines.append(f"                normalisation {stats}")
+    lines.append(f"  tiling        tile {card['tile_size']}, overlap {card['overlap']}, "
+                 f"GSD {card.get('gsd_m') or 'unknown'} m")
+    lines.append(f"  classes       {len(card['classes'])}")
+    for c in card["classes"]:
+        r, g, b = c["color"]
+        lines.append(f"    {c['value']:3d}  {c['name']:20s} #{r:02x}{g:02x}{b:02x}")
+    training = card.get("training") or {}
+    for k, v in training.items():
+        lines.append(f"  training.{k:12s} {v if not isinstance(v, (dict, list)) else json.dumps(v)}")
+    return "\n".join(lines)
+
+
+def cmd_predict(a: argparse.Namespace) -> None:
+    from .inference import predict
+    result = _with_bar("segment", lambda bar: predict(
+        a.model, a.input, a.output, probabilities=a.probabilities, aux=a.aux, device=a.device,
+        tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, progress=bar))
+    print(f"wrote {result['output']}" + (f" and {result['probabilities']}"
+                                         if result["probabilities"] else ""))
+    print(f"{result['width']}x{result['height']} px, {result['windows']} windows on "
+          f"{result['device']} in {result['seconds']:.1f} s ({result['mpix_per_s']:.2f} MPix/s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine",
+                                description="RS Seg engine: segmentation and change detection "
+                                            "of remote-sensing rasters")
+    p.add_argument("--version", action="version", version=f"rs-seg engine {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sample", help="write a synthetic georeferenced sample scene")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--size", type=int, default=1024, help="edge length in pixels (default 1024)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("init-model", help="create a model file with random weights")
+    s.add_argument("--arch", default="unet")
+    s.add_argument("--bands", type=int, required=True)
+    s.add_argument("--classes", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--band-names", help="comma-separated, e.g. R,G,B,NIR")
+    s.add_argument("--class-names", help="comma-separated class names")
+    s.add_argument("--tile", type=int, default=512)
+    s.add_argument("--overlap", type=int, default=64)
+    s.add_argument("--gsd", type=float, default=None, help="ground sampling distance in metres")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_init_model)
+
+    s = sub.add_parser("info", help="print a model file's card")
+    s.add_argument("model")
+    s.add_argument("--json", action="store_true", help="print the raw card as JSON")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("predict", help="segment a raster with a model (sliding window)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--input", required=True)
+    s.add_argument("--output", required=True)
+    s.add_argument("--probabilities", help="optional per-class probability raster (uint8)")
+    s.add_argument("--aux", help="auxiliary raster (e.g. DSM) for multimodal models")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    s.add_argument("--tile", type=int, help="window edge in pixels (default: model card)")
+    s.add_argument("--overlap", type=int, help="pixels shared by neighbouring windows")
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--bands", type=_bands, help="raster bands to use, in the model's order")
+    s.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        print("cancelled: no output was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Sliding-window inference: the streaming pipeline and the segmentation entry point.
+
+reader thread (windowed reads, normalise, batch, pin) → main thread (device, network under
+inference_mode/AMP, stitcher) → writer threads (block-aligned, compressed GeoTIFF).  Memory is
+bounded by the stitcher's strip and short queues, never by raster area.
+"""
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+
+from .devices import amp_dtype, resolve_device
+from .io.rasters import (WindowReader, class_colormap, class_tags, normalise, open_raster,
+                         output_profile, resolve_bands)
+from .io.writer import StripWriter
+from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
+                   check_writable_output)
+from .modelfile import CLASS_NODATA, LoadedModel, load_model
+from .models import architecture
+from .tiling import Grid, Stitcher, Strip, check_tiling
+
+PROBABILITY_SCALE = 254  # uint8 probability = round(p * 254); 255 is nodata
+
+
+@dataclass
+class Source:
+    """One input of the network: a window reader and the card's normalisation for it."""
+
+    reader: WindowReader
+    mean: Sequence[float]
+    std: Sequence[float]
+
+
+@dataclass
+class _Batch:
+    inputs: List[torch.Tensor]
+    valid: torch.Tensor
+    positions: List[Tuple[int, int, int]]
+
+
+_END = object()
+
+
+def _read_batches(sources: Sequence[Source], grid: Grid, batch_size: int, pin: bool,
+                  stop: threading.Event, out: "queue.Queue[Any]") -> None:
+    """Reader thread body: read, normalise and batch windows in grid order."""
+    try:
+        pending: List[Tuple[List[np.ndarray], np.ndarray, Tuple[int, int, int]]] = []
+        windows = list(grid.windows())
+        for i, (r, x, y) in enumerate(windows):
+            if stop.is_set():
+                return
+            arrays, valid = [], None
+            for src in sources:
+                win = src.reader.read(x, y, grid.tile)
+                valid = win.valid if valid is None else valid & win.valid
+                arrays.append(win)
+            normed = [normalise(w.pixels, valid, s.mean, s.std) for w, s in zip(arrays, sources)]
+            pending.append((normed, valid, (r, x, y)))
+            if len(pending) == batch_size or i == len(windows) - 1:
+                inputs = [torch.from_numpy(np.stack([p[0][k] for p in pending]))
+                          for k in range(len(sources))]
+                mask = torch.from_numpy(np.stack([p[1] for p in pending]))
+                if pin:
+                    inputs = [t.pin_memory() for t in inputs]
+                    mask = mask.pin_memory()
+                _put(out, _Batch(inputs, mask, [p[2] for p in pending]), stop)
+                pending = []
+        _put(out, _END, stop)
+    except BaseException as exc:  # handed to the main thread, which re-raises it
+        _put(out, exc, stop)
+
+
+def _put(out: "queue.Queue[Any]", item: Any, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[Source],
+                       grid: Grid, channels: int, device: torch.device, batch_size: int,
+                       on_strip: Callable[[Strip], None], job: Job,
+                       label: str = "windows") -> None:
+    """Stream every window of ``grid`` through ``forward`` and hand finished strips on.
+
+    ``forward(*inputs)`` maps B×C×T×T input batches (one per source) to B×channels×T×T scores
+    (probabilities).  ``on_strip`` receives finished rows in order, on the calling thread.
+    """
+    q: "queue.Queue[Any]" = queue.Queue(maxsize=3)
+    stop = threading.Event()
+    reader = threading.Thread(target=_read_batches, name="rs-seg-reader", daemon=True,
+                              args=(sources, grid, batch_size, device.type == "cuda", stop, q))
+    reader.start()
+    cols, total, done = len(grid.xs), len(grid), 0
+    autocast = (torch.autocast(device.type, dtype=amp_dtype(device))
+                if amp_dtype(device) is not None else contextlib.nullcontext())
+    channels_last = device.type == "cuda"
+    try:
+        with torch.inference_mode():
+            stitcher = Stitcher(grid, channels, device)
+            while True:
+                item = q.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                job.check()
+                inputs = [t.to(device, non_blocking=True) for t in item.inputs]
+                if channels_last:
+                    inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
+                with autocast:
+                    scores = forward(*inputs)
+                scores = scores.float()
+                valid = item.valid.to(device, non_blocking=True)
+                for k, (_, x, y) in enumerate(item.positions):
+                    stitcher.add(x, y, scores[k], valid[k])
+                    done += 1
+                    if done % cols == 0:
+                        on_strip(stitcher.finish_row())
+                job.report(done / total, f"{label} {done}/{total}")
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                q.get_nowait()
+        reader.join()
+
+
+def segmentation_forward(network: torch.nn.Module) -> Callable[..., torch.Tensor]:
+    """Class probabilities (softmax over channels) of a segmentation network."""
+    def forward(*inputs: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(network(*inputs).float(), dim=1)
+    return forward
+
+
+def prepare_network(model: LoadedModel, device: torch.device) -> torch.nn.Module:
+    """Move the network to ``device`` in eval mode (channels_last on CUDA)."""
+    net = model.network.to(device).eval()
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def resolve_tiling(card: Dict[str, Any], tile: Optional[int], overlap: Optional[int]) -> Tuple[int, int]:
+    """Tile and overlap from the arguments, falling back to the card; validated."""
+    t = int(tile if tile is not None else card["tile_size"])
+    o = int(overlap if overlap is not None else card["overlap"])
+    check_tiling(t, o, architecture(card["architecture"]).input_multiple)
+    return t, o
+
+
+def open_sources(card: Dict[str, Any], image: rasterio.io.DatasetReader,
+                 aux_path: Optional[str | Path], bands: Optional[Sequence[int]],
+                 stack: contextlib.ExitStack) -> List[Source]:
+    """Window readers for the card's input groups; the aux raster is warped onto the image grid."""
+    groups = card["inputs"]
+    img = groups["image"]
+    sources = [Source(WindowReader(image, resolve_bands(image, img["bands"], bands)),
+                      img["mean"], img["std"])]
+    if "aux" in groups:
+        if aux_path is None:
+            raise InputError(f"this model needs an auxiliary raster "
+                             f"({', '.join(b['name'] for b in groups['aux']['bands'])}); "
+                             f"give it with --aux / AUX_INPUT")
+        aux_ds = stack.enter_context(open_raster(aux_path))
+        _check_overlap(image, aux_ds, aux_path)
+        vrt = stack.enter_context(WarpedVRT(
+            aux_ds, crs=image.crs, transform=image.transform, width=image.width,
+            height=image.height, resampling=Resampling.bilinear))
+        aux = groups["aux"]
+        sources.append(Source(WindowReader(vrt, resolve_bands(vrt, aux["bands"], None, "the aux "
+                                                              "raster")), aux["mean"], aux["std"]))
+    elif aux_path is not None:
+        raise InputError("this model takes no auxiliary raster; remove --aux / AUX_INPUT")
+    return sources
+
+
+def _check_overlap(base: rasterio.io.DatasetReader, other: rasterio.io.DatasetReader,
+                   other_path: str | Path) -> None:
+    from rasterio.warp import transform_bounds
+    if base.crs is None or other.crs is None:
+        if (base.width, base.height) != (other.width, other.height):
+            raise InputError(f"{other_path} has no CRS and a different size than the input; "
+                             f"georeference it or give a raster on the same grid")
+        return
+    l, b, r, t = transform_bounds(other.crs, base.crs, *other.bounds)
+    bl, bb, br, bt = base.bounds
+    if l >= br or r <= bl or b >= bt or t <= bb:
+        raise InputError(f"{other_path} does not overlap the input raster; give rasters of the "
+                         f"same area")
+
+
+def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Path,
+            probabilities: Optional[str | Path] = None, aux: Optional[str | Path] = None,
+            device: str = "auto", tile: Optional[int] = None, overlap: Optional[int] = None,
+            batch_size: int = 8, bands: Optional[Sequence[int]] = None,
+            progress: Optional[ProgressFn] = None,
+            cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
+    """Segment ``input`` with ``model`` and write a class raster (and optional probabilities).
+
+    Returns a summary: output paths, raster size, windows, seconds and MPix/s.
+    """
+    job = Job(progress, cancelled)
+    dev = resolve_device(device)
+    lm = model if isinstance(model, LoadedModel) else load_model(model, dev)
+    card = lm.card
+    if card["task"] != "segmentation":
+        raise ModelFileError(f"{getattr(lm, 'path', 'the model')} is a {card['task']} model; "
+                             f"use it with 'change' (two dates), or pick a segmentation model")
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1 (got {batch_size})")
+    t, o = resolve_tiling(card, tile, overlap)
+    for path in (output, probabilities):
+        if path is not None:
+            check_writable_output(path)
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        ds = stack.enter_context(open_raster(input))
+        sources = open_sources(card, ds, aux, bands, stack)
+        grid = Grid(ds.width, ds.height, t, o)
+        classes = card["classes"]
+        lut = torch.tensor([c["value"] for c in classes], dtype=torch.uint8, device=dev)
+        writers = _segmentation_writers(stack, ds, card, output, probabilities)
+        net = prepare_network(lm, dev)
+
+        def on_strip(strip: Strip) -> None:
+            invalid = ~strip.valid
+            labels = lut[strip.scores.argmax(0)]
+            labels[invalid] = CLASS_NODATA
+            writers[0].put(strip.y, labels.cpu().numpy()[None])
+            if len(writers) > 1:
+                p = (strip.scores * PROBABILITY_SCALE).round_().to(torch.uint8)
+                p[:, invalid] = 255
+                writers[1].put(strip.y, p.cpu().numpy())
+
+        try:
+            run_sliding_window(segmentation_forward(net), sources, grid, len(classes), dev,
+                               batch_size, on_strip, job, label="segment: window")
+        except BaseException:
+            for w in writers:
+                w.abort()
+            raise
+        for w in writers:
+            w.close()
+    seconds = time.perf_counter() - started
+    job.report(1.0, "segment: done")
+    return {"output": str(output), "probabilities": str(probabilities) if probabilities else None,
+            "width": grid.width, "height": grid.height, "windows": len(grid),
+            "device": str(dev), "seconds": seconds,
+            "mpix_per_s": grid.width * grid.height / 1e6 / max(seconds, 1e-9)}
+
+
+def _segmentation_writers(stack: contextlib.ExitStack, ds: rasterio.io.DatasetReader,
+                          card: Dict[str, Any], output: str | Path,
+                          probabilities: Optional[str | Path]) -> List[StripWriter]:
+    classes = card["classes"]
+    tmp = stack.enter_context(atomic_output(output))
+    writers = [StripWriter(tmp, output_profile(ds, 1, "uint8", CLASS_NODATA),
+                           colormap=class_colormap(classes), tags=class_tags(classes),
+                           descriptions=["class"])]
+    if probabilities is not None:
+        ptmp = stack.enter_context(atomic_output(probabilities))
+        writers.append(StripWriter(
+            ptmp, output_profile(ds, len(classes), "uint8", 255),
+            descriptions=[f"p({c['name']})" for c in classes],
+            scales=[1.0 / PROBABILITY_SCALE] * len(classes), tags=class_tags(classes)))
+    return writers

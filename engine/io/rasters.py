@@ -1,0 +1,153 @@
+"""Raster input and output: open with clear errors, windowed reads with validity masks,
+tiled compressed GeoTIFF writers for class, probability and change rasters."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from ..jobs import InputError
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+BLOCK = 256
+CLASS_NODATA = 255
+
+
+def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
+    """Open a raster for reading, turning GDAL failures into a clear :class:`InputError`."""
+    p = Path(path)
+    if not str(path).startswith("/vsi") and not p.exists():
+        raise InputError(f"input raster {p} does not exist; check the path")
+    try:
+        ds = rasterio.open(p)
+    except RasterioIOError as exc:
+        raise InputError(f"{p} is not a raster GDAL can read ({exc}); give a GeoTIFF or another "
+                         f"GDAL raster") from None
+    if ds.dtypes[0] not in SUPPORTED_DTYPES:
+        ds.close()
+        raise InputError(f"{p} has data type {ds.dtypes[0]}; supported: "
+                         f"{', '.join(SUPPORTED_DTYPES)}")
+    return ds
+
+
+def data_band_indexes(ds: rasterio.io.DatasetReader) -> List[int]:
+    """1-based indexes of the bands that carry data (an alpha band is a mask, not data)."""
+    return [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha]
+
+
+def resolve_bands(ds: rasterio.io.DatasetReader, card_bands: Sequence[Mapping[str, Any]],
+                  chosen: Optional[Sequence[int]] = None, label: str = "the input") -> List[int]:
+    """Map the card's bands to 1-based raster band indexes, or explain the mismatch.
+
+    ``chosen`` (from ``--bands``) picks raster bands explicitly, in the card's order.
+    """
+    names = ",".join(b["name"] for b in card_bands)
+    if chosen:
+        bad = [b for b in chosen if not 1 <= b <= ds.count]
+        if bad:
+            raise InputError(f"band(s) {bad} do not exist in {label} ({ds.count} bands)")
+        if len(chosen) != len(card_bands):
+            raise InputError(f"model expects {len(card_bands)} bands ({names}); "
+                             f"{len(chosen)} were chosen")
+        return list(chosen)
+    data = data_band_indexes(ds)
+    if len(data) != len(card_bands) and ds.count == len(card_bands):
+        data = list(range(1, ds.count + 1))  # an "alpha" flag on e.g. a NIR band is common
+    if len(data) != len(card_bands):
+        raise InputError(
+            f"model expects {len(card_bands)} bands ({names}); {label} has {len(data)} data "
+            f"band(s). Pick the matching bands (e.g. --bands 1,2,3) or use a model trained on "
+            f"this kind of imagery")
+    return data
+
+
+@dataclass
+class WindowData:
+    """One window of pixels: ``pixels`` float32 B×T×T (padded), ``valid`` bool T×T."""
+
+    pixels: np.ndarray
+    valid: np.ndarray
+
+
+class WindowReader:
+    """Reads fixed-size windows of selected bands; pads beyond the raster by reflection.
+
+    A pixel is valid where the dataset mask (nodata / alpha / internal mask) says so and every
+    selected band is finite.  When a band flagged as alpha is read as data, the alpha flag is
+    wrong and validity comes from the nodata value alone.  Pixels outside the raster are invalid.
+    """
+
+    def __init__(self, ds: rasterio.io.DatasetReader, bands: Sequence[int]) -> None:
+        self.ds = ds
+        self.bands = list(bands)
+        self._alpha_is_data = any(b not in data_band_indexes(ds) for b in self.bands)
+
+    def read(self, x: int, y: int, size: int) -> WindowData:
+        """Read the ``size``×``size`` window whose top-left pixel is (x, y)."""
+        w, h = self.ds.width, self.ds.height
+        x1, y1 = min(x + size, w), min(y + size, h)
+        win = Window(x, y, x1 - x, y1 - y)
+        pixels = self.ds.read(self.bands, window=win, out_dtype="float32")
+        if self._alpha_is_data:
+            nodata = self.ds.nodata
+            valid = (np.ones(pixels.shape[1:], dtype=bool) if nodata is None
+                     else (pixels != nodata).any(axis=0))
+        else:
+            valid = self.ds.dataset_mask(window=win) > 0
+        finite = np.isfinite(pixels).all(axis=0)
+        valid &= finite
+        if not finite.all():
+            pixels = np.nan_to_num(pixels, nan=0.0, posinf=0.0, neginf=0.0)
+        pad_y, pad_x = size - (y1 - y), size - (x1 - x)
+        if pad_x or pad_y:
+            pixels = np.pad(pixels, ((0, 0), (0, pad_y), (0, pad_x)), mode="symmetric")
+            valid = np.pad(valid, ((0, pad_y), (0, pad_x)), constant_values=False)
+        return WindowData(pixels, valid)
+
+
+def normalise(pixels: np.ndarray, valid: np.ndarray, mean: Sequence[float],
+              std: Sequence[float]) -> np.ndarray:
+    """Standardise bands with the card's statistics; invalid pixels become 0 (the mean)."""
+    m = np.asarray(mean, dtype=np.float32)[:, None, None]
+    s = np.asarray(std, dtype=np.float32)[:, None, None]
+    out = (pixels - m) / s
+    out *= valid[None]
+    return out
+
+
+def output_profile(ds: rasterio.io.DatasetReader, count: int, dtype: str,
+                   nodata: Optional[float]) -> Dict[str, Any]:
+    """A tiled, DEFLATE-compressed GeoTIFF profile on the grid of ``ds``."""
+    profile = {
+        "driver": "GTiff", "width": ds.width, "height": ds.height, "count": count,
+        "dtype": dtype, "crs": ds.crs, "transform": ds.transform, "nodata": nodata,
+        "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate",
+        "predictor": 2 if dtype != "float32" else 3, "BIGTIFF": "IF_SAFER",
+    }
+    if ds.width < BLOCK or ds.height < BLOCK:
+        profile.update(tiled=False, blockxsize=None, blockysize=None)
+        profile = {k: v for k, v in profile.items() if v is not None}
+    return profile
+
+
+def class_colormap(classes: Sequence[Mapping[str, Any]]) -> Dict[int, Tuple[int, int, int, int]]:
+    """GDAL colour table entries for the card's classes; the nodata value is transparent."""
+    table = {int(c["value"]): (*[int(v) for v in c["color"]], 255) for c in classes}
+    table[CLASS_NODATA] = (0, 0, 0, 0)
+    return table
+
+
+def class_tags(classes: Sequence[Mapping[str, Any]]) -> Dict[str, str]:
+    """Band metadata embedded in the GeoTIFF: class names by value, and the full list as JSON."""
+    tags = {f"CLASS_{int(c['value'])}": str(c["name"]) for c in classes}
+    tags["RS_SEG_CLASSES"] = json.dumps(
+        [{"value": int(c["value"]), "name": c["name"], "color": list(c["color"])}
+         for c in classes])
+    return tags

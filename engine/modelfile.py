@@ -1,0 +1,145 @@
+"""Model files: one ``.rsmodel`` file holding a model card and the network weights.
+
+The file is a safetensors container: the weights are plain tensors and the card is a JSON string
+in the header metadata.  Loading parses a JSON header and copies raw tensor bytes; nothing in the
+file is ever executed (no pickle), so a crafted file cannot run code.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from . import __version__
+from .io.rasters import CLASS_NODATA
+from .jobs import InputError, ModelFileError, atomic_output
+from .models import build
+
+SCHEMA_VERSION = 1
+FORMAT_TAG = "rs_seg.model"
+TASKS = ("segmentation", "change")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference: its card (a plain dict) and its network (eval mode)."""
+
+    card: Dict[str, Any]
+    network: torch.nn.Module
+    path: Optional[Path] = None
+
+    @property
+    def task(self) -> str:
+        return self.card["task"]
+
+    @property
+    def band_names(self) -> list:
+        return [b["name"] for b in self.card["inputs"]["image"]["bands"]]
+
+
+def save_model(path: str | Path, card: Mapping[str, Any], network: torch.nn.Module) -> Path:
+    """Write ``card`` and the weights of ``network`` to ``path`` atomically."""
+    full = dict(card)
+    full["schema_version"] = SCHEMA_VERSION
+    full.setdefault("engine_version", __version__)
+    validate_card(full)
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    payload = st_save(state, metadata={"format": FORMAT_TAG, "card": json.dumps(full)})
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(payload)
+    return Path(path)
+
+
+def read_card(path: str | Path) -> Dict[str, Any]:
+    """Return the card of a model file without building its network."""
+    return _parse(path)[0]
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model file: validate its card, rebuild the network, load the weights (strictly)."""
+    card, state = _parse(path)
+    mismatch = (f"{path}: the weights do not match architecture '{card['architecture']}' "
+                f"{{}}; the file is damaged or was written by an incompatible engine")
+    try:
+        network = build(card["architecture"], **card.get("hparams", {}))
+        missing, unexpected = network.load_state_dict(state, strict=False)
+    except (TypeError, RuntimeError) as exc:
+        raise ModelFileError(mismatch.format(f"({str(exc).splitlines()[0]})")) from None
+    if missing or unexpected:
+        raise ModelFileError(mismatch.format(
+            f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)"))
+    network.eval().to(device)
+    return LoadedModel(card=card, network=network, path=Path(path))
+
+
+def _parse(path: str | Path) -> tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"model file {p} does not exist; check the path")
+    data = p.read_bytes()
+    try:
+        state = st_load(data)
+        meta = _header_metadata(data)
+    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        hint = (" It looks like a Python pickle (e.g. a raw torch.save file); those are never "
+                "loaded because they can run code." if data[:1] == b"\x80" or data[:2] == b"PK"
+                else "")
+        raise ModelFileError(f"{p} is not a readable RS Seg model file ({exc}).{hint} "
+                             f"Re-export it with 'python -m engine' or pick another file") from None
+    if meta.get("format") != FORMAT_TAG or "card" not in meta:
+        raise ModelFileError(f"{p} is a safetensors file but not an RS Seg model (no model card); "
+                             f"create one with 'python -m engine init-model' or 'train'")
+    try:
+        card = json.loads(meta["card"])
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{p}: the model card is corrupt ({exc})") from None
+    version = card.get("schema_version")
+    if not isinstance(version, int):
+        raise ModelFileError(f"{p}: the model card has no schema version; the file is corrupt")
+    if version > SCHEMA_VERSION:
+        raise ModelFileError(
+            f"{p} was written by a newer RS Seg (model schema {version}; this engine reads up to "
+            f"{SCHEMA_VERSION}). Update the RS Seg plugin/engine to use it")
+    validate_card(card, source=str(p))
+    return card, state
+
+
+def _header_metadata(data: bytes) -> Dict[str, str]:
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size].decode("utf-8"))
+    return header.get("__metadata__", {}) or {}
+
+
+def validate_card(card: Mapping[str, Any], source: str = "model card") -> None:
+    """Raise :class:`ModelFileError` when the card lacks what inference needs."""
+    def bad(what: str) -> ModelFileError:
+        return ModelFileError(f"{source}: {what}; the file is corrupt or incomplete")
+
+    if card.get("task") not in TASKS:
+        raise bad(f"task must be one of {TASKS}, not {card.get('task')!r}")
+    if not isinstance(card.get("architecture"), str):
+        raise bad("no architecture")
+    image = card.get("inputs", {}).get("image")
+    if not image or not image.get("bands"):
+        raise bad("no input bands")
+    n = len(image["bands"])
+    for key in ("mean", "std"):
+        if len(image.get(key, [])) != n:
+            raise bad(f"inputs.image.{key} must have one value per band ({n})")
+    if any(float(s) <= 0 for s in image["std"]):
+        raise bad("inputs.image.std must be positive")
+    classes = card.get("classes") or []
+    if not classes:
+        raise bad("no classes")
+    values = [c["value"] for c in classes]
+    if len(set(values)) != len(values) or not all(0 <= v < CLASS_NODATA for v in values):
+        raise bad(f"class values must be distinct integers in 0..{CLASS_NODATA - 1}")
+    for key in ("tile_size", "overlap"):
+        if not isinstance(card.get(key), int):
+            raise bad(f"no {key}")

@@ -1,0 +1,63 @@
+"""The plugin loads in QGIS, registers the rs_seg provider, and degrades when torch is missing."""
+import configparser
+import subprocess
+
+import pytest
+from qgis.core import QgsApplication
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.qgis
+
+
+def test_class_factory_registers_and_unloads_provider(qgis_app, qgis_iface):
+    import rs_seg_qgis
+    plugin = rs_seg_qgis.classFactory(qgis_iface)
+    plugin.initProcessing()
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById("rs_seg")
+    assert provider is not None and provider.name() == "RS Seg"
+    plugin.initGui()  # desktop path must not register twice
+    assert [p.id() for p in registry.providers()].count("rs_seg") == 1
+    plugin.unload()
+    assert registry.providerById("rs_seg") is None
+
+
+def test_provider_loads_without_torch_and_says_what_to_install(qgis_app, monkeypatch):
+    from rs_seg_qgis import deps
+    from rs_seg_qgis.processing import provider as provider_module
+    messages = []
+    monkeypatch.setattr(provider_module, "missing_modules", lambda: ["torch"])
+    QgsApplication.messageLog().messageReceived.connect(lambda m, tag, lvl: messages.append(m))
+    prov = provider_module.RsSegProvider()
+    assert QgsApplication.processingRegistry().addProvider(prov)
+    try:
+        QgsApplication.processEvents()
+        hint = deps.install_hint(["torch"])
+        assert "pip install torch==2.13.0" in hint
+        assert any("torch==2.13.0" in m for m in messages)
+    finally:
+        QgsApplication.processingRegistry().removeProvider(prov)
+
+
+def test_metadata_is_complete():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "rs_seg_qgis" / "metadata.txt")
+    g = cfg["general"]
+    for key in ("name", "qgisMinimumVersion", "description", "about", "version", "author",
+                "email", "repository", "hasProcessingProvider"):
+        assert g.get(key), key
+    assert g["qgisMinimumVersion"] == "3.22" and g["hasProcessingProvider"] == "yes"
+    assert (ROOT / "metadata.txt").read_text() == (ROOT / "rs_seg_qgis" / "metadata.txt").read_text()
+
+
+def test_qgis_process_lists_the_plugin_headless(tmp_path):
+    env_profile = tmp_path / "profile"
+    r = subprocess.run([str(ROOT / "scripts" / "qgis-process"), "plugins"], capture_output=True,
+                       text=True, timeout=120,
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                            "RS_SEG_QGIS_PROFILE": str(env_profile)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "rs_seg_qgis" in r.stdout
+    ini = env_profile / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    assert "rs_seg_qgis=true" in ini.read_text()

@@ -108,6 +108,19 @@ def cmd_predict(a: argparse.Namespace) -> None:
           f"{result['device']} in {result['seconds']:.1f} s ({result['mpix_per_s']:.2f} MPix/s)")
 
 
+# Commands living in their own modules: each has COMMAND, HELP, add_arguments(p), run(args, progress).
+COMMAND_MODULES = ("engine.training.cli",)
+
+
+def _module_command(module_name: str):
+    import importlib
+    module = importlib.import_module(module_name)
+
+    def run(a: argparse.Namespace) -> None:
+        _with_bar(module.COMMAND, lambda bar: module.run(a, progress=bar))
+    return module, run
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine",
                                 description="RS Seg engine: segmentation and change detection "
@@ -151,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--bands", type=_bands, help="raster bands to use, in the model's order")
     s.set_defaults(func=cmd_predict)
+
+    for name in COMMAND_MODULES:
+        module, run = _module_command(name)
+        s = sub.add_parser(module.COMMAND, help=module.HELP)
+        module.add_arguments(s)
+        s.set_defaults(func=run)
     return p
 
 

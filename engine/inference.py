@@ -35,8 +35,9 @@ PROBABILITY_SCALE = 254  # uint8 probability = round(p * 254); 255 is nodata
 
 @dataclass
 class Source:
-    """One input of the network: a window reader and the card's normalisation for it."""
+    """One named input of the network (a card input group): a window reader and its normalisation."""
 
+    name: str
     reader: WindowReader
     mean: Sequence[float]
     std: Sequence[float]
@@ -97,8 +98,8 @@ def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[S
                        label: str = "windows") -> None:
     """Stream every window of ``grid`` through ``forward`` and hand finished strips on.
 
-    ``forward(*inputs)`` maps B×C×T×T input batches (one per source) to B×channels×T×T scores
-    (probabilities).  ``on_strip`` receives finished rows in order, on the calling thread.
+    ``forward(inputs)`` maps a dict of B×C×T×T batches (one per source, keyed by its name) to
+    B×channels×T×T scores (probabilities).  ``on_strip`` receives finished rows in order, on the calling thread.
     """
     q: "queue.Queue[Any]" = queue.Queue(maxsize=3)
     stop = threading.Event()
@@ -123,7 +124,7 @@ def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[S
                 if channels_last:
                     inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
                 with autocast:
-                    scores = forward(*inputs)
+                    scores = forward({s.name: t for s, t in zip(sources, inputs)})
                 scores = scores.float()
                 valid = item.valid.to(device, non_blocking=True)
                 for k, (_, x, y) in enumerate(item.positions):
@@ -140,10 +141,15 @@ def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[S
         reader.join()
 
 
-def segmentation_forward(network: torch.nn.Module) -> Callable[..., torch.Tensor]:
-    """Class probabilities (softmax over channels) of a segmentation network."""
-    def forward(*inputs: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(network(*inputs).float(), dim=1)
+def logits_of(output: Any) -> torch.Tensor:
+    """The main logits of a network output (a tensor, or a dict with ``logits``)."""
+    return output["logits"] if isinstance(output, dict) else output
+
+
+def softmax_forward(network: torch.nn.Module) -> Callable[[Dict[str, torch.Tensor]], torch.Tensor]:
+    """Class probabilities (softmax over channels) of a network called with named inputs."""
+    def forward(inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.softmax(logits_of(network(**inputs)).float(), dim=1)
     return forward
 
 
@@ -169,7 +175,7 @@ def open_sources(card: Dict[str, Any], image: rasterio.io.DatasetReader,
     """Window readers for the card's input groups; the aux raster is warped onto the image grid."""
     groups = card["inputs"]
     img = groups["image"]
-    sources = [Source(WindowReader(image, resolve_bands(image, img["bands"], bands)),
+    sources = [Source("image", WindowReader(image, resolve_bands(image, img["bands"], bands)),
                       img["mean"], img["std"])]
     if "aux" in groups:
         if aux_path is None:
@@ -182,7 +188,7 @@ def open_sources(card: Dict[str, Any], image: rasterio.io.DatasetReader,
             aux_ds, crs=image.crs, transform=image.transform, width=image.width,
             height=image.height, resampling=Resampling.bilinear))
         aux = groups["aux"]
-        sources.append(Source(WindowReader(vrt, resolve_bands(vrt, aux["bands"], None, "the aux "
+        sources.append(Source("aux", WindowReader(vrt, resolve_bands(vrt, aux["bands"], None, "the aux "
                                                               "raster")), aux["mean"], aux["std"]))
     elif aux_path is not None:
         raise InputError("this model takes no auxiliary raster; remove --aux / AUX_INPUT")
@@ -248,7 +254,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
                 writers[1].put(strip.y, p.cpu().numpy())
 
         try:
-            run_sliding_window(segmentation_forward(net), sources, grid, len(classes), dev,
+            run_sliding_window(softmax_forward(net), sources, grid, len(classes), dev,
                                batch_size, on_strip, job, label="segment: window")
         except BaseException:
             for w in writers:

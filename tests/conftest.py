@@ -30,8 +30,8 @@ class Pointwise(torch.nn.Module):
         super().__init__()
         self.conv = torch.nn.Conv2d(in_channels, num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.conv(image)
 
 
 register("test-pointwise", task="segmentation", description="test only",

@@ -1,8 +1,11 @@
 """Model registry: ``build(name, **hparams)`` returns a fresh ``torch.nn.Module``.
 
-Each architecture registers a builder and a short description.  A segmentation network maps
-``B×bands×H×W`` to ``B×classes×H×W`` logits; ``input_multiple`` is the edge length the input
-must be a multiple of.
+Each architecture registers a builder and a short description.  Networks are called with the
+card's input groups as keyword arguments (``image``, ``aux``, ``t1``, ``t2``; each B×bands×H×W)
+and return B×classes×H×W logits, or in training mode optionally a dict
+``{"logits": …, "aux_logits": [...]}`` for deep supervision.  Networks that need labels during
+training take ``targets=`` (never passed at inference).  ``input_multiple`` is the edge length the
+input must be a multiple of.
 """
 from __future__ import annotations
 
@@ -55,4 +58,4 @@ def available(task: str | None = None) -> List[str]:
     return sorted(n for n, a in _REGISTRY.items() if task is None or a.task == task)
 
 
-from . import unet  # noqa: E402,F401  (registers the baseline)
+from . import fcsiam, mindist, unet  # noqa: E402,F401  (register the built-in networks)

@@ -7,7 +7,7 @@ from torch import nn
 from . import register
 
 
-def _double_conv(cin: int, cout: int) -> nn.Sequential:
+def double_conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
@@ -20,16 +20,16 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, base: int = 16, depth: int = 4) -> None:
         super().__init__()
         widths = [base * 2 ** i for i in range(depth + 1)]
-        self.stem = _double_conv(in_channels, widths[0])
-        self.down = nn.ModuleList(_double_conv(widths[i], widths[i + 1]) for i in range(depth))
+        self.stem = double_conv(in_channels, widths[0])
+        self.down = nn.ModuleList(double_conv(widths[i], widths[i + 1]) for i in range(depth))
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth)))
         self.merge = nn.ModuleList(
-            _double_conv(2 * widths[i], widths[i]) for i in reversed(range(depth)))
+            double_conv(2 * widths[i], widths[i]) for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = [self.stem(x)]
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        skips = [self.stem(image)]
         for block in self.down:
             skips.append(block(nn.functional.max_pool2d(skips[-1], 2)))
         y = skips.pop()

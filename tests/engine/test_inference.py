@@ -19,7 +19,7 @@ def whole_image_probs(model_path, path):
         valid = ds.dataset_mask() > 0
     x = torch.from_numpy(normalise(px, valid, img["mean"], img["std"]))[None]
     with torch.inference_mode():
-        return torch.softmax(m.network(x), 1)[0].numpy(), m.card
+        return torch.softmax(m.network(image=x), 1)[0].numpy(), m.card
 
 
 def test_equals_whole_image_forward_when_raster_fits_one_window(tmp_path, rng):

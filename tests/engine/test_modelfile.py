@@ -14,7 +14,7 @@ def test_roundtrip_gives_identical_weights_and_card(tmp_path):
     m1, m2 = load_model(path), load_model(path)
     x = torch.randn(1, 4, 32, 32)
     with torch.inference_mode():
-        assert torch.equal(m1.network(x), m2.network(x))
+        assert torch.equal(m1.network(image=x), m2.network(image=x))
     assert m1.card == read_card(path)
     assert m1.card["schema_version"] == SCHEMA_VERSION
     assert m1.band_names == ["R", "G", "B", "NIR"]

@@ -1,0 +1,62 @@
+"""``python -m engine train`` options."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..models import available
+from .losses import LOSSES
+
+COMMAND = "train"
+HELP = "train a model from rasters and label rasters or polygons"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``train`` (they mirror ``engine.train``'s TrainConfig)."""
+    p.add_argument("--task", choices=("segmentation", "change"), default="segmentation")
+    p.add_argument("--arch", default="unet", help=f"one of {', '.join(available())}")
+    p.add_argument("--image", action="append", required=True, dest="images",
+                   help="training image (repeat for several; the 'before' date for change)")
+    p.add_argument("--image2", action="append", default=[], dest="images2",
+                   help="the 'after' date of each --image (change)")
+    p.add_argument("--aux", action="append", default=[], help="auxiliary raster per --image")
+    p.add_argument("--labels", action="append", default=[],
+                   help="label raster per --image (class values)")
+    p.add_argument("--polygons", help="labelled polygons (GeoPackage, Shapefile …)")
+    p.add_argument("--class-field", help="attribute of --polygons holding the class")
+    p.add_argument("--ignore-value", type=int, help="label value that never counts")
+    p.add_argument("--out", required=True, help="model file to write (.rsmodel)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--tile", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--schedule", choices=("poly", "cosine", "constant"), default="poly")
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
+    p.add_argument("--loss", choices=LOSSES, help="default: ce (segmentation), bce_dice (change)")
+    p.add_argument("--balanced", action="store_true", help="class-balanced window sampling")
+    p.add_argument("--no-date-swap", dest="date_swap", action="store_false")
+    p.add_argument("--samples-per-epoch", type=int)
+    p.add_argument("--workers", type=int, default=1, help="data-loading processes")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--init", help="fine-tune from this model file (matching layers load)")
+    p.add_argument("--resume", help="resume from a <model>.last.ckpt checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hparams", type=json.loads, default={},
+                   help='architecture hyper-parameters as JSON, e.g. \'{"base": 32}\'')
+
+
+def run(args: argparse.Namespace, progress=None) -> None:
+    """Run training from parsed arguments and print where the results went."""
+    from .loop import TrainConfig, train
+    fields = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    result = train(cfg, progress=progress)
+    if result.get("rank", 0) == 0:
+        print(f"wrote {result['model']} (best {result['best_metric']:.4f} after "
+              f"{result['epochs_run']} epoch(s), {result['seconds']:.0f} s)")
+        for key in ("checkpoint", "history", "curves"):
+            if result.get(key):
+                print(f"  {key:10s} {result[key]}")

@@ -1,0 +1,383 @@
+"""Training data: scenes, labels (raster or polygons), spatial-block split and window sampling.
+
+Each scene is a base raster (``image`` or ``t1``) plus optional co-registered inputs (``aux``,
+``t2``: warped onto the base grid on the fly) and labels.  The base grid is cut into cells of
+``tile`` pixels; whole cells go to validation (fixed windows, no augmentation), and training
+windows are drawn at random positions that never touch a validation cell, so neighbouring windows
+cannot leak between the splits.  Every random draw comes from a generator seeded by
+(seed, epoch, index), which makes epochs reproducible and resume exact.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+
+from ..cards import class_colour
+from ..io.rasters import WindowReader, data_band_indexes, open_raster
+from ..jobs import InputError
+from .losses import IGNORE
+
+BASE_GROUPS = ("image", "t1")
+
+
+@dataclass
+class Scene:
+    """One training area: input rasters by group name, and labels (raster or polygons)."""
+
+    inputs: Dict[str, str]
+    labels: Optional[str] = None
+    polygons: Optional[str] = None
+    class_field: Optional[str] = None
+
+    @property
+    def base(self) -> str:
+        return next(g for g in self.inputs if g in BASE_GROUPS)
+
+
+@dataclass
+class LabelSpec:
+    """How label pixels become class indexes."""
+
+    classes: List[Dict[str, Any]]
+    ignore_value: Optional[int] = None
+    value_of: Dict[Any, int] = field(default_factory=dict)  # polygon field value → class value
+
+    def lut(self) -> np.ndarray:
+        """256-entry table: raster label value → class index (IGNORE where it does not count)."""
+        table = np.full(256, IGNORE, dtype=np.uint8)
+        for i, c in enumerate(self.classes):
+            table[int(c["value"])] = i
+        if self.ignore_value is not None and 0 <= self.ignore_value < 256:
+            table[self.ignore_value] = IGNORE
+        return table
+
+
+class SceneReader:
+    """Windowed access to one scene on its base grid: raw inputs, validity and label indexes."""
+
+    def __init__(self, scene: Scene, spec: LabelSpec) -> None:
+        self.scene, self.spec = scene, spec
+        self._stack = contextlib.ExitStack()
+        base = self._stack.enter_context(open_raster(scene.inputs[scene.base]))
+        self.base = base
+        self.width, self.height = base.width, base.height
+        self.readers: Dict[str, WindowReader] = {}
+        for group, path in scene.inputs.items():
+            ds = base if group == scene.base else self._aligned(path, Resampling.bilinear)
+            self.readers[group] = WindowReader(ds, data_band_indexes(ds) or [1])
+        self._labels = self._aligned(scene.labels, Resampling.nearest) if scene.labels else None
+        self._lut = spec.lut()
+        if self._labels is not None and self._labels.nodata is not None:
+            nd = int(self._labels.nodata)
+            if 0 <= nd < 256:
+                self._lut[nd] = IGNORE
+
+    def _aligned(self, path: str, resampling: Resampling) -> rasterio.io.DatasetReader:
+        ds = self._stack.enter_context(open_raster(path))
+        b = self.base
+        if ds.crs == b.crs and ds.transform == b.transform and ds.shape == b.shape:
+            return ds
+        if ds.crs is None or b.crs is None:
+            raise InputError(f"{path} is not on the grid of {self.scene.inputs[self.scene.base]} "
+                             f"and one of them has no CRS; georeference both")
+        check_overlap(b, ds, path)
+        return self._stack.enter_context(WarpedVRT(
+            ds, crs=b.crs, transform=b.transform, width=b.width, height=b.height,
+            resampling=resampling))
+
+    def read(self, x: int, y: int, size: int) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+        """Raw float32 inputs (per group) and uint8 class indexes (IGNORE = does not count)."""
+        inputs, valid = {}, None
+        for group, reader in self.readers.items():
+            win = reader.read(x, y, size)
+            inputs[group] = win.pixels
+            valid = win.valid if valid is None else valid & win.valid
+        labels = self._read_labels(x, y, size)
+        labels[~valid] = IGNORE
+        return inputs, labels
+
+    def _read_labels(self, x: int, y: int, size: int) -> np.ndarray:
+        w, h = min(size, self.width - x), min(size, self.height - y)
+        out = np.full((size, size), IGNORE, dtype=np.uint8)
+        if self._labels is not None:
+            raw = self._labels.read(1, window=Window(x, y, w, h))
+            out[:h, :w] = self._lut[np.clip(raw, 0, 255).astype(np.uint8)]
+            out[:h, :w][(raw < 0) | (raw > 255)] = IGNORE
+        else:
+            from ..io.vectors import rasterize_polygons
+            from ..io.vectors import PolygonLabels
+            burned = rasterize_polygons(
+                self.scene.polygons, self.scene.class_field,
+                PolygonLabels(classes=self.spec.classes, value_of=self.spec.value_of),
+                self.base.crs, window_transform(Window(x, y, w, h), self.base.transform), w, h,
+                fill=255)
+            out[:h, :w] = self._lut[burned]
+        return out
+
+    def valid_fraction(self, x: int, y: int, size: int) -> float:
+        """Share of counted label pixels in a window (used to skip empty cells)."""
+        return float((self.read(x, y, size)[1] != IGNORE).mean())
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def check_overlap(base: rasterio.io.DatasetReader, other: rasterio.io.DatasetReader,
+                  other_path: str) -> None:
+    """Raise :class:`InputError` when ``other`` does not overlap ``base``."""
+    from rasterio.warp import transform_bounds
+    l, b, r, t = transform_bounds(other.crs, base.crs, *other.bounds)
+    bl, bb, br, bt = base.bounds
+    if l >= br or r <= bl or b >= bt or t <= bb:
+        raise InputError(f"{other_path} does not overlap {base.name}; give data of the same area")
+
+
+# ---- classes --------------------------------------------------------------------------------
+
+def discover_label_classes(scenes: Sequence[Scene], ignore_value: Optional[int],
+                           class_names: Optional[Dict[int, str]] = None) -> LabelSpec:
+    """Classes present in the label rasters (streamed by blocks), names from tags when present."""
+    counts = np.zeros(256, dtype=np.int64)
+    names: Dict[int, str] = dict(class_names or {})
+    colours: Dict[int, List[int]] = {}
+    for scene in scenes:
+        with open_raster(scene.labels) as ds:
+            if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
+                raise InputError(f"label raster {scene.labels} must have one integer band "
+                                 f"(class values); it has {ds.count} band(s) of {ds.dtypes[0]}")
+            for _, win in ds.block_windows(1):
+                block = ds.read(1, window=win)
+                block = block[(block >= 0) & (block < 255)]
+                counts += np.bincount(block.astype(np.int64).ravel(), minlength=256)[:256]
+            nd = ds.nodata
+            if nd is not None and 0 <= nd < 256:
+                counts[int(nd)] = 0
+            for k, v in ds.tags(1).items():
+                if k.startswith("CLASS_") and k[6:].isdigit():
+                    names.setdefault(int(k[6:]), v)
+            with contextlib.suppress(ValueError):
+                for v, rgba in ds.colormap(1).items():
+                    colours[int(v)] = list(rgba[:3])
+    if ignore_value is not None and 0 <= ignore_value < 256:
+        counts[ignore_value] = 0
+    present = [int(v) for v in np.nonzero(counts)[0]]
+    if len(present) < 2:
+        raise InputError(f"the labels contain {len(present)} class(es) ({present}) besides the "
+                         f"ignore/nodata value; training needs at least two classes")
+    classes = [{"value": v, "name": names.get(v, f"class {v}"),
+                "color": colours.get(v, class_colour(i))} for i, v in enumerate(present)]
+    return LabelSpec(classes=classes, ignore_value=ignore_value)
+
+
+def polygon_label_spec(scenes: Sequence[Scene]) -> LabelSpec:
+    """Classes from the polygons' class field (same field in every scene)."""
+    from ..io.vectors import read_polygon_labels
+    first = read_polygon_labels(scenes[0].polygons, scenes[0].class_field)
+    return LabelSpec(classes=first.classes, value_of=first.value_of)
+
+
+# ---- split and sampling -----------------------------------------------------------------------
+
+@dataclass
+class Cell:
+    """A tile-sized cell of a scene's base grid and its counted label pixels per class."""
+
+    scene: int
+    x: int
+    y: int
+    class_counts: np.ndarray
+
+    @property
+    def labelled(self) -> int:
+        return int(self.class_counts.sum())
+
+
+def scan_cells(readers: Sequence[SceneReader], tile: int, num_classes: int) -> List[Cell]:
+    """All whole cells of every scene with their label counts (cells with none are dropped)."""
+    cells = []
+    for s, r in enumerate(readers):
+        if r.width < tile or r.height < tile:
+            raise InputError(f"{r.scene.inputs[r.scene.base]} is {r.width}×{r.height} px, smaller "
+                             f"than the training tile {tile}; use --tile "
+                             f"{max(16, min(r.width, r.height) // 16 * 16)} or smaller")
+        for y in range(0, r.height - tile + 1, tile):
+            for x in range(0, r.width - tile + 1, tile):
+                lab = r.read(x, y, tile)[1]
+                counts = np.bincount(lab[lab != IGNORE].ravel(), minlength=num_classes)[:num_classes]
+                if counts.sum():
+                    cells.append(Cell(s, x, y, counts))
+    if not cells:
+        raise InputError("no labelled pixels overlap the image(s): the labels are outside the "
+                         "image, all nodata, or all equal to the ignore value")
+    return cells
+
+
+def split_cells(cells: Sequence[Cell], val_fraction: float, seed: int) -> Tuple[List[Cell], List[Cell]]:
+    """Whole cells to validation (seeded); at least one cell stays for training."""
+    if not 0 <= val_fraction < 1:
+        raise InputError(f"validation fraction must be in [0, 1) (got {val_fraction})")
+    order = np.random.default_rng(seed).permutation(len(cells))
+    n_val = int(round(val_fraction * len(cells)))
+    if val_fraction > 0:
+        n_val = max(1, n_val)
+    n_val = min(n_val, len(cells) - 1)
+    val = [cells[i] for i in sorted(order[:n_val])]
+    train = [cells[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
+def cell_weights(cells: Sequence[Cell], balanced: bool) -> np.ndarray:
+    """Sampling probabilities of training cells: by labelled pixels, or favouring rare classes."""
+    counts = np.stack([c.class_counts for c in cells]).astype(np.float64)
+    if balanced:
+        freq = counts.sum(0)
+        inv = np.where(freq > 0, 1.0 / np.maximum(freq, 1), 0.0)
+        w = counts @ inv
+    else:
+        w = counts.sum(1)
+    return w / w.sum()
+
+
+def d4(arrays: List[np.ndarray], k: int, flip: bool) -> List[np.ndarray]:
+    """Apply the same rotation by k×90° (and optional horizontal flip) to every array (…×H×W)."""
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k, axes=(-2, -1))
+        if flip:
+            a = a[..., ::-1]
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Training windows (random, augmented) or validation windows (fixed cells)."""
+
+    def __init__(self, scenes: Sequence[Scene], spec: LabelSpec, cells: Sequence[Cell],
+                 tile: int, stats: Dict[str, Tuple[List[float], List[float]]], *, train: bool,
+                 length: int = 0, seed: int = 0, val_cells: Sequence[Cell] = (),
+                 balanced: bool = False, augment: bool = True, date_swap: bool = False) -> None:
+        self.scenes, self.spec, self.cells, self.tile = list(scenes), spec, list(cells), tile
+        self.stats, self.train, self.seed = stats, train, seed
+        self.length = length if train else len(self.cells)
+        self.val_cells = list(val_cells)
+        self.weights = cell_weights(self.cells, balanced) if train else None
+        self.augment, self.date_swap = augment, date_swap
+        self.epoch = 0
+        self._readers: Optional[List[SceneReader]] = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _reader(self, i: int) -> SceneReader:
+        if self._readers is None:  # opened lazily: each DataLoader worker gets its own handles
+            self._readers = [SceneReader(s, self.spec) for s in self.scenes]
+        return self._readers[i]
+
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        if not self.train:
+            c = self.cells[index]
+            inputs, labels = self._reader(c.scene).read(c.x, c.y, self.tile)
+            return self._tensors(inputs, labels)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        for _ in range(20):
+            c = self.cells[rng.choice(len(self.cells), p=self.weights)]
+            x, y = self._jitter(c, rng)
+            inputs, labels = self._reader(c.scene).read(x, y, self.tile)
+            if (labels != IGNORE).any():
+                break
+        if self.augment:
+            keys = list(inputs)
+            arrays = d4([inputs[k] for k in keys] + [labels], int(rng.integers(4)),
+                        bool(rng.integers(2)))
+            inputs, labels = dict(zip(keys, arrays[:-1])), arrays[-1]
+        batch = self._tensors(inputs, labels)
+        if self.date_swap and "t2" in batch and rng.random() < 0.5:
+            batch["t1"], batch["t2"] = batch["t2"], batch["t1"]
+        return batch
+
+    def _jitter(self, c: Cell, rng: np.random.Generator) -> Tuple[int, int]:
+        """A random window around cell ``c`` that stays in the raster and off validation cells."""
+        r = self._reader(c.scene)
+        t = self.tile
+        for _ in range(10):
+            x = int(np.clip(c.x + rng.integers(-t // 2, t // 2 + 1), 0, r.width - t))
+            y = int(np.clip(c.y + rng.integers(-t // 2, t // 2 + 1), 0, r.height - t))
+            if not any(v.scene == c.scene and abs(v.x - x) < t and abs(v.y - y) < t
+                       for v in self.val_cells):
+                return x, y
+        return c.x, c.y
+
+    def _tensors(self, inputs: Dict[str, np.ndarray], labels: np.ndarray) -> Dict[str, torch.Tensor]:
+        out = {}
+        valid = labels != IGNORE
+        for k, a in inputs.items():
+            mean, std = self.stats[k]
+            m = np.asarray(mean, np.float32)[:, None, None]
+            s = np.asarray(std, np.float32)[:, None, None]
+            out[k] = torch.from_numpy(((a - m) / s).astype(np.float32))
+        out["target"] = torch.from_numpy(labels.astype(np.int64))
+        out["valid"] = torch.from_numpy(valid)
+        return out
+
+
+def band_statistics(readers: Sequence[SceneReader], cells: Sequence[Cell], tile: int,
+                    seed: int, max_cells: int = 48) -> Dict[str, Tuple[List[float], List[float]]]:
+    """Per-band mean and std of each input group over valid pixels of (up to) ``max_cells``
+    training cells: the normalisation stored in the model card."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(cells), size=min(max_cells, len(cells)), replace=False)
+    sums: Dict[str, np.ndarray] = {}
+    sq: Dict[str, np.ndarray] = {}
+    n = 0
+    for i in pick:
+        c = cells[i]
+        r = readers[c.scene]
+        valid = None
+        raw = {}
+        for g, reader in r.readers.items():
+            win = reader.read(c.x, c.y, tile)
+            raw[g] = win.pixels
+            valid = win.valid if valid is None else valid & win.valid
+        for g, px in raw.items():
+            v = px[:, valid].astype(np.float64)
+            sums[g] = sums.get(g, 0) + v.sum(1)
+            sq[g] = sq.get(g, 0) + (v ** 2).sum(1)
+        n += int(valid.sum())
+    if n == 0:
+        raise InputError("every training window is nodata; check the image's nodata value")
+    stats = {}
+    for g in sums:
+        mean = sums[g] / n
+        std = np.sqrt(np.maximum(sq[g] / n - mean ** 2, 0))
+        stats[g] = ([float(m) for m in mean], [float(max(s, 1e-6)) for s in std])
+    return stats
+
+
+def band_names(path: str, count: int) -> List[str]:
+    """Band names from the raster's descriptions, or R,G,B(,NIR)-style defaults."""
+    from ..cards import DEFAULT_BAND_NAMES
+    with open_raster(path) as ds:
+        desc = [ds.descriptions[i - 1] for i in data_band_indexes(ds)]
+    if all(desc) and len(desc) == count:
+        return list(desc)
+    return list(DEFAULT_BAND_NAMES.get(count, [f"B{i}" for i in range(1, count + 1)]))
+
+
+def describe_scene(scene: Scene) -> str:
+    """A short JSON-able description of a scene for the training summary."""
+    return json.dumps({k: Path(v).name for k, v in scene.inputs.items()} |
+                      {"labels": Path(scene.labels or scene.polygons or "").name})

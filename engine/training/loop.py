@@ -1,0 +1,515 @@
+"""``engine.train``: from rasters or polygons to a model file, a checkpoint and a report.
+
+AdamW with warm-up then poly or cosine decay, AMP on CUDA, gradient clipping, early stopping on
+the validation metric (mIoU, or change-class F1), the best model written as the ``.rsmodel`` and
+the last state as ``<out>.last.ckpt`` (both atomically), exact resume, DistributedDataParallel
+under ``torchrun`` (rank 0 writes).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .. import __version__
+from ..devices import amp_dtype, resolve_device
+from ..inference import logits_of
+from ..jobs import (CancelledFn, EngineError, InputError, Job, ModelFileError, OutputError,
+                    ProgressFn, atomic_output, check_writable_output)
+from ..metrics import ConfusionMatrix, change_scores, scores
+from ..modelfile import load_model, save_model
+from ..models import architecture, build
+from .data import (LabelSpec, Scene, SceneReader, WindowDataset, band_names, band_statistics,
+                   discover_label_classes, polygon_label_spec, scan_cells, split_cells)
+from .losses import IGNORE, build_loss
+from .report import write_report
+
+CHECKPOINT_FORMAT = "rs_seg.checkpoint"
+CHANGE_CLASSES = [{"value": 0, "name": "no change", "color": [0, 0, 0]},
+                  {"value": 1, "name": "change", "color": [255, 0, 0]}]
+
+
+class TrainingError(EngineError):
+    """Training cannot go on (NaN loss, no data); the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``train`` needs; mirrors the CLI."""
+
+    out: str
+    images: List[str]
+    task: str = "segmentation"
+    arch: str = "unet"
+    aux: List[str] = field(default_factory=list)
+    images2: List[str] = field(default_factory=list)
+    labels: List[str] = field(default_factory=list)
+    polygons: Optional[str] = None
+    class_field: Optional[str] = None
+    ignore_value: Optional[int] = None
+    epochs: int = 20
+    batch_size: int = 8
+    tile: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "poly"
+    warmup_epochs: float = 1.0
+    val_fraction: float = 0.2
+    patience: int = 10
+    grad_clip: float = 1.0
+    loss: Optional[str] = None
+    balanced: bool = False
+    date_swap: bool = True
+    samples_per_epoch: Optional[int] = None
+    workers: int = 0
+    device: str = "auto"
+    init: Optional[str] = None
+    resume: Optional[str] = None
+    seed: int = 0
+    hparams: Dict[str, Any] = field(default_factory=dict)
+
+
+# ---- distributed helpers ----------------------------------------------------------------------
+
+def _world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _init_distributed(device: torch.device) -> tuple[int, int]:
+    rank, world = _world()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world
+
+
+def _all_sum(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+# ---- scenes, classes and card -----------------------------------------------------------------
+
+def _scenes(cfg: TrainConfig) -> List[Scene]:
+    if not cfg.images:
+        raise InputError("give at least one training image (--image)")
+    if bool(cfg.labels) == bool(cfg.polygons):
+        raise InputError("give labels either as a raster (--labels) or as polygons "
+                         "(--polygons with --class-field), not both / neither")
+    if cfg.labels and len(cfg.labels) != len(cfg.images):
+        raise InputError(f"{len(cfg.images)} image(s) but {len(cfg.labels)} label raster(s); "
+                         f"give one --labels per --image")
+    if cfg.polygons and not cfg.class_field:
+        raise InputError("--polygons needs --class-field (the attribute holding the class)")
+    for name, extra in (("--aux", cfg.aux), ("--image2", cfg.images2)):
+        if extra and len(extra) != len(cfg.images):
+            raise InputError(f"give one {name} per --image ({len(cfg.images)})")
+    if cfg.task == "change" and not cfg.images2:
+        raise InputError("change training needs the later date of each image (--image2)")
+    scenes = []
+    for i, img in enumerate(cfg.images):
+        inputs = {("t1" if cfg.task == "change" else "image"): img}
+        if cfg.task == "change":
+            inputs["t2"] = cfg.images2[i]
+        if cfg.aux:
+            inputs["aux"] = cfg.aux[i]
+        scenes.append(Scene(inputs, labels=cfg.labels[i] if cfg.labels else None,
+                            polygons=cfg.polygons, class_field=cfg.class_field))
+    return scenes
+
+
+def _label_spec(cfg: TrainConfig, scenes: List[Scene]) -> LabelSpec:
+    if cfg.task == "change":
+        return ChangeLabelSpec(classes=CHANGE_CLASSES, ignore_value=cfg.ignore_value)
+    if cfg.polygons:
+        return polygon_label_spec(scenes)
+    return discover_label_classes(scenes, cfg.ignore_value)
+
+
+class ChangeLabelSpec(LabelSpec):
+    """Change labels: 0 is no change, any other value (1, 255 …) is change."""
+
+    def lut(self) -> np.ndarray:
+        table = np.ones(256, dtype=np.uint8)
+        table[0] = 0
+        if self.ignore_value is not None and 0 <= self.ignore_value < 256:
+            table[self.ignore_value] = IGNORE
+        return table
+
+
+def _band_count(path: str) -> int:
+    from ..io.rasters import data_band_indexes, open_raster
+    with open_raster(path) as ds:
+        return len(data_band_indexes(ds))
+
+
+def _gsd(path: str) -> Optional[float]:
+    from ..io.rasters import open_raster
+    with open_raster(path) as ds:
+        if ds.crs is not None and ds.crs.is_projected:
+            return float(abs(ds.transform.a))
+    return None
+
+
+def _card(cfg: TrainConfig, scenes: List[Scene], spec: LabelSpec,
+          stats: Dict[str, tuple], hparams: Dict[str, Any]) -> Dict[str, Any]:
+    from ..io.rasters import open_raster
+    inputs = {}
+    for group in scenes[0].inputs:
+        path = scenes[0].inputs[group]
+        n = _band_count(path)
+        with open_raster(path) as ds:
+            dtype, nodata = ds.dtypes[0], ds.nodata
+        mean, std = stats[group]
+        inputs[group] = {"bands": [{"index": i + 1, "name": nm}
+                                   for i, nm in enumerate(band_names(path, n))],
+                         "dtype": dtype, "mean": mean, "std": std, "nodata": nodata}
+    return {"name": Path(cfg.out).stem, "task": cfg.task, "architecture": cfg.arch,
+            "hparams": hparams, "inputs": inputs, "classes": spec.classes,
+            "tile_size": cfg.tile, "overlap": max(8, cfg.tile // 8) // 8 * 8,
+            "gsd_m": _gsd(scenes[0].inputs[scenes[0].base]), "training": {}}
+
+
+def _hparams(cfg: TrainConfig, scenes: List[Scene], num_classes: int) -> Dict[str, Any]:
+    base = scenes[0].inputs[scenes[0].base]
+    hp = {"in_channels": _band_count(base), "num_classes": num_classes}
+    if "aux" in scenes[0].inputs:
+        hp["aux_channels"] = _band_count(scenes[0].inputs["aux"])
+    hp.update(cfg.hparams)
+    return hp
+
+
+# ---- schedule, checkpoints --------------------------------------------------------------------
+
+def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
+    """Multiplier of the base LR: linear warm-up, then poly (power 0.9) or cosine decay."""
+    if schedule not in ("poly", "cosine", "constant"):
+        raise InputError(f"unknown schedule '{schedule}'; use poly, cosine or constant")
+
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        t = min(max(t, 0.0), 1.0)
+        if schedule == "poly":
+            return max((1 - t) ** 0.9, 1e-3)
+        if schedule == "cosine":
+            return max(0.5 * (1 + math.cos(math.pi * t)), 1e-3)
+        return 1.0
+    return f
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    """Where the last training state of model ``out`` is kept."""
+    return Path(str(out) + ".last.ckpt")
+
+
+def _save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
+    try:
+        with atomic_output(path) as tmp:
+            torch.save(state, tmp)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OutputError(f"disk full while writing {path}; the previous checkpoint is "
+                              f"intact. Free some space and resume with --resume {path}") from None
+        raise OutputError(f"could not write {path} ({exc}); the previous checkpoint is intact") \
+            from None
+
+
+def load_checkpoint(path: str | Path) -> Dict[str, Any]:
+    """Load a training checkpoint without executing code (weights_only)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"checkpoint {p} does not exist; check the --resume path")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        raise ModelFileError(f"{p} is not a readable RS Seg checkpoint ({str(exc).splitlines()[0]})") \
+            from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{p} is not an RS Seg training checkpoint")
+    return state
+
+
+def _partial_init(network: torch.nn.Module, init_path: str) -> Dict[str, Any]:
+    """Load the tensors of another model file whose names and shapes match; report what loaded."""
+    other = load_model(init_path).network.state_dict()
+    own = network.state_dict()
+    loaded = [k for k, v in other.items() if k in own and own[k].shape == v.shape]
+    skipped = sorted(set(own) - set(loaded))
+    network.load_state_dict({k: other[k] for k in loaded}, strict=False)
+    return {"from": str(init_path), "loaded": len(loaded), "skipped": len(skipped),
+            "skipped_names": skipped[:20]}
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+
+def _batch_to(batch: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _network_inputs(batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k not in ("target", "valid")}
+
+
+def _validate(net: torch.nn.Module, loader, loss_fn, device: torch.device, num_classes: int,
+              world: int, autocast) -> tuple[float, np.ndarray]:
+    net.eval()
+    cm = ConfusionMatrix(num_classes, ignore_index=IGNORE)
+    total = torch.zeros(2, dtype=torch.float64, device=device)
+    with torch.inference_mode():
+        for batch in loader:
+            b = _batch_to(batch, device)
+            with autocast():
+                out = net(**_network_inputs(b))
+            logits = logits_of(out).float()
+            total[0] += float(loss_fn(logits, b["target"])) * len(logits)
+            total[1] += len(logits)
+            cm.update(b["target"], logits.argmax(1))
+    matrix = torch.as_tensor(cm.matrix, dtype=torch.float64, device=device)
+    _all_sum(matrix, world)
+    _all_sum(total, world)
+    return float(total[0] / total[1].clamp_min(1)), matrix.long().cpu().numpy()
+
+
+def _metric(task: str, matrix: np.ndarray, names: List[str]) -> tuple[float, Dict[str, Any]]:
+    if task == "change":
+        s = change_scores(matrix)
+        return float(s["f1"] or 0.0), s
+    s = scores(matrix, names)
+    return float(s["miou"] or 0.0), s
+
+
+def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] = None,
+          cancelled: Optional[CancelledFn] = None, **kwargs: Any) -> Dict[str, Any]:
+    """Train a model; returns a summary (paths, best epoch, validation scores)."""
+    cfg = config or TrainConfig(**kwargs)
+    job = Job(progress, cancelled)
+    arch = architecture(cfg.arch)
+    if arch.task != cfg.task:
+        raise InputError(f"architecture '{cfg.arch}' is for {arch.task}, not {cfg.task}")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise InputError("epochs and batch size must be at least 1")
+    if cfg.tile % arch.input_multiple:
+        raise InputError(f"--tile must be a multiple of {arch.input_multiple} for {cfg.arch}")
+    check_writable_output(cfg.out)
+    device = resolve_device(cfg.device)
+    rank, world = _init_distributed(device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    torch.manual_seed(cfg.seed)
+
+    scenes = _scenes(cfg)
+    spec = _label_spec(cfg, scenes)
+    readers = [SceneReader(s, spec) for s in scenes]
+    try:
+        job.report(0.0, "train: scanning labels")
+        cells = scan_cells(readers, cfg.tile, len(spec.classes))
+        train_cells, val_cells = split_cells(cells, cfg.val_fraction, cfg.seed)
+        stats = band_statistics(readers, train_cells, cfg.tile, cfg.seed)
+    finally:
+        for r in readers:
+            r.close()
+
+    resume_state = load_checkpoint(cfg.resume) if cfg.resume else None
+    if resume_state is not None:
+        card = json.loads(resume_state["card"])
+        stats = {g: (v["mean"], v["std"]) for g, v in card["inputs"].items()}
+        hparams = card["hparams"]
+    else:
+        hparams = _hparams(cfg, scenes, len(spec.classes))
+        card = _card(cfg, scenes, spec, stats, hparams)
+    net = build(cfg.arch, **hparams).to(device)
+    init_report = _partial_init(net, cfg.init) if cfg.init else None
+    if init_report:
+        job.log(f"init from {cfg.init}: {init_report['loaded']} tensors loaded, "
+                f"{init_report['skipped']} new")
+
+    samples = cfg.samples_per_epoch or max(cfg.batch_size * 4, len(train_cells) * 4)
+    train_ds = WindowDataset(scenes, spec, train_cells, cfg.tile, stats, train=True,
+                             length=samples, seed=cfg.seed, val_cells=val_cells,
+                             balanced=cfg.balanced, date_swap=cfg.date_swap and cfg.task == "change")
+    val_ds = WindowDataset(scenes, spec, val_cells or train_cells[:1], cfg.tile, stats, train=False)
+    shard = lambda ds: torch.utils.data.Subset(ds, range(rank, len(ds), world))  # noqa: E731
+    loader_opts = dict(batch_size=cfg.batch_size, num_workers=cfg.workers,
+                       pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
+    train_loader = torch.utils.data.DataLoader(shard(train_ds), shuffle=False, drop_last=False,
+                                               **loader_opts)
+    val_loader = torch.utils.data.DataLoader(shard(val_ds), shuffle=False, **loader_opts)
+
+    loss_name = cfg.loss or ("bce_dice" if cfg.task == "change" else "ce")
+    loss_fn = build_loss(loss_name)
+    names = [c["name"] for c in spec.classes]
+    summary = {"task": cfg.task, "architecture": cfg.arch, "loss": loss_name,
+               "data": [{k: str(v) for k, v in s.inputs.items()} |
+                        {"labels": str(s.labels or s.polygons)} for s in scenes],
+               "train_cells": len(train_cells), "val_cells": len(val_cells),
+               "tile": cfg.tile, "seed": cfg.seed, "init": init_report,
+               "engine_version": __version__}
+
+    if getattr(net, "closed_form", False):
+        return _fit_closed_form(cfg, net, card, summary, train_loader, val_loader, loss_fn,
+                                device, names, rank, world, job)
+
+    model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, len(train_loader))
+    total_steps = steps_per_epoch * cfg.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda(
+        cfg.schedule, int(cfg.warmup_epochs * steps_per_epoch), total_steps))
+    amp = amp_dtype(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
+
+    history: List[Dict[str, Any]] = []
+    best, bad_epochs, start_epoch = -1.0, 0, 0
+    if resume_state is not None:
+        net.load_state_dict(resume_state["model"])
+        optimiser.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        if resume_state.get("scaler"):
+            scaler.load_state_dict(resume_state["scaler"])
+        torch.set_rng_state(resume_state["torch_rng"])
+        history = json.loads(resume_state["history"])
+        best, bad_epochs = float(resume_state["best"]), int(resume_state["bad_epochs"])
+        start_epoch = int(resume_state["epoch"])
+        job.log(f"resumed from {cfg.resume} at epoch {start_epoch + 1}")
+
+    ckpt = checkpoint_path(cfg.out)
+    started = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        train_ds.set_epoch(epoch)
+        model.train()
+        running = torch.zeros(2, dtype=torch.float64, device=device)
+        t0 = time.perf_counter()
+        for step, batch in enumerate(train_loader):
+            job.check()
+            b = _batch_to(batch, device)
+            with autocast():
+                out = model(**_network_inputs(b))
+                loss = loss_fn(out, b["target"])
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {float(loss)} at epoch {epoch + 1}, batch {step + 1}; "
+                    f"training stopped. The last good checkpoint is {ckpt if ckpt.exists() else 'none yet'}. "
+                    f"Lower the learning rate (--lr, now {cfg.lr}) or check the inputs for "
+                    f"extreme values")
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                scaler.unscale_(optimiser)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            scaler.step(optimiser)
+            scaler.update()
+            scheduler.step()
+            running[0] += float(loss.detach()) * len(b["target"])
+            running[1] += len(b["target"])
+            job.report((epoch + (step + 1) / steps_per_epoch) / cfg.epochs,
+                       f"epoch {epoch + 1}/{cfg.epochs} loss {float(running[0] / running[1]):.4f}")
+        _all_sum(running, world)
+        train_loss = float(running[0] / running[1].clamp_min(1))
+        train_seconds = time.perf_counter() - t0
+        val_loss, matrix = _validate(model, val_loader, loss_fn, device, len(spec.classes), world,
+                                     autocast)
+        metric, val_scores = _metric(cfg.task, matrix, names)
+        entry = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                 "metric": metric, "lr": scheduler.get_last_lr()[0],
+                 "samples_per_s": int(running[1]) / max(train_seconds, 1e-9),
+                 "val": _compact(val_scores)}
+        history.append(entry)
+        improved = metric > best
+        if improved:
+            best, bad_epochs = metric, 0
+        else:
+            bad_epochs += 1
+        metric_name = "F1(change)" if cfg.task == "change" else "mIoU"
+        job.log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, val loss "
+                f"{val_loss:.4f}, {metric_name} {metric:.4f}" + (" (best)" if improved else ""))
+        if rank == 0:
+            if improved:
+                card["training"] = _training_summary(summary, history, epoch + 1, val_scores,
+                                                     metric_name, metric)
+                save_model(cfg.out, card, net)
+            _save_checkpoint(ckpt, {
+                "format": CHECKPOINT_FORMAT, "card": json.dumps(card), "model": net.state_dict(),
+                "optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                "epoch": epoch + 1, "history": json.dumps(history), "best": best,
+                "bad_epochs": bad_epochs, "torch_rng": torch.get_rng_state(),
+                "config": json.dumps(asdict(cfg))})
+        _barrier(world)
+        if bad_epochs >= cfg.patience:
+            job.log(f"early stop: no improvement of {metric_name} for {cfg.patience} epochs")
+            break
+
+    report = write_report(cfg.out, history, metric_name) if rank == 0 else {}
+    _barrier(world)
+    job.report(1.0, "train: done")
+    return {"model": str(cfg.out), "checkpoint": str(ckpt), **report,
+            "best_metric": best, "epochs_run": len(history),
+            "seconds": time.perf_counter() - started, "rank": rank, "world_size": world}
+
+
+def _compact(s: Dict[str, Any]) -> Dict[str, Any]:
+    """Validation scores small enough for the history (per-class IoU by name)."""
+    out = {k: v for k, v in s.items() if not isinstance(v, (list, dict))}
+    if "per_class" in s:
+        out["iou"] = {c["name"]: c["iou"] for c in s["per_class"]}
+    return out
+
+
+def _training_summary(summary: Dict[str, Any], history: List[Dict[str, Any]], best_epoch: int,
+                      val_scores: Dict[str, Any], metric_name: str, metric: float) -> Dict[str, Any]:
+    return {**summary, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "epochs": len(history), "best_epoch": best_epoch,
+            "metrics": {metric_name: metric, **_compact(val_scores)}}
+
+
+def _fit_closed_form(cfg: TrainConfig, net: torch.nn.Module, card: Dict[str, Any],
+                     summary: Dict[str, Any], train_loader, val_loader, loss_fn,
+                     device: torch.device, names: List[str], rank: int, world: int,
+                     job: Job) -> Dict[str, Any]:
+    """Fit a closed-form classifier (e.g. minimum distance) from one pass over the windows."""
+    started = time.perf_counter()
+    n = max(1, len(train_loader))
+    for step, batch in enumerate(train_loader):
+        job.check()
+        b = _batch_to(batch, device)
+        net.accumulate(b["image"], b["target"], IGNORE)
+        job.report((step + 1) / n * 0.9, f"fit {step + 1}/{n}")
+    for buf in (net.sums, net.counts):
+        _all_sum(buf, world)
+    net.finalise()
+    val_loss, matrix = _validate(net, val_loader, loss_fn, device, len(names), world,
+                                 contextlib.nullcontext)
+    metric, val_scores = _metric(cfg.task, matrix, names)
+    history = [{"epoch": 1, "train_loss": None, "val_loss": val_loss, "metric": metric,
+                "lr": None, "samples_per_s": None, "val": _compact(val_scores)}]
+    job.log(f"fitted {cfg.arch}: val mIoU {metric:.4f}")
+    report = {}
+    if rank == 0:
+        card["training"] = _training_summary(summary, history, 1, val_scores, "mIoU", metric)
+        save_model(cfg.out, card, net)
+        report = write_report(cfg.out, history, "mIoU")
+    _barrier(world)
+    job.report(1.0, "train: done")
+    return {"model": str(cfg.out), "checkpoint": None, **report, "best_metric": metric,
+            "epochs_run": 1, "seconds": time.perf_counter() - started, "rank": rank,
+            "world_size": world}

@@ -1,0 +1,136 @@
+"""Loss registry: ``build_loss(name)`` returns ``loss(output, target) -> scalar``.
+
+``target`` holds class indexes (B×H×W, int64) with ``IGNORE`` where a pixel does not count
+(unlabelled, nodata, outside the raster).  ``output`` is the network output: logits, or a dict
+``{"logits", "aux_logits": [...]}``; auxiliary outputs (deep supervision) are resized to the
+target and added with ``aux_weight``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+import torch
+import torch.nn.functional as F
+
+from ..jobs import InputError
+
+IGNORE = 255
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy over counted pixels, optionally with a per-pixel weight map."""
+    per_pixel = F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="none",
+                                label_smoothing=label_smoothing)
+    counted = (target != IGNORE).float()
+    if weight is not None:
+        counted = counted * weight
+    return (per_pixel * counted).sum() / counted.sum().clamp_min(1.0)
+
+
+def dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft multi-class Dice loss (1 − mean Dice over classes present in target or prediction)."""
+    probs = torch.softmax(logits.float(), dim=1)
+    counted = (target != IGNORE)
+    onehot = F.one_hot(torch.where(counted, target, 0), logits.shape[1]).permute(0, 3, 1, 2).float()
+    mask = counted[:, None].float()
+    inter = (probs * onehot * mask).sum((0, 2, 3))
+    total = ((probs + onehot) * mask).sum((0, 2, 3))
+    return 1.0 - ((2 * inter + eps) / (total + eps)).mean()
+
+
+def bce_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Binary BCE + Dice of the positive class (index 1) for two-channel (no-change/change) logits.
+
+    The change logit is the margin logit₁ − logit₀, so BCE equals 2-class cross-entropy; the Dice
+    term is on the change class alone, which keeps rare change from being swamped by background.
+    """
+    counted = (target != IGNORE).float()
+    y = (target == 1).float()
+    margin = (logits[:, 1] - logits[:, 0]).float()
+    bce = (F.binary_cross_entropy_with_logits(margin, y, reduction="none") * counted).sum() \
+        / counted.sum().clamp_min(1.0)
+    p = torch.sigmoid(margin) * counted
+    d = 1.0 - (2 * (p * y).sum() + eps) / (p.sum() + (y * counted).sum() + eps)
+    return bce + d
+
+
+def enhancement_weights(target: torch.Tensor, num_classes: int, low: float = 0.2,
+                        high: float = 5.0) -> torch.Tensor:
+    """Per-pixel category-wise enhancement weights (CaFE CEL, seed-models.md §2, our reading).
+
+    Per image, class proportion p_c = |M_c| / counted pixels; w_c = (1/p_c) / Σ_present(1/p_k)
+    × K_present, clipped to [low, high]; every pixel gets its class's weight (ignored pixels 0).
+    Rare classes weigh more, so learning focuses on small regions.
+    """
+    b = target.shape[0]
+    counted = target != IGNORE
+    idx = torch.where(counted, target, 0).reshape(b, -1)
+    counts = torch.zeros(b, num_classes, device=target.device).scatter_add_(
+        1, idx, counted.reshape(b, -1).float())
+    present = counts > 0
+    p = counts / counts.sum(1, keepdim=True).clamp_min(1.0)
+    inv = torch.where(present, 1.0 / p.clamp_min(1e-12), torch.zeros_like(p))
+    k = present.sum(1, keepdim=True).float()
+    w = (inv / inv.sum(1, keepdim=True).clamp_min(1e-12) * k).clamp(low, high)
+    pixel_w = torch.gather(w, 1, idx).reshape(target.shape)
+    return pixel_w * counted.float()
+
+
+def boundary(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Boundary-consistency loss: L1 between the spatial gradient magnitudes of the softmax maps
+    and of the one-hot labels (the Gated-SCNN "dual task" idea, with real finite differences)."""
+    probs = torch.softmax(logits.float(), dim=1)
+    counted = (target != IGNORE)
+    onehot = F.one_hot(torch.where(counted, target, 0), logits.shape[1]).permute(0, 3, 1, 2).float()
+
+    def grad_mag(x: torch.Tensor) -> torch.Tensor:
+        x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        gx = F.pad(x[..., :, 2:] - x[..., :, :-2], (1, 1, 0, 0)) / 2
+        gy = F.pad(x[..., 2:, :] - x[..., :-2, :], (0, 0, 1, 1)) / 2
+        return torch.sqrt(gx ** 2 + gy ** 2 + 1e-8)
+
+    mask = counted[:, None].float()
+    diff = (grad_mag(probs) - grad_mag(onehot)).abs() * mask
+    return diff.sum() / (mask.sum() * logits.shape[1]).clamp_min(1.0)
+
+
+def _main_and_aux(output: Any) -> tuple[torch.Tensor, list]:
+    if isinstance(output, dict):
+        return output["logits"], list(output.get("aux_logits") or [])
+    return output, []
+
+
+def _resized(logits: torch.Tensor, size: tuple) -> torch.Tensor:
+    if logits.shape[-2:] == size:
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+_TERMS: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "ce": lambda lg, t: cross_entropy(lg, t),
+    "dice": dice,
+    "ce_dice": lambda lg, t: cross_entropy(lg, t) + dice(lg, t),
+    "bce_dice": bce_dice,
+    "enhanced_ce": lambda lg, t: cross_entropy(lg, t, weight=enhancement_weights(t, lg.shape[1])),
+    "ce_boundary": lambda lg, t: cross_entropy(lg, t) + boundary(lg, t),
+    "boundary": boundary,
+}
+LOSSES = tuple(_TERMS)
+
+
+def build_loss(name: str = "ce", aux_weight: float = 0.2) -> LossFn:
+    """Loss ``name`` applied to the main output plus ``aux_weight`` × each auxiliary output."""
+    if name not in _TERMS:
+        raise InputError(f"unknown loss '{name}'; available: {', '.join(LOSSES)}")
+    term = _TERMS[name]
+
+    def loss(output: Any, target: torch.Tensor) -> torch.Tensor:
+        main, aux = _main_and_aux(output)
+        total = term(main.float(), target)
+        for extra in aux:
+            total = total + aux_weight * term(_resized(extra.float(), target.shape[-2:]), target)
+        return total
+
+    return loss

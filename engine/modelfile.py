@@ -24,6 +24,7 @@ from .models import build
 SCHEMA_VERSION = 1
 FORMAT_TAG = "rs_seg.model"
 TASKS = ("segmentation", "change")
+INPUT_GROUPS = {"segmentation": ("image",), "change": ("t1", "t2")}
 
 
 @dataclass
@@ -40,7 +41,9 @@ class LoadedModel:
 
     @property
     def band_names(self) -> list:
-        return [b["name"] for b in self.card["inputs"]["image"]["bands"]]
+        """Band names of the main input (``image``, or ``t1`` for change models)."""
+        main = INPUT_GROUPS[self.card["task"]][0]
+        return [b["name"] for b in self.card["inputs"][main]["bands"]]
 
 
 def save_model(path: str | Path, card: Mapping[str, Any], network: torch.nn.Module) -> Path:
@@ -125,15 +128,19 @@ def validate_card(card: Mapping[str, Any], source: str = "model card") -> None:
         raise bad(f"task must be one of {TASKS}, not {card.get('task')!r}")
     if not isinstance(card.get("architecture"), str):
         raise bad("no architecture")
-    image = card.get("inputs", {}).get("image")
-    if not image or not image.get("bands"):
-        raise bad("no input bands")
-    n = len(image["bands"])
-    for key in ("mean", "std"):
-        if len(image.get(key, [])) != n:
-            raise bad(f"inputs.image.{key} must have one value per band ({n})")
-    if any(float(s) <= 0 for s in image["std"]):
-        raise bad("inputs.image.std must be positive")
+    groups = card.get("inputs") or {}
+    required = INPUT_GROUPS[card["task"]]
+    if not all(g in groups for g in required):
+        raise bad(f"a {card['task']} model needs input groups {', '.join(required)}")
+    for name, group in groups.items():
+        if not group.get("bands"):
+            raise bad(f"no bands in input group '{name}'")
+        n = len(group["bands"])
+        for key in ("mean", "std"):
+            if len(group.get(key, [])) != n:
+                raise bad(f"inputs.{name}.{key} must have one value per band ({n})")
+        if any(float(s) <= 0 for s in group["std"]):
+            raise bad(f"inputs.{name}.std must be positive")
     classes = card.get("classes") or []
     if not classes:
         raise bad("no classes")

@@ -407,7 +407,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                 loss = loss_fn(out, b["target"])
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"the loss became {float(loss)} at epoch {epoch + 1}, batch {step + 1}; "
+                    f"the loss became {float(loss.detach())} at epoch {epoch + 1}, batch {step + 1}; "
                     f"training stopped. The last good checkpoint is {ckpt if ckpt.exists() else 'none yet'}. "
                     f"Lower the learning rate (--lr, now {cfg.lr}) or check the inputs for "
                     f"extreme values")
@@ -459,12 +459,22 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
             job.log(f"early stop: no improvement of {metric_name} for {cfg.patience} epochs")
             break
 
-    report = write_report(cfg.out, history, metric_name) if rank == 0 else {}
+    report = {}
+    if rank == 0:
+        report = write_report(cfg.out, history, metric_name)
+        _record_epochs_run(cfg.out, len(history))
     _barrier(world)
     job.report(1.0, "train: done")
     return {"model": str(cfg.out), "checkpoint": str(ckpt), **report,
             "best_metric": best, "epochs_run": len(history),
             "seconds": time.perf_counter() - started, "rank": rank, "world_size": world}
+
+
+def _record_epochs_run(out: str, epochs: int) -> None:
+    """The best model was saved mid-run; its card also says how long training went on."""
+    best = load_model(out)
+    best.card["training"]["epochs"] = epochs
+    save_model(out, best.card, best.network)
 
 
 def _compact(s: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+
+from engine.jobs import InputError
+from engine.training.data import (Scene, SceneReader, WindowDataset, d4, discover_label_classes,
+                                  scan_cells, split_cells)
+from engine.training.loop import ChangeLabelSpec
+from engine.training.losses import IGNORE
+from tests.conftest import labelled_scene, write_raster
+
+
+@pytest.fixture
+def scene(tmp_path):
+    image, labels = labelled_scene(tmp_path)
+    return Scene({"image": str(image)}, labels=str(labels))
+
+
+def test_classes_come_from_the_label_raster(scene):
+    spec = discover_label_classes([scene], ignore_value=None)
+    assert [c["value"] for c in spec.classes] == [1, 2, 3]
+    spec = discover_label_classes([scene], ignore_value=1)
+    assert [c["value"] for c in spec.classes] == [2, 3]
+
+
+def test_split_never_leaks_training_windows_into_validation_cells(scene):
+    spec = discover_label_classes([scene], None)
+    reader = SceneReader(scene, spec)
+    cells = scan_cells([reader], 32, 3)
+    train, val = split_cells(cells, 0.3, seed=1)
+    assert len(val) == round(0.3 * len(cells)) and len(train) + len(val) == len(cells)
+    assert not {(c.x, c.y) for c in train} & {(c.x, c.y) for c in val}
+    ds = WindowDataset([scene], spec, train, 32, {"image": ([0] * 3, [1] * 3)}, train=True,
+                       length=200, seed=0, val_cells=val)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        c = train[rng.integers(len(train))]
+        x, y = ds._jitter(c, rng)
+        assert 0 <= x <= reader.width - 32 and 0 <= y <= reader.height - 32
+        for v in val:
+            assert abs(v.x - x) >= 32 or abs(v.y - y) >= 32, "window overlaps a validation cell"
+
+
+def test_epochs_are_reproducible_and_differ(scene):
+    spec = discover_label_classes([scene], None)
+    cells = scan_cells([SceneReader(scene, spec)], 32, 3)
+    mk = lambda: WindowDataset([scene], spec, cells, 32, {"image": ([0] * 3, [1] * 3)},  # noqa
+                               train=True, length=4, seed=3)
+    a, b = mk(), mk()
+    assert all((a[i]["image"] == b[i]["image"]).all() for i in range(4))
+    b.set_epoch(1)
+    assert not all((a[i]["image"] == b[i]["image"]).all() for i in range(4))
+
+
+def test_augmentation_moves_images_and_labels_together():
+    img = np.arange(2 * 5 * 5, dtype=np.float32).reshape(2, 5, 5)
+    lab = (img[0] % 7).astype(np.uint8)
+    for k in range(4):
+        for flip in (False, True):
+            a, l = d4([img, lab], k, flip)
+            assert (l == (a[0] % 7)).all()
+
+
+def test_validation_windows_are_fixed_and_unaugmented(scene):
+    spec = discover_label_classes([scene], None)
+    reader = SceneReader(scene, spec)
+    cells = scan_cells([reader], 32, 3)
+    ds = WindowDataset([scene], spec, cells[:3], 32, {"image": ([0] * 3, [1] * 3)}, train=False)
+    item = ds[1]
+    raw, lab = reader.read(cells[1].x, cells[1].y, 32)
+    assert (item["image"].numpy() == raw["image"]).all() and (item["target"].numpy() == lab).all()
+
+
+def test_labels_in_another_crs_and_grid_are_aligned(tmp_path):
+    image, labels = labelled_scene(tmp_path, size=64)
+    import rasterio
+    from rasterio.warp import reproject, Resampling, calculate_default_transform
+    with rasterio.open(labels) as src:
+        tr, w, h = calculate_default_transform(src.crs, "EPSG:3857", src.width, src.height,
+                                               *src.bounds)
+        dst = np.zeros((h, w), np.uint8)
+        reproject(src.read(1), dst, src_transform=src.transform, src_crs=src.crs,
+                  dst_transform=tr, dst_crs="EPSG:3857", resampling=Resampling.nearest)
+        original = src.read(1)
+    moved = tmp_path / "labels_3857.tif"
+    with rasterio.open(moved, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8",
+                       crs="EPSG:3857", transform=tr) as d:
+        d.write(dst[None])
+    scene = Scene({"image": str(image)}, labels=str(moved))
+    spec = discover_label_classes([scene], None)
+    got = SceneReader(scene, spec).read(0, 0, 64)[1]
+    lut = spec.lut()
+    inner = (slice(4, -4), slice(4, -4))
+    assert (got[inner] == lut[original][inner]).mean() > 0.95
+
+
+def test_change_labels_map_any_nonzero_to_change():
+    lut = ChangeLabelSpec(classes=[], ignore_value=None).lut()
+    assert lut[0] == 0 and lut[1] == 1 and lut[255] == 1
+    assert ChangeLabelSpec(classes=[], ignore_value=9).lut()[9] == IGNORE
+
+
+def test_bad_label_inputs(tmp_path, rng):
+    image, labels = labelled_scene(tmp_path, size=64)
+    far = write_raster(tmp_path / "far.tif", np.ones((1, 64, 64), np.uint8) * 2,
+                       origin=(900000.0, 1000000.0))
+    scene = Scene({"image": str(image)}, labels=str(far))
+    spec = discover_label_classes([Scene({"image": str(image)}, labels=str(labels))], None)
+    with pytest.raises(InputError, match="does not overlap"):
+        SceneReader(scene, spec)
+    one = write_raster(tmp_path / "one.tif", np.ones((1, 64, 64), np.uint8) * 2)
+    with pytest.raises(InputError, match="at least two classes"):
+        discover_label_classes([Scene({"image": str(image)}, labels=str(one))], None)
+    zeros = write_raster(tmp_path / "zeros.tif", np.zeros((1, 64, 64), np.uint8))
+    with pytest.raises(InputError, match="no labelled pixels"):
+        scan_cells([SceneReader(Scene({"image": str(image)}, labels=str(zeros)), spec)], 32, 3)
+    with pytest.raises(InputError, match="smaller than the training tile"):
+        scan_cells([SceneReader(Scene({"image": str(image)}, labels=str(labels)), spec)], 128, 3)

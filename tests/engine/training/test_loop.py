@@ -1,0 +1,189 @@
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from engine.inference import predict
+from engine.jobs import Cancelled, InputError, OutputError
+from engine.modelfile import load_model, read_card
+from engine.training import TrainingError, train
+from engine.training import loop as loop_module
+from engine.training.loop import checkpoint_path, load_checkpoint
+from tests.conftest import ROOT, labelled_scene, write_raster
+
+SMALL = {"base": 4, "depth": 2}
+
+
+@pytest.fixture
+def scene(tmp_path):
+    return labelled_scene(tmp_path)
+
+
+def _train(tmp_path, scene, name="m.rsmodel", **kw):
+    image, labels = scene
+    opts = dict(images=[str(image)], labels=[str(labels)], out=str(tmp_path / name), tile=32,
+                batch_size=8, epochs=2, lr=5e-3, samples_per_epoch=32, device="cpu",
+                hparams=dict(SMALL), seed=0)
+    opts.update(kw)
+    return train(**opts)
+
+
+def test_training_learns_beats_the_classical_floor_and_writes_a_report(tmp_path, scene):
+    deep = _train(tmp_path, scene, epochs=12, samples_per_epoch=96, val_fraction=0.25)
+    floor = _train(tmp_path, scene, name="md.rsmodel", arch="mindist", hparams={},
+                   val_fraction=0.25)
+    history = json.loads(open(deep["history"]).read())["epochs"]
+    assert history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
+    assert deep["best_metric"] > 0.8 and floor["best_metric"] > 0.8  # both learn (separable scene)
+    assert open(deep["curves"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    card = read_card(deep["model"])
+    assert [c["name"] for c in card["classes"]] == ["class 1", "class 2", "class 3"]
+    assert card["training"]["metrics"]["mIoU"] == pytest.approx(deep["best_metric"])
+    mean = card["inputs"]["image"]["mean"]
+    assert 60 < mean[0] < 200  # statistics computed from the data, not defaults
+    out = tmp_path / "pred.tif"
+    predict(floor["model"], scene[0], out, device="cpu")
+    with rasterio.open(out) as o, rasterio.open(scene[1]) as ref:
+        assert (o.read(1) == ref.read(1)).mean() > 0.8
+
+
+def test_resume_is_exact(tmp_path, scene):
+    straight = _train(tmp_path / "a", scene, epochs=3) if (tmp_path / "a").mkdir() is None else None
+    (tmp_path / "b").mkdir()
+    calls = {"n": 0}
+
+    def cancel_in_epoch_three():
+        calls["n"] += 1
+        return calls["n"] > 8  # 4 batches per epoch: stops early in epoch 3
+
+    with pytest.raises(Cancelled):
+        _train(tmp_path / "b", scene, epochs=3, cancelled=cancel_in_epoch_three)
+    ckpt = checkpoint_path(tmp_path / "b" / "m.rsmodel")
+    assert load_checkpoint(ckpt)["epoch"] == 2  # the last good checkpoint survived the cancel
+    assert not [p for p in (tmp_path / "b").iterdir() if p.name.startswith(".")]
+    _train(tmp_path / "b", scene, epochs=3, resume=str(ckpt))
+    a = load_checkpoint(checkpoint_path(straight["model"]))["model"]
+    b = load_checkpoint(ckpt)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path, scene, monkeypatch):
+    real = loop_module.build_loss
+    state = {"n": 0}
+
+    def poisoned(name):
+        fn = real(name)
+
+        def loss(out, target):
+            state["n"] += 1
+            value = fn(out, target)
+            return value * float("nan") if state["n"] > 6 else value
+        return loss
+
+    monkeypatch.setattr(loop_module, "build_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch 2.*last good checkpoint"):
+        _train(tmp_path, scene, epochs=3)
+    assert load_checkpoint(checkpoint_path(tmp_path / "m.rsmodel"))["epoch"] == 1
+
+
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path, scene, monkeypatch):
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def full_disk(obj, f, *a, **k):
+        calls["n"] += 1
+        if calls["n"] >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    ckpt = checkpoint_path(tmp_path / "m.rsmodel")
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OutputError, match="disk full.*previous checkpoint is intact"):
+        _train(tmp_path, scene, epochs=3)
+    assert load_checkpoint(ckpt)["epoch"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_init_loads_matching_layers_by_value(tmp_path, scene):
+    first = _train(tmp_path, scene, name="first.rsmodel", epochs=1)
+    image, _ = scene
+    two_class = write_raster(tmp_path / "two.tif",
+                             (rasterio.open(scene[1]).read() > 1).astype(np.uint8) + 1)
+    second = _train(tmp_path, (image, two_class), name="second.rsmodel", epochs=1,
+                    init=first["model"], lr=1e-12)
+    a, b = load_model(first["model"]).network.state_dict(), load_model(second["model"]).network.state_dict()
+    assert torch.allclose(a["stem.0.weight"], b["stem.0.weight"], atol=1e-6)
+    assert a["head.weight"].shape != b["head.weight"].shape
+    init = read_card(second["model"])["training"]["init"]
+    assert init["skipped"] == 2 and init["loaded"] == len(a) - 2
+
+
+def test_change_training_with_fcsiamdiff(tmp_path, rng):
+    t1 = rng.integers(60, 120, (3, 96, 96)).astype(np.uint8)
+    t2 = t1.copy()
+    change = np.zeros((1, 96, 96), np.uint8)
+    for y, x in rng.integers(0, 80, (12, 2)):
+        t2[:, y:y + 12, x:x + 12] = 230
+        change[0, y:y + 12, x:x + 12] = 255  # LEVIR-style 0/255 labels
+    a = write_raster(tmp_path / "t1.tif", t1)
+    b = write_raster(tmp_path / "t2.tif", t2)
+    c = write_raster(tmp_path / "change.tif", change)
+    result = train(task="change", arch="fcsiamdiff", images=[str(a)], images2=[str(b)],
+                   labels=[str(c)], out=str(tmp_path / "cd.rsmodel"), tile=32, epochs=10,
+                   samples_per_epoch=64, lr=1e-2, device="cpu", hparams=dict(SMALL))
+    card = read_card(result["model"])
+    assert set(card["inputs"]) == {"t1", "t2"} and card["task"] == "change"
+    assert [c["name"] for c in card["classes"]] == ["no change", "change"]
+    assert result["best_metric"] > 0.5
+
+
+def test_bad_training_requests(tmp_path, scene):
+    image, labels = scene
+    with pytest.raises(InputError, match="for change, not segmentation"):
+        _train(tmp_path, scene, arch="fcsiamdiff")
+    with pytest.raises(InputError, match="either as a raster"):
+        train(images=[str(image)], out=str(tmp_path / "x.rsmodel"))
+    with pytest.raises(InputError, match="--class-field"):
+        train(images=[str(image)], polygons="p.gpkg", out=str(tmp_path / "x.rsmodel"))
+    with pytest.raises(InputError, match="smaller than the training tile"):
+        _train(tmp_path, scene, tile=256, hparams=dict(SMALL))
+    assert not (tmp_path / "x.rsmodel").exists()
+
+
+def test_torchrun_two_cpu_processes_only_rank0_writes(tmp_path, scene):
+    image, labels = scene
+    out = tmp_path / "ddp.rsmodel"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", str(29500 + os.getpid() % 1000)]
+    r = subprocess.run(torchrun + ["-m", "engine", "train", "--image", str(image), "--labels",
+                                   str(labels), "--out", str(out), "--tile", "32", "--epochs", "2",
+                                   "--samples-per-epoch", "32", "--batch-size", "4", "--device",
+                                   "cpu", "--workers", "0", "--hparams", json.dumps(SMALL)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=240,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert r.stdout.count("wrote ") == 1  # rank 0 only
+    assert read_card(out)["training"]["epochs"] == 2
+    written = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ddp"))
+    assert written == ["ddp.curves.png", "ddp.history.json", "ddp.rsmodel", "ddp.rsmodel.last.ckpt"]
+
+
+def test_training_from_polygons_in_another_crs(tmp_path, scene):
+    from engine.vectorize import vectorize
+    image, labels = scene
+    utm = tmp_path / "polys_utm.gpkg"
+    vectorize(labels, utm)
+    web = tmp_path / "polys_3857.gpkg"
+    subprocess.run(["ogr2ogr", "-t_srs", "EPSG:3857", str(web), str(utm)], check=True)
+    result = train(images=[str(image)], polygons=str(web), class_field="class_name",
+                   out=str(tmp_path / "poly.rsmodel"), tile=32, epochs=6, samples_per_epoch=48,
+                   lr=5e-3, device="cpu", hparams=dict(SMALL))
+    card = read_card(result["model"])
+    assert [c["name"] for c in card["classes"]] == ["1", "2", "3"]  # names from the field
+    assert result["best_metric"] > 0.5

@@ -109,7 +109,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
 
 
 # Commands living in their own modules: each has COMMAND, HELP, add_arguments(p), run(args, progress).
-COMMAND_MODULES = ("engine.training.cli", "engine.vectorize", "engine.evaluation")
+COMMAND_MODULES = ("engine.training.cli", "engine.change", "engine.vectorize", "engine.evaluation")
 
 
 def _module_command(module_name: str):

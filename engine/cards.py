@@ -14,6 +14,8 @@ from .models import architecture, build
 
 DEFAULT_BAND_NAMES = {1: ["gray"], 3: ["R", "G", "B"], 4: ["R", "G", "B", "NIR"]}
 ISPRS_CLASSES = ["impervious", "building", "low vegetation", "tree", "car", "clutter"]
+CHANGE_CLASSES = [{"value": 0, "name": "no change", "color": [0, 0, 0]},
+                  {"value": 1, "name": "change", "color": [255, 0, 0]}]
 ISPRS_COLOURS = [(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0),
                  (255, 0, 0)]
 
@@ -51,16 +53,24 @@ def default_card(arch: str, bands: int, classes: int, *, band_names: Optional[Se
                                   [f"class {i}" for i in range(1, classes + 1)]))
     scale = {"uint8": 255.0, "uint16": 65535.0}.get(dtype, 1.0)
     hp = {"in_channels": bands, "num_classes": classes, **(hparams or {})}
+    group = {"bands": [{"index": i + 1, "name": n} for i, n in enumerate(names)],
+             "dtype": dtype, "mean": [scale / 2] * bands, "std": [scale / 4] * bands,
+             "nodata": None}
+    if a.task == "change":
+        if classes != 2:
+            raise InputError("a change model has 2 classes (no change, change)")
+        inputs = {"t1": group, "t2": dict(group)}
+        class_entries = [dict(c) for c in CHANGE_CLASSES]
+    else:
+        inputs = {"image": group}
+        class_entries = make_classes(cnames)
     return {
         "name": f"{arch} ({bands} bands, {classes} classes)",
         "task": a.task,
         "architecture": arch,
         "hparams": hp,
-        "inputs": {"image": {
-            "bands": [{"index": i + 1, "name": n} for i, n in enumerate(names)],
-            "dtype": dtype, "mean": [scale / 2] * bands, "std": [scale / 4] * bands,
-            "nodata": None}},
-        "classes": make_classes(cnames),
+        "inputs": inputs,
+        "classes": class_entries,
         "tile_size": tile_size, "overlap": overlap, "gsd_m": gsd_m,
         "training": {"status": "untrained (random weights)",
                      "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

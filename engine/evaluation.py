@@ -17,13 +17,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import transform as window_transform
 
-from .io.rasters import CLASS_NODATA, open_raster
+from .io.rasters import CLASS_NODATA, check_overlap, open_raster, same_grid, warp_to_grid
 from .jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output, check_writable_output
 from .metrics import area_based_accuracy, confusion_matrix, scores
-from .training.data import check_overlap
 
 COMMAND = "evaluate"
 HELP = "accuracy report of a class raster against a reference raster or polygons"
@@ -107,13 +105,12 @@ def _raster_reference(path: str | Path, pred: rasterio.io.DatasetReader,
     if ds.count != 1:
         raise InputError(f"reference raster {path} must have one band of class values")
     names = prediction_classes(ds)
-    if not (ds.crs == pred.crs and ds.transform == pred.transform and ds.shape == pred.shape):
+    if not same_grid(ds, pred):
         if ds.crs is None or pred.crs is None:
             raise InputError(f"{path} is not on the prediction's grid and has no CRS")
         check_overlap(pred, ds, str(path))
-        ds = stack.enter_context(WarpedVRT(ds, crs=pred.crs, transform=pred.transform,
-                                           width=pred.width, height=pred.height,
-                                           resampling=Resampling.nearest))
+        ds = stack.enter_context(warp_to_grid(ds, pred.crs, pred.transform, pred.width,
+                                              pred.height, Resampling.nearest))
     nodata = ds.nodata
 
     def read(win) -> np.ndarray:

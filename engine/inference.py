@@ -17,12 +17,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import rasterio
 import torch
-from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
 
 from .devices import amp_dtype, resolve_device
-from .io.rasters import (WindowReader, class_colormap, class_tags, normalise, open_raster,
-                         output_profile, resolve_bands)
+from .io.rasters import (WindowReader, check_overlap, class_colormap, class_tags,
+                         data_band_indexes, normalise, open_raster, output_profile, resolve_bands,
+                         warp_to_grid, without_alpha_flags)
 from .io.writer import StripWriter
 from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
                    check_writable_output)
@@ -183,31 +182,17 @@ def open_sources(card: Dict[str, Any], image: rasterio.io.DatasetReader,
                              f"({', '.join(b['name'] for b in groups['aux']['bands'])}); "
                              f"give it with --aux / AUX_INPUT")
         aux_ds = stack.enter_context(open_raster(aux_path))
-        _check_overlap(image, aux_ds, aux_path)
-        vrt = stack.enter_context(WarpedVRT(
-            aux_ds, crs=image.crs, transform=image.transform, width=image.width,
-            height=image.height, resampling=Resampling.bilinear))
+        check_overlap(image, aux_ds, aux_path)
+        if len(data_band_indexes(aux_ds)) != aux_ds.count == len(groups["aux"]["bands"]):
+            aux_ds = stack.enter_context(without_alpha_flags(aux_ds))
+        vrt = stack.enter_context(warp_to_grid(aux_ds, image.crs, image.transform, image.width,
+                                               image.height))
         aux = groups["aux"]
         sources.append(Source("aux", WindowReader(vrt, resolve_bands(vrt, aux["bands"], None, "the aux "
                                                               "raster")), aux["mean"], aux["std"]))
     elif aux_path is not None:
         raise InputError("this model takes no auxiliary raster; remove --aux / AUX_INPUT")
     return sources
-
-
-def _check_overlap(base: rasterio.io.DatasetReader, other: rasterio.io.DatasetReader,
-                   other_path: str | Path) -> None:
-    from rasterio.warp import transform_bounds
-    if base.crs is None or other.crs is None:
-        if (base.width, base.height) != (other.width, other.height):
-            raise InputError(f"{other_path} has no CRS and a different size than the input; "
-                             f"georeference it or give a raster on the same grid")
-        return
-    l, b, r, t = transform_bounds(other.crs, base.crs, *other.bounds)
-    bl, bb, br, bt = base.bounds
-    if l >= br or r <= bl or b >= bt or t <= bb:
-        raise InputError(f"{other_path} does not overlap the input raster; give rasters of the "
-                         f"same area")
 
 
 def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Path,

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import rasterio
+from rasterio.enums import ColorInterp
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
@@ -533,6 +534,9 @@ def _open_outputs(tmps: Dict[str, Path], size: int, seed: int,
         if name in ("t1", "t2"):
             for i, band in enumerate(BANDS, start=1):
                 dst.set_band_description(i, band)
+            # GDAL flags the 4th byte band of an RGB TIFF as alpha; NIR is data, not a mask.
+            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue,
+                               ColorInterp.undefined]
         elif name == "dsm":
             dst.set_band_description(1, "height")
             dst.set_band_unit(1, "m")

@@ -31,7 +31,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Collection, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from affine import Affine
@@ -414,9 +414,12 @@ def _open_class_raster(path: str | Path) -> Any:
 
 def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
               simplify: float = 0.0, block: int = DEFAULT_BLOCK,
+              values: Optional[Collection[int]] = None,
               progress: Optional[ProgressFn] = None,
               cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Polygonise a class raster into a GeoPackage; see the module docstring.
+
+    ``values`` keeps only regions of those class values (e.g. the change class).
 
     Returns ``{"output", "layer", "features", "classes": {class name: polygon count}}``.
     Raises :class:`InputError` / :class:`OutputError` with a clear message, and
@@ -446,6 +449,8 @@ def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
             writer = _GpkgWriter(tmp, out.stem, ds.crs)
             try:
                 for value, pixel_geom in iter_polygons(ds, block, job):
+                    if values is not None and value not in values:
+                        continue
                     geom = affine_transform(pixel_geom, matrix)
                     area = meter.exact(pixel_geom, geom, pixel_area)
                     if area < min_area:

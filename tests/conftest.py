@@ -87,3 +87,22 @@ def shared_data(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"real data {p} is absent (needs ../shared/data beside the checkout)")
     return p
+
+
+def labelled_scene(folder: Path, size: int = 192, seed: int = 0, crs: str = "EPSG:32633"):
+    """A learnable 3-band scene: class 1 background, rectangles of classes 2 and 3 with distinct
+    colours plus noise.  Returns (image path, label path)."""
+    rng = np.random.default_rng(seed)
+    lab = np.ones((size, size), np.uint8)
+    for _ in range(size // 6):
+        y, x = rng.integers(0, size - 24, 2)
+        h, w = rng.integers(8, 24, 2)
+        lab[y:y + h, x:x + w] = rng.integers(2, 4)
+    means = {1: (120, 120, 120), 2: (200, 60, 60), 3: (40, 160, 60)}
+    img = np.zeros((3, size, size), np.float32)
+    for c, m in means.items():
+        img[:, lab == c] = np.asarray(m, np.float32)[:, None]
+    img = np.clip(img + rng.normal(0, 20, img.shape), 0, 255).astype(np.uint8)
+    image = write_raster(folder / "image.tif", img, crs=crs, res=1.0)
+    labels = write_raster(folder / "labels.tif", lab[None], crs=crs, res=1.0)
+    return image, labels

@@ -9,9 +9,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioIOError
-from rasterio.windows import Window
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window, from_bounds
+from rasterio.windows import transform as window_transform
 
 from ..jobs import InputError
 
@@ -151,3 +154,63 @@ def class_tags(classes: Sequence[Mapping[str, Any]]) -> Dict[str, str]:
         [{"value": int(c["value"]), "name": c["name"], "color": list(c["color"])}
          for c in classes])
     return tags
+
+
+def check_overlap(base: rasterio.io.DatasetReader, other: rasterio.io.DatasetReader,
+                  other_path: str | Path) -> None:
+    """Raise :class:`InputError` when ``other`` does not overlap ``base`` (CRSs may differ)."""
+    if base.crs is None or other.crs is None:
+        if (base.width, base.height) != (other.width, other.height):
+            raise InputError(f"{other_path} has no CRS and a different size than {base.name}; "
+                             f"georeference it or give a raster on the same grid")
+        return
+    l, b, r, t = transform_bounds(other.crs, base.crs, *other.bounds)
+    bl, bb, br, bt = base.bounds
+    if l >= br or r <= bl or b >= bt or t <= bb:
+        raise InputError(f"{other_path} does not overlap {base.name}; give data of the same area")
+
+
+def same_grid(a: rasterio.io.DatasetReader, b: rasterio.io.DatasetReader) -> bool:
+    """True when both rasters share CRS, transform and size (no resampling needed)."""
+    return a.crs == b.crs and a.transform == b.transform and a.shape == b.shape
+
+
+def without_alpha_flags(ds: rasterio.io.DatasetReader) -> rasterio.io.DatasetReader:
+    """``ds`` seen through an in-memory VRT in which no band is flagged alpha.
+
+    GDAL flags the 4th byte band of RGB TIFFs as alpha, and its warper then applies that band as
+    transparency; when the band is really data (e.g. NIR) the warp must not see the flag.
+    """
+    from osgeo import gdal
+    name = f"/vsimem/rs_seg_noalpha_{id(ds)}_{abs(hash(ds.name))}.vrt"
+    interp = ",".join("undefined" if c == ColorInterp.alpha else c.name for c in ds.colorinterp)
+    gdal.Translate(name, ds.name, options=["-of", "VRT", "-colorinterp", interp])
+    return rasterio.open(name)
+
+
+def warp_to_grid(ds: rasterio.io.DatasetReader, crs, transform, width: int, height: int,
+                 resampling: Resampling = Resampling.bilinear) -> WarpedVRT:
+    """A virtual raster of ``ds`` on another grid, read window by window (never whole).
+
+    Bands flagged alpha act as masks during the warp; pass ``without_alpha_flags(ds)`` when
+    such a band is data."""
+    return WarpedVRT(ds, crs=crs, transform=transform, width=width, height=height,
+                     resampling=resampling)
+
+
+def intersection_grid(base: rasterio.io.DatasetReader, other: rasterio.io.DatasetReader,
+                      other_path: str | Path) -> Tuple[Any, int, int]:
+    """The part of ``base``'s pixel grid covered by ``other``: (transform, width, height)."""
+    check_overlap(base, other, other_path)
+    if base.crs is None or other.crs is None:
+        return base.transform, base.width, base.height
+    l, b, r, t = transform_bounds(other.crs, base.crs, *other.bounds)
+    bl, bb, br, bt = base.bounds
+    win = from_bounds(max(l, bl), max(b, bb), min(r, br), min(t, bt), base.transform)
+    win = win.round_offsets(op="ceil").round_lengths(op="floor")
+    col0, row0 = max(0, int(win.col_off)), max(0, int(win.row_off))
+    width = min(int(win.width), base.width - col0)
+    height = min(int(win.height), base.height - row0)
+    if width < 1 or height < 1:
+        raise InputError(f"{other_path} overlaps {base.name} by less than one pixel")
+    return window_transform(Window(col0, row0, width, height), base.transform), width, height

@@ -19,12 +19,12 @@ import numpy as np
 import rasterio
 import torch
 from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from ..cards import class_colour
-from ..io.rasters import WindowReader, data_band_indexes, open_raster
+from ..io.rasters import (WindowReader, check_overlap, data_band_indexes, open_raster,
+                          same_grid, warp_to_grid)
 from ..jobs import InputError
 from .losses import IGNORE
 
@@ -86,15 +86,14 @@ class SceneReader:
     def _aligned(self, path: str, resampling: Resampling) -> rasterio.io.DatasetReader:
         ds = self._stack.enter_context(open_raster(path))
         b = self.base
-        if ds.crs == b.crs and ds.transform == b.transform and ds.shape == b.shape:
+        if same_grid(ds, b):
             return ds
         if ds.crs is None or b.crs is None:
             raise InputError(f"{path} is not on the grid of {self.scene.inputs[self.scene.base]} "
                              f"and one of them has no CRS; georeference both")
         check_overlap(b, ds, path)
-        return self._stack.enter_context(WarpedVRT(
-            ds, crs=b.crs, transform=b.transform, width=b.width, height=b.height,
-            resampling=resampling))
+        return self._stack.enter_context(
+            warp_to_grid(ds, b.crs, b.transform, b.width, b.height, resampling))
 
     def read(self, x: int, y: int, size: int) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
         """Raw float32 inputs (per group) and uint8 class indexes (IGNORE = does not count)."""
@@ -131,16 +130,6 @@ class SceneReader:
 
     def close(self) -> None:
         self._stack.close()
-
-
-def check_overlap(base: rasterio.io.DatasetReader, other: rasterio.io.DatasetReader,
-                  other_path: str) -> None:
-    """Raise :class:`InputError` when ``other`` does not overlap ``base``."""
-    from rasterio.warp import transform_bounds
-    l, b, r, t = transform_bounds(other.crs, base.crs, *other.bounds)
-    bl, bb, br, bt = base.bounds
-    if l >= br or r <= bl or b >= bt or t <= bb:
-        raise InputError(f"{other_path} does not overlap {base.name}; give data of the same area")
 
 
 # ---- classes --------------------------------------------------------------------------------

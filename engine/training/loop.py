@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from .. import __version__
+from ..cards import CHANGE_CLASSES
 from ..devices import amp_dtype, resolve_device
 from ..inference import logits_of
 from ..jobs import (CancelledFn, EngineError, InputError, Job, ModelFileError, OutputError,
@@ -36,8 +37,6 @@ from .losses import IGNORE, build_loss
 from .report import write_report
 
 CHECKPOINT_FORMAT = "rs_seg.checkpoint"
-CHANGE_CLASSES = [{"value": 0, "name": "no change", "color": [0, 0, 0]},
-                  {"value": 1, "name": "change", "color": [255, 0, 0]}]
 
 
 class TrainingError(EngineError):

@@ -182,15 +182,12 @@ def test_keyboard_interrupt_leaves_no_output(tmp_path, image4, unet_model):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_change_model_refused_for_segmentation(tmp_path, image4, unet_model):
-    import json
-    from engine.modelfile import read_card, save_model
-    from engine.models import build
-    card = read_card(unet_model)
-    card["task"] = "change"
-    path = save_model(tmp_path / "change.rsmodel", card, build("unet", **card["hparams"]))
+def test_change_model_refused_for_segmentation(tmp_path, image4):
+    change = make_model(tmp_path / "cd.rsmodel", arch="fcsiamdiff", bands=4, classes=2, base=4,
+                        depth=2)
     with pytest.raises(ModelFileError, match="change model"):
-        predict(path, image4, tmp_path / "out.tif", device="cpu")
+        predict(change, image4, tmp_path / "out.tif", device="cpu")
+    assert _nothing_written(tmp_path)
 
 
 def test_progress_reaches_one_and_is_monotonic(tmp_path, image4, unet_model):

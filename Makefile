@@ -16,7 +16,7 @@ export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt-deps demo test bench clean
+.PHONY: setup apt-deps demo test bench bench-realdata clean
 
 setup: apt-deps $(STAMP)
 
@@ -40,6 +40,9 @@ test: setup
 
 bench: setup
 	$(VPY) bench/run.py
+
+bench-realdata: setup      # accuracy on ../shared/data (long: trains several models)
+	$(VPY) bench/realdata.py
 
 clean:
 	rm -rf $(VENV) build dist bench/results .qgis-settings

@@ -7,6 +7,7 @@ whose figures you record in docs/benchmarks.md; every result carries a descripti
               memory) on a 4096² scene, U-Net baseline, tile 512, overlap 64, batch 8
   memory      peak RSS of `predict` at 2048² and 16384² (each in a fresh process)
   training    training samples/s vs model-only forward+backward on the same batches
+  models      parameters, MACs at 512² and forward MPix/s of each documented architecture
 """
 from __future__ import annotations
 
@@ -194,9 +195,47 @@ def bench_training(device: str, size: int, batch: int, steps: int) -> None:
         "loop_over_model_only": round(loop_rate / model_rate, 3)})
 
 
+MODEL_CONFIGS = {  # architecture → (hyper-parameters, input bands) as documented in docs/models.md
+    "unet": ({"base": 16, "depth": 4}, 4),
+    "mindist": ({}, 4),
+    "fcsiamdiff": ({"base": 16, "depth": 4}, 3),
+    "sgsln": ({}, 3),
+}
+
+
+def bench_models(device: str, size: int = 512) -> None:
+    """Parameters, MACs at size² and forward speed (MPix/s) of each documented model."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from engine.models import architecture, build
+    dev = torch.device(device)
+    rows = {}
+    for name, (hp, bands) in MODEL_CONFIGS.items():
+        a = architecture(name)
+        classes = 2 if a.task == "change" else 6
+        net = build(name, in_channels=bands, num_classes=classes, **hp).to(dev).eval()
+        x = torch.randn(1, bands, size, size, device=dev)
+        inputs = {"t1": x, "t2": x.clone()} if a.task == "change" else {"image": x}
+        with torch.inference_mode():
+            counter = FlopCounterMode(display=False)
+            with counter:
+                net(**inputs)
+            batch = {k: v.repeat(4, 1, 1, 1) for k, v in inputs.items()}
+            net(**batch)
+            t0 = time.perf_counter()
+            net(**batch)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t0
+        rows[name] = {"hparams": hp, "bands": bands, "task": a.task,
+                      "parameters": sum(p.numel() for p in net.parameters()),
+                      "gmacs_at_512": round(counter.get_total_flops() / 2 / 1e9, 2),
+                      "mpix_per_s": round(4 * size * size / 1e6 / seconds, 3)}
+    save(f"models-{dev.type}", {"input": f"{size}x{size}", "batch_for_speed": 4, "models": rows})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--only", choices=("inference", "memory", "training"), action="append")
+    p.add_argument("--only", choices=("models", "inference", "memory", "training"), action="append")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--memory-sizes", default="2048,16384")
@@ -205,7 +244,9 @@ def main() -> None:
     if a.peak_rss_child:
         _peak_rss_child(a.peak_rss_child, a.device)
         return
-    todo = a.only or ["inference", "memory", "training"]
+    todo = a.only or ["models", "inference", "memory", "training"]
+    if "models" in todo:
+        bench_models(a.device)
     if "inference" in todo:
         bench_inference(a.device, a.size, 8)
     if "memory" in todo:

@@ -6,6 +6,7 @@ import json
 
 from ..models import available
 from .losses import LOSSES
+from .schedule import SCHEDULES
 
 COMMAND = "train"
 HELP = "train a model from rasters and label rasters or polygons"
@@ -29,15 +30,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--tile", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--schedule", choices=("poly", "cosine", "constant"), default="poly")
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--lr", type=float, help="learning rate (default: the architecture's "
+                   "recipe, else 1e-3)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: recipe, else 1e-4)")
+    p.add_argument("--schedule", choices=SCHEDULES, help="after warm-up (default: recipe, else poly)")
+    p.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default: one epoch)")
+    p.add_argument("--grad-clip", type=float, help="gradient norm clip (default: recipe, else 1.0)")
+    p.add_argument("--aux-weight", type=float, help="weight of auxiliary outputs (default 0.2)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
-    p.add_argument("--loss", choices=LOSSES, help="default: ce (segmentation), bce_dice (change)")
+    p.add_argument("--loss", choices=LOSSES, help="default: the recipe's, else ce (segmentation) "
+                   "or bce_dice (change)")
     p.add_argument("--balanced", action="store_true", help="class-balanced window sampling")
-    p.add_argument("--no-date-swap", dest="date_swap", action="store_false")
+    p.add_argument("--date-swap", action=argparse.BooleanOptionalAction, default=None,
+                   help="randomly swap the dates while training change models (default: on)")
     p.add_argument("--samples-per-epoch", type=int)
     p.add_argument("--workers", type=int, default=1, help="data-loading processes")
     p.add_argument("--device", default="auto")

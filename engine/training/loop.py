@@ -35,6 +35,7 @@ from .data import (LabelSpec, Scene, SceneReader, WindowDataset, band_names, ban
                    discover_label_classes, polygon_label_spec, scan_cells, split_cells)
 from .losses import IGNORE, build_loss
 from .report import write_report
+from .schedule import LRSchedule
 
 CHECKPOINT_FORMAT = "rs_seg.checkpoint"
 
@@ -60,16 +61,17 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 8
     tile: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    schedule: str = "poly"
-    warmup_epochs: float = 1.0
+    lr: Optional[float] = None
+    weight_decay: Optional[float] = None
+    schedule: Optional[str] = None
+    warmup_steps: Optional[int] = None
     val_fraction: float = 0.2
     patience: int = 10
-    grad_clip: float = 1.0
+    grad_clip: Optional[float] = None
     loss: Optional[str] = None
+    aux_weight: Optional[float] = None
     balanced: bool = False
-    date_swap: bool = True
+    date_swap: Optional[bool] = None
     samples_per_epoch: Optional[int] = None
     workers: int = 0
     device: str = "auto"
@@ -77,6 +79,33 @@ class TrainConfig:
     resume: Optional[str] = None
     seed: int = 0
     hparams: Dict[str, Any] = field(default_factory=dict)
+
+
+# Used where neither the user nor the architecture's RECIPE sets a value.
+DEFAULTS = {"lr": 1e-3, "weight_decay": 1e-4, "schedule": "poly", "grad_clip": 1.0,
+            "aux_weight": 0.2, "date_swap": True}
+
+
+def recipe_of(arch: str) -> Dict[str, Any]:
+    """The training recipe an architecture module publishes as ``RECIPE`` (may be empty)."""
+    import sys
+    return dict(getattr(sys.modules[architecture(arch).builder.__module__], "RECIPE", {}))
+
+
+def resolve_recipe(cfg: TrainConfig, steps_per_epoch: int) -> Dict[str, Any]:
+    """Hyper-parameters in force: the user's, else the architecture's recipe, else defaults."""
+    recipe = recipe_of(cfg.arch)
+    out = {}
+    for key, default in DEFAULTS.items():
+        value = getattr(cfg, key)
+        out[key] = value if value is not None else recipe.get(key, default)
+    out["loss"] = cfg.loss or recipe.get("loss") or ("bce_dice" if cfg.task == "change" else "ce")
+    out["warmup_steps"] = (cfg.warmup_steps if cfg.warmup_steps is not None
+                           else recipe.get("warmup_steps", steps_per_epoch))
+    out["warmup_start"] = recipe.get("warmup_start_lr", 0.0) / out["lr"] if out["lr"] else 0.0
+    out["plateau_factor"] = recipe.get("plateau_factor", 0.1)
+    out["plateau_patience"] = recipe.get("plateau_patience", 10)
+    return out
 
 
 # ---- distributed helpers ----------------------------------------------------------------------
@@ -195,24 +224,6 @@ def _hparams(cfg: TrainConfig, scenes: List[Scene], num_classes: int) -> Dict[st
 
 
 # ---- schedule, checkpoints --------------------------------------------------------------------
-
-def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
-    """Multiplier of the base LR: linear warm-up, then poly (power 0.9) or cosine decay."""
-    if schedule not in ("poly", "cosine", "constant"):
-        raise InputError(f"unknown schedule '{schedule}'; use poly, cosine or constant")
-
-    def f(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        t = min(max(t, 0.0), 1.0)
-        if schedule == "poly":
-            return max((1 - t) ** 0.9, 1e-3)
-        if schedule == "cosine":
-            return max(0.5 * (1 + math.cos(math.pi * t)), 1e-3)
-        return 1.0
-    return f
-
 
 def checkpoint_path(out: str | Path) -> Path:
     """Where the last training state of model ``out`` is kept."""
@@ -342,9 +353,11 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                 f"{init_report['skipped']} new")
 
     samples = cfg.samples_per_epoch or max(cfg.batch_size * 4, len(train_cells) * 4)
+    steps_per_epoch = max(1, math.ceil(math.ceil(samples / world) / cfg.batch_size))
+    hp = resolve_recipe(cfg, steps_per_epoch)
     train_ds = WindowDataset(scenes, spec, train_cells, cfg.tile, stats, train=True,
                              length=samples, seed=cfg.seed, val_cells=val_cells,
-                             balanced=cfg.balanced, date_swap=cfg.date_swap and cfg.task == "change")
+                             balanced=cfg.balanced, date_swap=hp["date_swap"] and cfg.task == "change")
     val_ds = WindowDataset(scenes, spec, val_cells or train_cells[:1], cfg.tile, stats, train=False)
     shard = lambda ds: torch.utils.data.Subset(ds, range(rank, len(ds), world))  # noqa: E731
     loader_opts = dict(batch_size=cfg.batch_size, num_workers=cfg.workers,
@@ -353,14 +366,15 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                                                **loader_opts)
     val_loader = torch.utils.data.DataLoader(shard(val_ds), shuffle=False, **loader_opts)
 
-    loss_name = cfg.loss or ("bce_dice" if cfg.task == "change" else "ce")
-    loss_fn = build_loss(loss_name)
+    loss_name = hp["loss"]
+    loss_fn = build_loss(loss_name, aux_weight=hp["aux_weight"])
     names = [c["name"] for c in spec.classes]
     summary = {"task": cfg.task, "architecture": cfg.arch, "loss": loss_name,
                "data": [{k: str(v) for k, v in s.inputs.items()} |
                         {"labels": str(s.labels or s.polygons)} for s in scenes],
                "train_cells": len(train_cells), "val_cells": len(val_cells),
                "tile": cfg.tile, "seed": cfg.seed, "init": init_report,
+               "hyper_parameters": {k: v for k, v in hp.items() if k != "warmup_start"},
                "engine_version": __version__}
 
     if getattr(net, "closed_form", False):
@@ -368,11 +382,11 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                                 device, names, rank, world, job)
 
     model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
-    optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, len(train_loader))
-    total_steps = steps_per_epoch * cfg.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda(
-        cfg.schedule, int(cfg.warmup_epochs * steps_per_epoch), total_steps))
+    optimiser = torch.optim.AdamW(net.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+    scheduler = LRSchedule(optimiser, hp["schedule"], hp["warmup_steps"],
+                           steps_per_epoch * cfg.epochs, warmup_start=hp["warmup_start"],
+                           plateau_factor=hp["plateau_factor"],
+                           plateau_patience=hp["plateau_patience"])
     amp = amp_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
@@ -408,13 +422,13 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                 raise TrainingError(
                     f"the loss became {float(loss.detach())} at epoch {epoch + 1}, batch {step + 1}; "
                     f"training stopped. The last good checkpoint is {ckpt if ckpt.exists() else 'none yet'}. "
-                    f"Lower the learning rate (--lr, now {cfg.lr}) or check the inputs for "
+                    f"Lower the learning rate (--lr, now {hp['lr']}) or check the inputs for "
                     f"extreme values")
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            if cfg.grad_clip > 0:
+            if hp["grad_clip"] > 0:
                 scaler.unscale_(optimiser)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), hp["grad_clip"])
             scaler.step(optimiser)
             scaler.update()
             scheduler.step()
@@ -429,10 +443,11 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                                      autocast)
         metric, val_scores = _metric(cfg.task, matrix, names)
         entry = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                 "metric": metric, "lr": scheduler.get_last_lr()[0],
+                 "metric": metric, "lr": scheduler.lr,
                  "samples_per_s": int(running[1]) / max(train_seconds, 1e-9),
                  "val": _compact(val_scores)}
         history.append(entry)
+        scheduler.epoch_end(metric)
         improved = metric > best
         if improved:
             best, bad_epochs = metric, 0

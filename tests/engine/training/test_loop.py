@@ -77,8 +77,8 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path, scene,
     real = loop_module.build_loss
     state = {"n": 0}
 
-    def poisoned(name):
-        fn = real(name)
+    def poisoned(name, **options):
+        fn = real(name, **options)
 
         def loss(out, target):
             state["n"] += 1

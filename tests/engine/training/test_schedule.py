@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from engine.training.loop import TrainConfig, resolve_recipe
+from engine.training.schedule import LRSchedule
+
+
+def _opt(lr=1.0):
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+
+
+def test_warmup_then_poly_decay():
+    s = LRSchedule(_opt(), "poly", warmup_steps=4, total_steps=20)
+    lrs = [s.lr]
+    for _ in range(19):
+        s.step()
+        lrs.append(s.lr)
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:])) and lrs[-1] < 0.2
+
+
+def test_plateau_reduces_after_patience_and_resumes_exactly():
+    s = LRSchedule(_opt(), "plateau", warmup_steps=0, total_steps=10, plateau_factor=0.1,
+                   plateau_patience=2)
+    for metric in (0.5, 0.6, 0.6, 0.6):
+        s.epoch_end(metric)
+    assert s.lr == pytest.approx(1.0)
+    s.epoch_end(0.6)
+    assert s.lr == pytest.approx(0.1)
+    t = LRSchedule(_opt(), "plateau", 0, 10, plateau_factor=0.1, plateau_patience=2)
+    t.load_state_dict(s.state_dict())
+    assert t.lr == pytest.approx(0.1) and t.state_dict() == s.state_dict()
+
+
+def test_recipe_gives_defaults_but_the_user_wins():
+    cfg = TrainConfig(out="x.rsmodel", images=["a.tif"], task="change", arch="sgsln")
+    hp = resolve_recipe(cfg, steps_per_epoch=7)
+    assert hp["lr"] == 2e-4 and hp["schedule"] == "plateau" and hp["grad_clip"] == 20.0
+    assert hp["warmup_steps"] == 500 and hp["loss"] == "bce_dice"
+    cfg.lr, cfg.warmup_steps = 1e-3, 3
+    hp = resolve_recipe(cfg, steps_per_epoch=7)
+    assert hp["lr"] == 1e-3 and hp["warmup_steps"] == 3
+    unet = resolve_recipe(TrainConfig(out="x", images=["a"]), steps_per_epoch=7)
+    assert unet["lr"] == 1e-3 and unet["warmup_steps"] == 7 and unet["loss"] == "ce"

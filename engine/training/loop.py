@@ -278,6 +278,13 @@ def _network_inputs(batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return {k: v for k, v in batch.items() if k not in ("target", "valid")}
 
 
+def wants_targets(net: torch.nn.Module) -> bool:
+    """True when the network's forward takes ``targets`` (label-driven training-only branches,
+    e.g. CaFE's category-wise fusion); it then gets the labels in training, never in eval."""
+    import inspect
+    return "targets" in inspect.signature(net.forward).parameters
+
+
 def _validate(net: torch.nn.Module, loader, loss_fn, device: torch.device, num_classes: int,
               world: int, autocast) -> tuple[float, np.ndarray]:
     net.eval()
@@ -406,6 +413,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         job.log(f"resumed from {cfg.resume} at epoch {start_epoch + 1}")
 
     ckpt = checkpoint_path(cfg.out)
+    needs_targets = wants_targets(net)
     started = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         train_ds.set_epoch(epoch)
@@ -415,8 +423,11 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         for step, batch in enumerate(train_loader):
             job.check()
             b = _batch_to(batch, device)
+            inputs = _network_inputs(b)
+            if needs_targets:
+                inputs["targets"] = b["target"]
             with autocast():
-                out = model(**_network_inputs(b))
+                out = model(**inputs)
                 loss = loss_fn(out, b["target"])
             if not torch.isfinite(loss):
                 raise TrainingError(

@@ -187,3 +187,21 @@ def test_training_from_polygons_in_another_crs(tmp_path, scene):
     card = read_card(result["model"])
     assert [c["name"] for c in card["classes"]] == ["1", "2", "3"]  # names from the field
     assert result["best_metric"] > 0.5
+
+
+def test_label_driven_networks_get_targets_in_training_only(tmp_path, scene):
+    from engine.models import register
+    from tests.conftest import Pointwise
+    seen = {"train": 0, "eval": 0}
+
+    class NeedsLabels(Pointwise):
+        def forward(self, image, targets=None):
+            seen["train" if targets is not None else "eval"] += 1
+            if self.training:
+                assert targets is not None and targets.shape[-2:] == image.shape[-2:]
+            return super().forward(image)
+
+    register("test-needs-labels", task="segmentation", description="test only",
+             input_multiple=1)(lambda in_channels, num_classes: NeedsLabels(in_channels, num_classes))
+    _train(tmp_path, scene, arch="test-needs-labels", hparams={}, epochs=1)
+    assert seen["train"] > 0 and seen["eval"] > 0

@@ -209,8 +209,11 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     dev = resolve_device(device)
     lm = model if isinstance(model, LoadedModel) else load_model(model, dev)
     card = lm.card
+    if card["task"] == "pretrained":
+        raise ModelFileError(f"{lm.path or 'the model'} is a self-supervised pre-trained backbone "
+                             f"without classes; fine-tune it first: train --init {lm.path}")
     if card["task"] != "segmentation":
-        raise ModelFileError(f"{getattr(lm, 'path', 'the model')} is a {card['task']} model; "
+        raise ModelFileError(f"{lm.path or 'the model'} is a {card['task']} model; "
                              f"use it with 'change' (two dates), or pick a segmentation model")
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1 (got {batch_size})")

@@ -23,8 +23,9 @@ from .models import build
 
 SCHEMA_VERSION = 1
 FORMAT_TAG = "rs_seg.model"
-TASKS = ("segmentation", "change")
-INPUT_GROUPS = {"segmentation": ("image",), "change": ("t1", "t2")}
+TASKS = ("segmentation", "change", "pretrained")
+# A "pretrained" file is a self-supervised backbone: no classes; it only serves `train --init`.
+INPUT_GROUPS = {"segmentation": ("image",), "change": ("t1", "t2"), "pretrained": ("image",)}
 
 
 @dataclass
@@ -142,7 +143,7 @@ def validate_card(card: Mapping[str, Any], source: str = "model card") -> None:
         if any(float(s) <= 0 for s in group["std"]):
             raise bad(f"inputs.{name}.std must be positive")
     classes = card.get("classes") or []
-    if not classes:
+    if not classes and card["task"] != "pretrained":
         raise bad("no classes")
     values = [c["value"] for c in classes]
     if len(set(values)) != len(values) or not all(0 <= v < CLASS_NODATA for v in values):

@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="learning rate (default: the architecture's "
                    "recipe, else 1e-3)")
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: recipe, else 1e-4)")
+    p.add_argument("--optimizer", choices=("adamw", "adam", "sgd"),
+                   help="default: the architecture's recipe, else adamw")
     p.add_argument("--schedule", choices=SCHEDULES, help="after warm-up (default: recipe, else poly)")
     p.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default: one epoch)")
     p.add_argument("--grad-clip", type=float, help="gradient norm clip (default: recipe, else 1.0)")

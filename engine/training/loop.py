@@ -63,6 +63,7 @@ class TrainConfig:
     tile: int = 256
     lr: Optional[float] = None
     weight_decay: Optional[float] = None
+    optimizer: Optional[str] = None
     schedule: Optional[str] = None
     warmup_steps: Optional[int] = None
     val_fraction: float = 0.2
@@ -83,7 +84,8 @@ class TrainConfig:
 
 # Used where neither the user nor the architecture's RECIPE sets a value.
 DEFAULTS = {"lr": 1e-3, "weight_decay": 1e-4, "schedule": "poly", "grad_clip": 1.0,
-            "aux_weight": 0.2, "date_swap": True}
+            "aux_weight": 0.2, "date_swap": True, "optimizer": "adamw"}
+OPTIMIZERS = ("adamw", "adam", "sgd")
 
 
 def recipe_of(arch: str) -> Dict[str, Any]:
@@ -103,9 +105,24 @@ def resolve_recipe(cfg: TrainConfig, steps_per_epoch: int) -> Dict[str, Any]:
     out["warmup_steps"] = (cfg.warmup_steps if cfg.warmup_steps is not None
                            else recipe.get("warmup_steps", steps_per_epoch))
     out["warmup_start"] = recipe.get("warmup_start_lr", 0.0) / out["lr"] if out["lr"] else 0.0
+    out["momentum"] = recipe.get("momentum", 0.9)
+    out["betas"] = tuple(recipe.get("betas", (0.9, 0.999)))
     out["plateau_factor"] = recipe.get("plateau_factor", 0.1)
     out["plateau_patience"] = recipe.get("plateau_patience", 10)
     return out
+
+
+def make_optimiser(net: torch.nn.Module, hp: Dict[str, Any]) -> torch.optim.Optimizer:
+    """AdamW (default), Adam or SGD with momentum, as the recipe or the user asks."""
+    params, lr, wd = net.parameters(), hp["lr"], hp["weight_decay"]
+    kind = hp["optimizer"]
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=hp["betas"])
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=hp["betas"])
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=hp["momentum"])
+    raise InputError(f"unknown optimizer '{kind}'; use one of {', '.join(OPTIMIZERS)}")
 
 
 # ---- distributed helpers ----------------------------------------------------------------------
@@ -323,6 +340,10 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         raise InputError(f"architecture '{cfg.arch}' is for {arch.task}, not {cfg.task}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise InputError("epochs and batch size must be at least 1")
+    import inspect
+    if "aux_channels" in inspect.signature(arch.builder).parameters and not cfg.aux:
+        raise InputError(f"architecture '{cfg.arch}' fuses the image with an auxiliary raster "
+                         f"(e.g. a DSM); give one per image with --aux")
     if cfg.tile % arch.input_multiple:
         raise InputError(f"--tile must be a multiple of {arch.input_multiple} for {cfg.arch}")
     check_writable_output(cfg.out)
@@ -389,7 +410,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                                 device, names, rank, world, job)
 
     model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
-    optimiser = torch.optim.AdamW(net.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+    optimiser = make_optimiser(net, hp)
     scheduler = LRSchedule(optimiser, hp["schedule"], hp["warmup_steps"],
                            steps_per_epoch * cfg.epochs, warmup_start=hp["warmup_start"],
                            plateau_factor=hp["plateau_factor"],

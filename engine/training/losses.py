@@ -96,6 +96,13 @@ def boundary(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return diff.sum() / (mask.sum() * logits.shape[1]).clamp_min(1.0)
 
 
+def _dual_task(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SRCBTFusion-Net's Gated-SCNN dual-task boundary loss (defined with the model; imported
+    lazily because the model registry imports this module's users)."""
+    from ..models.srcbtfusion import dual_task_loss
+    return dual_task_loss(logits, target)
+
+
 def _main_and_aux(output: Any) -> tuple[torch.Tensor, list]:
     if isinstance(output, dict):
         return output["logits"], list(output.get("aux_logits") or [])
@@ -115,13 +122,20 @@ _TERMS: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "bce_dice": bce_dice,
     "enhanced_ce": lambda lg, t: cross_entropy(lg, t, weight=enhancement_weights(t, lg.shape[1])),
     "ce_boundary": lambda lg, t: cross_entropy(lg, t) + boundary(lg, t),
+    "ce_dual_task": lambda lg, t: cross_entropy(lg, t) + _dual_task(lg, t),
     "boundary": boundary,
 }
-LOSSES = tuple(_TERMS)
+# Losses that read the whole (multi-output) network output themselves, defined with their model.
+_MODEL_LOSSES = {"cafe": ("..models.cafe", "cafe_loss")}
+LOSSES = tuple(_TERMS) + tuple(_MODEL_LOSSES)
 
 
 def build_loss(name: str = "ce", aux_weight: float = 0.2) -> LossFn:
     """Loss ``name`` applied to the main output plus ``aux_weight`` × each auxiliary output."""
+    if name in _MODEL_LOSSES:
+        import importlib
+        module, attr = _MODEL_LOSSES[name]
+        return getattr(importlib.import_module(module, __package__), attr)
     if name not in _TERMS:
         raise InputError(f"unknown loss '{name}'; available: {', '.join(LOSSES)}")
     term = _TERMS[name]

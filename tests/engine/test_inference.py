@@ -196,3 +196,30 @@ def test_progress_reaches_one_and_is_monotonic(tmp_path, image4, unet_model):
             progress=lambda f, m: seen.append(f))
     fractions = [f for f in seen if f >= 0]
     assert fractions[-1] == 1.0 and fractions == sorted(fractions)
+
+
+def test_aux_in_another_crs_and_resolution_lands_on_the_image_grid(tmp_path, rng):
+    """A known pattern in a DSM stored in EPSG:3857 at another resolution is read back on the
+    image grid at the right place."""
+    import contextlib
+    import subprocess
+    from engine.cards import default_card
+    from engine.inference import open_sources
+    img = write_raster(tmp_path / "img.tif", rng.integers(0, 255, (3, 120, 120), dtype=np.uint8))
+    pattern = np.zeros((1, 120, 120), np.float32)
+    pattern[0, 30:60, 70:100] = 25.0  # a "building"
+    dsm = write_raster(tmp_path / "dsm.tif", pattern)
+    moved = tmp_path / "dsm_3857.tif"
+    subprocess.run(["gdalwarp", "-q", "-t_srs", "EPSG:3857", "-tr", "0.3", "0.3", "-r", "near",
+                    str(dsm), str(moved)], check=True)
+    card = default_card("unet", 3, 2)
+    card["inputs"]["aux"] = {"bands": [{"index": 1, "name": "DSM"}], "dtype": "float32",
+                             "mean": [0.0], "std": [1.0], "nodata": None}
+    with contextlib.ExitStack() as stack:
+        ds = stack.enter_context(rasterio.open(img))
+        sources = open_sources(card, ds, moved, None, stack)
+        aux = sources[1].reader.read(0, 0, 120).pixels[0]
+    inside, outside = aux[35:55, 75:95], np.r_[aux[:25].ravel(), aux[65:].ravel()]
+    assert inside.mean() > 24 and outside.max() < 1
+    edge_cols = (aux[45] > 12.5).nonzero()[0]
+    assert abs(edge_cols.min() - 70) <= 1 and abs(edge_cols.max() - 99) <= 1

@@ -205,3 +205,27 @@ def test_label_driven_networks_get_targets_in_training_only(tmp_path, scene):
              input_multiple=1)(lambda in_channels, num_classes: NeedsLabels(in_channels, num_classes))
     _train(tmp_path, scene, arch="test-needs-labels", hparams={}, epochs=1)
     assert seen["train"] > 0 and seen["eval"] > 0
+
+
+def test_multimodal_training_with_a_dsm_in_another_crs(tmp_path, scene):
+    """CaFE trains on image + DSM; the DSM lives in another CRS and resolution and is warped
+    onto the image grid on the fly; a missing DSM is refused up front."""
+    import subprocess
+    from engine.models.cafe import TINY
+    image, labels = scene
+    with rasterio.open(labels) as lab:
+        height = (lab.read(1).astype("float32") - 1) * 10  # classes 2, 3 are "higher"
+    dsm = write_raster(tmp_path / "dsm_utm.tif", height[None], res=1.0)
+    moved = tmp_path / "dsm_3857.tif"
+    subprocess.run(["gdalwarp", "-q", "-t_srs", "EPSG:3857", "-tr", "1.5", "1.5", str(dsm),
+                    str(moved)], check=True)
+    with pytest.raises(InputError, match="--aux"):
+        _train(tmp_path, scene, arch="cafe", hparams=dict(TINY))
+    result = _train(tmp_path, scene, arch="cafe", aux=[str(moved)], hparams=dict(TINY), epochs=2,
+                    tile=64, optimizer="adamw", lr=1e-3, loss="cafe")
+    card = read_card(result["model"])
+    assert set(card["inputs"]) == {"image", "aux"} and card["hparams"]["aux_channels"] == 1
+    out = tmp_path / "pred.tif"
+    predict(result["model"], image, out, aux=moved, device="cpu")
+    with pytest.raises(InputError, match="needs an auxiliary raster"):
+        predict(result["model"], image, tmp_path / "x.tif", device="cpu")

@@ -42,3 +42,13 @@ def test_recipe_gives_defaults_but_the_user_wins():
     assert hp["lr"] == 1e-3 and hp["warmup_steps"] == 3
     unet = resolve_recipe(TrainConfig(out="x", images=["a"]), steps_per_epoch=7)
     assert unet["lr"] == 1e-3 and unet["warmup_steps"] == 7 and unet["loss"] == "ce"
+
+
+def test_recipe_optimizer_is_built():
+    from engine.training.loop import make_optimiser
+    net = torch.nn.Linear(2, 2)
+    cafe = resolve_recipe(TrainConfig(out="x", images=["a"], arch="cafe"), steps_per_epoch=3)
+    opt = make_optimiser(net, cafe)
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
+    assert isinstance(make_optimiser(net, resolve_recipe(TrainConfig(out="x", images=["a"]), 3)),
+                      torch.optim.AdamW)

@@ -1,0 +1,565 @@
+"""CaFE: category-wise fusion and enhancement learning for image + DSM segmentation.
+
+Zheng, He, Wang, Li, Luo, IEEE TGRS 60 (2022), doi 10.1109/TGRS.2022.3225843; re-implemented from
+the written specification in ``docs/seed-models.md`` §2 (no seed code used: the authors' code is
+GPL-3.0 and was not consulted).
+
+Multimodal semantic segmentation: an optical image (input group ``image``, 3–4 bands) and a height
+raster (input group ``aux``: DSM or nDSM, 1+ bands, warped onto the image grid by the data layer).
+Two ResNet encoders, one per modality, RedNet-style: at the stem (1/2) and after each of the four
+stages (1/4 … 1/32) the two streams are fused; the plain sum R_i + D_i feeds the next stage of the
+image stream while the DSM stream goes on alone.  The fused features of the five levels go through
+1×1 "agent" projections into a RedNet decoder (transposed-convolution residual blocks) with pyramid
+loss supervision (PLS: a 1×1 classifier after each of the four up-stages plus the final output).
+
+Shapes for the full configuration (two ResNet-50 streams, width 64), one 512² RGB + DSM pair::
+
+    level 0  stems (7×7 s2 conv-BN-ReLU)      R0, D0      64 @ 256²   → fusion → agent 64→64
+             max-pool 3×3 s2 (fused sum / D0)                 @ 128²
+    level 1  layer1 (3 bottlenecks)           R1, D1     256 @ 128²   → fusion → agent 256→64
+    level 2  layer2 (4, stride 2)             R2, D2     512 @ 64²    → fusion → agent 512→128
+    level 3  layer3 (6, stride 2)             R3, D3    1024 @ 32²    → fusion → agent 1024→256
+    level 4  layer4 (3, stride 2)             R4, D4    2048 @ 16²    → fusion → agent 2048→512
+    decoder  up1: 6 blocks 512→256 @ 32²  (side out 1/16)  + agent3
+             up2: 4 blocks 256→128 @ 64²  (side out 1/8)   + agent2
+             up3: 3 blocks 128→64  @ 128² (side out 1/4)   + agent1
+             up4: 3 blocks  64→64  @ 256² (side out 1/2)   + agent0
+             final: 3 residual blocks 64→64, transposed conv 2×2 s2 64→classes @ 512²
+
+Fusion at each level (the paper's contribution; our **readings**, each a constructor switch):
+
+* **Inference (CA)**: X_i = R_i + D_i, then ECA channel attention
+  F_i'' = X_i ⊙ σ(conv1d_k(GAP(X_i))) with k = odd(⌊(log2 C + 1)/2⌋).  Needs no labels;
+  deterministic.
+* **Training (CFF + CEL)**, label-driven, computed only when ``targets`` are given in training mode:
+
+  - M_c = one-hot ground-truth mask of category c nearest-resized to the level
+    (``mask_resize="nearest"``; ``"area"`` uses soft area-averaged masks instead).
+  - CFF, ``cff_mode="eca"`` (default): one ECA kernel *per category* whose channel descriptor is the
+    average of X_i over the category's own region, g_c(X) = X ⊙ σ(conv1d_c(GAP_{M_c}(X)));
+    F_i' = Σ_c M_c ⊙ g_c(X_i).  ``cff_mode="modal"``: per-category, per-channel modality weights,
+    g_c = α_c ⊙ R_i + β_c ⊙ D_i (α, β initialised to 1, i.e. the plain sum).  Pixels without a label
+    (IGNORE) use the CA fusion.  Cost: K·k (eca) or 2·K·C (modal) parameters per level.
+  - CEL: per-image category proportions p_c → weights w_c = (1/p_c)/Σ_present(1/p_k)·K_present
+    clipped to [0.2, 5] (``engine.training.losses.enhancement_weights``).  ``cel_mode="loss"``
+    (default): the weights are a per-pixel weight on the cross-entropy terms of the CFF path (see
+    :func:`cafe_loss`; ``cel_on_ca_path=True`` also weights the CA path).  ``cel_mode="feature"``:
+    F_i'' = Σ_c w_c M_c ⊙ F_i' (unlabelled pixels × 1) and plain CE.  ``cel_mode="none"``: off.
+  - Train/test consistency (``two_path=True``, default): every training step runs the shared decoder
+    twice, (a) on the CFF/CEL features and (b) on the CA features; both PLS losses are summed 1:1
+    and inference uses (b) only, so CFF/CEL cost nothing at test time.  The decoder's BatchNorm
+    running statistics are updated by path (b) only (``bn_stats="ca"``; ``"both"`` lets path (a)
+    update them too), so that the statistics used at inference are those of the inference path.
+    ``two_path=False`` is the other reading ("CA kept in training and testing"): one decoder pass on
+    CA(CEL(CFF(R, D))) in training, CA(R + D) at inference.
+* ``feed="sum"`` (default, as the released RedNet baseline) feeds R_i + D_i to the next image stage;
+  ``feed="ca"`` feeds the CA-fused feature instead (the encoder still runs once per step).
+* The stem level (64 @ 1/2, fused in the released baseline) gets the same fusion as the four stages.
+
+Training-mode output with targets (``two_path=True``)::
+
+    {"logits": main logits of path (b) — the inference path, B×K×H×W,
+     "aux_logits": [path (a) main logits, path (a) side outputs at 1/16, 1/8, 1/4, 1/2,
+                    path (b) side outputs at 1/16, 1/8, 1/4, 1/2],
+     "cel_weighted": [bool per output (logits first, then aux_logits) — CEL weight applies]}
+
+Training mode without targets returns the CA path with its side outputs (no CFF).  :func:`cafe_loss`
+computes the spec's loss exactly: cross-entropy (IGNORE = 255) of every output against the label
+nearest-downsampled to its size, all terms summed with weight 1 (multi-scale CE per path, paths
+1:1), the CEL per-pixel weights where ``cel_weighted`` says so.
+
+Parameters (3 image bands + 1 DSM band, 6 classes, full configuration): 81 946 445 — image ResNet-50
+23 508 032, DSM ResNet-50 23 501 760, decoder 34 936 478 (agents 1 398 784, up-stages 33 311 104,
+PLS heads 3 096, final residual blocks 221 952, final transposed conv 1 542), CA 25 and CFF 150
+(5 levels × 6 categories × k).  Without CA/CFF (the two-stream RedNet-R50 baseline) 81 946 270,
+which is the spec's measured 81.95 M.  The spec's text says "residual block" before the last
+transposed conv; its measured count is reproduced only with *three* such blocks (one block gives
+81.80 M), so ``final_blocks=3`` is the default.  ``input_multiple`` is 32.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import register
+
+#: Label value of unlabelled pixels (= ``engine.training.losses.IGNORE``; that module is imported
+#: lazily: ``engine.training`` imports ``engine.inference``, which imports the models).
+IGNORE = 255
+
+#: Parameter count of the full configuration, 3 image bands + 1 DSM band, 6 classes (exact).
+FULL_PARAMS = 81_946_445
+#: The specification's measured figure for the released two-stream RedNet-R50 baseline ("81.95 M").
+SPEC_PARAMS = 81_950_000
+#: Tiny configuration for tests (same topology: ResNet-18-style streams, width 8, one block per
+#: decoder up-stage).
+TINY: Dict[str, object] = {"depth": 18, "width": 8, "decoder_blocks": (1, 1, 1, 1),
+                           "final_blocks": 1}
+#: Training recipe of the spec (§2.3) as plain values.  The engine's loop only has AdamW and no
+#: step schedule.  AdamW equivalent: lr 1e-4 (ImageNet streams) / 3e-4 (random init), wd 1e-2,
+#: poly decay after a one-epoch warm-up, the same loss.
+RECIPE: Dict[str, object] = {
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "lr": 7e-4,
+    "weight_decay": 1e-4,
+    "batch_size": 8,
+    "epochs": 150,
+    "schedule": "constant",       # the spec: LR × 0.8 every 100 epochs (one drop in 150 epochs)
+    "lr_step_epochs": 100,
+    "lr_step_gamma": 0.8,
+    "warmup_steps": 0,            # none in the spec
+    "grad_clip": 0.0,             # none in the spec
+    "loss": "cafe",               # multi-scale CE over both paths, 1:1, CEL weights on path (a)
+    "aux_weight": 1.0,            # equal weights (used only by the generic fallback "enhanced_ce")
+    "tile": 512,
+    "pretrained": "imagenet",     # both streams; DSM stem = channel mean of the RGB stem
+}
+
+DEPTHS: Dict[int, Tuple[str, Tuple[int, int, int, int]]] = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+}
+CFF_MODES = ("eca", "modal")
+CEL_MODES = ("loss", "feature", "none")
+
+
+def eca_kernel(channels: int) -> int:
+    """ECA's adaptive kernel: t = ⌊(log2 C + 1) / 2⌋, raised to the next odd number if even."""
+    k = max(int((math.log2(channels) + 1) // 2), 1)
+    return k if k % 2 else k + 1
+
+
+# ---- ResNet streams (torchvision-compatible names, so ImageNet weights can be loaded) ----------
+
+def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNetStream(nn.Module):
+    """ResNet trunk without the classifier: ``stem`` (7×7 s2 conv-BN-ReLU) and ``layer1..4``.
+
+    ``channels`` = widths of the five levels [stem, layer1, layer2, layer3, layer4].
+    """
+
+    def __init__(self, in_channels: int, block: str, layers: Sequence[int], width: int) -> None:
+        super().__init__()
+        cls = Bottleneck if block == "bottleneck" else BasicBlock
+        self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.inplanes = width
+        self.layer1 = self._make_layer(cls, width, layers[0], 1)
+        self.layer2 = self._make_layer(cls, width * 2, layers[1], 2)
+        self.layer3 = self._make_layer(cls, width * 4, layers[2], 2)
+        self.layer4 = self._make_layer(cls, width * 8, layers[3], 2)
+        self.channels = [width] + [width * m * cls.expansion for m in (1, 2, 4, 8)]
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_layer(self, cls, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * cls.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * cls.expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * cls.expansion))
+        out = [cls(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * cls.expansion
+        out += [cls(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*out)
+
+    @property
+    def stages(self) -> List[nn.Sequential]:
+        return [self.layer1, self.layer2, self.layer3, self.layer4]
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn1(self.conv1(x)))
+
+
+# ---- fusion modules ---------------------------------------------------------------------------
+
+class ECA(nn.Module):
+    """ECA channel attention (the CA of the inference path): X ⊙ σ(conv1d_k(GAP(X)))."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        k = eca_kernel(channels)
+        self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Channel weights B×C in (0, 1)."""
+        return torch.sigmoid(self.conv(x.mean((2, 3))[:, None]))[:, 0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weights(x)[:, :, None, None]
+
+
+class CategoryFusion(nn.Module):
+    """CFF of one level (training only; our reading, see the module docstring).
+
+    ``forward(r, d, masks, ca)`` with masks B×K×h×w (one-hot or soft; all-zero where unlabelled) and
+    ``ca`` the level's inference CA (used where no label is known) returns F' (B×C×h×w).
+    """
+
+    def __init__(self, channels: int, num_classes: int, mode: str = "eca") -> None:
+        super().__init__()
+        if mode not in CFF_MODES:
+            raise ValueError(f"cff_mode must be one of {CFF_MODES}, not {mode!r}")
+        self.mode = mode
+        if mode == "eca":
+            k = eca_kernel(channels)
+            # one 1-D kernel per category (groups = categories), no bias, as ECA
+            self.conv = nn.Conv1d(num_classes, num_classes, k, padding=k // 2,
+                                  groups=num_classes, bias=False)
+        else:
+            self.alpha = nn.Parameter(torch.ones(num_classes, channels))
+            self.beta = nn.Parameter(torch.ones(num_classes, channels))
+
+    def forward(self, r: torch.Tensor, d: torch.Tensor, masks: torch.Tensor,
+                ca: ECA) -> torch.Tensor:
+        x = r + d
+        masks = masks.float()
+        rest = (1 - masks.sum(1, keepdim=True)).clamp_min(0)       # unlabelled share, B×1×h×w
+        unlabelled = rest.to(x.dtype) * ca(x)
+        if self.mode == "eca":
+            # masked average pool with normalised masks (a weighted mean: no fp16 overflow)
+            area = masks.sum((2, 3), keepdim=True).clamp_min(1e-6)  # B×K×1×1, float32
+            pooled = torch.einsum("bkhw,bchw->bkc", (masks / area).to(x.dtype), x)
+            att = torch.sigmoid(self.conv(pooled))                  # B×K×C, one per category
+            return x * torch.einsum("bkhw,bkc->bchw", masks.to(att.dtype), att) + unlabelled
+        masks = masks.to(x.dtype)
+        a = torch.einsum("bkhw,kc->bchw", masks, self.alpha.to(x.dtype))
+        b = torch.einsum("bkhw,kc->bchw", masks, self.beta.to(x.dtype))
+        return a * r + b * d + unlabelled
+
+
+# ---- RedNet decoder ---------------------------------------------------------------------------
+
+class TransBasicBlock(nn.Module):
+    """Decoder residual block: conv3×3-BN-ReLU, then conv3×3 (or transposed 3×3 s2 when upsampling)
+    -BN; the shortcut is a transposed 2×2 s2 conv-BN when upsampling; add, ReLU."""
+
+    def __init__(self, inplanes: int, planes: int, upsample: bool = False) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, inplanes)
+        self.bn1 = nn.BatchNorm2d(inplanes)
+        if upsample:
+            self.conv2 = nn.ConvTranspose2d(inplanes, planes, 3, 2, 1, output_padding=1, bias=False)
+            self.shortcut = nn.Sequential(nn.ConvTranspose2d(inplanes, planes, 2, 2, bias=False),
+                                          nn.BatchNorm2d(planes))
+        else:
+            if inplanes != planes:
+                raise ValueError("a non-upsampling block keeps its width")
+            self.conv2 = _conv3x3(inplanes, planes)
+            self.shortcut = None
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return self.relu(out + identity)
+
+
+def _up_stage(inplanes: int, planes: int, blocks: int) -> nn.Sequential:
+    """``blocks − 1`` width-keeping blocks, then one ×2 upsampling block inplanes→planes."""
+    if blocks < 1:
+        raise ValueError("every decoder up-stage needs at least one block")
+    return nn.Sequential(*[TransBasicBlock(inplanes, inplanes) for _ in range(blocks - 1)],
+                         TransBasicBlock(inplanes, planes, upsample=True))
+
+
+def _agent(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class Decoder(nn.Module):
+    """RedNet decoder with PLS heads.  ``forward(levels, sides)`` → (main logits, [side logits])."""
+
+    def __init__(self, enc_channels: Sequence[int], width: int, num_classes: int,
+                 blocks: Sequence[int], final_blocks: int = 3) -> None:
+        super().__init__()
+        dec = [width, width, 2 * width, 4 * width, 8 * width]
+        self.agents = nn.ModuleList(_agent(c, o) for c, o in zip(enc_channels, dec))
+        self.ups = nn.ModuleList(_up_stage(dec[4 - j], dec[3 - j], n) for j, n in enumerate(blocks))
+        self.sides = nn.ModuleList(nn.Conv2d(dec[3 - j], num_classes, 1) for j in range(4))
+        self.final_conv = nn.Sequential(*[TransBasicBlock(width, width)
+                                          for _ in range(final_blocks)])
+        self.final_deconv = nn.ConvTranspose2d(width, num_classes, 2, 2)
+
+    def forward(self, levels: Sequence[torch.Tensor], sides: bool = False
+                ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        x = self.agents[4](levels[4])
+        out: List[torch.Tensor] = []
+        for j, (up, head) in enumerate(zip(self.ups, self.sides)):
+            x = up(x)
+            if sides:
+                out.append(head(x))
+            x = x + self.agents[3 - j](levels[3 - j])
+        return self.final_deconv(self.final_conv(x)), out
+
+
+@contextlib.contextmanager
+def _keep_bn_statistics(module: nn.Module) -> Iterator[None]:
+    """Within the block, BatchNorm layers normalise with batch statistics as usual but leave their
+    running statistics unchanged (momentum 0)."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+
+
+# ---- the network ------------------------------------------------------------------------------
+
+class CaFE(nn.Module):
+    """Two-stream image + DSM segmentation network with category-wise fusion in training."""
+
+    def __init__(self, in_channels: int, num_classes: int, aux_channels: int = 1,
+                 depth: Optional[int] = 50, layers: Optional[Sequence[int]] = None,
+                 block: Optional[str] = None, width: int = 64,
+                 decoder_blocks: Sequence[int] = (6, 4, 3, 3), final_blocks: int = 3,
+                 cff_mode: str = "eca",
+                 cel_mode: str = "loss", cel_on_ca_path: bool = False, two_path: bool = True,
+                 feed: str = "sum", mask_resize: str = "nearest", bn_stats: str = "ca") -> None:
+        super().__init__()
+        if layers is None:
+            if depth not in DEPTHS:
+                raise ValueError(f"depth must be one of {sorted(DEPTHS)} (or give layers=)")
+            block_d, layers = DEPTHS[depth]
+            block = block or block_d
+        block = block or "basic"
+        if block not in ("basic", "bottleneck") or len(layers) != 4:
+            raise ValueError("block is 'basic' or 'bottleneck' and layers has four counts")
+        if len(decoder_blocks) != 4:
+            raise ValueError("decoder_blocks has four counts (up-stages 1/16, 1/8, 1/4, 1/2)")
+        if cel_mode not in CEL_MODES:
+            raise ValueError(f"cel_mode must be one of {CEL_MODES}, not {cel_mode!r}")
+        if feed not in ("sum", "ca") or mask_resize not in ("nearest", "area") \
+                or bn_stats not in ("ca", "both"):
+            raise ValueError("feed is 'sum'|'ca', mask_resize 'nearest'|'area', "
+                             "bn_stats 'ca'|'both'")
+        self.num_classes, self.aux_channels = num_classes, aux_channels
+        self.cel_mode, self.cel_on_ca_path, self.two_path = cel_mode, cel_on_ca_path, two_path
+        self.feed, self.mask_resize, self.bn_stats = feed, mask_resize, bn_stats
+        self.rgb = ResNetStream(in_channels, block, layers, width)
+        self.dsm = ResNetStream(aux_channels, block, layers, width)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        chans = self.rgb.channels
+        self.ca = nn.ModuleList(ECA(c) for c in chans)
+        self.cff = nn.ModuleList(CategoryFusion(c, num_classes, cff_mode) for c in chans)
+        self.decoder = Decoder(chans, width, num_classes, decoder_blocks, final_blocks)
+
+    # -- encoder ------------------------------------------------------------------------------
+    def encode(self, image: torch.Tensor, aux: torch.Tensor
+               ) -> Tuple[List[Tuple[torch.Tensor, torch.Tensor]], List[torch.Tensor]]:
+        """Both streams once → ([(R_i, D_i)] for the five levels, [CA-fused F_i''])."""
+        r, d = self.rgb.stem(image), self.dsm.stem(aux)
+        pairs, fused = [], []
+        for i in range(5):
+            if i:
+                r, d = self.rgb.stages[i - 1](x), self.dsm.stages[i - 1](d)
+            pairs.append((r, d))
+            fused.append(self.ca[i](r + d))
+            x = fused[-1] if self.feed == "ca" else r + d
+            if i == 0:
+                x, d = self.maxpool(x), self.maxpool(d)
+        return pairs, fused
+
+    # -- labels → per-level masks / CEL weights ------------------------------------------------
+    def _valid(self, targets: torch.Tensor) -> torch.Tensor:
+        return (targets != IGNORE) & (targets >= 0) & (targets < self.num_classes)
+
+    def level_masks(self, targets: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        """One-hot masks M_c (B×K×h×w) of the labels resized to ``size``; unlabelled pixels 0."""
+        valid = self._valid(targets)
+        if self.mask_resize == "nearest":
+            t = F.interpolate(torch.where(valid, targets, -1)[:, None].float(), size=size,
+                              mode="nearest")[:, 0].long()
+            ok = t >= 0
+            return (F.one_hot(t.clamp_min(0), self.num_classes).permute(0, 3, 1, 2).float()
+                    * ok[:, None].float())
+        onehot = (F.one_hot(torch.where(valid, targets, 0), self.num_classes).permute(0, 3, 1, 2)
+                  .float() * valid[:, None].float())
+        return F.adaptive_avg_pool2d(onehot, size)
+
+    def category_weights(self, targets: torch.Tensor) -> torch.Tensor:
+        """Per-image CEL weights w_c (B×K), taken by value from ``enhancement_weights``; absent
+        categories get 0 (they have no pixels to scale)."""
+        from ..training.losses import enhancement_weights
+        valid = self._valid(targets)
+        t = torch.where(valid, targets, IGNORE)
+        pixel_w = enhancement_weights(t, self.num_classes).flatten(1)
+        idx = torch.where(valid, targets, 0).flatten(1)
+        return torch.zeros(targets.shape[0], self.num_classes, device=targets.device) \
+            .scatter_reduce(1, idx, pixel_w, "amax")
+
+    def cff_features(self, pairs: Sequence[Tuple[torch.Tensor, torch.Tensor]],
+                     targets: torch.Tensor) -> List[torch.Tensor]:
+        """Path (a): CFF (+ CEL feature scaling when ``cel_mode="feature"``) at every level."""
+        weights = self.category_weights(targets) if self.cel_mode == "feature" else None
+        out = []
+        for i, (r, d) in enumerate(pairs):
+            masks = self.level_masks(targets, r.shape[-2:])              # float32
+            f = self.cff[i](r, d, masks, self.ca[i])
+            if weights is not None:
+                scale = torch.einsum("bkhw,bk->bhw", masks, weights) \
+                    + (1 - masks.sum(1)).clamp_min(0)
+                f = f * scale[:, None].to(f.dtype)
+            if not self.two_path:
+                f = self.ca[i](f)              # "CA kept in training and testing"
+            out.append(f)
+        return out
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, image: torch.Tensor, aux: Optional[torch.Tensor] = None,
+                targets: Optional[torch.Tensor] = None):
+        if aux is None:
+            raise ValueError("CaFE needs the height raster as the 'aux' input (DSM/nDSM)")
+        if aux.shape[1] != self.aux_channels:
+            raise ValueError(f"CaFE was built for {self.aux_channels} aux band(s), "
+                             f"got {aux.shape[1]}")
+        if image.shape[-1] % 32 or image.shape[-2] % 32:
+            raise ValueError("CaFE needs height and width multiples of 32, "
+                             f"got {tuple(image.shape[-2:])}")
+        pairs, fused = self.encode(image, aux)
+        if not self.training:
+            return self.decoder(fused)[0]
+        if targets is None:
+            main, sides = self.decoder(fused, sides=True)
+            return {"logits": main, "aux_logits": sides, "cel_weighted": [False] * (1 + len(sides))}
+        cel = self.cel_mode == "loss"
+        feats_a = self.cff_features(pairs, targets)
+        if not self.two_path:
+            main_a, sides_a = self.decoder(feats_a, sides=True)
+            return {"logits": main_a, "aux_logits": sides_a,
+                    "cel_weighted": [cel] * (1 + len(sides_a))}
+        main_b, sides_b = self.decoder(fused, sides=True)
+        keep = (_keep_bn_statistics(self.decoder) if self.bn_stats == "ca"
+                else contextlib.nullcontext())
+        with keep:
+            main_a, sides_a = self.decoder(feats_a, sides=True)
+        cel_b = cel and self.cel_on_ca_path
+        return {"logits": main_b, "aux_logits": [main_a, *sides_a, *sides_b],
+                "cel_weighted": [cel_b] + [cel] * (1 + len(sides_a)) + [cel_b] * len(sides_b)}
+
+    # -- pretrained weights ---------------------------------------------------------------------
+    def load_backbone(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, int]:
+        """Load a torchvision-layout ResNet state dict (local file, e.g. ImageNet ResNet-50) into
+        both streams.  Extra image bands get the channel mean of the RGB stem; the DSM stem is the
+        channel mean of the RGB stem repeated over the aux bands (the spec's initialisation).
+        Returns the number of tensors loaded per stream."""
+        sd = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+        stem = sd["conv1.weight"]
+        mean = stem.mean(1, keepdim=True)
+        loaded = {}
+        for name, stream, bands in (("rgb", self.rgb, self.rgb.conv1.in_channels),
+                                    ("dsm", self.dsm, self.aux_channels)):
+            w = (stem[:, :bands] if name == "rgb" else stem[:, :0])
+            w = torch.cat([w, mean.expand(-1, bands - w.shape[1], -1, -1)], dim=1)
+            own = stream.state_dict()
+            use = {k: v for k, v in {**sd, "conv1.weight": w}.items()
+                   if k in own and own[k].shape == v.shape}
+            stream.load_state_dict(use, strict=False)
+            loaded[name] = len(use)
+        return loaded
+
+
+def _nearest_target(target: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    if tuple(target.shape[-2:]) == tuple(size):
+        return target
+    return F.interpolate(target[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+def cafe_loss(output, target: torch.Tensor) -> torch.Tensor:
+    """CaFE's loss: Σ over all outputs (both paths' main and side outputs) of the mean
+    cross-entropy (IGNORE skipped) against the label nearest-downsampled to each output's size, all
+    with weight 1; outputs flagged in ``cel_weighted`` use the CEL per-pixel weights
+    (``enhancement_weights`` of that label).  A plain tensor (inference / validation output) gets
+    plain cross-entropy."""
+    from ..training.losses import cross_entropy, enhancement_weights
+    if not isinstance(output, dict):
+        return cross_entropy(output.float(), _nearest_target(target, output.shape[-2:]))
+    outs = [output["logits"], *(output.get("aux_logits") or [])]
+    flags = list(output.get("cel_weighted") or [False] * len(outs))
+    total = outs[0].new_zeros((), dtype=torch.float32)
+    for out, weighted in zip(outs, flags):
+        t = _nearest_target(target, out.shape[-2:])
+        w = enhancement_weights(t, out.shape[1]) if weighted else None
+        total = total + cross_entropy(out.float(), t, weight=w)
+    return total
+
+
+@register("cafe", task="segmentation",
+          description="CaFE: two-stream image + DSM (aux) fusion with category-wise feature fusion "
+                      "and enhancement learning in training, channel attention at inference "
+                      "(RedNet decoder, ResNet-50 ×2, ~82 M parameters)",
+          input_multiple=32)
+def build_cafe(in_channels: int, num_classes: int, aux_channels: int = 1,
+               **size_options) -> CaFE:
+    """Build CaFE; defaults are the full configuration (two ResNet-50 streams, decoder 6/4/3/3).
+
+    Size options: ``depth`` (18/34/50) or ``layers`` (four block counts) + ``block``
+    ('basic'|'bottleneck'), ``width`` (stem width, 64), ``decoder_blocks`` (6, 4, 3, 3),
+    ``final_blocks`` (3).  Reading switches:
+    ``cff_mode``, ``cel_mode``, ``cel_on_ca_path``, ``two_path``, ``feed``, ``mask_resize``,
+    ``bn_stats`` (see the module docstring)."""
+    if "layers" in size_options and "depth" not in size_options:
+        size_options["depth"] = None
+    return CaFE(in_channels, num_classes, aux_channels, **size_options)

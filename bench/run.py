@@ -200,6 +200,9 @@ MODEL_CONFIGS = {  # architecture → (hyper-parameters, input bands) as documen
     "mindist": ({}, 4),
     "fcsiamdiff": ({"base": 16, "depth": 4}, 3),
     "sgsln": ({}, 3),
+    "glcnet": ({}, 4),
+    "srcbtfusion": ({}, 3),
+    "cafe": ({}, 3),
 }
 
 

@@ -109,7 +109,8 @@ def cmd_predict(a: argparse.Namespace) -> None:
 
 
 # Commands living in their own modules: each has COMMAND, HELP, add_arguments(p), run(args, progress).
-COMMAND_MODULES = ("engine.training.cli", "engine.change", "engine.vectorize", "engine.evaluation")
+COMMAND_MODULES = ("engine.training.cli", "engine.pretrain", "engine.change", "engine.vectorize",
+                   "engine.evaluation", "engine.derive")
 
 
 def _module_command(module_name: str):

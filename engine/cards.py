@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from . import __version__
+from .catalog import NEEDS_AUX
 from .jobs import InputError
 from .models import architecture, build
 
@@ -42,7 +43,7 @@ def default_card(arch: str, bands: int, classes: int, *, band_names: Optional[Se
                  class_names: Optional[Sequence[str]] = None, dtype: str = "uint8",
                  tile_size: int = 512, overlap: int = 64, gsd_m: Optional[float] = None,
                  hparams: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """A complete card for an untrained segmentation model with ``bands`` inputs."""
+    """A complete card for an untrained model (segmentation or change) with ``bands`` inputs."""
     if bands < 1 or classes < 2:
         raise InputError(f"a model needs at least 1 band and 2 classes (got {bands}, {classes})")
     a = architecture(arch)
@@ -64,6 +65,12 @@ def default_card(arch: str, bands: int, classes: int, *, band_names: Optional[Se
     else:
         inputs = {"image": group}
         class_entries = make_classes(cnames)
+        if arch in NEEDS_AUX:
+            n_aux = int(hp.setdefault("aux_channels", 1))
+            inputs["aux"] = {"bands": [{"index": i + 1, "name": "DSM" if n_aux == 1 else f"aux{i + 1}"}
+                                       for i in range(n_aux)],
+                             "dtype": "float32", "mean": [0.0] * n_aux, "std": [1.0] * n_aux,
+                             "nodata": None}
     return {
         "name": f"{arch} ({bands} bands, {classes} classes)",
         "task": a.task,

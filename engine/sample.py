@@ -17,7 +17,7 @@ import os
 import zlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import rasterio
@@ -43,6 +43,7 @@ OUTPUTS = ("t1", "t2", "dsm", "labels", "labels_t2", "change")
 _TILE = 256
 _CELL = 64                       # parcel edge in pixels (32 m)
 _BLOCK = 4                       # cells per street block edge; roads run along block edges
+_GDAL_CACHE_BYTES = 64 << 20
 _LABEL_NODATA = 255              # the engine's class nodata value (never present here)
 
 # class values
@@ -57,7 +58,7 @@ _DISTRICT_P = np.array([0.5, 0.25, 0.25])
 
 # spectral signatures (R, G, B, NIR), before texture and noise
 _GRASS_LUSH = (80.0, 122.0, 58.0, 196.0)
-_GRASS_DRY = (138.0, 136.0, 88.0, 152.0)
+_GRASS_DRY = (122.0, 130.0, 80.0, 166.0)
 _ASPHALT = (96.0, 98.0, 102.0, 88.0)
 _MARKING = (205.0, 205.0, 200.0, 175.0)
 _CONCRETE = (152.0, 151.0, 147.0, 132.0)
@@ -308,188 +309,207 @@ def _render(seed: int, y0: int, y1: int, x0: int, x1: int) -> Dict[str, np.ndarr
 
     Returns ``t1``/``t2`` (4×h×w uint8), ``dsm`` (h×w float32), ``labels``, ``labels_t2`` and
     ``change`` (h×w uint8).  A pure function of global pixel coordinates: any tiling of the plane
-    into windows gives the same pixels.
+    into windows gives the same pixels.  Renders the covering whole cells, then crops.
     """
-    h, w = y1 - y0, x1 - x0
-    ys = np.arange(y0, y1, dtype=np.int64)
-    xs = np.arange(x0, x1, dtype=np.int64)
-    cyv, cxv = ys // _CELL, xs // _CELL
-    cnt_y = np.bincount(cyv - cyv[0])
-    cnt_x = np.bincount(cxv - cxv[0])
-    cy = np.arange(cyv[0], cyv[0] + len(cnt_y), dtype=np.int64)[:, None]
-    cx = np.arange(cxv[0], cxv[0] + len(cnt_x), dtype=np.int64)[None, :]
+    cy0, cx0 = y0 // _CELL, x0 // _CELL
+    out = _render_cells(seed, cy0, -(-y1 // _CELL), cx0, -(-x1 // _CELL))
+    oy, ox, h, w = y0 - cy0 * _CELL, x0 - cx0 * _CELL, y1 - y0, x1 - x0
+    if (oy, ox) == (0, 0) and out["change"].shape == (h, w):
+        return out
+    return {k: np.ascontiguousarray(v[..., oy:oy + h, ox:ox + w]) for k, v in out.items()}
+
+
+def _render_cells(seed: int, cy0: int, cy1: int, cx0: int, cx1: int) -> Dict[str, np.ndarray]:
+    """Render whole cells cy0:cy1 × cx0:cx1 (see :func:`_render`).
+
+    Pixel arrays are laid out n×C×m×C (cell row, row in cell, cell column, column in cell), a
+    free reshape of the h×w image, so per-cell parameters (n×1×m×1) and in-cell coordinates broadcast
+    without being expanded to pixels.
+    """
+    n, m = cy1 - cy0, cx1 - cx0
+    shape = (n, _CELL, m, _CELL)
+    ys = np.arange(cy0 * _CELL, cy1 * _CELL, dtype=np.int64)
+    xs = np.arange(cx0 * _CELL, cx1 * _CELL, dtype=np.int64)
+    cy = np.arange(cy0, cy1, dtype=np.int64)[:, None]
+    cx = np.arange(cx0, cx1, dtype=np.int64)[None, :]
     c = _cells(seed, cy, cx)
-
-    def ex(a: np.ndarray, dtype: Any = np.int16) -> np.ndarray:
-        """Expand a per-cell array to the window's pixels."""
-        return np.repeat(np.repeat(np.asarray(a).astype(dtype, copy=False), cnt_y, axis=0),
-                         cnt_x, axis=1)
-
-    ly = (ys % _CELL).astype(np.int16)[:, None]
-    lx = (xs % _CELL).astype(np.int16)[None, :]
-
-    def rect(x_0: np.ndarray, x_1: np.ndarray, y_0: np.ndarray, y_1: np.ndarray,
-             px: np.ndarray = lx, py: np.ndarray = ly) -> np.ndarray:
-        m = px >= ex(x_0)
-        m &= px < ex(x_1)
-        m &= py >= ex(y_0)
-        m &= py < ex(y_1)
-        return m
-
     f32 = np.float32
-    n_fine = _value_noise(_key(seed, "n-fine"), 3, ys, xs)
-    n_mid = _value_noise(_key(seed, "n-mid"), 12, ys, xs)
-    n_big = _value_noise(_key(seed, "n-big"), 160, ys, xs)
+
+    def P(a: Any, dtype: Any = np.int16) -> np.ndarray:
+        """A per-cell array, shaped to broadcast against the pixels."""
+        return np.asarray(a).astype(dtype, copy=False)[:, None, :, None]
+
+    def px(a: np.ndarray) -> np.ndarray:
+        """An h×w (or k×h×w) pixel array in the cell layout (a view)."""
+        return a.reshape(a.shape[:-2] + shape)
+
+    ly = np.arange(_CELL, dtype=np.int16)[None, :, None, None]
+    lx = np.arange(_CELL, dtype=np.int16)[None, None, None, :]
+
+    def rect(x_0: Any, x_1: Any, y_0: Any, y_1: Any, qx: np.ndarray = lx,
+             qy: np.ndarray = ly) -> np.ndarray:
+        return ((qx >= P(x_0)) & (qx < P(x_1))) & ((qy >= P(y_0)) & (qy < P(y_1)))
+
+    n_fine = px(_value_noise(_key(seed, "n-fine"), 3, ys, xs))
+    n_mid = px(_value_noise(_key(seed, "n-mid"), 12, ys, xs))
+    n_big = px(_value_noise(_key(seed, "n-big"), 160, ys, xs))
     terrain = _value_noise(_key(seed, "terrain"), 2048, ys, xs) * f32(30.0)
     terrain += _value_noise(_key(seed, "terrain-2"), 256, ys, xs) * f32(4.0)
     terrain += f32(180.0)
 
-    lab = np.full((h, w), _LOW, dtype=np.uint8)
-    col = np.empty((4, h, w), dtype=np.float32)
+    lab = np.full(shape, _LOW, dtype=np.uint8)
+    col = np.empty((4,) + shape, dtype=np.float32)
     dry = np.clip(n_big * f32(1.6) - f32(0.3), 0, 1)
     for b in range(4):
-        col[b] = f32(_GRASS_LUSH[b]) + f32(_GRASS_DRY[b] - _GRASS_LUSH[b]) * dry
-    amp = np.full((h, w), 0.18, dtype=np.float32)
+        np.multiply(dry, f32(_GRASS_DRY[b] - _GRASS_LUSH[b]), out=col[b])
+        col[b] += f32(_GRASS_LUSH[b])
+    del dry, n_big
+    amp = np.full(shape, 0.18, dtype=np.float32)
     objh = n_fine * f32(0.4)
 
-    def paint(mask: np.ndarray, label: Optional[int], colour: Any, amplitude: Optional[float],
+    def paint(mask: np.ndarray, label: Any, colour: Any, amplitude: Optional[float],
               height: Any) -> None:
         if label is not None:
-            np.copyto(lab, np.uint8(label), where=mask)
+            np.copyto(lab, label, where=mask, casting="unsafe")
         for b in range(4):
-            np.copyto(col[b], colour[b], where=mask)
+            np.copyto(col[b], colour[b], where=mask, casting="unsafe")
         if amplitude is not None:
             np.copyto(amp, f32(amplitude), where=mask)
         if height is not None:
-            np.copyto(objh, height, where=mask)
+            np.copyto(objh, height, where=mask, casting="unsafe")
 
     # roads with dashed centre lines
-    rwt, rwl = ex(c["rw_top"]), ex(c["rw_left"])
+    rwt, rwl = P(c["rw_top"]), P(c["rw_left"])
     road = (ly < rwt) | (lx < rwl)
-    paint(road, _IMP, _ASPHALT, 0.08, f32(0.0))
-    dash_x = ((xs // 8) % 2 == 0)[None, :]
-    dash_y = ((ys // 8) % 2 == 0)[:, None]
+    paint(road, _IMP, _ASPHALT, 0.08, 0.0)
+    dash_x = ((xs // 8) % 2 == 0).reshape(1, 1, m, _CELL)
+    dash_y = ((ys // 8) % 2 == 0).reshape(n, _CELL, 1, 1)
     marks = (rwt > 0) & (ly == rwt // 2) & (lx >= rwl) & dash_x
     marks |= (rwl > 0) & (lx == rwl // 2) & (ly >= rwt) & dash_y
     paint(marks, None, _MARKING, 0.04, None)
+    del marks
 
-    # parking lots with rows of parked cars
-    ctype = ex(c["type"], np.int8)
-    lot = (ctype == _T_PARKING) & ~road
-    paint(lot, _IMP, _CONCRETE, 0.06, f32(0.0))
-    ux0, uy0 = ex(c["ux0"]), ex(c["uy0"])
+    # parking lots with two rows of parked cars
+    lot = (P(c["type"], np.int8) == _T_PARKING) & ~road
+    paint(lot, _IMP, _CONCRETE, 0.06, 0.0)
+    ux0, uy0 = P(c["ux0"]), P(c["uy0"])
     rel = lx - ux0 - 1
     slot = rel // 6
+    in_slot = (rel >= 0) & (rel % 6 < 4) & (slot < (_CELL - 4 - ux0) // 6)
     row1 = (ly >= _CELL - 14) & (ly < _CELL - 5)
     in_row = ((ly >= uy0 + 2) & (ly < uy0 + 11)) | row1
     bit = np.clip(slot + 10 * row1, 0, 19).astype(np.uint64)
-    parked = lot & in_row & (rel >= 0) & (rel % 6 < 4) & (slot < (_CELL - 4 - ux0) // 6)
-    parked &= ((ex(c["lot_occupied"], np.uint64) >> bit) & _U64(1)) == _U64(0)
-    car_colour = np.full((h, w), -1, dtype=np.int8)
-    np.copyto(car_colour, ((ex(c["lot_colours"], np.uint64) >> (bit * _U64(3))) & _U64(7))
-              .astype(np.int8), where=parked)
-    del rel, slot, row1, in_row, bit, parked
+    parked = lot & in_row & in_slot
+    parked &= ((P(c["lot_occupied"], np.uint64) >> bit) & _U64(1)) == _U64(0)
+    car_colour = np.full(shape, -1, dtype=np.int8)
+    np.copyto(car_colour, (P(c["lot_colours"], np.uint64) >> (bit * _U64(3))) & _U64(7),
+              where=parked, casting="unsafe")
+    del rel, slot, in_slot, row1, in_row, bit, parked, lot
 
     # terraces around buildings, clutter patches, cars on roads, trees
-    paint(rect(c["tx0"], c["tx1"], c["ty0"], c["ty1"]), _IMP, _PAVING, 0.06, f32(0.1))
+    paint(rect(c["tx0"], c["tx1"], c["ty0"], c["ty1"]), _IMP, _PAVING, 0.06, 0.1)
     for p in c["patches"]:  # type: ignore[union-attr]
-        m = rect(p["x0"], p["x1"], p["y0"], p["y1"])
         colour = _CLUTTER[p["colour"]]
-        paint(m, _CLUT, [ex(colour[..., b], f32) for b in range(4)], 0.2, ex(p["z"], f32))
+        paint(rect(p["x0"], p["x1"], p["y0"], p["y1"]), _CLUT,
+              [P(colour[..., b], f32) for b in range(4)], 0.2, P(p["z"], f32))
     for car in c["cars"]:  # type: ignore[union-attr]
-        m = rect(car["x0"], car["x1"], car["y0"], car["y1"])
-        np.copyto(car_colour, ex(car["colour"], np.int8), where=m)
+        np.copyto(car_colour, P(car["colour"], np.int8),
+                  where=rect(car["x0"], car["x1"], car["y0"], car["y1"]))
     cars = car_colour >= 0
     idx = np.maximum(car_colour, 0)
-    paint(cars, _CAR, [_CARS[b][idx] for b in range(4)], 0.05, f32(1.5))
+    paint(cars, _CAR, [_CARS[b][idx] for b in range(4)], 0.05, 1.5)
     del idx, car_colour, cars
     for t in c["trees"]:  # type: ignore[union-attr]
-        r = ex(t["r"])
-        dx = lx - ex(t["x"])
-        dy = ly - ex(t["y"])
+        r = P(t["r"])
+        dx = lx - P(t["x"])
+        dy = ly - P(t["y"])
         d2 = dx * dx + dy * dy
-        inside = ex(t["on"], bool) & (d2 < r * r)
-        q = f32(1.0) - d2.astype(f32) / (r * r).astype(f32)
-        shade = (f32(0.72) + f32(0.38) * q - f32(0.1) * (dx + dy).astype(f32) / r.astype(f32))
-        shade *= ex(t["shade"], f32)
+        inside = P(t["on"], bool) & (d2 < r * r)
+        q = f32(1.0) - d2 * (f32(1.0) / (r * r).astype(f32))
+        shade = f32(0.72) + f32(0.38) * q
+        shade -= (dx * (f32(0.1) / r.astype(f32)) + dy * (f32(0.1) / r.astype(f32)))
+        shade *= P(t["shade"], f32)
         paint(inside, _TREE, [f32(_TREE_RGBN[b]) * shade for b in range(4)], 0.24,
-              ex(t["z"], f32) * (f32(0.6) + f32(0.4) * q))
+              P(t["z"], f32) * (f32(0.6) + f32(0.4) * q))
+    del r, dx, dy, d2, inside, q, shade
 
     # buildings: an L-shaped or rectangular footprint, flat or gabled roof, cast shadow
-    def footprint(px: np.ndarray, py: np.ndarray) -> np.ndarray:
-        m = rect(c["bx0"], c["bx1"], c["by0"], c["by1"], px, py)
-        m &= ~rect(c["nx0"], c["nx1"], c["ny0"], c["ny1"], px, py)
-        return m
+    def footprint(qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
+        return (rect(c["bx0"], c["bx1"], c["by0"], c["by1"], qx, qy)
+                & ~rect(c["nx0"], c["nx1"], c["ny0"], c["ny1"], qx, qy))
 
     fp = footprint(lx, ly)
-    s = ex(c["shadow"])
+    s = P(c["shadow"])
     shadow = footprint(lx - s, ly - s) & ~fp
-    del s
-    has1, has2 = ex(c["has1"], bool), ex(c["has2"], bool)
+    has1, has2 = P(c["has1"], bool), P(c["has2"], bool)
     b1, b2 = fp & has1, fp & has2
-    along_x = ex(c["along_x"], bool)
-    lo = np.where(along_x, ex(c["by0"]), ex(c["bx0"]))
-    ext = np.where(along_x, ex(c["by1"]), ex(c["bx1"])) - lo
-    pos = np.where(along_x, ly, lx) - lo                       # 0 .. ext-1 across the ridge
-    off = (f32(2.0) * pos.astype(f32) + f32(1.0) - ext.astype(f32)) / ext.astype(f32)  # -1..1
-    gable = ex(c["gable"], bool)
+    del fp
+    along_x = P(c["along_x"], bool)
+    lo = np.where(along_x, P(c["by0"]), P(c["bx0"]))
+    ext = (np.where(along_x, P(c["by1"]), P(c["bx1"])) - lo).astype(f32)
+    pos = np.where(along_x, ly, lx) - lo                      # 0 .. ext-1 across the ridge
+    off = (f32(2.0) * pos + f32(1.0) - ext) * (f32(1.0) / ext)  # -1 .. 1
+    gable = P(c["gable"], bool)
     roof_shade = np.where(gable, np.where(off < 0, f32(1.12), f32(0.84)), f32(1.0))
-    roof_col = [ex(c["roof"][b], f32) * roof_shade for b in range(4)]
-    roof_h = ex(c["height"], f32) + np.where(gable, ex(c["ridge"], f32) *
-                                             (f32(1.0) - np.abs(off)), f32(0.0))
+    roof_col = np.stack([P(c["roof"][b], f32) * roof_shade for b in range(4)])
+    roof_h = P(c["height"], f32) + np.where(gable, P(c["ridge"], f32) *
+                                            (f32(1.0) - np.abs(off)), f32(0.0))
     del lo, ext, pos, off, gable, along_x, roof_shade
 
     dsm = objh
     np.copyto(dsm, roof_h, where=b1)
+    dsm = dsm.reshape(terrain.shape)
     dsm += terrain
     del roof_h, terrain
 
     labels = lab.copy()
     np.copyto(labels, np.uint8(_BLD), where=b1)
     col1 = col.copy()
-    np.copyto(col1, np.stack(roof_col), where=b1[None])
+    np.copyto(col1, roof_col, where=b1)
     amp1 = amp.copy()
     np.copyto(amp1, f32(0.05), where=b1)
     dark = np.where(shadow & has1, f32(0.55), f32(1.0))
 
     # date t2: demolished footprints become bare soil or fresh grass, new buildings appear
     gone = b1 & ~b2
-    demol_class = ex(c["demol_class"], np.uint8)
+    demol_class = P(c["demol_class"], np.uint8)
     labels2 = lab
     np.copyto(labels2, np.uint8(_BLD), where=b2)
     np.copyto(labels2, demol_class, where=gone)
-    bare = gone & (demol_class == _CLUT)
-    fresh = gone & (demol_class == _LOW)
-    paint(bare, None, _BARE, 0.22, None)
-    paint(fresh, None, _FRESH_GRASS, 0.2, None)
-    np.copyto(col, np.stack(roof_col), where=b2[None])
+    paint(gone & (demol_class == _CLUT), None, _BARE, 0.22, None)
+    paint(gone & (demol_class == _LOW), None, _FRESH_GRASS, 0.2, None)
+    np.copyto(col, roof_col, where=b2)
     np.copyto(amp, f32(0.05), where=b2)
     dark2 = np.where(shadow & has2, f32(0.55), f32(1.0))
     change = (b1 ^ b2).astype(np.uint8)
-    del roof_col, b1, b2, gone, bare, fresh, shadow, has1, has2
+    del roof_col, b1, b2, gone, shadow
 
     tex = (n_fine - f32(0.5)) + f32(0.6) * (n_mid - f32(0.5))
-    tex1 = f32(1.0) + amp1 * tex
+    del n_fine, n_mid
+    tex1 = amp1 * tex
+    tex1 += f32(1.0)
     tex1 *= dark
     tex *= amp
     tex += f32(1.0)
     tex *= dark2
-    del dark, dark2, amp1, n_fine, n_mid, n_big
+    del dark, dark2, amp1, amp
 
-    img1 = col1
-    img1 *= tex1[None]
+    hw = (n * _CELL, m * _CELL)
+    img1 = col1.reshape((4,) + hw)
+    img1 *= tex1.reshape(hw)
     img1 += _noise(_key(seed, "noise-t1"), ys, xs) * f32(_NOISE_SIGMA)
-    img2 = col
-    img2 *= tex[None]
+    img2 = col.reshape((4,) + hw)
+    img2 *= tex.reshape(hw)
     gain, offset = _t2_radiometry(seed)
     img2 *= gain[:, None, None]
     img2 += offset[:, None, None]
+    labels2 = labels2.reshape(hw)
     veg = (labels2 == _LOW) | (labels2 == _TREE)
-    img2[0] += veg * f32(8.0)           # late-season vegetation: redder, less NIR
-    img2[3] -= veg * f32(14.0)
+    img2[0] += veg * f32(6.0)           # late-season vegetation: redder, less NIR
+    img2[3] -= veg * f32(10.0)
     img2 += _noise(_key(seed, "noise-t2"), ys, xs) * f32(_NOISE_SIGMA)
-    return {"t1": _to_u8(img1), "t2": _to_u8(img2), "dsm": dsm.astype(np.float32, copy=False),
-            "labels": labels, "labels_t2": labels2, "change": change}
+    return {"t1": _to_u8(img1), "t2": _to_u8(img2), "dsm": dsm,
+            "labels": labels.reshape(hw), "labels_t2": labels2, "change": change.reshape(hw)}
 
 
 # --------------------------------------------------------------------------- writing
@@ -584,7 +604,9 @@ def make_sample(out_dir: str | os.PathLike, size: int = 1024, seed: int = 0,
     paths = {name: out / f"{name}.tif" for name in OUTPUTS}
     n_strips = -(-size // STRIP_ROWS)
     job.report(0.0, f"sample: rows 0/{size}")
-    with contextlib.ExitStack() as renames:
+    # a small GDAL block cache while writing: dirty tiles are compressed and flushed as the
+    # strips advance instead of piling up (the default cache is 5 % of RAM); restored on exit
+    with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_BYTES), contextlib.ExitStack() as renames:
         tmps = {name: renames.enter_context(atomic_output(paths[name])) for name in OUTPUTS}
         with contextlib.ExitStack() as files:
             dsts = _open_outputs(tmps, size, seed, files)

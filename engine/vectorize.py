@@ -273,7 +273,7 @@ def iter_polygons(ds: Any, block: int = DEFAULT_BLOCK,
 # areas
 
 
-class _AreaMeter:
+class AreaMeter:
     """Area in m² of a polygon in map coordinates (see the module docstring for the units)."""
 
     def __init__(self, crs: Any) -> None:
@@ -441,7 +441,7 @@ def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
         matrix = [transform.a, transform.b, transform.d, transform.e, transform.xoff,
                   transform.yoff]
         pixel_area = abs(transform.determinant)
-        meter = _AreaMeter(ds.crs)
+        meter = AreaMeter(ds.crs)
         counts: Dict[str, int] = {}
         features = 0
         job.report(0.0, "polygonising")

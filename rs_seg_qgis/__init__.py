@@ -4,9 +4,11 @@ from pathlib import Path
 
 
 def _make_engine_importable() -> None:
-    """Put the folder holding ``engine`` on sys.path (the working tree, or the packaged plugin)."""
+    """Put the folder holding ``engine`` on sys.path: ``_vendor/`` inside a packaged plugin, or
+    the working tree's root.  Never the plugin folder itself: its ``processing`` subpackage would
+    shadow QGIS's own ``processing`` package."""
     here = Path(__file__).resolve().parent
-    for root in (here, here.parent):
+    for root in (here / "_vendor", here.parent):
         if (root / "engine" / "__init__.py").is_file():
             if str(root) not in sys.path:
                 sys.path.insert(0, str(root))

@@ -66,7 +66,7 @@ def resolve_bands(ds: rasterio.io.DatasetReader, card_bands: Sequence[Mapping[st
     if len(data) != len(card_bands):
         raise InputError(
             f"model expects {len(card_bands)} bands ({names}); {label} has {len(data)} data "
-            f"band(s). Pick the matching bands (e.g. --bands 1,2,3) or use a model trained on "
+            f"band(s). Pick the matching bands (e.g. --bands / BANDS 1,2,3) or use a model trained on "
             f"this kind of imagery")
     return data
 

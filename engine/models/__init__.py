@@ -58,4 +58,5 @@ def available(task: str | None = None) -> List[str]:
     return sorted(n for n, a in _REGISTRY.items() if task is None or a.task == task)
 
 
-from . import cafe, fcsiam, mindist, sgsln, srcbtfusion, unet  # noqa: E402,F401  (register the built-in networks)
+from . import (cafe, fcsiam, glcnet, mindist, sgsln, srcbtfusion, unet,  # noqa: E402,F401
+               vsgnet)  # (importing registers the built-in networks)

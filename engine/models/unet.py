@@ -37,6 +37,17 @@ class UNet(nn.Module):
             y = merge(torch.cat([skips.pop(), up(y)], dim=1))
         return self.head(y)
 
+    def ssl_features(self, image: torch.Tensor) -> tuple:
+        """Self-supervised pre-training hook (``engine.pretrain``): (bottleneck features,
+        full-resolution output map of ``num_classes`` channels)."""
+        skips = [self.stem(image)]
+        for block in self.down:
+            skips.append(block(nn.functional.max_pool2d(skips[-1], 2)))
+        deep = y = skips.pop()
+        for up, merge in zip(self.up, self.merge):
+            y = merge(torch.cat([skips.pop(), up(y)], dim=1))
+        return deep, self.head(y)
+
 
 @register("unet", task="segmentation", description="U-Net baseline (small, fast on CPU)",
           input_multiple=16)

@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from .. import __version__
 from ..cards import CHANGE_CLASSES
+from ..catalog import NEEDS_AUX
 from ..devices import amp_dtype, resolve_device
 from ..inference import logits_of
 from ..jobs import (CancelledFn, EngineError, InputError, Job, ModelFileError, OutputError,
@@ -102,8 +103,9 @@ def resolve_recipe(cfg: TrainConfig, steps_per_epoch: int) -> Dict[str, Any]:
         value = getattr(cfg, key)
         out[key] = value if value is not None else recipe.get(key, default)
     out["loss"] = cfg.loss or recipe.get("loss") or ("bce_dice" if cfg.task == "change" else "ce")
-    out["warmup_steps"] = (cfg.warmup_steps if cfg.warmup_steps is not None
-                           else recipe.get("warmup_steps", steps_per_epoch))
+    recipe_warmup = recipe.get("warmup_steps",
+                               int(recipe.get("warmup_epochs", 1) * steps_per_epoch))
+    out["warmup_steps"] = cfg.warmup_steps if cfg.warmup_steps is not None else recipe_warmup
     out["warmup_start"] = recipe.get("warmup_start_lr", 0.0) / out["lr"] if out["lr"] else 0.0
     out["momentum"] = recipe.get("momentum", 0.9)
     out["betas"] = tuple(recipe.get("betas", (0.9, 0.999)))
@@ -340,8 +342,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         raise InputError(f"architecture '{cfg.arch}' is for {arch.task}, not {cfg.task}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise InputError("epochs and batch size must be at least 1")
-    import inspect
-    if "aux_channels" in inspect.signature(arch.builder).parameters and not cfg.aux:
+    if cfg.arch in NEEDS_AUX and not cfg.aux:
         raise InputError(f"architecture '{cfg.arch}' fuses the image with an auxiliary raster "
                          f"(e.g. a DSM); give one per image with --aux")
     if cfg.tile % arch.input_multiple:
@@ -388,8 +389,10 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                              balanced=cfg.balanced, date_swap=hp["date_swap"] and cfg.task == "change")
     val_ds = WindowDataset(scenes, spec, val_cells or train_cells[:1], cfg.tile, stats, train=False)
     shard = lambda ds: torch.utils.data.Subset(ds, range(rank, len(ds), world))  # noqa: E731
+    # Workers are not persistent: each epoch's workers must see set_epoch() (a persistent
+    # worker keeps its own copy of the dataset and would replay epoch 0's windows forever).
     loader_opts = dict(batch_size=cfg.batch_size, num_workers=cfg.workers,
-                       pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
+                       pin_memory=device.type == "cuda")
     train_loader = torch.utils.data.DataLoader(shard(train_ds), shuffle=False, drop_last=False,
                                                **loader_opts)
     val_loader = torch.utils.data.DataLoader(shard(val_ds), shuffle=False, **loader_opts)

@@ -123,6 +123,7 @@ _TERMS: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "enhanced_ce": lambda lg, t: cross_entropy(lg, t, weight=enhancement_weights(t, lg.shape[1])),
     "ce_boundary": lambda lg, t: cross_entropy(lg, t) + boundary(lg, t),
     "ce_dual_task": lambda lg, t: cross_entropy(lg, t) + _dual_task(lg, t),
+    "vsgnet": lambda lg, t: 0.5 * dice(lg, t) + 0.5 * cross_entropy(lg, t, label_smoothing=0.1),
     "boundary": boundary,
 }
 # Losses that read the whole (multi-output) network output themselves, defined with their model.

@@ -2,11 +2,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List
 
-from qgis.core import QgsMessageLog, QgsProcessingProvider, Qgis
+from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..deps import install_hint, missing_modules
+from .detect_change import DetectChangeAlgorithm
+from .evaluate import EvaluateAlgorithm
+from .pretrain import PretrainAlgorithm
+from .segment import SegmentAlgorithm
+from .segment_point import SegmentPointAlgorithm
+from .train_change import TrainChangeAlgorithm
+from .train_segmentation import TrainSegmentationAlgorithm
+from .vectorize import VectorizeAlgorithm
+
+ALGORITHMS = (SegmentAlgorithm, SegmentPointAlgorithm, VectorizeAlgorithm, DetectChangeAlgorithm,
+              TrainSegmentationAlgorithm, TrainChangeAlgorithm, PretrainAlgorithm,
+              EvaluateAlgorithm)
 
 
 class RsSegProvider(QgsProcessingProvider):
@@ -24,7 +37,15 @@ class RsSegProvider(QgsProcessingProvider):
     def icon(self) -> QIcon:
         return QIcon(str(Path(__file__).resolve().parent.parent / "icon.svg"))
 
+    def supportedOutputRasterLayerExtensions(self) -> List[str]:  # noqa: N802 (QGIS API)
+        return ["tif"]  # the engine writes tiled, compressed GeoTIFFs
+
+    def supportedOutputVectorLayerExtensions(self) -> List[str]:  # noqa: N802 (QGIS API)
+        return ["gpkg"]  # the engine writes GeoPackages
+
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
         missing = missing_modules()
         if missing:
             QgsMessageLog.logMessage(install_hint(missing), "RS Seg", Qgis.Warning)
+        for algorithm in ALGORITHMS:
+            self.addAlgorithm(algorithm())

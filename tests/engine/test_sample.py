@@ -1,87 +1,238 @@
-"""The synthetic sample scenes: deterministic, seamless when streamed, georeferenced, learnable."""
+"""Tests of the synthetic sample scene (engine/sample.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict
+
 import numpy as np
 import pytest
 import rasterio
+from rasterio.enums import ColorInterp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from engine import sample
 from engine.jobs import Cancelled, InputError
-from engine.sample import CLASSES, _render, make_sample
+from engine.sample import BANDS, CLASSES, make_sample
+
+NAMES = ("t1", "t2", "dsm", "labels", "labels_t2", "change")
+
+
+def read_all(paths: Dict[str, Path]) -> Dict[str, np.ndarray]:
+    out = {}
+    for name in NAMES:
+        with rasterio.open(paths[name]) as ds:
+            out[name] = ds.read()
+    return out
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    return make_sample(tmp_path_factory.mktemp("s"), size=512, seed=7)
+    """The 512² scene of seed 0: its paths and pixel arrays."""
+    paths = make_sample(tmp_path_factory.mktemp("scene"), size=512, seed=0)
+    return paths, read_all(paths)
 
 
-def read(path, band=None):
-    with rasterio.open(path) as ds:
-        return ds.read(band) if band else ds.read()
+def test_returns_all_six_files_and_leaves_no_temporaries(scene):
+    paths, _ = scene
+    assert set(paths) == set(NAMES)
+    folder = paths["t1"].parent
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.tif" for n in NAMES)
 
 
-def test_same_seed_same_pixels_other_seed_differs(tmp_path, scene):
-    again = make_sample(tmp_path / "again", size=512, seed=7)
-    for key in scene:
-        assert (read(scene[key]) == read(again[key])).all(), key
-    other = make_sample(tmp_path / "other", size=512, seed=8)
-    assert (read(other["t1"]) != read(scene["t1"])).mean() > 0.3
+def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path):
+    a = read_all(make_sample(tmp_path / "a", size=192, seed=7))
+    b = read_all(make_sample(tmp_path / "b", size=192, seed=7))
+    c = read_all(make_sample(tmp_path / "c", size=192, seed=8))
+    for name in NAMES:
+        assert a[name].dtype == b[name].dtype
+        assert a[name].tobytes() == b[name].tobytes(), name
+    for name in ("t1", "t2", "dsm", "labels"):
+        assert not np.array_equal(a[name], c[name]), name
 
 
-def test_rendering_does_not_depend_on_the_window():
-    """Pixels are a function of global coordinates: any window renders the same values."""
-    whole = _render(3, 0, 300, 0, 300)
-    part = _render(3, 137, 300, 61, 300)
-    for key in whole:
-        assert (whole[key][..., 137:300, 61:300] == part[key]).all(), key
+def test_file_content_equals_direct_render(scene):
+    _, arr = scene
+    direct = sample._render(0, 0, 512, 0, 512)
+    for name in NAMES:
+        got = arr[name] if arr[name].shape[0] > 1 else arr[name][0]
+        np.testing.assert_array_equal(got, direct[name], err_msg=name)
 
 
-def test_georeferencing(scene):
+def test_content_does_not_depend_on_window_boundaries():
+    whole = sample._render(3, 0, 320, 0, 320)
+    rows, cols = [0, 37, 64, 200, 320], [0, 101, 128, 320]
+    for y0, y1 in zip(rows[:-1], rows[1:]):
+        for x0, x1 in zip(cols[:-1], cols[1:]):
+            part = sample._render(3, y0, y1, x0, x1)
+            for name in NAMES:
+                np.testing.assert_array_equal(part[name], whole[name][..., y0:y1, x0:x1],
+                                              err_msg=f"{name} at {y0}:{y1},{x0}:{x1}")
+
+
+@settings(max_examples=12, deadline=None)
+@given(y0=st.integers(0, 4000), x0=st.integers(0, 4000), h=st.integers(1, 90),
+       w=st.integers(1, 90), seed=st.integers(-2**40, 2**40))
+def test_any_window_is_a_crop_of_its_surroundings(y0, x0, h, w, seed):
+    big = sample._render(seed, y0 // 64 * 64, y0 + h + 40, x0 // 64 * 64, x0 + w + 40)
+    part = sample._render(seed, y0, y0 + h, x0, x0 + w)
+    oy, ox = y0 % 64, x0 % 64
+    for name in NAMES:
+        np.testing.assert_array_equal(part[name], big[name][..., oy:oy + h, ox:ox + w])
+
+
+def test_strip_height_and_scene_size_do_not_change_pixels(tmp_path, monkeypatch):
+    ref = read_all(make_sample(tmp_path / "ref", size=320, seed=11))
+    monkeypatch.setattr(sample, "STRIP_ROWS", 64)
+    monkeypatch.setattr(sample, "CHUNK_COLS", 128)
+    small_strips = read_all(make_sample(tmp_path / "strips", size=320, seed=11))
+    monkeypatch.undo()
+    smaller = read_all(make_sample(tmp_path / "smaller", size=200, seed=11))
+    for name in NAMES:
+        np.testing.assert_array_equal(small_strips[name], ref[name], err_msg=name)
+        np.testing.assert_array_equal(smaller[name], ref[name][:, :200, :200], err_msg=name)
+
+
+def test_georeferencing_and_formats(scene):
+    paths, _ = scene
     transforms = set()
-    for key, path in scene.items():
-        with rasterio.open(path) as ds:
+    for name in NAMES:
+        with rasterio.open(paths[name]) as ds:
+            assert ds.driver == "GTiff"
             assert ds.crs.to_epsg() == 32633
+            assert (ds.width, ds.height) == (512, 512)
             assert ds.res == (0.5, 0.5)
-            assert ds.shape == (512, 512)
-            transforms.add(ds.transform)
-            if key in ("t1", "t2"):
-                assert ds.count == 4 and ds.dtypes[0] == "uint8"
-                assert ds.descriptions == ("R", "G", "B", "NIR")
-                assert ds.colorinterp[3].name != "alpha"  # NIR is data, not a mask
-            if key == "dsm":
-                assert ds.dtypes[0] == "float32"
-    assert len(transforms) == 1
+            assert ds.block_shapes[0] == (256, 256)
+            assert ds.compression is not None and ds.compression.name.lower() == "deflate"
+            transforms.add(tuple(ds.transform))
+            if name in ("t1", "t2"):
+                assert ds.count == 4 and ds.dtypes == ("uint8",) * 4
+                assert list(ds.descriptions) == BANDS
+                assert ds.colorinterp[3] != ColorInterp.alpha      # NIR is data, not a mask
+                assert ds.dataset_mask().all()
+            elif name == "dsm":
+                assert ds.count == 1 and ds.dtypes == ("float32",)
+            else:
+                assert ds.count == 1 and ds.dtypes == ("uint8",)
+    assert transforms == {(0.5, 0.0, 500000.0, 0.0, -0.5, 5000000.0, 0.0, 0.0, 1.0)}
 
 
-def test_classes_are_plausible_and_learnable(scene):
-    labels = read(scene["labels"], 1)
-    t1 = read(scene["t1"]).astype(float)
-    shares = {v: (labels == v).mean() for v, _, _ in CLASSES}
-    assert all(s > 0.001 for s in shares.values()), shares
-    assert 0.05 < shares[2] < 0.4
-    nir = t1[3]
-    vegetation = np.isin(labels, (3, 4))
-    assert nir[vegetation].mean() > nir[labels == 2].mean() + 20
-    dsm = read(scene["dsm"], 1)
-    assert dsm[labels == 2].mean() > dsm[labels == 1].mean() + 2
+def test_labels_carry_the_class_colour_table(scene):
+    paths, _ = scene
+    for name in ("labels", "labels_t2"):
+        with rasterio.open(paths[name]) as ds:
+            cmap = ds.colormap(1)
+            for value, class_name, rgb in CLASSES:
+                assert cmap[value][:3] == rgb
+                assert ds.tags(1)[f"CLASS_{value}"] == class_name
 
 
-def test_change_is_building_appearance_or_disappearance(scene):
-    change = read(scene["change"], 1)
-    a, b = read(scene["labels"], 1), read(scene["labels_t2"], 1)
-    assert set(np.unique(change)) <= {0, 1} and change.mean() > 0.001
-    assert (change == ((a == 2) ^ (b == 2))).all()
+def test_all_classes_present_with_plausible_shares(scene):
+    _, arr = scene
+    for name in ("labels", "labels_t2"):
+        labels = arr[name][0]
+        assert set(np.unique(labels)) == {1, 2, 3, 4, 5, 6}
+        share = {v: float((labels == v).mean()) for v in range(1, 7)}
+        assert all(s > 0.001 for s in share.values()), share
+        assert 0.05 < share[2] < 0.40, share
+        assert 0.05 < share[1] < 0.5 and share[3] > 0.2, share
 
 
-def test_cancel_leaves_nothing(tmp_path):
-    calls = {"n": 0}
+def test_spectral_signatures(scene):
+    _, arr = scene
+    for img, lab in (("t1", "labels"), ("t2", "labels_t2")):
+        nir, red = arr[img][3].astype(float), arr[img][0].astype(float)
+        labels = arr[lab][0]
+        veg = (labels == 3) | (labels == 4)
+        building = labels == 2
+        assert nir[veg].mean() > nir[building].mean() + 20
+        ndvi = (nir - red) / (nir + red + 1)
+        assert ndvi[veg].mean() > ndvi[building].mean() + 0.2 and ndvi[building].mean() < 0
+        # noise: the same class is not a flat colour
+        assert arr[img][1][labels == 1].std() > 5
+    # t2 is radiometrically shifted and independently noisy, even where nothing changed
+    same = arr["labels"][0] == arr["labels_t2"][0]
+    diff = arr["t2"].astype(int) - arr["t1"].astype(int)
+    assert abs(diff[0][same].mean()) > 3
+    assert diff[1][same].std() > 3
 
-    def cancelled():
-        calls["n"] += 1
-        return calls["n"] > 1
 
+def test_change_is_the_building_xor_and_nothing_else_changes(scene):
+    _, arr = scene
+    l1, l2, change = arr["labels"][0], arr["labels_t2"][0], arr["change"][0]
+    assert set(np.unique(change)) == {0, 1}
+    np.testing.assert_array_equal(change, ((l1 == 2) ^ (l2 == 2)).astype(np.uint8))
+    assert change.mean() > 0.001
+    np.testing.assert_array_equal(l1[change == 0], l2[change == 0])
+    appeared, vanished = (l2 == 2) & (l1 != 2), (l1 == 2) & (l2 != 2)
+    assert appeared.any() and vanished.any()
+    assert set(np.unique(l2[vanished])) <= {3, 6}
+
+
+def test_dsm_buildings_and_trees_stand_above_the_ground(scene):
+    _, arr = scene
+    dsm, labels = arr["dsm"][0], arr["labels"][0]
+    assert np.isfinite(dsm).all()
+    ground = dsm[labels == 1].mean()
+    assert dsm[labels == 2].mean() > ground + 3
+    assert dsm[labels == 4].mean() > ground + 2
+    # buildings 3..25 m above the surrounding terrain: check against the lowest pixel per cell
+    heights = []
+    for y in range(0, 512, 64):
+        for x in range(0, 512, 64):
+            cell_dsm, cell_lab = dsm[y:y + 64, x:x + 64], labels[y:y + 64, x:x + 64]
+            if (cell_lab == 2).any():
+                heights.append(cell_dsm[cell_lab == 2].max() - cell_dsm.min())
+    assert heights and 2.5 < min(heights) and max(heights) < 32
+
+
+def test_progress_is_reported_per_strip(tmp_path):
+    calls = []
+    make_sample(tmp_path, size=600, seed=1, progress=lambda f, m: calls.append((f, m)))
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    messages = [m for _, m in calls]
+    assert "sample: rows 256/600" in messages and messages[-1] == "sample: rows 600/600"
+
+
+@pytest.mark.parametrize("allowed_checks", [0, 1])
+def test_cancel_raises_and_leaves_no_file(tmp_path, allowed_checks):
+    checks = []
+
+    def cancelled() -> bool:
+        checks.append(1)
+        return len(checks) > allowed_checks
+
+    out = tmp_path / "out"
     with pytest.raises(Cancelled):
-        make_sample(tmp_path / "c", size=600, cancelled=cancelled)
-    assert not list((tmp_path / "c").iterdir())
+        make_sample(out, size=512, seed=0, cancelled=cancelled)
+    assert len(checks) == allowed_checks + 1
+    assert list(out.iterdir()) == []
 
 
-def test_too_small_is_refused(tmp_path):
-    with pytest.raises(InputError, match="64"):
-        make_sample(tmp_path, size=32)
+def test_cancel_keeps_previous_outputs_untouched(tmp_path):
+    make_sample(tmp_path, size=128, seed=0)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(Cancelled):
+        make_sample(tmp_path, size=512, seed=1, cancelled=lambda: True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("size", [0, 10, 63, -5])
+def test_too_small_size_is_an_input_error(tmp_path, size):
+    with pytest.raises(InputError, match="size >= 64"):
+        make_sample(tmp_path / "x", size=size)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("kwargs", [{"size": 256.0}, {"size": "256"}, {"size": True},
+                                    {"seed": 1.5}, {"seed": "0"}, {"seed": None}])
+def test_non_integer_arguments_are_input_errors(tmp_path, kwargs):
+    with pytest.raises(InputError):
+        make_sample(tmp_path, **kwargs)
+
+
+def test_smallest_size_works(tmp_path):
+    arr = read_all(make_sample(tmp_path, size=64, seed=2))
+    assert arr["t1"].shape == (4, 64, 64) and arr["labels"].shape == (1, 64, 64)
+    assert set(np.unique(arr["labels"])) <= {1, 2, 3, 4, 5, 6}

@@ -61,3 +61,37 @@ def test_qgis_process_lists_the_plugin_headless(tmp_path):
     assert "rs_seg_qgis" in r.stdout
     ini = env_profile / "profiles" / "default" / "QGIS" / "QGIS3.ini"
     assert "rs_seg_qgis=true" in ini.read_text()
+
+
+NO_TORCH_SCRIPT = """
+import sys
+sys.path[:0] = [{root!r}, "/usr/share/qgis/python/plugins"]
+from qgis.core import QgsApplication, QgsProcessingException
+app = QgsApplication([], False)
+app.initQgis()
+from processing.core.Processing import Processing
+Processing.initialize()
+import processing
+from rs_seg_qgis.processing.provider import RsSegProvider
+provider = RsSegProvider()
+QgsApplication.processingRegistry().addProvider(provider)
+print("ALGORITHMS", " ".join(sorted(a.name() for a in provider.algorithms())))
+try:
+    processing.run("rs_seg:segment", {{"INPUT": "in.tif", "MODEL": "m.rsmodel",
+                                       "OUTPUT": "out.tif"}})
+except QgsProcessingException as exc:
+    print("ERROR", exc)
+"""
+
+
+def test_without_torch_algorithms_are_listed_and_running_one_says_what_to_install(tmp_path):
+    # Debian's own python3 has QGIS but not torch: the real "torch is missing" situation
+    r = subprocess.run(["/usr/bin/python3", "-c", NO_TORCH_SCRIPT.format(root=str(ROOT))],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                            "QT_QPA_PLATFORM": "offscreen",
+                            "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path / "profile")})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ("ALGORITHMS detect_change evaluate pretrain segment segment_point train_change "
+            "train_segmentation vectorize") in r.stdout
+    assert "RS Seg needs torch" in r.stdout and "pip install torch==2.13.0" in r.stdout

@@ -229,3 +229,20 @@ def test_multimodal_training_with_a_dsm_in_another_crs(tmp_path, scene):
     predict(result["model"], image, out, aux=moved, device="cpu")
     with pytest.raises(InputError, match="needs an auxiliary raster"):
         predict(result["model"], image, tmp_path / "x.tif", device="cpu")
+
+
+def test_each_epoch_draws_new_windows_with_worker_processes(tmp_path, scene):
+    """With DataLoader workers, epoch 2 must not replay epoch 1's windows."""
+    from engine.training.data import Scene, WindowDataset, discover_label_classes, scan_cells
+    from engine.training.data import SceneReader
+    image, labels = scene
+    s = Scene({"image": str(image)}, labels=str(labels))
+    spec = discover_label_classes([s], None)
+    cells = scan_cells([SceneReader(s, spec)], 32, 3)
+    ds = WindowDataset([s], spec, cells, 32, {"image": ([0] * 3, [1] * 3)}, train=True, length=4)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1)
+    epochs = []
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        epochs.append(next(iter(loader))["image"])
+    assert not torch.equal(epochs[0], epochs[1])

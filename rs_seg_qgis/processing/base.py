@@ -1,0 +1,252 @@
+"""What every RS Seg algorithm shares: metadata, the engine bridge, inputs, common parameters.
+
+Algorithms run threaded (QGIS's default; no FlagNoThreading) and cancellable.  The engine is
+imported inside ``processAlgorithm`` only, so the provider lists its algorithms even when torch is
+missing; running one then fails early with the exact install command.
+"""
+from __future__ import annotations
+
+import html
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
+                       QgsProcessingFeedback, QgsProcessingParameterEnum,
+                       QgsProcessingParameterFile, QgsProcessingParameterNumber,
+                       QgsRasterLayer, QgsRectangle)
+
+from .. import sources
+from ..deps import install_hint, missing_modules
+
+MODEL_FILTER = "RS Seg models (*.rsmodel);;All files (*)"
+DEVICES = ["auto", "cpu", "cuda"]
+CANCELLED = "cancelled by the user; no output was written"
+TEXT_INTERVAL_S = 2.0  # at most one progress text per interval: the text goes to the log too
+
+
+def require_engine() -> None:
+    """Raise the install hint as a QgsProcessingException when an engine dependency is missing."""
+    missing = missing_modules()
+    if missing:
+        raise QgsProcessingException(install_hint(missing))
+
+
+def architectures(task: str) -> List[str]:
+    """Built-in architectures for ``task``, read without importing torch (QGIS start-up stays
+    light; without torch the algorithms still list and then explain what to install)."""
+    from engine.catalog import architectures as names
+    return names(task)
+
+
+def help_html(summary: str, parameters: Sequence[Tuple[str, str]], notes: str = "") -> str:
+    """Help text: a summary, one line per parameter (name: what it is, typical values), notes."""
+    def text(s: str) -> str:
+        return html.escape(s, quote=False)  # apostrophes stay readable in qgis_process help
+    items = "".join(f"<dt><b>{text(n)}</b></dt><dd>{text(d)}</dd>" for n, d in parameters)
+    tail = f"<p>{text(notes)}</p>" if notes else ""
+    return f"<p>{text(summary)}</p><dl>{items}</dl>{tail}"
+
+
+class FeedbackBridge:
+    """The engine's ``progress(fraction, message)`` and ``cancelled()`` on a QGIS feedback.
+
+    ``start``..``end`` is the part of the bar this engine call fills.  Negative fractions are log
+    lines.  Progress texts are throttled (same stage within ``TEXT_INTERVAL_S`` is dropped)
+    because QGIS also appends each one to the log.
+    """
+
+    def __init__(self, feedback: Optional[QgsProcessingFeedback], start: float = 0.0,
+                 end: float = 1.0) -> None:
+        self.feedback = feedback
+        self.start, self.end = start, end
+        self._stage: Optional[str] = None
+        self._last_text = 0.0
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        if self.feedback is None:
+            return
+        if fraction < 0:
+            self.feedback.pushInfo(message)
+            return
+        self.feedback.setProgress(100.0 * (self.start + fraction * (self.end - self.start)))
+        stage = message.rstrip("0123456789/ .%")
+        now = time.monotonic()
+        if message and (stage != self._stage or now - self._last_text >= TEXT_INTERVAL_S
+                        or fraction >= 1.0):
+            self._stage, self._last_text = stage, now
+            self.feedback.setProgressText(message)
+
+    def cancelled(self) -> bool:
+        return self.feedback is not None and self.feedback.isCanceled()
+
+
+class EngineRun:
+    """The engine calls of one algorithm run.
+
+    Turns ``EngineError`` into ``QgsProcessingException`` (the message is the user's answer) and
+    ``Cancelled`` into a QgsProcessingException too, so QGIS treats the run as not successful.
+    On either, files written by earlier calls of this run are removed and the run's outputs are
+    taken off the context's load-on-completion list, so nothing half-made reaches the project.
+    """
+
+    def __init__(self, context: QgsProcessingContext, feedback: Optional[QgsProcessingFeedback],
+                 outputs: Sequence[Optional[str]] = ()) -> None:
+        self.context, self.feedback = context, feedback
+        self.outputs = [o for o in outputs if o]
+        self.written: List[str] = []
+
+    def call(self, fn: Callable[..., Any], *args: Any, produces: Sequence[Optional[str]] = (),
+             start: float = 0.0, end: float = 1.0, job: bool = True,
+             cancel_message: str = CANCELLED, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` (with progress/cancelled unless ``job`` is False);
+        ``produces`` are the files it writes, ``start``..``end`` its share of the progress bar."""
+        from engine.jobs import Cancelled, EngineError
+        if job:
+            bridge = FeedbackBridge(self.feedback, start, end)
+            kwargs.update(progress=bridge.progress, cancelled=bridge.cancelled)
+        try:
+            result = fn(*args, **kwargs)
+        except Cancelled:
+            self.abandon()
+            raise QgsProcessingException(cancel_message) from None
+        except EngineError as exc:
+            self.abandon()
+            raise QgsProcessingException(str(exc)) from None
+        except Exception:
+            self.abandon()  # an unexpected failure: the traceback is the report
+            raise
+        self.written.extend(p for p in produces if p)
+        return result
+
+    def abandon(self) -> None:
+        """Remove this run's finished files and stop QGIS from loading its outputs."""
+        for path in self.written:
+            if os.path.exists(path):
+                os.remove(path)
+        self.written.clear()
+        keep = {k: v for k, v in self.context.layersToLoadOnCompletion().items()
+                if k not in self.outputs}
+        self.context.setLayersToLoadOnCompletion(keep)
+
+
+class RsSegAlgorithm(QgsProcessingAlgorithm):
+    """Base of the RS Seg algorithms: metadata from class attributes, shared helpers."""
+
+    ID = ""
+    DISPLAY = ""
+    GROUP = ""
+    GROUP_ID = ""
+
+    def name(self) -> str:
+        return self.ID
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API)
+        return self.DISPLAY
+
+    def group(self) -> str:
+        return self.GROUP
+
+    def groupId(self) -> str:  # noqa: N802 (QGIS API)
+        return self.GROUP_ID
+
+    def createInstance(self) -> "RsSegAlgorithm":  # noqa: N802 (QGIS API)
+        return type(self)()
+
+    def checkParameterValues(self, parameters: Dict[str, Any],  # noqa: N802 (QGIS API)
+                             context: QgsProcessingContext) -> Tuple[bool, str]:
+        missing = missing_modules()
+        if missing:
+            return False, install_hint(missing)
+        return super().checkParameterValues(parameters, context)
+
+    # ---- common parameters --------------------------------------------------------------------
+
+    def add_model(self, name: str = "MODEL", description: str = "Model file (.rsmodel)",
+                  optional: bool = False) -> None:
+        self.addParameter(QgsProcessingParameterFile(
+            name, description, behavior=QgsProcessingParameterFile.File,
+            fileFilter=MODEL_FILTER, optional=optional))
+
+    def add_enum(self, name: str, description: str, options: List[str],
+                 default: Optional[str] = None, optional: bool = False) -> None:
+        """An enum whose values are the option strings (stable in scripts and saved models)."""
+        param = QgsProcessingParameterEnum(name, description, options=options,
+                                           defaultValue=default, optional=optional)
+        param.setUsesStaticStrings(True)
+        self.addParameter(param)
+
+    def add_device(self) -> None:
+        self.add_enum("DEVICE", "Device", DEVICES, "auto")
+
+    def add_int(self, name: str, description: str, default: Optional[int] = None,
+                minimum: Optional[int] = None, optional: bool = False,
+                advanced: bool = False) -> None:
+        param = QgsProcessingParameterNumber(name, description,
+                                             QgsProcessingParameterNumber.Integer,
+                                             defaultValue=default, optional=optional)
+        if minimum is not None:
+            param.setMinimum(minimum)
+        if advanced:
+            param.setFlags(param.flags() | param.FlagAdvanced)
+        self.addParameter(param)
+
+    def add_tiling(self) -> None:
+        """TILE_SIZE, OVERLAP, BATCH_SIZE: empty (or 0 for tile/batch) means the model's default."""
+        self.add_int("TILE_SIZE", "Tile size in pixels (empty or 0: the model's)", minimum=0,
+                     optional=True, advanced=True)
+        self.add_int("OVERLAP", "Tile overlap in pixels (empty: the model's)", minimum=0,
+                     optional=True, advanced=True)
+        self.add_int("BATCH_SIZE", "Batch size (empty or 0: 8)", minimum=0, optional=True,
+                     advanced=True)
+
+    # ---- reading parameters -------------------------------------------------------------------
+
+    def optional_int(self, parameters: Dict[str, Any], name: str,
+                     context: QgsProcessingContext, zero_is_unset: bool = False) -> Optional[int]:
+        """The integer value of ``name``, or None when it is not set."""
+        if parameters.get(name) in (None, ""):
+            return None
+        value = self.parameterAsInt(parameters, name, context)
+        return None if zero_is_unset and value == 0 else value
+
+    def tiling(self, parameters: Dict[str, Any],
+               context: QgsProcessingContext) -> Dict[str, Optional[int]]:
+        """``tile``, ``overlap``, ``batch_size`` keyword arguments for the engine."""
+        batch = self.optional_int(parameters, "BATCH_SIZE", context, zero_is_unset=True)
+        return {"tile": self.optional_int(parameters, "TILE_SIZE", context, zero_is_unset=True),
+                "overlap": self.optional_int(parameters, "OVERLAP", context),
+                "batch_size": batch or 8}
+
+    def output(self, parameters: Dict[str, Any], name: str,
+               context: QgsProcessingContext) -> Optional[str]:
+        """The destination path of output ``name``, or None when the output is skipped."""
+        return self.parameterAsOutputLayer(parameters, name, context) or None
+
+    def raster_input(self, parameters: Dict[str, Any], name: str, context: QgsProcessingContext,
+                     feedback: Optional[QgsProcessingFeedback],
+                     extent: Optional[QgsRectangle] = None,
+                     gsd_m: Optional[float] = None) -> Optional[str]:
+        """A file the engine can read for raster parameter ``name`` (None when not set)."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            if parameters.get(name) not in (None, ""):
+                raise QgsProcessingException(f"{name}: cannot open {parameters[name]!r} as a "
+                                             f"raster layer")
+            return None
+        return sources.raster_path(layer, context, feedback, extent, gsd_m)
+
+    def raster_inputs(self, parameters: Dict[str, Any], name: str, context: QgsProcessingContext,
+                      feedback: Optional[QgsProcessingFeedback]) -> List[str]:
+        """Files for a multiple-raster parameter, in the given order."""
+        layers = self.parameterAsLayerList(parameters, name, context)
+        return [sources.raster_path(lyr, context, feedback) for lyr in layers
+                if isinstance(lyr, QgsRasterLayer)]
+
+    def vector_input(self, parameters: Dict[str, Any], name: str, context: QgsProcessingContext,
+                     feedback: Optional[QgsProcessingFeedback]) -> Optional[str]:
+        """A single-layer vector file for ``name`` (exported when QGIS-only or multi-layer)."""
+        if parameters.get(name) in (None, ""):
+            return None
+        return self.parameterAsCompatibleSourceLayerPath(
+            parameters, name, context, ["gpkg", "shp", "geojson"], "gpkg", feedback)

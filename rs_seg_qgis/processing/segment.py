@@ -1,0 +1,106 @@
+"""``rs_seg:segment``: classify a raster layer with a segmentation model."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Dict, List, Optional
+
+from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
+                       QgsProcessingFeedback, QgsProcessingParameterExtent,
+                       QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
+                       QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
+
+from ..layers import raster_classes, style_class_polygons, style_class_raster, style_on_load
+from .base import EngineRun, RsSegAlgorithm, help_html, require_engine
+
+
+def parse_bands(text: str) -> Optional[List[int]]:
+    """'1,2,3' → [1, 2, 3]; empty → None (the model's bands)."""
+    if not text or not text.strip():
+        return None
+    try:
+        return [int(b) for b in text.replace(" ", "").split(",") if b]
+    except ValueError:
+        raise QgsProcessingException(f"BANDS must be comma-separated band numbers such as "
+                                     f"1,2,3 (got {text!r})") from None
+
+
+class SegmentAlgorithm(RsSegAlgorithm):
+    ID = "segment"
+    DISPLAY = "Segment raster"
+    GROUP = "Inference"
+    GROUP_ID = "inference"
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
+        return help_html(
+            "Classifies every pixel of a raster layer with a segmentation model (.rsmodel) and "
+            "writes a class raster styled with the model's class names and colours. The raster "
+            "is processed in overlapping tiles, streamed, so any size works.",
+            [("INPUT", "the image; its bands must match the model's (e.g. R,G,B,NIR)"),
+             ("AUX_INPUT", "auxiliary raster (e.g. a DSM) when the model takes one; aligned "
+                           "onto the image on the fly"),
+             ("MODEL", "a segmentation model file"),
+             ("DEVICE", "auto (CUDA GPU when available), cpu or cuda"),
+             ("TILE_SIZE / OVERLAP / BATCH_SIZE", "empty: the model's tile (e.g. 512) and "
+                                                  "overlap (e.g. 64), batch 8; lower the batch "
+                                                  "when the GPU runs out of memory"),
+             ("EXTENT", "only this area (default: the whole layer)"),
+             ("BANDS", "which layer bands feed the model, in its order, e.g. 1,2,3"),
+             ("OUTPUT", "class raster (GeoTIFF, nodata 255)"),
+             ("OUTPUT_PROBABILITY", "optional per-class probabilities (uint8, 254 = 1.0)"),
+             ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage) with class_value, "
+                               "class_name and area_m2")],
+            "Web and other non-file layers are first saved over the extent at the model's "
+            "ground sampling distance.")
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster"))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            "AUX_INPUT", "Auxiliary raster (e.g. DSM)", optional=True))
+        self.add_model()
+        self.add_device()
+        self.add_tiling()
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent", optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            "BANDS", "Bands (e.g. 1,2,3; empty: the model's)", optional=True))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Classes"))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            "OUTPUT_PROBABILITY", "Class probabilities", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            "OUTPUT_VECTOR", "Class polygons", QgsProcessing.TypeVectorPolygon, optional=True,
+            createByDefault=False))
+
+    def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
+                         feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
+        require_engine()
+        from engine.inference import predict
+        from engine.modelfile import read_card
+        from engine.vectorize import vectorize
+
+        output = self.output(parameters, "OUTPUT", context)
+        probability = self.output(parameters, "OUTPUT_PROBABILITY", context)
+        vector = self.output(parameters, "OUTPUT_VECTOR", context)
+        run = EngineRun(context, feedback, [output, probability, vector])
+        model = self.parameterAsFile(parameters, "MODEL", context)
+        card = run.call(read_card, model, job=False)
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        extent = self.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
+        image = self.raster_input(parameters, "INPUT", context, feedback, extent,
+                                  card.get("gsd_m"))
+        aux_layer = self.parameterAsRasterLayer(parameters, "AUX_INPUT", context)
+        aux_extent = (self.parameterAsExtent(parameters, "EXTENT", context, aux_layer.crs())
+                      if aux_layer else None)
+        aux = self.raster_input(parameters, "AUX_INPUT", context, feedback, aux_extent)
+        result = run.call(predict, model, image, output, probabilities=probability, aux=aux,
+                          device=self.parameterAsEnumString(parameters, "DEVICE", context),
+                          bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
+                          produces=[output, probability], end=0.9 if vector else 1.0,
+                          **self.tiling(parameters, context))
+        feedback.pushInfo(f"{result['width']}×{result['height']} px, {result['windows']} "
+                          f"windows on {result['device']} in {result['seconds']:.1f} s "
+                          f"({result['mpix_per_s']:.2f} MPix/s)")
+        if vector:
+            run.call(vectorize, output, vector, produces=[vector], start=0.9)
+            style_on_load(context, vector, functools.partial(
+                style_class_polygons, classes=raster_classes(output)))
+        style_on_load(context, output, style_class_raster)
+        return {"OUTPUT": output, "OUTPUT_PROBABILITY": probability, "OUTPUT_VECTOR": vector}

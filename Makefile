@@ -4,7 +4,8 @@ SHELL       := /bin/bash
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_OPTS    ?=
 APT_PKGS    := qgis python3-qgis qgis-providers python3-gdal python3-numpy \
-               python3-rasterio python3-shapely python3-venv python3-pip gdal-bin
+               python3-rasterio python3-shapely python3-venv python3-pip gdal-bin \
+               xvfb xauth
 GUI_PKGS    := xvfb xauth
 SYS_PY      := /usr/bin/python3
 VENV        := .venv
@@ -16,7 +17,7 @@ export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt-deps demo test bench bench-realdata clean
+.PHONY: setup apt-deps demo test bench bench-realdata qgis package gui-shot gui-deps clean
 
 setup: apt-deps $(STAMP)
 
@@ -34,6 +35,7 @@ $(STAMP): requirements.txt constraints.txt
 
 demo: setup
 	$(VPY) scripts/demo.py --out $(DEMO)
+	$(VPY) scripts/demo_project.py $(DEMO)
 
 test: setup
 	$(VPY) -m pytest
@@ -43,6 +45,19 @@ bench: setup
 
 bench-realdata: setup      # accuracy on ../shared/data (long: trains several models)
 	$(VPY) bench/realdata.py
+
+qgis: setup gui-deps      # QGIS desktop with the plugin from this tree (opens build/demo/demo.qgz)
+	$(VPY) scripts/gui_smoke.py --desktop
+
+package:                  # dist/rs_seg_qgis.zip for Plugins ▸ Install from ZIP (stdlib only)
+	$(SYS_PY) scripts/package.py
+
+gui-shot: setup gui-deps  # dock screenshot under Xvfb → build/test-output/gui_dock.png
+	$(VPY) scripts/gui_smoke.py --out build/test-output/gui_dock.png
+
+gui-deps:
+	@dpkg -s $(GUI_PKGS) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+	  $(SUDO) apt-get install -y -q --no-install-recommends $(GUI_PKGS); }
 
 clean:
 	rm -rf $(VENV) build dist bench/results .qgis-settings

@@ -75,7 +75,6 @@ def save(name: str, result: dict) -> None:
 
 def bench_inference(device: str, size: int, batch: int) -> None:
     """End-to-end vs model-only on the same windows and batches."""
-    import numpy as np
     from engine.inference import predict, prepare_network, softmax_forward
     from engine.io.rasters import WindowReader, normalise, open_raster
     from engine.modelfile import load_model

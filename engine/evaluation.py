@@ -12,7 +12,7 @@ import contextlib
 import html
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import rasterio

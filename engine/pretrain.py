@@ -64,15 +64,14 @@ from torch import nn
 
 from . import __version__
 from .devices import resolve_device
-from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn,
-                   check_writable_output)
+from .jobs import CancelledFn, InputError, Job, ProgressFn, check_writable_output
 from .modelfile import load_model, save_model
 from .models import architecture, build
-from .models import glcnet as _glcnet  # noqa: F401  (registers 'glcnet')
+from .training.checkpoints import PRETRAIN_FORMAT, checkpoint_path, load_checkpoint, save_checkpoint
+from .training.distributed import all_sum, barrier, init_distributed
 
 COMMAND = "pretrain"
 HELP = "self-supervised pre-training (GLCNet) on unlabelled rasters, for 'train --init'"
-CHECKPOINT_FORMAT = "rs_seg.pretrain_checkpoint"
 
 SCALE = (0.4, 1.0)               # random-resized-crop area fraction
 RATIO = (3 / 4, 4 / 3)           # … and aspect ratio
@@ -406,27 +405,6 @@ class GLCObjective(nn.Module):
 
 # ---- checkpoints ------------------------------------------------------------------------------
 
-def checkpoint_path(out: str | Path) -> Path:
-    """Where the last pre-training state of model ``out`` is kept."""
-    return Path(str(out) + ".last.ckpt")
-
-
-def load_checkpoint(path: str | Path) -> Dict[str, Any]:
-    """Load a pre-training checkpoint without executing code (weights_only)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"checkpoint {p} does not exist; check the --resume path")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise ModelFileError(f"{p} is not a readable RS Seg checkpoint "
-                             f"({str(exc).splitlines()[0]})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ModelFileError(f"{p} is not an RS Seg pre-training checkpoint (a 'train' "
-                             f"checkpoint resumes with 'train --resume')")
-    return state
-
-
 def _cosine_lr(base: float, floor: float, step: int, total: int) -> float:
     t = min(step / max(1, total), 1.0)
     return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * t))
@@ -509,7 +487,7 @@ def pretrain(images: Sequence[str], arch: str, out: str, epochs: int = 100, batc
     Returns a summary: model and checkpoint paths, epochs run, best epoch and loss, per-epoch
     history and this call's per-step losses (``step_losses``: [total, global, local]).
     """
-    from .training.loop import TrainingError, _all_sum, _barrier, _init_distributed
+    from .training.loop import TrainingError
     job = Job(progress, cancelled)
     images = [str(p) for p in images]
     a = architecture(arch)
@@ -533,13 +511,13 @@ def pretrain(images: Sequence[str], arch: str, out: str, epochs: int = 100, batc
     bands = _check_images(images, window)
     check_writable_output(out)
     dev = resolve_device(device)
-    rank, world = _init_distributed(dev)
+    rank, world = init_distributed(dev)
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(dev)
     torch.manual_seed(seed)
 
-    resume_state = load_checkpoint(resume) if resume else None
+    resume_state = load_checkpoint(resume, PRETRAIN_FORMAT) if resume else None
     if resume_state is not None:
         card = json.loads(resume_state["card"])
         if card["architecture"] != arch:
@@ -631,7 +609,7 @@ def pretrain(images: Sequence[str], arch: str, out: str, epochs: int = 100, batc
                 step_losses.append([float(v) for v in values])
                 job.report((epoch + (step + 1) / steps_per_epoch) / epochs,
                            f"epoch {epoch + 1}/{epochs} loss {float(sums[0] / sums[3]):.4f}")
-            _all_sum(sums, world)
+            all_sum(sums, world)
             seconds = time.perf_counter() - t0
             mean = (sums[:3] / sums[3].clamp_min(1)).tolist()
             entry = {"epoch": epoch + 1, "loss": mean[0], "global_loss": mean[1],
@@ -647,13 +625,13 @@ def pretrain(images: Sequence[str], arch: str, out: str, epochs: int = 100, batc
                 if improved:
                     card["training"] = _summary(config, history, best_epoch, best)
                     save_model(out, card, net)
-                _save_checkpoint(ckpt, {
-                    "format": CHECKPOINT_FORMAT, "card": json.dumps(card),
+                save_checkpoint(ckpt, {
+                    "format": PRETRAIN_FORMAT, "card": json.dumps(card),
                     "objective": objective.state_dict(), "optimizer": optimiser.state_dict(),
                     "epoch": epoch + 1, "step": step_count, "history": json.dumps(history),
                     "best": best, "best_epoch": best_epoch, "torch_rng": torch.get_rng_state(),
                     "config": json.dumps(config)})
-            _barrier(world)
+            barrier(world)
     finally:
         dataset.close()
 
@@ -665,17 +643,12 @@ def pretrain(images: Sequence[str], arch: str, out: str, epochs: int = 100, batc
         else:                    # resumed after the model file was removed: keep the last state
             card["training"] = _summary(config, history, best_epoch, best)
             save_model(out, card, net)
-    _barrier(world)
+    barrier(world)
     job.report(1.0, "pretrain: done")
     return {"model": str(out), "checkpoint": str(ckpt), "epochs_run": len(history),
             "best_epoch": best_epoch, "best_loss": best, "history": history,
             "step_losses": step_losses, "seconds": time.perf_counter() - started,
             "rank": rank, "world_size": world}
-
-
-def _save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
-    from .training.loop import _save_checkpoint as save
-    save(path, state)
 
 
 def _summary(config: Dict[str, Any], history: List[Dict[str, Any]], best_epoch: int,

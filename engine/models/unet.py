@@ -1,5 +1,8 @@
-"""A small U-Net: the baseline every other model has to beat."""
+"""A small U-Net: the baseline every other model has to beat, and its encoder/decoder parts
+(FC-Siam-diff reuses them)."""
 from __future__ import annotations
+
+from typing import List
 
 import torch
 from torch import nn
@@ -14,39 +17,62 @@ def double_conv(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-class UNet(nn.Module):
-    """U-Net with ``depth`` down-sampling steps and ``base`` channels at full resolution."""
+def widths(base: int, depth: int) -> List[int]:
+    """Channel widths per level: ``base`` at full resolution, doubled at each down-sampling."""
+    return [base * 2 ** i for i in range(depth + 1)]
 
-    def __init__(self, in_channels: int, num_classes: int, base: int = 16, depth: int = 4) -> None:
+
+class UNetEncoder(nn.Module):
+    """Returns the features of every level, full resolution first."""
+
+    def __init__(self, in_channels: int, base: int, depth: int) -> None:
         super().__init__()
-        widths = [base * 2 ** i for i in range(depth + 1)]
-        self.stem = double_conv(in_channels, widths[0])
-        self.down = nn.ModuleList(double_conv(widths[i], widths[i + 1]) for i in range(depth))
-        self.up = nn.ModuleList(
-            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth)))
-        self.merge = nn.ModuleList(
-            double_conv(2 * widths[i], widths[i]) for i in reversed(range(depth)))
-        self.head = nn.Conv2d(widths[0], num_classes, 1)
+        w = widths(base, depth)
+        self.stem = double_conv(in_channels, w[0])
+        self.down = nn.ModuleList(double_conv(w[i], w[i + 1]) for i in range(depth))
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        skips = [self.stem(image)]
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        feats = [self.stem(x)]
         for block in self.down:
-            skips.append(block(nn.functional.max_pool2d(skips[-1], 2)))
+            feats.append(block(nn.functional.max_pool2d(feats[-1], 2)))
+        return feats
+
+
+class UNetDecoder(nn.Module):
+    """Up-samples from the deepest level, concatenating each skip, to ``num_classes`` logits."""
+
+    def __init__(self, num_classes: int, base: int, depth: int) -> None:
+        super().__init__()
+        w = widths(base, depth)
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in reversed(range(depth)))
+        self.merge = nn.ModuleList(double_conv(2 * w[i], w[i]) for i in reversed(range(depth)))
+        self.head = nn.Conv2d(w[0], num_classes, 1)
+
+    def forward(self, feats: List[torch.Tensor]) -> torch.Tensor:
+        skips = list(feats)
         y = skips.pop()
         for up, merge in zip(self.up, self.merge):
             y = merge(torch.cat([skips.pop(), up(y)], dim=1))
         return self.head(y)
 
+
+class UNet(nn.Module):
+    """U-Net with ``depth`` down-sampling steps and ``base`` channels at full resolution."""
+
+    def __init__(self, in_channels: int, num_classes: int, base: int = 16, depth: int = 4) -> None:
+        super().__init__()
+        self.encoder = UNetEncoder(in_channels, base, depth)
+        self.decoder = UNetDecoder(num_classes, base, depth)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(image))
+
     def ssl_features(self, image: torch.Tensor) -> tuple:
         """Self-supervised pre-training hook (``engine.pretrain``): (bottleneck features,
         full-resolution output map of ``num_classes`` channels)."""
-        skips = [self.stem(image)]
-        for block in self.down:
-            skips.append(block(nn.functional.max_pool2d(skips[-1], 2)))
-        deep = y = skips.pop()
-        for up, merge in zip(self.up, self.merge):
-            y = merge(torch.cat([skips.pop(), up(y)], dim=1))
-        return deep, self.head(y)
+        feats = self.encoder(image)
+        return feats[-1], self.decoder(feats)
 
 
 @register("unet", task="segmentation", description="U-Net baseline (small, fast on CPU)",

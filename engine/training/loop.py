@@ -9,36 +9,34 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import json
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from .. import __version__
 from ..cards import CHANGE_CLASSES
 from ..catalog import NEEDS_AUX
 from ..devices import amp_dtype, resolve_device
 from ..inference import logits_of
-from ..jobs import (CancelledFn, EngineError, InputError, Job, ModelFileError, OutputError,
-                    ProgressFn, atomic_output, check_writable_output)
+from ..jobs import CancelledFn, EngineError, InputError, Job, ProgressFn, check_writable_output
 from ..metrics import ConfusionMatrix, change_scores, scores
 from ..modelfile import load_model, save_model
 from ..models import architecture, build
 from .data import (LabelSpec, Scene, SceneReader, WindowDataset, band_names, band_statistics,
                    discover_label_classes, polygon_label_spec, scan_cells, split_cells)
+from .checkpoints import TRAIN_FORMAT, checkpoint_path, load_checkpoint, save_checkpoint
+from .distributed import all_sum, barrier, init_distributed
 from .losses import IGNORE, build_loss
 from .report import write_report
 from .schedule import LRSchedule
 
-CHECKPOINT_FORMAT = "rs_seg.checkpoint"
 
 
 class TrainingError(EngineError):
@@ -125,30 +123,6 @@ def make_optimiser(net: torch.nn.Module, hp: Dict[str, Any]) -> torch.optim.Opti
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=hp["momentum"])
     raise InputError(f"unknown optimizer '{kind}'; use one of {', '.join(OPTIMIZERS)}")
-
-
-# ---- distributed helpers ----------------------------------------------------------------------
-
-def _world() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _init_distributed(device: torch.device) -> tuple[int, int]:
-    rank, world = _world()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world
-
-
-def _all_sum(t: torch.Tensor, world: int) -> torch.Tensor:
-    if world > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        dist.barrier()
 
 
 # ---- scenes, classes and card -----------------------------------------------------------------
@@ -244,38 +218,6 @@ def _hparams(cfg: TrainConfig, scenes: List[Scene], num_classes: int) -> Dict[st
 
 # ---- schedule, checkpoints --------------------------------------------------------------------
 
-def checkpoint_path(out: str | Path) -> Path:
-    """Where the last training state of model ``out`` is kept."""
-    return Path(str(out) + ".last.ckpt")
-
-
-def _save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
-    try:
-        with atomic_output(path) as tmp:
-            torch.save(state, tmp)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OutputError(f"disk full while writing {path}; the previous checkpoint is "
-                              f"intact. Free some space and resume with --resume {path}") from None
-        raise OutputError(f"could not write {path} ({exc}); the previous checkpoint is intact") \
-            from None
-
-
-def load_checkpoint(path: str | Path) -> Dict[str, Any]:
-    """Load a training checkpoint without executing code (weights_only)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"checkpoint {p} does not exist; check the --resume path")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise ModelFileError(f"{p} is not a readable RS Seg checkpoint ({str(exc).splitlines()[0]})") \
-            from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ModelFileError(f"{p} is not an RS Seg training checkpoint")
-    return state
-
-
 def _partial_init(network: torch.nn.Module, init_path: str) -> Dict[str, Any]:
     """Load the tensors of another model file whose names and shapes match; report what loaded."""
     other = load_model(init_path).network.state_dict()
@@ -319,8 +261,8 @@ def _validate(net: torch.nn.Module, loader, loss_fn, device: torch.device, num_c
             total[1] += len(logits)
             cm.update(b["target"], logits.argmax(1))
     matrix = torch.as_tensor(cm.matrix, dtype=torch.float64, device=device)
-    _all_sum(matrix, world)
-    _all_sum(total, world)
+    all_sum(matrix, world)
+    all_sum(total, world)
     return float(total[0] / total[1].clamp_min(1)), matrix.long().cpu().numpy()
 
 
@@ -349,7 +291,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         raise InputError(f"--tile must be a multiple of {arch.input_multiple} for {cfg.arch}")
     check_writable_output(cfg.out)
     device = resolve_device(cfg.device)
-    rank, world = _init_distributed(device)
+    rank, world = init_distributed(device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
@@ -471,7 +413,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
             running[1] += len(b["target"])
             job.report((epoch + (step + 1) / steps_per_epoch) / cfg.epochs,
                        f"epoch {epoch + 1}/{cfg.epochs} loss {float(running[0] / running[1]):.4f}")
-        _all_sum(running, world)
+        all_sum(running, world)
         train_loss = float(running[0] / running[1].clamp_min(1))
         train_seconds = time.perf_counter() - t0
         val_loss, matrix = _validate(model, val_loader, loss_fn, device, len(spec.classes), world,
@@ -496,14 +438,14 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                 card["training"] = _training_summary(summary, history, epoch + 1, val_scores,
                                                      metric_name, metric)
                 save_model(cfg.out, card, net)
-            _save_checkpoint(ckpt, {
-                "format": CHECKPOINT_FORMAT, "card": json.dumps(card), "model": net.state_dict(),
+            save_checkpoint(ckpt, {
+                "format": TRAIN_FORMAT, "card": json.dumps(card), "model": net.state_dict(),
                 "optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "epoch": epoch + 1, "history": json.dumps(history), "best": best,
                 "bad_epochs": bad_epochs, "torch_rng": torch.get_rng_state(),
                 "config": json.dumps(asdict(cfg))})
-        _barrier(world)
+        barrier(world)
         if bad_epochs >= cfg.patience:
             job.log(f"early stop: no improvement of {metric_name} for {cfg.patience} epochs")
             break
@@ -512,7 +454,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     if rank == 0:
         report = write_report(cfg.out, history, metric_name)
         _record_epochs_run(cfg.out, len(history))
-    _barrier(world)
+    barrier(world)
     job.report(1.0, "train: done")
     return {"model": str(cfg.out), "checkpoint": str(ckpt), **report,
             "best_metric": best, "epochs_run": len(history),
@@ -554,7 +496,7 @@ def _fit_closed_form(cfg: TrainConfig, net: torch.nn.Module, card: Dict[str, Any
         net.accumulate(b["image"], b["target"], IGNORE)
         job.report((step + 1) / n * 0.9, f"fit {step + 1}/{n}")
     for buf in (net.sums, net.counts):
-        _all_sum(buf, world)
+        all_sum(buf, world)
     net.finalise()
     val_loss, matrix = _validate(net, val_loader, loss_fn, device, len(names), world,
                                  contextlib.nullcontext)
@@ -567,7 +509,7 @@ def _fit_closed_form(cfg: TrainConfig, net: torch.nn.Module, card: Dict[str, Any
         card["training"] = _training_summary(summary, history, 1, val_scores, "mIoU", metric)
         save_model(cfg.out, card, net)
         report = write_report(cfg.out, history, "mIoU")
-    _barrier(world)
+    barrier(world)
     job.report(1.0, "train: done")
     return {"model": str(cfg.out), "checkpoint": None, **report, "best_metric": metric,
             "epochs_run": 1, "seconds": time.perf_counter() - started, "rank": rank,

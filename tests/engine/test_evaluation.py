@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.evaluation import evaluate, render_html
+from engine.evaluation import evaluate
 from engine.jobs import Cancelled, InputError
 from engine.vectorize import vectorize
 from tests.conftest import write_raster

@@ -16,7 +16,7 @@ from engine import pretrain as pt
 from engine.jobs import Cancelled, InputError, ModelFileError
 from engine.modelfile import load_model, read_card
 from engine.training import train
-from engine.training.loop import load_checkpoint as load_train_checkpoint
+from engine.training.checkpoints import PRETRAIN_FORMAT, load_checkpoint
 from tests.conftest import labelled_scene, write_raster
 
 # Tiny GLCNet; ASPP dropout 0.1 instead of 0.5: with 16 channels on a 3×3 map, dropout 0.5 would
@@ -323,12 +323,12 @@ def test_pretrained_model_file_and_card(pretrained):
     # only the segmentation network is saved (no projection heads)
     model = load_model(result["model"])
     assert set(model.network.state_dict()) == set(glcnet.build_glcnet(3, 64, **NET).state_dict())
-    ckpt = pt.load_checkpoint(result["checkpoint"])
+    ckpt = load_checkpoint(result["checkpoint"], PRETRAIN_FORMAT)
     assert ckpt["epoch"] == 3 and ckpt["step"] == 30
     assert any(k.startswith("global_head.") for k in ckpt["objective"])
     # the two kinds of checkpoint are not confused
     with pytest.raises(ModelFileError):
-        load_train_checkpoint(result["checkpoint"])
+        load_checkpoint(result["checkpoint"])
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
 
 
@@ -383,12 +383,12 @@ def test_unet_pretraining_resume_is_exact(tmp_path):
     with pytest.raises(Cancelled):
         pt.pretrain(images, "unet", str(out_b), cancelled=stop_in_epoch_three, **opts)
     ckpt = pt.checkpoint_path(out_b)
-    assert pt.load_checkpoint(ckpt)["epoch"] == 2
+    assert load_checkpoint(ckpt, PRETRAIN_FORMAT)["epoch"] == 2
     assert out_b.exists()                # the best model so far is complete, nothing half-written
     resumed = pt.pretrain(images, "unet", str(out_b), resume=str(ckpt), **opts)
     assert resumed["epochs_run"] == 3 and len(resumed["step_losses"]) == 2
-    a = pt.load_checkpoint(pt.checkpoint_path(straight["model"]))
-    b = pt.load_checkpoint(ckpt)
+    a = load_checkpoint(pt.checkpoint_path(straight["model"]), PRETRAIN_FORMAT)
+    b = load_checkpoint(ckpt, PRETRAIN_FORMAT)
     assert a["step"] == b["step"] == 6
     assert all(torch.equal(a["objective"][k], b["objective"][k]) for k in a["objective"])
     history_a, history_b = json.loads(a["history"]), json.loads(b["history"])

@@ -118,8 +118,8 @@ def test_init_loads_matching_layers_by_value(tmp_path, scene):
     second = _train(tmp_path, (image, two_class), name="second.rsmodel", epochs=1,
                     init=first["model"], lr=1e-12)
     a, b = load_model(first["model"]).network.state_dict(), load_model(second["model"]).network.state_dict()
-    assert torch.allclose(a["stem.0.weight"], b["stem.0.weight"], atol=1e-6)
-    assert a["head.weight"].shape != b["head.weight"].shape
+    assert torch.allclose(a["encoder.stem.0.weight"], b["encoder.stem.0.weight"], atol=1e-6)
+    assert a["decoder.head.weight"].shape != b["decoder.head.weight"].shape
     init = read_card(second["model"])["training"]["init"]
     assert init["skipped"] == 2 and init["loaded"] == len(a) - 2
 

@@ -1,0 +1,90 @@
+"""Read-only views of a model card: the details table (shared by the Models tab) and a dialog."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QPixmap
+from qgis.PyQt.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHeaderView,
+                                 QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from .model_manager import card_rows, curves_path
+from .widgets import swatch
+
+
+def fill_card_table(table: QTableWidget, card: Optional[Dict[str, Any]], error: str = "") -> None:
+    """Card rows, then one row per class with its colour swatch."""
+    table.clear()
+    table.setColumnCount(2)
+    table.horizontalHeader().setVisible(False)
+    table.verticalHeader().setVisible(False)
+    if card is None:
+        table.setRowCount(1)
+        table.setItem(0, 0, QTableWidgetItem("Problem"))
+        table.setItem(0, 1, QTableWidgetItem(error or "no model selected"))
+        return
+    rows = card_rows(card)
+    classes = card.get("classes") or []
+    table.setRowCount(len(rows) + len(classes))
+    for i, (key, value) in enumerate(rows):
+        table.setItem(i, 0, QTableWidgetItem(key))
+        item = QTableWidgetItem(value)
+        item.setToolTip(value)
+        table.setItem(i, 1, item)
+    for j, c in enumerate(classes):
+        row = len(rows) + j
+        table.setItem(row, 0, QTableWidgetItem("Class" if j == 0 else ""))
+        item = QTableWidgetItem(swatch(c["color"]), f"{c['value']}  {c['name']}")
+        table.setItem(row, 1, item)
+    table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    table.resizeRowsToContents()
+
+
+class CardDialog(QDialog):
+    """A model's card (and its training curves when they sit beside it), read-only."""
+
+    def __init__(self, path: str | Path, card: Optional[Dict[str, Any]], error: str = "",
+                 parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Model card — {Path(path).name}")
+        self.table = QTableWidget()
+        fill_card_table(self.table, card, error)
+        layout = QVBoxLayout(self)
+        title = QLabel(f"<b>{Path(path).name}</b><br><small>{path}</small>")
+        title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        layout.addWidget(title)
+        layout.addWidget(self.table)
+        curves = curves_path(path)
+        if curves.is_file():
+            image = QLabel()
+            image.setPixmap(QPixmap(str(curves)).scaledToWidth(520, Qt.SmoothTransformation))
+            layout.addWidget(image)
+        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.resize(560, 620 if curves.is_file() else 460)
+
+
+class ReportDialog(QDialog):
+    """Shown when a training run finishes: the curves PNG and the best score."""
+
+    def __init__(self, model: str | Path, best: Optional[float], curves: Optional[str],
+                 parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Training report — {Path(model).name}")
+        layout = QVBoxLayout(self)
+        score = f"{best:.4f}" if isinstance(best, (int, float)) else "n/a"
+        text = QLabel(f"Model saved as <b>{model}</b><br>Best validation score: <b>{score}</b>")
+        text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        text.setWordWrap(True)
+        layout.addWidget(text)
+        if curves and Path(curves).is_file():
+            image = QLabel()
+            image.setPixmap(QPixmap(str(curves)).scaledToWidth(640, Qt.SmoothTransformation))
+            layout.addWidget(image)
+        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)

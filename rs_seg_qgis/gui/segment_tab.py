@@ -1,0 +1,152 @@
+"""The Segment tab: layer, model, device, extent and outputs of a segmentation run, and the
+click-to-segment settings."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
+from qgis.gui import QgsCollapsibleGroupBox, QgsMapCanvas, QgsMapToolExtent
+from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton,
+                                 QToolButton, QVBoxLayout, QWidget)
+
+from .map_tool import ClickSource
+from .messages import InputProblem
+from .model_manager import read_entry
+from .params import Outputs, SegmentState, extent_text, run_stamp, safe_name
+from .widgets import (DeviceCombo, ModelPicker, TilingBox, folder_widget, hint, raster_combo,
+                      spin)
+
+EXTENT_LAYER, EXTENT_CANVAS, EXTENT_DRAWN = "layer", "canvas", "drawn"
+
+
+class SegmentTab(QWidget):
+    """Widgets of a segmentation run; :meth:`state` reads them into a :class:`SegmentState`."""
+
+    def __init__(self, canvas: QgsMapCanvas, models_folder: Callable[[], Path],
+                 parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.canvas = canvas
+        self.drawn: Optional[tuple] = None  # (QgsRectangle, QgsCoordinateReferenceSystem)
+        self.layer = raster_combo()
+        self.aux = raster_combo(allow_empty=True)
+        self.aux.setToolTip("Only for models that take an auxiliary input (e.g. a DSM)")
+        self.model = ModelPicker("segmentation", models_folder)
+        self.device = DeviceCombo()
+        self.extent = QComboBox()
+        self.extent.addItem("Whole layer", EXTENT_LAYER)
+        self.extent.addItem("Map view", EXTENT_CANVAS)
+        self.extent.addItem("Drawn rectangle", EXTENT_DRAWN)
+        self.draw = QToolButton()
+        self.draw.setText("Draw")
+        self.draw.setToolTip("Drag a rectangle on the map")
+        self.draw.setCheckable(True)
+        self.polygons = QCheckBox("Class polygons")
+        self.probabilities = QCheckBox("Class probabilities")
+        self.output_folder = folder_widget("temporary files")
+        self.tiling = TilingBox()
+        self.run = QPushButton("Segment")
+        self.run.setToolTip("Runs Processing ▸ RS Seg ▸ Segment raster in the background")
+
+        self.window = spin(32, 4096, 512, step=32)
+        self.window.setToolTip("Edge of the square window segmented around each click, in pixels")
+        self.pick = QPushButton("Click on the map…")
+        self.pick.setCheckable(True)
+        self.pick.setToolTip("Click an object: its region is previewed; click it again (or press "
+                             "Enter) to add it to the 'Segments' layer")
+
+        extent_row = QHBoxLayout()
+        extent_row.addWidget(self.extent, 1)
+        extent_row.addWidget(self.draw)
+        outputs_row = QHBoxLayout()
+        outputs_row.addWidget(self.polygons)
+        outputs_row.addWidget(self.probabilities)
+        outputs_row.addStretch(1)
+
+        form = QFormLayout()
+        form.addRow("Raster layer", self.layer)
+        form.addRow("Model", self.model)
+        form.addRow("Auxiliary layer", self.aux)
+        form.addRow("Device", self.device)
+        form.addRow("Extent", extent_row)
+        form.addRow("Also write", outputs_row)
+        form.addRow("Output folder", self.output_folder)
+
+        click = QgsCollapsibleGroupBox("Click to segment")
+        click_form = QFormLayout(click)
+        click_form.addRow("Window (px)", self.window)
+        click_form.addRow(self.pick)
+        click_form.addRow(hint("Uses the layer, model and device above. Enter adds the "
+                               "previewed region, Esc discards it."))
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.tiling)
+        layout.addWidget(self.run)
+        layout.addWidget(click)
+        layout.addStretch(1)
+
+        self.rectangle_tool = QgsMapToolExtent(canvas)
+        self.rectangle_tool.extentChanged.connect(self._drawn)
+        self.draw.toggled.connect(self._draw_toggled)
+        self.model.changed.connect(self._model_changed)
+        self._model_changed(self.model.path())
+
+    # ---- extent ------------------------------------------------------------------------------
+
+    def _draw_toggled(self, on: bool) -> None:
+        if on:
+            self.canvas.setMapTool(self.rectangle_tool)
+        elif self.canvas.mapTool() is self.rectangle_tool:
+            self.canvas.unsetMapTool(self.rectangle_tool)
+
+    def _drawn(self, rectangle: QgsRectangle) -> None:
+        self.set_drawn_extent(rectangle, self.canvas.mapSettings().destinationCrs())
+        self.draw.setChecked(False)
+
+    def set_drawn_extent(self, rectangle: QgsRectangle,
+                         crs: QgsCoordinateReferenceSystem) -> None:
+        """Use ``rectangle`` (in ``crs``) as the run's extent."""
+        self.drawn = (QgsRectangle(rectangle), crs)
+        self.extent.setCurrentIndex(self.extent.findData(EXTENT_DRAWN))
+
+    def extent_value(self) -> str:
+        """The EXTENT parameter for the chosen extent ('' = whole layer)."""
+        choice = self.extent.currentData()
+        if choice == EXTENT_CANVAS:
+            r = self.canvas.extent()
+            crs = self.canvas.mapSettings().destinationCrs()
+        elif choice == EXTENT_DRAWN:
+            if self.drawn is None or self.drawn[0].isEmpty():
+                raise InputProblem("Draw the rectangle on the map first (Extent ▸ Draw), or "
+                                   "choose another extent.")
+            r, crs = self.drawn
+        else:
+            return ""
+        return extent_text(r.xMinimum(), r.yMinimum(), r.xMaximum(), r.yMaximum(), crs.authid())
+
+    # ---- model -------------------------------------------------------------------------------
+
+    def _model_changed(self, path: str) -> None:
+        card = read_entry(path).card if path else None
+        self.tiling.set_from_card(card)
+
+    # ---- state -------------------------------------------------------------------------------
+
+    def state(self) -> SegmentState:
+        """The tab's choices."""
+        layer, aux = self.layer.currentLayer(), self.aux.currentLayer()
+        name = layer.name() if layer is not None else ""
+        stem = f"{safe_name(name)}_{safe_name(Path(self.model.path()).stem)}_{run_stamp()}"
+        return SegmentState(layer=layer.id() if layer is not None else "", layer_name=name,
+                            model=self.model.path(), aux_layer=aux.id() if aux else "",
+                            device=self.device.value(), tiling=self.tiling.tiling(),
+                            extent=self.extent_value(),
+                            probabilities=self.probabilities.isChecked(),
+                            polygons=self.polygons.isChecked(),
+                            outputs=Outputs(self.output_folder.filePath(), stem))
+
+    def click_source(self) -> ClickSource:
+        """What the click-to-segment tool uses."""
+        return ClickSource(self.layer.currentLayer(), self.model.path(), self.device.value(),
+                           self.window.value())

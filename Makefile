@@ -37,8 +37,10 @@ demo: setup
 	$(VPY) scripts/demo.py --out $(DEMO)
 	$(VPY) scripts/demo_project.py $(DEMO)
 
+# One torch thread: the tests use tiny models, where thread start-up costs more than it saves,
+# and the pipeline's reader/writer threads get the other core.
 test: setup
-	$(VPY) -m pytest
+	OMP_NUM_THREADS=1 $(VPY) -m pytest
 
 bench: setup
 	$(VPY) bench/run.py

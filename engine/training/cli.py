@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--date-swap", action=argparse.BooleanOptionalAction, default=None,
                    help="randomly swap the dates while training change models (default: on)")
     p.add_argument("--samples-per-epoch", type=int)
+    p.add_argument("--time-budget", type=float, dest="time_budget_s", metavar="SECONDS",
+                   help="stop after the epoch that exceeds this training time (best model kept)")
     p.add_argument("--workers", type=int, default=1, help="data-loading processes")
     p.add_argument("--device", default="auto")
     p.add_argument("--init", help="fine-tune from this model file (matching layers load)")

@@ -73,6 +73,7 @@ class TrainConfig:
     balanced: bool = False
     date_swap: Optional[bool] = None
     samples_per_epoch: Optional[int] = None
+    time_budget_s: Optional[float] = None
     workers: int = 0
     device: str = "auto"
     init: Optional[str] = None
@@ -449,6 +450,9 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         if bad_epochs >= cfg.patience:
             job.log(f"early stop: no improvement of {metric_name} for {cfg.patience} epochs")
             break
+        if _over_budget(cfg, started, world):
+            job.log(f"time budget of {cfg.time_budget_s:.0f} s reached after epoch {epoch + 1}")
+            break
 
     report = {}
     if rank == 0:
@@ -459,6 +463,16 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     return {"model": str(cfg.out), "checkpoint": str(ckpt), **report,
             "best_metric": best, "epochs_run": len(history),
             "seconds": time.perf_counter() - started, "rank": rank, "world_size": world}
+
+
+def _over_budget(cfg: TrainConfig, started: float, world: int) -> bool:
+    """True once the time budget is spent (rank 0 decides, so all ranks stop together)."""
+    if cfg.time_budget_s is None:
+        return False
+    flag = torch.tensor([float(time.perf_counter() - started >= cfg.time_budget_s)])
+    if world > 1:
+        torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _record_epochs_run(out: str, epochs: int) -> None:

@@ -246,3 +246,9 @@ def test_each_epoch_draws_new_windows_with_worker_processes(tmp_path, scene):
         ds.set_epoch(epoch)
         epochs.append(next(iter(loader))["image"])
     assert not torch.equal(epochs[0], epochs[1])
+
+
+def test_time_budget_stops_after_the_epoch_that_spends_it(tmp_path, scene):
+    result = _train(tmp_path, scene, epochs=50, time_budget_s=0.01)
+    assert result["epochs_run"] == 1
+    assert read_card(result["model"])["training"]["epochs"] == 1

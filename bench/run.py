@@ -8,6 +8,8 @@ whose figures you record in docs/benchmarks.md; every result carries a descripti
   memory      peak RSS of `predict` at 2048² and 16384² (each in a fresh process)
   training    training samples/s vs model-only forward+backward on the same batches
   models      parameters, MACs at 512² and forward MPix/s of each documented architecture
+  click       click-to-segment latency (cold click, nearby cached clicks), U-Net, window 512
+  change      SGSLN seconds per 1024² pair; change-detection peak RSS at 2048² and 16384²
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import rasterio  # noqa: E402
 import torch  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -114,7 +117,8 @@ def bench_inference(device: str, size: int, batch: int) -> None:
 
     model_only()  # warm-up (allocator, kernels)
     t_model = min(model_only() for _ in range(2 if dev.type == "cuda" else 1))
-    del batches, windows
+    batches.clear()  # free the in-memory windows before the end-to-end run
+    windows.clear()
     out = SCENES / f"pred-{size}.tif"
     t_e2e = min(predict(lm, src, out, device=device, tile=tile, overlap=overlap,
                         batch_size=batch)["seconds"] for _ in range(2 if dev.type == "cuda" else 1))
@@ -235,18 +239,84 @@ def bench_models(device: str, size: int = 512) -> None:
     save(f"models-{dev.type}", {"input": f"{size}x{size}", "batch_for_speed": 4, "models": rows})
 
 
+def bench_click(device: str, window: int = 512) -> None:
+    """Click-to-segment latency: a cold click (model load + one window) and nearby clicks."""
+    from engine.point import PredictionCache, segment_at
+    src = scene(2048)
+    m = model(SCENES / "unet-b16.rsmodel", 16, 4)
+    with rasterio.open(src) as ds:
+        left, top = ds.bounds.left, ds.bounds.top
+    cache = PredictionCache()
+    times = []
+    for k, (dx, dy) in enumerate([(300, 300), (310, 305), (280, 320), (700, 700), (705, 690)]):
+        t0 = time.perf_counter()
+        r = segment_at(m, src, left + dx * 0.5, top - dy * 0.5, window=window, device=device,
+                       cache=cache)
+        times.append({"click": k, "seconds": round(time.perf_counter() - t0, 3),
+                      "cached": bool(r["cached"]), "class": r["class_name"]})
+    fresh = [t["seconds"] for t in times if not t["cached"]]
+    save(f"click-{device}", {"model": "unet base16 depth4", "window": window, "clicks": times,
+                             "first_click_s": times[0]["seconds"],
+                             "uncached_click_s_max": max(fresh[1:] or fresh),
+                             "cached_click_s_max": max([t["seconds"] for t in times if t["cached"]]
+                                                       or [0.0])})
+
+
+def bench_change(device: str, sizes: list) -> None:
+    """Change detection: SGSLN seconds per 1024² pair, and peak RSS at two sizes (tiny
+    FC-Siam-diff, each in a fresh process) — the same streaming stitcher as predict."""
+    from engine.cards import init_model
+    from engine.change import detect_change
+    sg = SCENES / "sgsln.rsmodel"
+    if not sg.exists():
+        init_model("sgsln", 4, 2, sg)
+    src = scene(1024)
+    r = detect_change(sg, src, src.with_name("t2.tif"), SCENES / "change-1024.tif", device=device,
+                      tile=512, overlap=64, batch_size=4)
+    rows = []
+    for size in sizes:
+        scene(size)
+        out = subprocess.run([sys.executable, __file__, "--change-rss-child", str(size),
+                              "--device", device], capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    save(f"change-{device}", {"model": "sgsln (full, random weights)", "pair": "1024x1024",
+                              "tile": 512, "overlap": 64, "batch": 4,
+                              "seconds_per_1024_pair": round(r["seconds"], 2),
+                              "memory_model": "fcsiamdiff base4 depth2", "memory_runs": rows,
+                              "ratio_largest_to_smallest": round(rows[-1]["peak_rss_mb"]
+                                                                 / rows[0]["peak_rss_mb"], 3)})
+
+
+def _change_rss_child(size: int, device: str) -> None:
+    from engine.cards import init_model
+    from engine.change import detect_change
+    m = SCENES / "fcsiam-b4d2.rsmodel"
+    if not m.exists():
+        init_model("fcsiamdiff", 4, 2, m, hparams={"base": 4, "depth": 2})
+    src = scene(size)
+    r = detect_change(m, src, src.with_name("t2.tif"), SCENES / f"change-mem-{size}.tif",
+                      device=device, tile=512, overlap=64, batch_size=8)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"size": size, "peak_rss_mb": round(peak, 1), "seconds": round(r["seconds"], 1)}))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--only", choices=("models", "inference", "memory", "training"), action="append")
+    p.add_argument("--only", choices=("models", "inference", "memory", "training", "click",
+                                      "change"), action="append")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--memory-sizes", default="2048,16384")
     p.add_argument("--peak-rss-child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--change-rss-child", type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.peak_rss_child:
         _peak_rss_child(a.peak_rss_child, a.device)
         return
-    todo = a.only or ["models", "inference", "memory", "training"]
+    if a.change_rss_child:
+        _change_rss_child(a.change_rss_child, a.device)
+        return
+    todo = a.only or ["models", "inference", "memory", "training", "click", "change"]
     if "models" in todo:
         bench_models(a.device)
     if "inference" in todo:
@@ -255,6 +325,10 @@ def main() -> None:
         bench_memory(a.device, [int(s) for s in a.memory_sizes.split(",")])
     if "training" in todo:
         bench_training(a.device, 2048, 8, 6)
+    if "click" in todo:
+        bench_click(a.device)
+    if "change" in todo:
+        bench_change(a.device, [int(s) for s in a.memory_sizes.split(",")])
 
 
 if __name__ == "__main__":

@@ -206,12 +206,14 @@ MODEL_CONFIGS = {  # architecture → (hyper-parameters, input bands) as documen
     "glcnet": ({}, 4),
     "srcbtfusion": ({}, 3),
     "cafe": ({}, 3),
+    "vsgnet": ({"vit": "vits14_reg"}, 3),
 }
 
 
 def bench_models(device: str, size: int = 512) -> None:
     """Parameters, MACs at size² and forward speed (MPix/s) of each documented model."""
     from torch.utils.flop_counter import FlopCounterMode
+    from engine.catalog import NEEDS_AUX
     from engine.models import architecture, build
     dev = torch.device(device)
     rows = {}
@@ -221,6 +223,8 @@ def bench_models(device: str, size: int = 512) -> None:
         net = build(name, in_channels=bands, num_classes=classes, **hp).to(dev).eval()
         x = torch.randn(1, bands, size, size, device=dev)
         inputs = {"t1": x, "t2": x.clone()} if a.task == "change" else {"image": x}
+        if name in NEEDS_AUX:
+            inputs["aux"] = torch.randn(1, 1, size, size, device=dev)
         with torch.inference_mode():
             counter = FlopCounterMode(display=False)
             with counter:

@@ -98,7 +98,7 @@ def bench_segmentation(device: str, epochs: int) -> None:
     save("realdata-segmentation", {"epochs": epochs, "device": device, "results": result})
 
 
-def bench_change(device: str, epochs: int) -> None:
+def bench_change(device: str, epochs: int, jitter: float = 0.2) -> None:
     levir = DATA / "levir-cd" / "derived_geotiff"
     names = sorted(p.stem for p in (levir / "A").glob("*.tif"))
     train_names = [n for n in names if n.startswith(("train", "val"))]
@@ -117,7 +117,7 @@ def bench_change(device: str, epochs: int) -> None:
                   labels=[str(levir / "label" / f"{n}.tif") for n in train_names], out=str(model),
                   tile=128, epochs=epochs, batch_size=8, samples_per_epoch=64, val_fraction=0.2,
                   device=device, hparams=hparams, workers=1, lr=1e-3, warmup_steps=20,
-                  schedule="poly", patience=epochs)
+                  schedule="poly", patience=epochs, color_jitter=jitter)
         seconds = time.perf_counter() - started
         cm = ConfusionMatrix(2)
         infer = 0.0
@@ -132,7 +132,8 @@ def bench_change(device: str, epochs: int) -> None:
         result[arch] = {"train_seconds": round(seconds, 1),
                         "inference_s_per_256_pair": round(infer / len(test_names), 3),
                         **{k: s[k] for k in ("precision", "recall", "f1", "iou", "overall_accuracy")}}
-    save("realdata-change", {"epochs": epochs, "device": device, "train_pairs": train_names,
+    save("realdata-change", {"epochs": epochs, "device": device, "color_jitter": jitter,
+                             "train_pairs": train_names,
                              "test_pairs": test_names, "results": result})
 
 

@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=LOSSES, help="default: the recipe's, else ce (segmentation) "
                    "or bce_dice (change)")
     p.add_argument("--balanced", action="store_true", help="class-balanced window sampling")
+    p.add_argument("--color-jitter", type=float, default=0.0, metavar="J",
+                   help="random per-band gain 1±J and offset ±J·std, per date (e.g. 0.2)")
     p.add_argument("--date-swap", action=argparse.BooleanOptionalAction, default=None,
                    help="randomly swap the dates while training change models (default: on)")
     p.add_argument("--samples-per-epoch", type=int)

@@ -255,13 +255,14 @@ class WindowDataset(torch.utils.data.Dataset):
     def __init__(self, scenes: Sequence[Scene], spec: LabelSpec, cells: Sequence[Cell],
                  tile: int, stats: Dict[str, Tuple[List[float], List[float]]], *, train: bool,
                  length: int = 0, seed: int = 0, val_cells: Sequence[Cell] = (),
-                 balanced: bool = False, augment: bool = True, date_swap: bool = False) -> None:
+                 balanced: bool = False, augment: bool = True, date_swap: bool = False,
+                 color_jitter: float = 0.0) -> None:
         self.scenes, self.spec, self.cells, self.tile = list(scenes), spec, list(cells), tile
         self.stats, self.train, self.seed = stats, train, seed
         self.length = length if train else len(self.cells)
         self.val_cells = list(val_cells)
         self.weights = cell_weights(self.cells, balanced) if train else None
-        self.augment, self.date_swap = augment, date_swap
+        self.augment, self.date_swap, self.color_jitter = augment, date_swap, color_jitter
         self.epoch = 0
         self._readers: Optional[List[SceneReader]] = None
 
@@ -293,6 +294,8 @@ class WindowDataset(torch.utils.data.Dataset):
             arrays = d4([inputs[k] for k in keys] + [labels], int(rng.integers(4)),
                         bool(rng.integers(2)))
             inputs, labels = dict(zip(keys, arrays[:-1])), arrays[-1]
+        if self.color_jitter > 0:
+            inputs = {k: self._jitter_colours(k, a, rng) for k, a in inputs.items()}
         batch = self._tensors(inputs, labels)
         if self.date_swap and "t2" in batch and rng.random() < 0.5:
             batch["t1"], batch["t2"] = batch["t2"], batch["t1"]
@@ -309,6 +312,16 @@ class WindowDataset(torch.utils.data.Dataset):
                        for v in self.val_cells):
                 return x, y
         return c.x, c.y
+
+    def _jitter_colours(self, group: str, a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Per-band random gain and offset (offset in units of the band's std), drawn anew for
+        every input group, so each date gets its own radiometry: models learn to ignore
+        illumination and sensor differences instead of reporting them as change."""
+        j = self.color_jitter
+        mean, std = (np.asarray(v, np.float32)[:, None, None] for v in self.stats[group])
+        gain = 1 + rng.uniform(-j, j, (a.shape[0], 1, 1)).astype(np.float32)
+        offset = rng.uniform(-j, j, (a.shape[0], 1, 1)).astype(np.float32) * std
+        return (a - mean) * gain + mean + offset
 
     def _tensors(self, inputs: Dict[str, np.ndarray], labels: np.ndarray) -> Dict[str, torch.Tensor]:
         out = {}

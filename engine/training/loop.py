@@ -71,6 +71,7 @@ class TrainConfig:
     loss: Optional[str] = None
     aux_weight: Optional[float] = None
     balanced: bool = False
+    color_jitter: float = 0.0
     date_swap: Optional[bool] = None
     samples_per_epoch: Optional[int] = None
     time_budget_s: Optional[float] = None
@@ -329,7 +330,8 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     hp = resolve_recipe(cfg, steps_per_epoch)
     train_ds = WindowDataset(scenes, spec, train_cells, cfg.tile, stats, train=True,
                              length=samples, seed=cfg.seed, val_cells=val_cells,
-                             balanced=cfg.balanced, date_swap=hp["date_swap"] and cfg.task == "change")
+                             balanced=cfg.balanced, date_swap=hp["date_swap"] and cfg.task == "change",
+                             color_jitter=cfg.color_jitter)
     val_ds = WindowDataset(scenes, spec, val_cells or train_cells[:1], cfg.tile, stats, train=False)
     shard = lambda ds: torch.utils.data.Subset(ds, range(rank, len(ds), world))  # noqa: E731
     # Workers are not persistent: each epoch's workers must see set_epoch() (a persistent

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from engine.jobs import InputError
 from engine.training.data import (Scene, SceneReader, WindowDataset, d4, discover_label_classes,
@@ -115,3 +116,26 @@ def test_bad_label_inputs(tmp_path, rng):
         scan_cells([SceneReader(Scene({"image": str(image)}, labels=str(zeros)), spec)], 32, 3)
     with pytest.raises(InputError, match="smaller than the training tile"):
         scan_cells([SceneReader(Scene({"image": str(image)}, labels=str(labels)), spec)], 128, 3)
+
+
+def test_colour_jitter_changes_each_date_differently_and_keeps_labels(tmp_path):
+    import numpy as np
+    from engine.training.data import Scene, SceneReader, WindowDataset, scan_cells
+    from engine.training.loop import ChangeLabelSpec
+    from tests.conftest import write_raster
+    rng = np.random.default_rng(0)
+    img = rng.integers(50, 200, (3, 64, 64)).astype(np.uint8)
+    a = write_raster(tmp_path / "a.tif", img)
+    b = write_raster(tmp_path / "b.tif", img)
+    lab = write_raster(tmp_path / "l.tif", (rng.random((1, 64, 64)) < 0.3).astype(np.uint8))
+    scene = Scene({"t1": str(a), "t2": str(b)}, labels=str(lab))
+    spec = ChangeLabelSpec(classes=[], ignore_value=None)
+    cells = scan_cells([SceneReader(scene, spec)], 32, 2)
+    stats = {"t1": ([120.0] * 3, [40.0] * 3), "t2": ([120.0] * 3, [40.0] * 3)}
+    plain = WindowDataset([scene], spec, cells, 32, stats, train=True, length=2, augment=False)
+    jit = WindowDataset([scene], spec, cells, 32, stats, train=True, length=2, augment=False,
+                        color_jitter=0.3)
+    p, j = plain[0], jit[0]
+    assert torch.equal(p["t1"], p["t2"])  # identical dates without jitter
+    assert not torch.equal(j["t1"], j["t2"])  # each date gets its own radiometry
+    assert torch.equal(p["target"], j["target"])

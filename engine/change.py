@@ -24,7 +24,7 @@ from rasterio.enums import Resampling
 from .devices import resolve_device
 from .inference import (PROBABILITY_SCALE, Source, logits_of, prepare_network, resolve_tiling,
                         run_sliding_window)
-from .io.rasters import (WindowReader, class_tags, data_band_indexes, intersection_grid,
+from .io.rasters import (WindowReader, bounded_gdal_cache, class_tags, data_band_indexes, intersection_grid,
                          open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
                          without_alpha_flags)
 from .io.writer import StripWriter
@@ -175,6 +175,7 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
 
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(bounded_gdal_cache())
         g1, g2 = _dates(t1, t2, stack)
         sources: List[Source] = []
         forwards: List[Callable[[Dict[str, torch.Tensor]], torch.Tensor]] = []

@@ -19,7 +19,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import transform as window_transform
 
-from .io.rasters import CLASS_NODATA, check_overlap, open_raster, same_grid, warp_to_grid
+from .io.rasters import CLASS_NODATA, bounded_gdal_cache, check_overlap, open_raster, same_grid, warp_to_grid
 from .jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output, check_writable_output
 from .metrics import area_based_accuracy, confusion_matrix, scores
 
@@ -45,6 +45,7 @@ def evaluate(prediction: str | Path, reference: str | Path, report: str | Path,
         if out is not None:
             check_writable_output(out)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(bounded_gdal_cache())
         pred = stack.enter_context(open_raster(prediction))
         if pred.count != 1 or not np.issubdtype(np.dtype(pred.dtypes[0]), np.integer):
             raise InputError(f"{prediction} is not a class raster (one integer band)")

@@ -19,7 +19,7 @@ import rasterio
 import torch
 
 from .devices import amp_dtype, resolve_device
-from .io.rasters import (WindowReader, check_overlap, class_colormap, class_tags,
+from .io.rasters import (WindowReader, bounded_gdal_cache, check_overlap, class_colormap, class_tags,
                          data_band_indexes, normalise, open_raster, output_profile, resolve_bands,
                          warp_to_grid, without_alpha_flags)
 from .io.writer import StripWriter
@@ -223,6 +223,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             check_writable_output(path)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(bounded_gdal_cache())
         ds = stack.enter_context(open_raster(input))
         sources = open_sources(card, ds, aux, bands, stack)
         grid = Grid(ds.width, ds.height, t, o)

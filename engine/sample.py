@@ -25,6 +25,8 @@ from rasterio.enums import ColorInterp
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
+from .io.rasters import bounded_gdal_cache
+
 from .jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output
 
 CLASSES: List[Tuple[int, str, Tuple[int, int, int]]] = [
@@ -43,7 +45,6 @@ OUTPUTS = ("t1", "t2", "dsm", "labels", "labels_t2", "change")
 _TILE = 256
 _CELL = 64                       # parcel edge in pixels (32 m)
 _BLOCK = 4                       # cells per street block edge; roads run along block edges
-_GDAL_CACHE_BYTES = 64 << 20
 _LABEL_NODATA = 255              # the engine's class nodata value (never present here)
 
 # class values
@@ -606,7 +607,7 @@ def make_sample(out_dir: str | os.PathLike, size: int = 1024, seed: int = 0,
     job.report(0.0, f"sample: rows 0/{size}")
     # a small GDAL block cache while writing: dirty tiles are compressed and flushed as the
     # strips advance instead of piling up (the default cache is 5 % of RAM); restored on exit
-    with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_BYTES), contextlib.ExitStack() as renames:
+    with bounded_gdal_cache(), contextlib.ExitStack() as renames:
         tmps = {name: renames.enter_context(atomic_output(paths[name])) for name in OUTPUTS}
         with contextlib.ExitStack() as files:
             dsts = _open_outputs(tmps, size, seed, files)

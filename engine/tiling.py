@@ -19,6 +19,8 @@ import torch
 
 from .jobs import InputError
 
+_MOVE_ROWS = 64  # rows moved per chunk when the strip rolls up (bounds the temporary copy)
+
 
 def window_starts(length: int, tile: int, stride: int) -> List[int]:
     """Start offsets of the windows along one axis of ``length`` pixels."""
@@ -114,9 +116,11 @@ class Stitcher:
         self._valid = torch.zeros((t, width), dtype=torch.bool, device=self.device)
         self._ys = grid.ys
         self._row = 0
+        self._pending_shift = 0
 
     def add(self, x: int, y: int, scores: torch.Tensor, valid: torch.Tensor) -> None:
         """Accumulate one window's scores (C×T×T) and validity (T×T) at pixel (x, y)."""
+        self._shift()
         if y != self._ys[self._row]:
             raise ValueError(f"window at y={y} added while row y={self._ys[self._row]} is open")
         t = self.grid.tile
@@ -124,18 +128,38 @@ class Stitcher:
         self._valid[:, x:x + t] |= valid
 
     def finish_row(self) -> Strip:
-        """Close the current window row; return its final rows and roll the strip up."""
+        """Close the current window row and return its final rows.
+
+        The returned tensors are views into the strip, valid until the next ``add`` or
+        ``finish_row`` call (the caller writes them out first): no strip-sized copies are made.
+        """
+        self._shift()
         y0 = self._ys[self._row]
         last = self._row == len(self._ys) - 1
         y1 = self.grid.height if last else self._ys[self._row + 1]
         h, w = y1 - y0, self.grid.width
-        norm = self._wy[y0:y1, None] * self._wx[None, :w]
-        scores = self._acc[:, :h, :w] / norm
-        valid = self._valid[:h, :w].clone()
-        if not last:
-            self._acc = torch.roll(self._acc, -h, dims=1)
-            self._acc[:, -h:].zero_()
-            self._valid = torch.roll(self._valid, -h, dims=0)
-            self._valid[-h:] = False
+        scores = self._acc[:, :h, :w]
+        scores.div_(self._wy[y0:y1, None] * self._wx[None, :w])
+        self._pending_shift = 0 if last else h
         self._row += 1
-        return Strip(y0, scores, valid)
+        return Strip(y0, scores, self._valid[:h, :w])
+
+    def _shift(self) -> None:
+        """Move the rows still open (shared with the next window row) to the top, zero the rest.
+
+        Rows move forward in chunks of at most ``_MOVE_ROWS`` (each cloned), so the move is safe
+        even when source and target overlap (a shifted-back last window row) and its temporary
+        memory stays small.
+        """
+        h = self._pending_shift
+        if not h:
+            return
+        keep = self.grid.tile - h
+        step = min(h, _MOVE_ROWS)
+        for start in range(0, keep, step):
+            n = min(step, keep - start)
+            self._acc[:, start:start + n] = self._acc[:, h + start:h + start + n].clone()
+            self._valid[start:start + n] = self._valid[h + start:h + start + n].clone()
+        self._acc[:, keep:].zero_()
+        self._valid[keep:] = False
+        self._pending_shift = 0

@@ -42,7 +42,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.polygon import orient
 from shapely.ops import unary_union
 
-from .io.rasters import open_raster
+from .io.rasters import bounded_gdal_cache, open_raster
 from .jobs import CancelledFn, InputError, Job, OutputError, ProgressFn, atomic_output
 
 COMMAND = "vectorize"
@@ -434,6 +434,12 @@ def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
     if min_area < 0 or simplify < 0:
         raise InputError("min-area and simplify must not be negative")
     block = int(block)
+    with bounded_gdal_cache():
+        return _vectorize(input, out, min_area, simplify, block, values, job)
+
+
+def _vectorize(input: str | Path, out: Path, min_area: float, simplify: float, block: int,
+               values: Optional[Collection[int]], job: Job) -> Dict[str, Any]:
     ds = _open_class_raster(input)
     try:
         names = class_names(ds)

@@ -21,6 +21,17 @@ from ..jobs import InputError
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 BLOCK = 256
 CLASS_NODATA = 255
+GDAL_CACHE_BYTES = 64 << 20
+
+
+def bounded_gdal_cache() -> rasterio.Env:
+    """GDAL environment with a small block cache for streaming jobs.
+
+    GDAL's default cache is 5 % of RAM; a job streaming through a large raster would fill it and
+    memory would grow with raster area.  Reads here are window-local and writes block-aligned,
+    so a small cache costs nothing.
+    """
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
 
 
 def open_raster(path: str | Path) -> rasterio.io.DatasetReader:

@@ -27,7 +27,7 @@ from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, ato
                    check_writable_output)
 from .modelfile import CLASS_NODATA, LoadedModel, load_model
 from .models import architecture
-from .tiling import Grid, Stitcher, Strip, check_tiling
+from .tiling import COLUMN_CHUNK, Grid, Stitcher, Strip, check_tiling
 
 PROBABILITY_SCALE = 254  # uint8 probability = round(p * 254); 255 is nodata
 
@@ -233,14 +233,22 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         net = prepare_network(lm, dev)
 
         def on_strip(strip: Strip) -> None:
-            invalid = ~strip.valid
-            labels = lut[strip.scores.argmax(0)]
-            labels[invalid] = CLASS_NODATA
-            writers[0].put(strip.y, labels.cpu().numpy()[None])
-            if len(writers) > 1:
-                p = (strip.scores * PROBABILITY_SCALE).round_().to(torch.uint8)
-                p[:, invalid] = 255
-                writers[1].put(strip.y, p.cpu().numpy())
+            c, h, w = strip.scores.shape
+            labels = np.empty((1, h, w), np.uint8)
+            probs = np.empty((c, h, w), np.uint8) if len(writers) > 1 else None
+            for c0 in range(0, w, COLUMN_CHUNK):  # chunked: temporaries stay small
+                c1 = min(w, c0 + COLUMN_CHUNK)
+                scores, invalid = strip.scores[:, :, c0:c1], ~strip.valid[:, c0:c1]
+                chunk = lut[scores.argmax(0)]
+                chunk[invalid] = CLASS_NODATA
+                labels[0, :, c0:c1] = chunk.cpu().numpy()
+                if probs is not None:
+                    p = (scores * PROBABILITY_SCALE).round_().to(torch.uint8)
+                    p[:, invalid] = 255
+                    probs[:, :, c0:c1] = p.cpu().numpy()
+            writers[0].put(strip.y, labels)
+            if probs is not None:
+                writers[1].put(strip.y, probs)
 
         try:
             run_sliding_window(softmax_forward(net), sources, grid, len(classes), dev,

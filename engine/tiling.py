@@ -19,7 +19,8 @@ import torch
 
 from .jobs import InputError
 
-_MOVE_ROWS = 64  # rows moved per chunk when the strip rolls up (bounds the temporary copy)
+_MOVE_ROWS = 16  # rows moved per chunk when the strip rolls up (bounds the temporary copy)
+COLUMN_CHUNK = 2048  # columns processed at once when finishing rows (bounds temporaries)
 
 
 def window_starts(length: int, tile: int, stride: int) -> List[int]:
@@ -139,7 +140,9 @@ class Stitcher:
         y1 = self.grid.height if last else self._ys[self._row + 1]
         h, w = y1 - y0, self.grid.width
         scores = self._acc[:, :h, :w]
-        scores.div_(self._wy[y0:y1, None] * self._wx[None, :w])
+        for c0 in range(0, w, COLUMN_CHUNK):  # chunked: no strip-sized weight temporary
+            c1 = min(w, c0 + COLUMN_CHUNK)
+            scores[:, :, c0:c1].div_(self._wy[y0:y1, None] * self._wx[None, c0:c1])
         self._pending_shift = 0 if last else h
         self._row += 1
         return Strip(y0, scores, self._valid[:h, :w])

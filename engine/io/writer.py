@@ -23,7 +23,7 @@ class StripWriter:
     def __init__(self, path, profile: Dict[str, Any], block_rows: int = 256,
                  colormap: Optional[dict] = None, tags: Optional[Dict[str, str]] = None,
                  descriptions: Optional[List[str]] = None, scales: Optional[List[float]] = None,
-                 max_pending: int = 4) -> None:
+                 max_pending: int = 2) -> None:
         self._dst = rasterio.open(path, "w", **profile)
         if colormap:
             self._dst.write_colormap(1, colormap)

@@ -158,7 +158,8 @@ def _labelled_swiss(folder: Path) -> list:
         lab = folder / f"trees_{n}.tif"
         with rasterio.open(img) as ds, rasterio.open(DATA / "swiss-ortho" / "response_img" /
                                                      f"1091-322_{n}.tif") as r:
-            profile = ds.profile | {"count": 1, "nodata": None}
+            profile = {"driver": "GTiff", "width": ds.width, "height": ds.height, "count": 1,
+                       "dtype": "uint8", "crs": ds.crs, "transform": ds.transform}
             data = r.read(1) + 1  # 1 = other, 2 = tree
         with rasterio.open(lab, "w", **profile) as dst:
             dst.write(data[None].astype("uint8"))
@@ -180,13 +181,15 @@ def bench_glcnet(pre_budget: float, ft_budget: float, seeds: int) -> None:
     pre = folder / "glcnet-pre.rsmodel"
     started = time.perf_counter()
     epochs = 0
-    while time.perf_counter() - started < pre_budget:  # resume epoch by epoch within the budget
+    while not pre.exists() or (epochs and time.perf_counter() - started < pre_budget):
         epochs += 1
         pretrain([str(p) for p in unlabelled], "glcnet", str(pre), epochs=epochs, batch_size=8,
                  crop=96, patch_size=16, device="cpu", samples_per_epoch=64,
                  hparams=CONFIGS["glcnet"],
                  resume=str(pre) + ".last.ckpt" if epochs > 1 else None)
     pre_seconds = time.perf_counter() - started
+    from engine.modelfile import read_card
+    epochs = read_card(pre)["training"].get("epochs", epochs)  # a kept model from an earlier run
     pairs = _labelled_swiss(folder)
     train_pairs, (test_img, test_lab) = pairs[:3], pairs[3]
     rows = {"pretrained": [], "random": []}

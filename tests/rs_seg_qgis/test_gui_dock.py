@@ -19,20 +19,6 @@ pytestmark = pytest.mark.qgis
 
 
 @pytest.fixture(scope="module")
-def provider(qgis_processing):
-    from rs_seg_qgis.processing.provider import RsSegProvider
-    registry = QgsApplication.processingRegistry()
-    prov = registry.providerById("rs_seg")
-    own = prov is None
-    if own:
-        prov = RsSegProvider()
-        assert registry.addProvider(prov)
-    yield prov
-    if own:
-        registry.removeProvider(prov)
-
-
-@pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dock")
     rng = np.random.default_rng(3)

@@ -39,20 +39,6 @@ def _clear_leaked_frames():
 
 
 @pytest.fixture(scope="module")
-def provider(qgis_processing):
-    from rs_seg_qgis.processing.provider import RsSegProvider
-    registry = QgsApplication.processingRegistry()
-    prov = registry.providerById("rs_seg")
-    own = prov is None
-    if own:
-        prov = RsSegProvider()
-        assert registry.addProvider(prov)
-    yield prov
-    if own:
-        registry.removeProvider(prov)
-
-
-@pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scene")
     rng = np.random.default_rng(7)

@@ -11,8 +11,9 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingFeedback, QgsProcessingParameterEnum,
+from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingContext,
+                       QgsProcessingException, QgsProcessingFeedback, QgsProcessingParameterEnum,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsRasterLayer, QgsRectangle)
 
@@ -178,6 +179,14 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
 
     def add_device(self) -> None:
         self.add_enum("DEVICE", "Device", DEVICES, "auto")
+
+    def add_class_polygons(self, name: str, description: str, ignore_description: str) -> None:
+        """Optional polygons ``name`` with their CLASS_FIELD and an optional IGNORE_VALUE."""
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            name, description, [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            "CLASS_FIELD", "Class field", parentLayerParameterName=name, optional=True))
+        self.add_int("IGNORE_VALUE", ignore_description, minimum=0, optional=True)
 
     def add_int(self, name: str, description: str, default: Optional[int] = None,
                 minimum: Optional[int] = None, optional: bool = False,

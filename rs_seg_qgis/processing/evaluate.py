@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingFeedback, QgsProcessingOutputNumber,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
-                       QgsProcessingParameterFileDestination, QgsProcessingParameterRasterLayer)
+from qgis.core import (QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
+                       QgsProcessingOutputNumber, QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterRasterLayer)
 
 from .base import EngineRun, RsSegAlgorithm, help_html, require_engine
 
@@ -39,13 +38,8 @@ class EvaluateAlgorithm(RsSegAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("PREDICTION", "Class raster"))
         self.addParameter(QgsProcessingParameterRasterLayer(
             "REFERENCE_RASTER", "Reference raster", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            "REFERENCE_POLYGONS", "Reference polygons", [QgsProcessing.TypeVectorPolygon],
-            optional=True))
-        self.addParameter(QgsProcessingParameterField(
-            "CLASS_FIELD", "Class field", parentLayerParameterName="REFERENCE_POLYGONS",
-            optional=True))
-        self.add_int("IGNORE_VALUE", "Reference value to ignore", minimum=0, optional=True)
+        self.add_class_polygons("REFERENCE_POLYGONS", "Reference polygons",
+                                "Reference value to ignore")
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT_REPORT", "Accuracy report (JSON)", "JSON files (*.json)"))
         self.addParameter(QgsProcessingParameterFileDestination(

@@ -5,9 +5,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingFeedback, QgsProcessingOutputFile, QgsProcessingOutputNumber,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
-                       QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
-                       QgsProcessingParameterNumber)
+                       QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber)
 
 from .base import MODEL_FILTER, EngineRun, RsSegAlgorithm, architectures, help_html, require_engine
 
@@ -60,13 +59,7 @@ class TrainAlgorithm(RsSegAlgorithm):
         self.add_image_inputs()
         self.addParameter(QgsProcessingParameterMultipleLayers(
             "LABELS", "Label rasters (one per image)", QgsProcessing.TypeRaster, optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            "LABEL_POLYGONS", "Label polygons", [QgsProcessing.TypeVectorPolygon],
-            optional=True))
-        self.addParameter(QgsProcessingParameterField(
-            "CLASS_FIELD", "Class field", parentLayerParameterName="LABEL_POLYGONS",
-            optional=True))
-        self.add_int("IGNORE_VALUE", "Label value to ignore", minimum=0, optional=True)
+        self.add_class_polygons("LABEL_POLYGONS", "Label polygons", "Label value to ignore")
         names = architectures(self.TASK)
         default = self.DEFAULT_ARCHITECTURE if self.DEFAULT_ARCHITECTURE in names else None
         self.add_enum("ARCHITECTURE", "Architecture", names, default)

@@ -1,12 +1,11 @@
 """Training checkpoints: written atomically (the previous one survives a crash or a full disk),
-loaded with ``torch.load(weights_only=True)`` so a checkpoint can never run code."""
+loaded with ``torch.load(weights_only=True)`` so a checkpoint can never run code.  torch loads
+only inside the functions that need it, so ``checkpoint_path`` is free for the plugin to use."""
 from __future__ import annotations
 
 import errno
 from pathlib import Path
 from typing import Any, Dict
-
-import torch
 
 from ..jobs import InputError, ModelFileError, OutputError, atomic_output
 
@@ -23,6 +22,7 @@ def checkpoint_path(out: str | Path) -> Path:
 
 def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
     """Write ``state`` atomically; a failure leaves the previous checkpoint intact."""
+    import torch
     try:
         with atomic_output(path) as tmp:
             torch.save(state, tmp)
@@ -36,6 +36,7 @@ def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | Path, expected: str = TRAIN_FORMAT) -> Dict[str, Any]:
     """Load a checkpoint of kind ``expected`` without executing code."""
+    import torch
     p = Path(path)
     if not p.is_file():
         raise InputError(f"checkpoint {p} does not exist; check the --resume path")

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from engine.training.checkpoints import checkpoint_path
+from engine.training.report import report_paths
+
 from .messages import InputProblem
 
 SUFFIX = ".rsmodel"
-# Files the engine writes beside a model (training report, checkpoint): removed with it.
-SIDECARS = (".history.json", ".curves.png", ".last.ckpt")
 
 
 @dataclass
@@ -106,17 +107,16 @@ def import_model(source: str | Path, folder: str | Path, overwrite: bool = False
                            f"or rename the file to import")
     Path(folder).mkdir(parents=True, exist_ok=True)
     shutil.copy2(src, target)
-    for suffix in SIDECARS[:2]:  # keep the training report with the model
-        side = src.with_name(src.stem + suffix)
+    for key, side in report_paths(src).items():  # keep the training report with the model
         if side.is_file():
-            shutil.copy2(side, target.with_name(target.stem + suffix))
+            shutil.copy2(side, report_paths(target)[key])
     return target
 
 
 def remove_model(path: str | Path) -> None:
     """Delete a model file and the report/checkpoint files written beside it."""
     p = Path(path)
-    for candidate in [p] + [p.with_name(p.stem + s) for s in SIDECARS]:
+    for candidate in [p, checkpoint_path(p), *report_paths(p).values()]:
         if candidate.is_file():
             candidate.unlink()
 
@@ -136,8 +136,7 @@ def require_task(path: str, task: str) -> Dict[str, Any]:
 
 def curves_path(model: str | Path) -> Path:
     """Where training wrote the loss/metric curves of ``model``."""
-    p = Path(model)
-    return p.with_name(p.stem + ".curves.png")
+    return report_paths(model)["curves"]
 
 
 def _fmt(value: Any) -> str:

@@ -162,3 +162,15 @@ def test_diagnostics_names_the_fix(qgis_app, monkeypatch, models_dir):
     assert deps.cuda_wheel("580.65") == "cu130" and deps.cuda_wheel("bogus") == "cu128"
     cpu = deps.install_hint(["torch"])
     assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in cpu
+
+
+def test_remove_takes_the_engine_checkpoint_and_report_along(tmp_path):
+    from engine.training.checkpoints import checkpoint_path
+    from engine.training.report import report_paths
+    from rs_seg_qgis.gui import model_manager
+    model = tmp_path / "m.rsmodel"
+    files = [model, checkpoint_path(model), *report_paths(model).values()]
+    for f in files:
+        f.write_text("x")
+    model_manager.remove_model(model)
+    assert not any(f.exists() for f in files)

@@ -31,7 +31,7 @@ from .io.writer import StripWriter
 from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
                    check_writable_output)
 from .modelfile import CLASS_NODATA, LoadedModel, load_model
-from .tiling import Grid, Strip
+from .tiling import Block, Grid
 
 COMMAND = "change"
 HELP = "detect change between two dates (model, CVA or post-classification)"
@@ -224,10 +224,15 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
             return torch.cat([f(x) for f in forwards], dim=1)
 
         writers, pair_counts = _writers(stack, g1, output, probabilities, from_to, seg, k)
-        on_strip = _strip_handler(writers, method, threshold, k, pair_counts, dev)
+        convert = _block_converter(writers, method, threshold, k, pair_counts)
+
+        def on_rows(y: int, rows: List[np.ndarray]) -> None:
+            for writer, data in zip(writers.values(), rows):
+                writer.put(y, data)
+
         try:
-            run_sliding_window(forward, sources, grid, channels, dev, batch_size, on_strip, job,
-                               label="change: window")
+            run_sliding_window(forward, sources, grid, channels, dev, batch_size, convert, on_rows,
+                               job, label="change: window")
         except BaseException:
             for w in writers.values():
                 w.abort()
@@ -282,11 +287,13 @@ def _writers(stack: contextlib.ExitStack, grid_ds, output, probabilities, from_t
     return writers, counts
 
 
-def _strip_handler(writers: Dict[str, StripWriter], method: str, threshold: float, k: int,
-                   counts: Dict[str, np.ndarray], dev: torch.device) -> Callable[[Strip], None]:
-    def on_strip(strip: Strip) -> None:
-        invalid = ~strip.valid
-        scores = strip.scores
+def _block_converter(writers: Dict[str, StripWriter], method: str, threshold: float, k: int,
+                     counts: Dict[str, np.ndarray]) -> Callable[[Block], List[np.ndarray]]:
+    """Change, probability and from-to values of a finished block (in ``writers``' order); counts
+    changed and valid pixels and from-to pairs on the way."""
+    def convert(block: Block) -> List[np.ndarray]:
+        invalid = ~block.valid
+        scores = block.scores
         if k:
             c1 = scores[-2 * k:-k].argmax(0)
             c2 = scores[-k:].argmax(0)
@@ -297,22 +304,23 @@ def _strip_handler(writers: Dict[str, StripWriter], method: str, threshold: floa
         changed = (p_change >= threshold) & ~invalid
         change = changed.to(torch.uint8)
         change[invalid] = CLASS_NODATA
-        writers["change"].put(strip.y, change.cpu().numpy()[None])
+        out = [change.cpu().numpy()[None]]
         counts["changed"] += int(changed.sum())
         counts["valid"] += int((~invalid).sum())
         if "probability" in writers:
             p = (p_change * PROBABILITY_SCALE).round_().to(torch.uint8)
             p[invalid] = 255
-            writers["probability"].put(strip.y, p.cpu().numpy()[None])
+            out.append(p.cpu().numpy()[None])
         if "from_to" in writers:
             dtype, nodata = _from_to_codes(k)
             code = torch.where(changed, c1 * k + c2 + 1, torch.zeros_like(c1))
             code[invalid] = nodata
-            writers["from_to"].put(strip.y, code.cpu().numpy().astype(dtype)[None])
+            out.append(code.cpu().numpy().astype(dtype)[None])
             pair = (c1 * k + c2)[changed]
             counts["pairs"] += torch.bincount(pair, minlength=k * k)[:k * k].reshape(k, k) \
                 .cpu().numpy()
-    return on_strip
+        return out
+    return convert
 
 
 def _write_from_to_table(table: Path, classes: Sequence[Dict[str, Any]], pairs: np.ndarray,

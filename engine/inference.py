@@ -1,8 +1,9 @@
 """Sliding-window inference: the streaming pipeline and the segmentation entry point.
 
 reader thread (windowed reads, normalise, batch, pin) → main thread (device, network under
-inference_mode/AMP, stitcher) → writer threads (block-aligned, compressed GeoTIFF).  Memory is
-bounded by the stitcher's strip and short queues, never by raster area.
+inference_mode/AMP, stitcher, per-block conversion to output values) → writer threads
+(block-aligned, compressed GeoTIFF).  Memory is bounded by the stitcher's carry rows, one window
+row of output values and short queues, never by raster area.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, ato
                    check_writable_output)
 from .modelfile import CLASS_NODATA, LoadedModel, load_model
 from .models import architecture
-from .tiling import COLUMN_CHUNK, Grid, Stitcher, Strip, check_tiling
+from .tiling import Block, Grid, Stitcher, check_tiling
 
 PROBABILITY_SCALE = 254  # uint8 probability = round(p * 254); 255 is nodata
 
@@ -91,14 +92,48 @@ def _put(out: "queue.Queue[Any]", item: Any, stop: threading.Event) -> None:
             continue
 
 
+ConvertFn = Callable[[Block], Sequence[np.ndarray]]
+RowsFn = Callable[[int, List[np.ndarray]], None]
+
+
+class RowAssembler:
+    """Places the converted blocks of one window row into full-width arrays and hands them on.
+
+    Converted values (class codes, uint8 probabilities) are a fraction of the float scores, so a
+    full-width row of them is cheap where a row of scores would not be.
+    """
+
+    def __init__(self, width: int, convert: ConvertFn, on_rows: RowsFn) -> None:
+        self._width, self._convert, self._on_rows = width, convert, on_rows
+        self._rows: Optional[List[np.ndarray]] = None
+        self._y = 0
+
+    def put(self, block: Block) -> None:
+        """Convert ``block`` and place it in the current row."""
+        arrays = self._convert(block)
+        if self._rows is None:
+            self._rows = [np.empty(a.shape[:-1] + (self._width,), a.dtype) for a in arrays]
+            self._y = block.y
+        for row, a in zip(self._rows, arrays):
+            row[..., block.x:block.x + a.shape[-1]] = a
+
+    def finish(self, block: Block) -> None:
+        """Place the row's last block and hand the finished row on."""
+        self.put(block)
+        rows, self._rows = self._rows, None
+        self._on_rows(self._y, rows)
+
+
 def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[Source],
                        grid: Grid, channels: int, device: torch.device, batch_size: int,
-                       on_strip: Callable[[Strip], None], job: Job,
+                       convert: ConvertFn, on_rows: RowsFn, job: Job,
                        label: str = "windows") -> None:
-    """Stream every window of ``grid`` through ``forward`` and hand finished strips on.
+    """Stream every window of ``grid`` through ``forward`` and hand finished rows on.
 
     ``forward(inputs)`` maps a dict of B×C×T×T batches (one per source, keyed by its name) to
-    B×channels×T×T scores (probabilities).  ``on_strip`` receives finished rows in order, on the calling thread.
+    B×channels×T×T scores (probabilities).  ``convert(block)`` turns a finished block's scores into
+    output arrays (each K×h×w, e.g. class codes); ``on_rows(y, arrays)`` receives them as
+    full-width rows, in order.  Both run on the calling thread.
     """
     q: "queue.Queue[Any]" = queue.Queue(maxsize=3)
     stop = threading.Event()
@@ -109,6 +144,7 @@ def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[S
     autocast = (torch.autocast(device.type, dtype=amp_dtype(device))
                 if amp_dtype(device) is not None else contextlib.nullcontext())
     channels_last = device.type == "cuda"
+    rows = RowAssembler(grid.width, convert, on_rows)
     try:
         with torch.inference_mode():
             stitcher = Stitcher(grid, channels, device)
@@ -127,10 +163,12 @@ def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[S
                 scores = scores.float()
                 valid = item.valid.to(device, non_blocking=True)
                 for k, (_, x, y) in enumerate(item.positions):
-                    stitcher.add(x, y, scores[k], valid[k])
+                    block = stitcher.add(x, y, scores[k], valid[k])
+                    if block is not None:
+                        rows.put(block)
                     done += 1
                     if done % cols == 0:
-                        on_strip(stitcher.finish_row())
+                        rows.finish(stitcher.finish_row())
                 job.report(done / total, f"{label} {done}/{total}")
     finally:
         stop.set()
@@ -232,27 +270,24 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         writers = _segmentation_writers(stack, ds, card, output, probabilities)
         net = prepare_network(lm, dev)
 
-        def on_strip(strip: Strip) -> None:
-            c, h, w = strip.scores.shape
-            labels = np.empty((1, h, w), np.uint8)
-            probs = np.empty((c, h, w), np.uint8) if len(writers) > 1 else None
-            for c0 in range(0, w, COLUMN_CHUNK):  # chunked: temporaries stay small
-                c1 = min(w, c0 + COLUMN_CHUNK)
-                scores, invalid = strip.scores[:, :, c0:c1], ~strip.valid[:, c0:c1]
-                chunk = lut[scores.argmax(0)]
-                chunk[invalid] = CLASS_NODATA
-                labels[0, :, c0:c1] = chunk.cpu().numpy()
-                if probs is not None:
-                    p = (scores * PROBABILITY_SCALE).round_().to(torch.uint8)
-                    p[:, invalid] = 255
-                    probs[:, :, c0:c1] = p.cpu().numpy()
-            writers[0].put(strip.y, labels)
-            if probs is not None:
-                writers[1].put(strip.y, probs)
+        def convert(block: Block) -> List[np.ndarray]:
+            invalid = ~block.valid
+            labels = lut[block.scores.argmax(0)]
+            labels[invalid] = CLASS_NODATA
+            out = [labels[None].cpu().numpy()]
+            if len(writers) > 1:
+                p = (block.scores * PROBABILITY_SCALE).round_().to(torch.uint8)
+                p[:, invalid] = 255
+                out.append(p.cpu().numpy())
+            return out
+
+        def on_rows(y: int, rows: List[np.ndarray]) -> None:
+            for writer, data in zip(writers, rows):
+                writer.put(y, data)
 
         try:
             run_sliding_window(softmax_forward(net), sources, grid, len(classes), dev,
-                               batch_size, on_strip, job, label="segment: window")
+                               batch_size, convert, on_rows, job, label="segment: window")
         except BaseException:
             for w in writers:
                 w.abort()

@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Hashable, Optional, Tuple
+from typing import Any, Dict, Hashable, List, Optional, Tuple
 
 import numpy as np
 import rasterio
@@ -41,7 +41,7 @@ from .inference import (open_sources, prepare_network, resolve_tiling, run_slidi
 from .io.rasters import open_raster
 from .jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn
 from .modelfile import LoadedModel, load_model
-from .tiling import Grid, Strip
+from .tiling import Block, Grid
 from .vectorize import AreaMeter
 
 BATCH_SIZE = 8
@@ -180,10 +180,12 @@ def _predict_window(lm: LoadedModel, ds: rasterio.io.DatasetReader, win: Window,
     probs = np.zeros((channels, h, w), dtype=np.float32)
     valid = np.zeros((h, w), dtype=bool)
 
-    def on_strip(strip: Strip) -> None:
-        rows = strip.scores.shape[1]
-        probs[:, strip.y:strip.y + rows] = strip.scores.cpu().numpy()
-        valid[strip.y:strip.y + rows] = strip.valid.cpu().numpy()
+    def convert(block: Block) -> List[np.ndarray]:
+        return [block.scores.cpu().numpy(), block.valid[None].cpu().numpy()]
+
+    def on_rows(y: int, rows: List[np.ndarray]) -> None:
+        probs[:, y:y + rows[0].shape[1]] = rows[0]
+        valid[y:y + rows[1].shape[1]] = rows[1][0]
 
     with MemoryFile() as mem, contextlib.ExitStack() as stack:
         with mem.open(**profile) as dst:
@@ -197,7 +199,7 @@ def _predict_window(lm: LoadedModel, ds: rasterio.io.DatasetReader, win: Window,
         tile, overlap = resolve_tiling(card, None, None)
         net = prepare_network(lm, device)
         run_sliding_window(softmax_forward(net), sources, Grid(w, h, tile, overlap), channels,
-                           device, BATCH_SIZE, on_strip, job, label="segment_point: window")
+                           device, BATCH_SIZE, convert, on_rows, job, label="segment_point: window")
     return WindowPrediction(probs, valid)
 
 

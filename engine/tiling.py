@@ -1,35 +1,41 @@
 """Window grid, blending weights and the streaming stitcher.
 
-Windows of edge ``tile`` step by ``stride = tile - overlap``; the last window of a row/column is
-shifted back so it ends at the raster edge (a raster smaller than one tile gets one padded window).
+Windows of edge ``tile`` are spread evenly along each axis, first at 0 and last ending at the
+raster edge, with steps of at most ``stride = tile - overlap`` (a raster smaller than one tile gets
+one padded window).  Evenly rather than shifting only the last window back: every step stays within
+a pixel of the others, so neighbouring window rows share little more than ``overlap`` rows — and
+those shared rows are what the stitcher has to keep.
+
 Each window's scores are multiplied by a separable flat-top weight (1 in the middle, a cosine ramp
-over ``overlap`` pixels at each side, never exactly 0) and accumulated into a strip ``tile`` rows
-high; dividing by the summed weights gives a seamless blend.  Because the grid is a full product
-of row and column positions, the summed weight is the outer product of two 1-D sums, so no 2-D
-weight accumulator is needed.  When a row of windows is complete the rows above the next window
-row are final: they are emitted and the strip rolls up.  Memory is O(channels × tile × width).
+over ``overlap`` pixels at each side, never exactly 0); dividing the accumulated scores by the
+summed weights gives a seamless blend.  Because the grid is a full product of row and column
+positions, the summed weight is the outer product of two 1-D sums, so no 2-D weight accumulator is
+needed.
+
+The stitcher streams in both directions.  Within a window row, the columns left of a new window are
+final when it arrives and leave as a :class:`Block`; the rows such a block shares with the next
+window row go to a carry buffer and are added back when that row's windows come.  Memory: the carry
+(channels × (tile − step) × width) plus two channels × tile × tile column buffers — about
+overlap/tile of a full-width strip, and independent of the raster's height.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .jobs import InputError
 
-_MOVE_ROWS = 16  # rows moved per chunk when the strip rolls up (bounds the temporary copy)
-COLUMN_CHUNK = 2048  # columns processed at once when finishing rows (bounds temporaries)
-
 
 def window_starts(length: int, tile: int, stride: int) -> List[int]:
-    """Start offsets of the windows along one axis of ``length`` pixels."""
+    """Start offsets of the windows along one axis of ``length`` pixels (evenly spread)."""
     if length <= tile:
         return [0]
-    starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
-    return starts
+    span = length - tile
+    steps = -(-span // stride)
+    return [(i * span + steps // 2) // steps for i in range(steps + 1)]
 
 
 def ramp_weights(tile: int, overlap: int) -> np.ndarray:
@@ -93,76 +99,92 @@ class Grid:
 
 
 @dataclass
-class Strip:
-    """Finished rows: blended scores ``C×h×width`` and validity ``h×width`` starting at ``y``."""
+class Block:
+    """Finished pixels: blended scores ``C×h×w`` and validity ``h×w`` at raster pixel (x, y)."""
 
+    x: int
     y: int
     scores: torch.Tensor
     valid: torch.Tensor
 
 
 class Stitcher:
-    """Accumulates weighted window scores in a rolling strip and emits finished rows."""
+    """Accumulates weighted window scores and emits finished blocks, row by row, left to right.
+
+    Windows must be added in grid order (:meth:`Grid.windows`).  ``add`` returns the block of
+    columns the new window leaves behind (none for a row's first window), ``finish_row`` the rest
+    of the row.  A returned block is a view, valid until the next ``add`` or ``finish_row`` call
+    (the caller converts it first): no block-sized copies are made.
+    """
 
     def __init__(self, grid: Grid, channels: int, device: torch.device | str = "cpu") -> None:
         self.grid = grid
-        self.device = torch.device(device)
+        dev = torch.device(device)
         t = grid.tile
-        width = max(grid.width, t)
+        self._xs, self._ys = grid.xs, grid.ys
         w1 = torch.as_tensor(ramp_weights(t, grid.overlap), dtype=torch.float32)
-        self._w2d = (w1[:, None] * w1[None, :]).to(self.device)
-        self._wx = torch.as_tensor(grid.axis_weight_sum("x"), dtype=torch.float32).to(self.device)
-        self._wy = torch.as_tensor(grid.axis_weight_sum("y"), dtype=torch.float32).to(self.device)
-        self._acc = torch.zeros((channels, t, width), dtype=torch.float32, device=self.device)
-        self._valid = torch.zeros((t, width), dtype=torch.bool, device=self.device)
-        self._ys = grid.ys
+        self._w2d = (w1[:, None] * w1[None, :]).to(dev)
+        self._wx = torch.as_tensor(grid.axis_weight_sum("x"), dtype=torch.float32).to(dev)
+        self._wy = torch.as_tensor(grid.axis_weight_sum("y"), dtype=torch.float32).to(dev)
+        # two column buffers: a block stays readable in one while the next window lands in the other
+        self._acc = [torch.zeros((channels, t, t), device=dev) for _ in range(2)]
+        self._acc_valid = [torch.zeros((t, t), dtype=torch.bool, device=dev) for _ in range(2)]
+        shared = max([t - (b - a) for a, b in zip(self._ys, self._ys[1:])], default=0)
+        self._carry = torch.zeros((channels, shared, grid.width), device=dev)
+        self._carry_valid = torch.zeros((shared, grid.width), dtype=torch.bool, device=dev)
+        self._cur = 0
+        self._x0 = 0  # raster column of the current column buffer's first column
         self._row = 0
-        self._pending_shift = 0
+        self._col = 0  # index of the next window within the row
+        self._carried = 0  # carry rows that belong to the current window row
 
-    def add(self, x: int, y: int, scores: torch.Tensor, valid: torch.Tensor) -> None:
+    def add(self, x: int, y: int, scores: torch.Tensor, valid: torch.Tensor) -> Optional[Block]:
         """Accumulate one window's scores (C×T×T) and validity (T×T) at pixel (x, y)."""
-        self._shift()
-        if y != self._ys[self._row]:
-            raise ValueError(f"window at y={y} added while row y={self._ys[self._row]} is open")
-        t = self.grid.tile
-        self._acc[:, :, x:x + t].addcmul_(scores, self._w2d)
-        self._valid[:, x:x + t] |= valid
+        if self._row >= len(self._ys) or self._col >= len(self._xs) \
+                or (x, y) != (self._xs[self._col], self._ys[self._row]):
+            raise ValueError(f"window at ({x}, {y}) added out of grid order")
+        nxt = self._cur ^ 1
+        acc, ok = self._acc[nxt], self._acc_valid[nxt]
+        block = None
+        if self._col == 0:
+            acc.zero_()
+            ok.zero_()
+        else:
+            block = self._emit(x)
+            t, d = self.grid.tile, x - self._x0
+            acc[:, :, :t - d] = self._acc[self._cur][:, :, d:]
+            acc[:, :, t - d:].zero_()
+            ok[:, :t - d] = self._acc_valid[self._cur][:, d:]
+            ok[:, t - d:] = False
+        self._cur, self._x0 = nxt, x
+        acc.addcmul_(scores, self._w2d)
+        ok |= valid
+        self._col += 1
+        return block
 
-    def finish_row(self) -> Strip:
-        """Close the current window row and return its final rows.
-
-        The returned tensors are views into the strip, valid until the next ``add`` or
-        ``finish_row`` call (the caller writes them out first): no strip-sized copies are made.
-        """
-        self._shift()
-        y0 = self._ys[self._row]
-        last = self._row == len(self._ys) - 1
-        y1 = self.grid.height if last else self._ys[self._row + 1]
-        h, w = y1 - y0, self.grid.width
-        scores = self._acc[:, :h, :w]
-        for c0 in range(0, w, COLUMN_CHUNK):  # chunked: no strip-sized weight temporary
-            c1 = min(w, c0 + COLUMN_CHUNK)
-            scores[:, :, c0:c1].div_(self._wy[y0:y1, None] * self._wx[None, c0:c1])
-        self._pending_shift = 0 if last else h
+    def finish_row(self) -> Block:
+        """Close the current window row (all its windows added) and return its last block."""
+        if self._col != len(self._xs):
+            raise ValueError(f"row {self._row} has {self._col} of {len(self._xs)} windows")
+        block = self._emit(self.grid.width)
+        self._carried = self.grid.tile - block.scores.shape[1]
         self._row += 1
-        return Strip(y0, scores, self._valid[:h, :w])
+        self._col = 0
+        return block
 
-    def _shift(self) -> None:
-        """Move the rows still open (shared with the next window row) to the top, zero the rest.
-
-        Rows move forward in chunks of at most ``_MOVE_ROWS`` (each cloned), so the move is safe
-        even when source and target overlap (a shifted-back last window row) and its temporary
-        memory stays small.
-        """
-        h = self._pending_shift
-        if not h:
-            return
-        keep = self.grid.tile - h
-        step = min(h, _MOVE_ROWS)
-        for start in range(0, keep, step):
-            n = min(step, keep - start)
-            self._acc[:, start:start + n] = self._acc[:, h + start:h + start + n].clone()
-            self._valid[start:start + n] = self._valid[h + start:h + start + n].clone()
-        self._acc[:, keep:].zero_()
-        self._valid[keep:] = False
-        self._pending_shift = 0
+    def _emit(self, end: int) -> Block:
+        """Finish columns ``x0 .. end`` of the current window row."""
+        acc, ok = self._acc[self._cur], self._acc_valid[self._cur]
+        x0, y0, t = self._x0, self._ys[self._row], self.grid.tile
+        last = self._row == len(self._ys) - 1
+        h = (self.grid.height if last else self._ys[self._row + 1]) - y0
+        k, d = self._carried, end - x0
+        acc[:, :k, :d] += self._carry[:, :k, x0:end]
+        ok[:k, :d] |= self._carry_valid[:k, x0:end]
+        if not last:
+            # read before written: rows shared by three window rows pass the old carry on
+            self._carry[:, :t - h, x0:end] = acc[:, h:, :d]
+            self._carry_valid[:t - h, x0:end] = ok[h:, :d]
+        scores = acc[:, :h, :d]
+        scores.div_(self._wy[y0:y0 + h, None] * self._wx[None, x0:end])
+        return Block(x0, y0, scores, ok[:h, :d])

@@ -223,21 +223,3 @@ def test_aux_in_another_crs_and_resolution_lands_on_the_image_grid(tmp_path, rng
     assert inside.mean() > 24 and outside.max() < 1
     edge_cols = (aux[45] > 12.5).nonzero()[0]
     assert abs(edge_cols.min() - 70) <= 1 and abs(edge_cols.max() - 99) <= 1
-
-
-def test_column_chunked_emission_equals_whole_image(tmp_path, rng, monkeypatch):
-    """Finishing rows in column chunks (as on wide rasters) changes nothing in the result."""
-    import engine.inference
-    import engine.tiling
-    monkeypatch.setattr(engine.tiling, "COLUMN_CHUNK", 7)
-    monkeypatch.setattr(engine.inference, "COLUMN_CHUNK", 7)
-    img = write_raster(tmp_path / "in.tif", rng.integers(0, 255, (3, 70, 90), dtype=np.uint8))
-    model = make_model(tmp_path / "m.rsmodel", arch="test-pointwise", bands=3, classes=4,
-                       tile=32, overlap=8)
-    out, prob = tmp_path / "out.tif", tmp_path / "p.tif"
-    predict(model, img, out, probabilities=prob, device="cpu", batch_size=2)
-    ref, card = whole_image_probs(model, img)
-    values = np.array([c["value"] for c in card["classes"]])
-    with rasterio.open(out) as o, rasterio.open(prob) as p:
-        assert (o.read(1) == values[ref.argmax(0)]).mean() > 0.999
-        assert np.abs(p.read() / PROBABILITY_SCALE - ref).max() <= 0.5 / PROBABILITY_SCALE + 1e-6

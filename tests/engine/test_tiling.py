@@ -26,6 +26,8 @@ def test_window_starts_cover_axis_and_stay_inside(length, tile, data):
     assert starts == sorted(set(starts))
     gaps = np.diff(starts)
     assert (gaps <= tile - overlap).all()
+    assert len(starts) == 1 or gaps.max() - gaps.min() <= 1  # evenly spread, none squeezed
+    assert len(starts) == -(-max(length - tile, 0) // (tile - overlap)) + 1  # no more than needed
 
 
 def test_ramp_weights_are_positive_flat_topped_and_symmetric():
@@ -42,48 +44,95 @@ def test_ramps_of_neighbours_sum_to_one_in_a_regular_overlap():
     assert np.allclose(w[tile - overlap:] + w[:overlap], 1.0)
 
 
-@settings(max_examples=60, deadline=None)
+def stitch(grid: Grid, st_: Stitcher, window) -> tuple:
+    """Run every window of ``grid`` through the stitcher, checking each block lands once."""
+    c = st_._acc[0].shape[0]
+    out = torch.full((c, grid.height, grid.width), float("nan"))
+    valid_out = torch.zeros((grid.height, grid.width), dtype=torch.bool)
+
+    def place(block):
+        h, w = block.valid.shape
+        region = out[:, block.y:block.y + h, block.x:block.x + w]
+        assert torch.isnan(region).all(), "pixels emitted twice"
+        region[:] = block.scores
+        valid_out[block.y:block.y + h, block.x:block.x + w] = block.valid
+
+    cols = len(grid.xs)
+    for i, (_, x, y) in enumerate(grid.windows()):
+        scores, valid = window(x, y)
+        block = st_.add(x, y, scores, valid)
+        if block is not None:
+            place(block)
+        if (i + 1) % cols == 0:
+            place(st_.finish_row())
+    assert not torch.isnan(out).any(), "some pixels were never emitted"
+    return out, valid_out
+
+
+@settings(max_examples=80, deadline=None)
 @given(grid=grids, channels=st.integers(1, 3))
 def test_stitcher_reproduces_any_position_dependent_field(grid, channels):
     """Every window reports the true value of a known field: the blend must return it exactly,
-    everywhere (weights normalised, every pixel covered, rows emitted once and in order)."""
+    everywhere (weights normalised, every pixel covered, emitted once, carried rows added back)."""
     w, h, t = grid.width, grid.height, grid.tile
     field = torch.arange(channels * max(h, t) * max(w, t), dtype=torch.float32)
     field = field.reshape(channels, max(h, t), max(w, t)) % 97
-    st_ = Stitcher(grid, channels)
-    out = torch.full((channels, h, w), float("nan"))
-    valid_out = torch.zeros((h, w), dtype=torch.bool)
-    cols = len(grid.xs)
-    for i, (_, x, y) in enumerate(grid.windows()):
-        st_.add(x, y, field[:, y:y + t, x:x + t], torch.ones(t, t, dtype=torch.bool))
-        if (i + 1) % cols == 0:
-            strip = st_.finish_row()
-            n = strip.scores.shape[1]
-            assert torch.isnan(out[:, strip.y:strip.y + n]).all(), "rows emitted twice"
-            out[:, strip.y:strip.y + n] = strip.scores
-            valid_out[strip.y:strip.y + n] = strip.valid
-    assert not torch.isnan(out).any(), "some rows were never emitted"
+    out, valid = stitch(grid, Stitcher(grid, channels),
+                        lambda x, y: (field[:, y:y + t, x:x + t].clone(),
+                                      torch.ones(t, t, dtype=torch.bool)))
     assert torch.allclose(out, field[:, :h, :w], atol=1e-3)
-    assert valid_out.all()
+    assert valid.all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(grid=grids, data=st.data())
+def test_stitcher_marks_a_pixel_valid_when_any_window_saw_it(grid, data):
+    t = grid.tile
+    seen = torch.zeros((max(grid.height, t), max(grid.width, t)), dtype=torch.bool)
+    masks = {}
+    for _, x, y in grid.windows():
+        m = torch.from_numpy(np.array(data.draw(st.lists(st.booleans(), min_size=t * t,
+                                                         max_size=t * t))).reshape(t, t))
+        masks[x, y] = m
+        seen[y:y + t, x:x + t] |= m
+    _, valid = stitch(grid, Stitcher(grid, 1),
+                      lambda x, y: (torch.zeros(1, t, t), masks[x, y]))
+    assert torch.equal(valid, seen[:grid.height, :grid.width])
+
+
+@pytest.mark.parametrize("height", [1200, 3000, 16384])
+def test_stitcher_keeps_only_the_rows_window_rows_share(height):
+    """The carry holds the rows neighbouring window rows share — about the overlap, not a tile."""
+    tile, overlap, stride = 512, 64, 448
+    grid = Grid(width=300, height=height, tile=tile, overlap=overlap)
+    carry = Stitcher(grid, 6)._carry
+    assert carry.shape == (6, tile - np.diff(grid.ys).min(), 300)
+    span = height - tile
+    assert carry.shape[1] <= overlap + stride ** 2 / (span + stride) + 1  # evenly spread rows
 
 
 def test_stitcher_blends_disagreeing_windows_smoothly():
     """Windows that disagree (each reports its own index) blend without a step at the seam."""
     grid = Grid(width=112, height=64, tile=64, overlap=16)
-    st_ = Stitcher(grid, 1)
-    for i, (_, x, y) in enumerate(grid.windows()):
-        st_.add(x, y, torch.full((1, 64, 64), float(i)), torch.ones(64, 64, dtype=torch.bool))
-    row = st_.finish_row().scores[0, 0].numpy()
+    index = {x: float(i) for i, x in enumerate(grid.xs)}
+    out, _ = stitch(grid, Stitcher(grid, 1),
+                    lambda x, y: (torch.full((1, 64, 64), index[x]),
+                                  torch.ones(64, 64, dtype=torch.bool)))
+    row = out[0, 0].numpy()
     assert row[0] == pytest.approx(0) and row[-1] == pytest.approx(1)
     assert (np.diff(row) >= -1e-6).all()
     assert np.abs(np.diff(row)).max() < 0.2  # a hard seam would jump by 1
 
 
-def test_stitcher_rejects_window_of_a_closed_row():
+def test_stitcher_rejects_windows_out_of_grid_order():
     grid = Grid(100, 100, 64, 16)
     st_ = Stitcher(grid, 1)
+    window = torch.zeros(1, 64, 64), torch.ones(64, 64, dtype=torch.bool)
     with pytest.raises(ValueError):
-        st_.add(0, grid.ys[1], torch.zeros(1, 64, 64), torch.ones(64, 64, dtype=torch.bool))
+        st_.add(0, grid.ys[1], *window)
+    st_.add(0, 0, *window)
+    with pytest.raises(ValueError):
+        st_.finish_row()  # the row's second window is missing
 
 
 @pytest.mark.parametrize("tile,overlap", [(64, 32), (64, 40), (0, 0), (64, -1)])

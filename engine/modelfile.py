@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -61,8 +61,18 @@ def save_model(path: str | Path, card: Mapping[str, Any], network: torch.nn.Modu
 
 
 def read_card(path: str | Path) -> Dict[str, Any]:
-    """Return the card of a model file without building its network."""
-    return _parse(path)[0]
+    """Return the card of a model file without building its network.
+
+    Reads only the file's header (the weights stay on disk), so listing large models is instant.
+    """
+    p = _existing(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        with p.open("rb") as fh:
+            raise _unreadable(p, exc, fh.read(2)) from None
+    return _card(p, meta)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -83,19 +93,34 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
 
 
 def _parse(path: str | Path) -> tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"model file {p} does not exist; check the path")
+    p = _existing(path)
     data = p.read_bytes()
     try:
         state = st_load(data)
-        meta = _header_metadata(data)
+        size = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8:8 + size].decode("utf-8")).get("__metadata__") or {}
     except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        hint = (" It looks like a Python pickle (e.g. a raw torch.save file); those are never "
-                "loaded because they can run code." if data[:1] == b"\x80" or data[:2] == b"PK"
-                else "")
-        raise ModelFileError(f"{p} is not a readable RS Seg model file ({exc}).{hint} "
-                             f"Re-export it with 'python -m engine' or pick another file") from None
+        raise _unreadable(p, exc, data[:2]) from None
+    return _card(p, meta), state
+
+
+def _existing(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"model file {p} does not exist; check the path")
+    return p
+
+
+def _unreadable(p: Path, exc: Exception, head: bytes) -> ModelFileError:
+    hint = (" It looks like a Python pickle (e.g. a raw torch.save file); those are never "
+            "loaded because they can run code." if head[:1] == b"\x80" or head[:2] == b"PK"
+            else "")
+    return ModelFileError(f"{p} is not a readable RS Seg model file ({exc}).{hint} "
+                          f"Re-export it with 'python -m engine' or pick another file")
+
+
+def _card(p: Path, meta: Mapping[str, str]) -> Dict[str, Any]:
+    """The validated card from a model file's header metadata."""
     if meta.get("format") != FORMAT_TAG or "card" not in meta:
         raise ModelFileError(f"{p} is a safetensors file but not an RS Seg model (no model card); "
                              f"create one with 'python -m engine init-model' or 'train'")
@@ -111,13 +136,7 @@ def _parse(path: str | Path) -> tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
             f"{p} was written by a newer RS Seg (model schema {version}; this engine reads up to "
             f"{SCHEMA_VERSION}). Update the RS Seg plugin/engine to use it")
     validate_card(card, source=str(p))
-    return card, state
-
-
-def _header_metadata(data: bytes) -> Dict[str, str]:
-    size = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + size].decode("utf-8"))
-    return header.get("__metadata__", {}) or {}
+    return card
 
 
 def validate_card(card: Mapping[str, Any], source: str = "model card") -> None:

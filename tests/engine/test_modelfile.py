@@ -28,8 +28,9 @@ class _Payload:
         return (open, (str(self.marker), "w"))
 
 
+@pytest.mark.parametrize("reader", [load_model, read_card])
 @pytest.mark.parametrize("via", ["pickle", "torch.save"])
-def test_pickle_payload_is_refused_without_running(tmp_path, via):
+def test_pickle_payload_is_refused_without_running(tmp_path, via, reader):
     marker = tmp_path / "PWNED"
     evil = tmp_path / "evil.rsmodel"
     if via == "pickle":
@@ -38,7 +39,7 @@ def test_pickle_payload_is_refused_without_running(tmp_path, via):
         torch.save({"state_dict": _Payload(marker)}, evil)
     assert not marker.exists()
     with pytest.raises(ModelFileError, match="pickle"):
-        load_model(evil)
+        reader(evil)
     assert not marker.exists(), "the payload ran"
 
 
@@ -50,8 +51,23 @@ def test_corrupt_and_truncated_files(tmp_path):
     for name in ("trunc.rsmodel", "junk.rsmodel"):
         with pytest.raises(ModelFileError, match="not a readable RS Seg model"):
             load_model(tmp_path / name)
-    with pytest.raises(InputError, match="does not exist"):
-        load_model(tmp_path / "absent.rsmodel")
+    with pytest.raises(ModelFileError, match="not a readable RS Seg model"):
+        read_card(tmp_path / "junk.rsmodel")
+    for reader in (load_model, read_card):
+        with pytest.raises(InputError, match="does not exist"):
+            reader(tmp_path / "absent.rsmodel")
+
+
+def test_read_card_reads_the_header_only(tmp_path, monkeypatch):
+    """Listing models must not read their weights (model managers list many large files)."""
+    path = make_model(tmp_path / "m.rsmodel", base=4, depth=2)
+    expected = load_model(path).card
+
+    def no_whole_file(self):
+        raise AssertionError(f"read the whole of {self}")
+
+    monkeypatch.setattr(type(path), "read_bytes", no_whole_file)
+    assert read_card(path) == expected
 
 
 def _rewrite_card(src, dst, change):

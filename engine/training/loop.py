@@ -89,10 +89,14 @@ DEFAULTS = {"lr": 1e-3, "weight_decay": 1e-4, "schedule": "poly", "grad_clip": 1
 OPTIMIZERS = ("adamw", "adam", "sgd")
 
 
+def _architecture_module(arch: str) -> Any:
+    import sys
+    return sys.modules[architecture(arch).builder.__module__]
+
+
 def recipe_of(arch: str) -> Dict[str, Any]:
     """The training recipe an architecture module publishes as ``RECIPE`` (may be empty)."""
-    import sys
-    return dict(getattr(sys.modules[architecture(arch).builder.__module__], "RECIPE", {}))
+    return dict(getattr(_architecture_module(arch), "RECIPE", {}))
 
 
 def resolve_recipe(cfg: TrainConfig, steps_per_epoch: int) -> Dict[str, Any]:
@@ -111,12 +115,21 @@ def resolve_recipe(cfg: TrainConfig, steps_per_epoch: int) -> Dict[str, Any]:
     out["betas"] = tuple(recipe.get("betas", (0.9, 0.999)))
     out["plateau_factor"] = recipe.get("plateau_factor", 0.1)
     out["plateau_patience"] = recipe.get("plateau_patience", 10)
+    out["step_every"] = int(recipe.get("lr_step_epochs", 30) * steps_per_epoch)
+    out["step_gamma"] = recipe.get("lr_step_gamma", 0.1)
     return out
 
 
-def make_optimiser(net: torch.nn.Module, hp: Dict[str, Any]) -> torch.optim.Optimizer:
-    """AdamW (default), Adam or SGD with momentum, as the recipe or the user asks."""
-    params, lr, wd = net.parameters(), hp["lr"], hp["weight_decay"]
+def make_optimiser(net: torch.nn.Module, hp: Dict[str, Any],
+                   arch: Optional[str] = None) -> torch.optim.Optimizer:
+    """AdamW (default), Adam or SGD with momentum, as the recipe or the user asks.
+
+    An architecture module's ``param_groups(net, weight_decay)`` (e.g. no decay on norms and
+    biases) is used when ``arch`` publishes one; otherwise every parameter decays alike.
+    """
+    lr, wd = hp["lr"], hp["weight_decay"]
+    groups = getattr(_architecture_module(arch), "param_groups", None) if arch else None
+    params = groups(net, wd) if groups else net.parameters()
     kind = hp["optimizer"]
     if kind == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=hp["betas"])
@@ -358,11 +371,12 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                                 device, names, rank, world, job)
 
     model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
-    optimiser = make_optimiser(net, hp)
+    optimiser = make_optimiser(net, hp, cfg.arch)
     scheduler = LRSchedule(optimiser, hp["schedule"], hp["warmup_steps"],
                            steps_per_epoch * cfg.epochs, warmup_start=hp["warmup_start"],
                            plateau_factor=hp["plateau_factor"],
-                           plateau_patience=hp["plateau_patience"])
+                           plateau_patience=hp["plateau_patience"],
+                           step_every=hp["step_every"], step_gamma=hp["step_gamma"])
     amp = amp_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext

@@ -1,4 +1,4 @@
-"""Learning-rate schedule: linear warm-up, then poly, cosine, constant or reduce-on-plateau.
+"""Learning-rate schedule: linear warm-up, then poly, cosine, step, constant or reduce-on-plateau.
 
 One small object steps per batch (warm-up and decay) and per epoch (plateau on the validation
 metric), and saves its state for exact resume.
@@ -12,7 +12,7 @@ import torch
 
 from ..jobs import InputError
 
-SCHEDULES = ("poly", "cosine", "constant", "plateau")
+SCHEDULES = ("poly", "cosine", "step", "constant", "plateau")
 
 
 class LRSchedule:
@@ -20,7 +20,8 @@ class LRSchedule:
 
     def __init__(self, optimiser: torch.optim.Optimizer, kind: str, warmup_steps: int,
                  total_steps: int, warmup_start: float = 0.0, plateau_factor: float = 0.1,
-                 plateau_patience: int = 10) -> None:
+                 plateau_patience: int = 10, step_every: int = 1,
+                 step_gamma: float = 0.1) -> None:
         if kind not in SCHEDULES:
             raise InputError(f"unknown schedule '{kind}'; use one of {', '.join(SCHEDULES)}")
         self.optimiser, self.kind = optimiser, kind
@@ -28,6 +29,7 @@ class LRSchedule:
         self.warmup_steps, self.total_steps = max(0, warmup_steps), max(1, total_steps)
         self.warmup_start = warmup_start
         self.plateau_factor, self.plateau_patience = plateau_factor, plateau_patience
+        self.step_every, self.step_gamma = max(1, step_every), step_gamma
         self.step_count, self.reductions, self.best, self.bad = 0, 0, -math.inf, 0
         self._apply()
 
@@ -42,6 +44,8 @@ class LRSchedule:
             return max((1 - t) ** 0.9, 1e-3)
         if self.kind == "cosine":
             return max(0.5 * (1 + math.cos(math.pi * t)), 1e-3)
+        if self.kind == "step":
+            return self.step_gamma ** ((s - self.warmup_steps) // self.step_every)
         if self.kind == "plateau":
             return self.plateau_factor ** self.reductions
         return 1.0

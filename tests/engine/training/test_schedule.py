@@ -52,3 +52,34 @@ def test_recipe_optimizer_is_built():
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
     assert isinstance(make_optimiser(net, resolve_recipe(TrainConfig(out="x", images=["a"]), 3)),
                       torch.optim.AdamW)
+
+
+def test_step_schedule_multiplies_by_gamma_every_step_interval():
+    s = LRSchedule(_opt(), "step", warmup_steps=2, total_steps=100, step_every=5, step_gamma=0.8)
+    lrs = [s.lr]
+    for _ in range(13):
+        s.step()
+        lrs.append(s.lr)
+    assert lrs[:2] == pytest.approx([0.5, 1.0])  # warm-up
+    assert lrs[2:7] == pytest.approx([1.0] * 5)
+    assert lrs[7:12] == pytest.approx([0.8] * 5) and lrs[12] == pytest.approx(0.64)
+
+
+def test_cafe_recipe_steps_lr_by_0_8_every_100_epochs():
+    hp = resolve_recipe(TrainConfig(out="x", images=["a"], arch="cafe"), steps_per_epoch=3)
+    assert hp["schedule"] == "step" and hp["step_every"] == 300 and hp["step_gamma"] == 0.8
+
+
+def test_architecture_parameter_groups_reach_the_optimiser():
+    """VSGNet publishes no-decay groups (norms, biases); other architectures decay everything."""
+    from engine.models import build
+    from engine.training.loop import make_optimiser
+    net = build("unet", in_channels=3, num_classes=2, base=4, depth=2)
+    assert {p.ndim for p in net.parameters()} >= {1, 4}
+    hp = resolve_recipe(TrainConfig(out="x", images=["a"], arch="vsgnet"), steps_per_epoch=3)
+    groups = make_optimiser(net, hp, "vsgnet").param_groups
+    assert [g["weight_decay"] for g in groups] == [0.01, 0.0]
+    decayed = {id(p) for p in groups[0]["params"]}
+    assert all((id(p) in decayed) == (p.ndim >= 2) for p in net.parameters())
+    plain = make_optimiser(net, hp, "unet").param_groups
+    assert len(plain) == 1 and plain[0]["weight_decay"] == 0.01

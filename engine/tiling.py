@@ -138,6 +138,11 @@ class Stitcher:
         self._col = 0  # index of the next window within the row
         self._carried = 0  # carry rows that belong to the current window row
 
+    @property
+    def carry_rows(self) -> int:
+        """Rows of the carry buffer: the most rows two neighbouring window rows share."""
+        return self._carry.shape[1]
+
     def add(self, x: int, y: int, scores: torch.Tensor, valid: torch.Tensor) -> Optional[Block]:
         """Accumulate one window's scores (C×T×T) and validity (T×T) at pixel (x, y)."""
         if self._row >= len(self._ys) or self._col >= len(self._xs) \

@@ -44,9 +44,9 @@ def test_ramps_of_neighbours_sum_to_one_in_a_regular_overlap():
     assert np.allclose(w[tile - overlap:] + w[:overlap], 1.0)
 
 
-def stitch(grid: Grid, st_: Stitcher, window) -> tuple:
-    """Run every window of ``grid`` through the stitcher, checking each block lands once."""
-    c = st_._acc[0].shape[0]
+def stitch(grid: Grid, channels: int, window) -> tuple:
+    """Run every window of ``grid`` through a stitcher, checking each block lands once."""
+    st_, c = Stitcher(grid, channels), channels
     out = torch.full((c, grid.height, grid.width), float("nan"))
     valid_out = torch.zeros((grid.height, grid.width), dtype=torch.bool)
 
@@ -77,7 +77,7 @@ def test_stitcher_reproduces_any_position_dependent_field(grid, channels):
     w, h, t = grid.width, grid.height, grid.tile
     field = torch.arange(channels * max(h, t) * max(w, t), dtype=torch.float32)
     field = field.reshape(channels, max(h, t), max(w, t)) % 97
-    out, valid = stitch(grid, Stitcher(grid, channels),
+    out, valid = stitch(grid, channels,
                         lambda x, y: (field[:, y:y + t, x:x + t].clone(),
                                       torch.ones(t, t, dtype=torch.bool)))
     assert torch.allclose(out, field[:, :h, :w], atol=1e-3)
@@ -95,7 +95,7 @@ def test_stitcher_marks_a_pixel_valid_when_any_window_saw_it(grid, data):
                                                          max_size=t * t))).reshape(t, t))
         masks[x, y] = m
         seen[y:y + t, x:x + t] |= m
-    _, valid = stitch(grid, Stitcher(grid, 1),
+    _, valid = stitch(grid, 1,
                       lambda x, y: (torch.zeros(1, t, t), masks[x, y]))
     assert torch.equal(valid, seen[:grid.height, :grid.width])
 
@@ -105,17 +105,17 @@ def test_stitcher_keeps_only_the_rows_window_rows_share(height):
     """The carry holds the rows neighbouring window rows share — about the overlap, not a tile."""
     tile, overlap, stride = 512, 64, 448
     grid = Grid(width=300, height=height, tile=tile, overlap=overlap)
-    carry = Stitcher(grid, 6)._carry
-    assert carry.shape == (6, tile - np.diff(grid.ys).min(), 300)
+    rows = Stitcher(grid, 6).carry_rows
+    assert rows == tile - np.diff(grid.ys).min()
     span = height - tile
-    assert carry.shape[1] <= overlap + stride ** 2 / (span + stride) + 1  # evenly spread rows
+    assert rows <= overlap + stride ** 2 / (span + stride) + 1  # evenly spread rows
 
 
 def test_stitcher_blends_disagreeing_windows_smoothly():
     """Windows that disagree (each reports its own index) blend without a step at the seam."""
     grid = Grid(width=112, height=64, tile=64, overlap=16)
     index = {x: float(i) for i, x in enumerate(grid.xs)}
-    out, _ = stitch(grid, Stitcher(grid, 1),
+    out, _ = stitch(grid, 1,
                     lambda x, y: (torch.full((1, 64, 64), index[x]),
                                   torch.ones(64, 64, dtype=torch.bool)))
     row = out[0, 0].numpy()

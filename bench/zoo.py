@@ -4,11 +4,14 @@ configurations.
 
   isprs   U-Net vs SRCBTFusion-Net vs GLCNet vs VSGNet (edges structure map, random frozen ViT):
           Potsdam crop, train on the left half, test on the right half
-  cafe    Swiss RGB + LiDAR DSM + LiDAR classes: CaFE with DSM, CaFE with a blank DSM (RGB
-          alone), CaFE without category-wise enhancement, U-Net — per-class IoU
-  glcnet  self-supervised pre-training on all unlabelled RGB imagery in ../shared/data, then
-          fine-tuning on three labelled Swiss tree tiles vs random initialisation, same budget,
-          several seeds; tested on the fourth labelled tile
+  cafe    Swiss RGB + LiDAR DSM + LiDAR classes on the shore's land strip, a checkerboard of
+          20-m cells (train on one colour, test on the other): CaFE with DSM, CaFE with a
+          blank DSM (RGB alone), CaFE without category-wise enhancement, U-Net — per-class
+          IoU, several seeds
+  glcnet  self-supervised pre-training on all unlabelled RGB imagery in ../shared/data (one
+          run, fixed epochs), then fine-tuning on three labelled Swiss tree tiles vs random
+          initialisation, same budget; each of the four labelled tiles held out in turn
+          (or, --labelled-tiles 1, each one alone fine-tuned on), several seeds
 """
 from __future__ import annotations
 
@@ -50,7 +53,8 @@ def _score(pred: Path, ref: Path, folder: Path, ignore: int | None) -> dict:
 
 
 def _fit(folder: Path, arch: str, budget: float, tile: int, images, labels, aux=None,
-         hparams=None, ignore=None, seed=0, init=None, name=None, loss=None) -> tuple[Path, dict]:
+         hparams=None, ignore=None, seed=0, init=None, name=None, loss=None,
+         **options) -> tuple[Path, dict]:
     model = folder / f"{name or arch}.rsmodel"
     started = time.perf_counter()
     result = train(arch=arch, images=[str(p) for p in images], labels=[str(p) for p in labels],
@@ -58,7 +62,7 @@ def _fit(folder: Path, arch: str, budget: float, tile: int, images, labels, aux=
                    epochs=1000, batch_size=4, samples_per_epoch=16, val_fraction=0.2,
                    time_budget_s=budget, patience=1000, hparams=dict(hparams or CONFIGS[arch]),
                    ignore_value=ignore, seed=seed, init=str(init) if init else None,
-                   device="cpu", loss=loss)
+                   device="cpu", loss=loss, **options)
     return model, {"train_seconds": round(time.perf_counter() - started, 1),
                    "epochs": result["epochs_run"], "val_metric": result["best_metric"]}
 
@@ -103,51 +107,78 @@ def _lidar_labels(folder: Path) -> Path:
     return out
 
 
-def _rows(src: Path, out: Path, y0: int, y1: int) -> Path:
-    with rasterio.open(src) as ds:
-        width = ds.width
-    subprocess.run(["gdal_translate", "-q", "-srcwin", "0", str(y0), str(width), str(y1 - y0),
-                    str(src), str(out)], check=True)
+LAND = (0, 140, 480, 260)  # x, y, width, height: the shore strip; the rest is lake
+CELL = 40  # checkerboard cell edge in pixels (20 m)
+
+
+def _crop(src: Path, out: Path) -> Path:
+    subprocess.run(["gdal_translate", "-q", "-srcwin", *map(str, LAND), str(src), str(out)],
+                   check=True)
     return out
 
 
-def bench_cafe(budget: float) -> None:
+def _checkerboard(labels: Path, out: Path, parity: int) -> Path:
+    """Keep the labels of the cells whose (row + column) parity matches; the rest become 0."""
+    with rasterio.open(labels) as ds:
+        profile, tags, data = ds.profile, ds.tags(1), ds.read(1)
+    rows, cols = np.indices(data.shape) // CELL
+    data[(rows + cols) % 2 != parity] = 0
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(data[None])
+        dst.update_tags(1, **tags)
+    return out
+
+
+def _blank_dsm(dsm: Path, out: Path) -> Path:
+    """Same grid and nodata as the DSM, zero elsewhere: CaFE with no elevation signal."""
+    with rasterio.open(dsm) as ds:
+        profile, nodata, data = ds.profile, ds.nodata, ds.read(1)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(np.where(data == nodata, nodata, 0).astype("float32")[None])
+    return out
+
+
+# CaFE's recipe (SGD 7e-4) assumes ImageNet-initialised streams; from scratch on a CPU budget every
+# run here trains with the U-Net's defaults so that only the network and its loss differ.
+SAME_OPTIMISER = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "schedule": "poly",
+                  "grad_clip": 1.0}
+
+
+def bench_cafe(budget: float, seeds: int) -> None:
     folder = WORK / "cafe"
     folder.mkdir(parents=True, exist_ok=True)
     lidar = DATA / "swiss-ortho" / "lidar"
-    labels = _lidar_labels(folder)
-    with rasterio.open(lidar / "ref-img.tif") as ds:
-        height = ds.height
-    split = int(height * 0.55)
-    parts = {}
-    for name, src in (("img", lidar / "ref-img.tif"), ("dsm", lidar / "derived_dsm_0.5m.tif"),
-                      ("lab", labels)):
-        parts[name] = (_rows(src, folder / f"{name}_train.tif", 0, split),
-                       _rows(src, folder / f"{name}_test.tif", split, height))
-    blank = {}
-    for k, dsm in enumerate(parts["dsm"]):
-        with rasterio.open(dsm) as ds:
-            profile = ds.profile | {"nodata": None}
-            arr = np.where(ds.read(1) == ds.nodata, -9999, 0).astype("float32")
-        blank[k] = folder / f"blank_{k}.tif"
-        with rasterio.open(blank[k], "w", **(profile | {"nodata": -9999})) as dst:
-            dst.write(arr[None])
-    runs = {"cafe_rgb_dsm": ("cafe", parts["dsm"], {}, "cafe"),
-            "cafe_rgb_only": ("cafe", (blank[0], blank[1]), {}, "cafe"),
-            "cafe_no_enhancement": ("cafe", parts["dsm"], {"cel_mode": "none"}, "cafe"),
+    img = _crop(lidar / "ref-img.tif", folder / "img.tif")
+    dsm = _crop(lidar / "derived_dsm_0.5m.tif", folder / "dsm.tif")
+    labels = _crop(_lidar_labels(folder), folder / "labels.tif")
+    lab_train = _checkerboard(labels, folder / "labels_train.tif", 0)
+    lab_test = _checkerboard(labels, folder / "labels_test.tif", 1)
+    blank = _blank_dsm(dsm, folder / "dsm_blank.tif")
+    runs = {"cafe_rgb_dsm": ("cafe", dsm, {}, "cafe"),
+            "cafe_rgb_only": ("cafe", blank, {}, "cafe"),
+            "cafe_no_enhancement": ("cafe", dsm, {"cel_mode": "none"}, "cafe"),
             "unet": ("unet", None, {}, None)}
-    rows = {}
-    for name, (arch, aux, extra, loss) in runs.items():
-        model, info = _fit(folder, arch, budget, 96, [parts["img"][0]], [parts["lab"][0]],
-                           aux=[aux[0]] if aux else None, hparams={**CONFIGS[arch], **extra},
-                           name=name, loss=loss)
-        pred = folder / f"{name}-pred.tif"
-        predict(model, parts["img"][1], pred, device="cpu", tile=96, overlap=16,
-                aux=aux[1] if aux else None)
-        rows[name] = {"config": {**CONFIGS[arch], **extra}, **info,
-                      **_score(pred, parts["lab"][1], folder, 0)}
-    save("zoo-cafe", {"budget_s": budget, "data": "swiss-ortho/lidar RGB + LiDAR DSM, LiDAR "
-                      "classes; top 55 % train, bottom 45 % test", "results": rows})
+    rows = {name: [] for name in runs}
+    for seed in range(seeds):
+        for name, (arch, aux, extra, loss) in runs.items():
+            model, info = _fit(folder, arch, budget, 96, [img], [lab_train],
+                               aux=[aux] if aux else None, hparams={**CONFIGS[arch], **extra},
+                               name=f"{name}-{seed}", loss=loss, seed=seed, **SAME_OPTIMISER)
+            pred = folder / f"{name}-{seed}-pred.tif"
+            predict(model, img, pred, device="cpu", tile=96, overlap=16, aux=aux)
+            rows[name].append({"seed": seed, **info, **_score(pred, lab_test, folder, 0)})
+    summary = {}
+    for name, runs_ in rows.items():
+        classes = runs_[0]["iou"]
+        summary[name] = {"config": {**CONFIGS[runs[name][0]], **runs[name][2]},
+                         "miou_mean": float(np.mean([r["miou"] for r in runs_])),
+                         "miou_std": float(np.std([r["miou"] for r in runs_])),
+                         "iou_mean": {c: float(np.mean([r["iou"][c] for r in runs_]))
+                                      for c in classes}}
+    save("zoo-cafe", {"budget_s": budget, "seeds": seeds, "optimiser": SAME_OPTIMISER,
+                      "data": f"swiss-ortho/lidar RGB + LiDAR DSM, LiDAR classes; land window "
+                              f"x,y,w,h={LAND}; checkerboard of {CELL}-px cells: even cells "
+                              f"train, odd cells test", "summary": summary, "runs": rows})
 
 
 def _labelled_swiss(folder: Path) -> list:
@@ -168,8 +199,23 @@ def _labelled_swiss(folder: Path) -> list:
     return pairs
 
 
-def bench_glcnet(pre_budget: float, ft_budget: float, seeds: int) -> None:
+def _pretrained(folder: Path, unlabelled: list, epochs: int) -> tuple[Path, float]:
+    """GLCNet pre-trained for ``epochs`` in one run (one cosine schedule); a kept model with the
+    same epoch count is reused."""
+    from engine.modelfile import read_card
     from engine.pretrain import pretrain
+    pre = folder / f"glcnet-pre-{epochs}.rsmodel"
+    if pre.exists() and read_card(pre)["training"].get("epochs") == epochs:
+        history = read_card(pre)["training"]["history"]
+        return pre, sum(64 / e["samples_per_s"] for e in history)
+    started = time.perf_counter()
+    pretrain([str(p) for p in unlabelled], "glcnet", str(pre), epochs=epochs, batch_size=8,
+             crop=96, patch_size=16, device="cpu", samples_per_epoch=64,
+             hparams=CONFIGS["glcnet"])
+    return pre, time.perf_counter() - started
+
+
+def bench_glcnet(pre_epochs: int, ft_budget: float, seeds: int, labelled: int) -> None:
     folder = WORK / "glcnet"
     folder.mkdir(parents=True, exist_ok=True)
     unlabelled = [DATA / "swiss-ortho" / "big_img" / "1091-322_00.tif",
@@ -178,37 +224,45 @@ def bench_glcnet(pre_budget: float, ft_budget: float, seeds: int) -> None:
                   DATA / "rotterdam-ms" / "rgb_unmasked.tif",
                   *sorted((DATA / "isprs-loveda" / "loveda" / "img_dir").glob("*.png")),
                   DATA / "isprs-loveda" / "potsdam" / "img_dir" / "2_10_0_0_512_512.png"]
-    pre = folder / "glcnet-pre.rsmodel"
-    started = time.perf_counter()
-    epochs = 0
-    while not pre.exists() or (epochs and time.perf_counter() - started < pre_budget):
-        epochs += 1
-        pretrain([str(p) for p in unlabelled], "glcnet", str(pre), epochs=epochs, batch_size=8,
-                 crop=96, patch_size=16, device="cpu", samples_per_epoch=64,
-                 hparams=CONFIGS["glcnet"],
-                 resume=str(pre) + ".last.ckpt" if epochs > 1 else None)
-    pre_seconds = time.perf_counter() - started
-    from engine.modelfile import read_card
-    epochs = read_card(pre)["training"].get("epochs", epochs)  # a kept model from an earlier run
+    pre, pre_seconds = _pretrained(folder, unlabelled, pre_epochs)
     pairs = _labelled_swiss(folder)
-    train_pairs, (test_img, test_lab) = pairs[:3], pairs[3]
     rows = {"pretrained": [], "random": []}
-    for seed in range(seeds):
-        for kind in rows:
-            name = f"ft-{kind}-{seed}"
-            model, info = _fit(folder, "glcnet", ft_budget, 64, [p[0] for p in train_pairs],
-                               [p[1] for p in train_pairs], seed=seed, name=name,
-                               init=pre if kind == "pretrained" else None)
-            pred = folder / f"{name}-pred.tif"
-            predict(model, test_img, pred, device="cpu", tile=64, overlap=16)
-            rows[kind].append({"seed": seed, **info, **_score(pred, test_lab, folder, None)})
+    for fold in range(len(pairs)):
+        # three tiles: leave tile `fold` out; one tile: fine-tune on tile `fold` alone
+        if labelled == 1:
+            train_pairs, test_pairs = [pairs[fold]], pairs[:fold] + pairs[fold + 1:]
+        else:
+            train_pairs, test_pairs = pairs[:fold] + pairs[fold + 1:], [pairs[fold]]
+        for seed in range(seeds):
+            for kind in rows:
+                name = f"ft{labelled}-{kind}-f{fold}-s{seed}"
+                model, info = _fit(folder, "glcnet", ft_budget, 64, [p[0] for p in train_pairs],
+                                   [p[1] for p in train_pairs], seed=seed, name=name,
+                                   init=pre if kind == "pretrained" else None)
+                scores = []
+                for test_img, test_lab in test_pairs:
+                    pred = folder / f"{name}-{test_img.stem}-pred.tif"
+                    predict(model, test_img, pred, device="cpu", tile=64, overlap=16)
+                    scores.append(_score(pred, test_lab, folder, None))
+                rows[kind].append({"train_tiles": [p[0].stem for p in train_pairs],
+                                   "test_tiles": [p[0].stem for p in test_pairs], "seed": seed,
+                                   **info, "miou": float(np.mean([r["miou"] for r in scores])),
+                                   "tree_iou": float(np.mean([r["iou"]["tree"] for r in scores])),
+                                   "per_test_tile": scores})
     summary = {k: {"miou_mean": float(np.mean([r["miou"] for r in v])),
-                   "miou_std": float(np.std([r["miou"] for r in v]))} for k, v in rows.items()}
-    save("zoo-glcnet", {"pretrain_seconds": round(pre_seconds, 1), "pretrain_epochs": epochs,
-                        "unlabelled": [str(p.relative_to(DATA)) for p in unlabelled],
-                        "fine_tune_budget_s": ft_budget, "config": CONFIGS["glcnet"],
-                        "train_tiles": ["00", "05", "11"], "test_tile": "19",
-                        "summary": summary, "runs": rows})
+                   "miou_std": float(np.std([r["miou"] for r in v])),
+                   "tree_iou_mean": float(np.mean([r["tree_iou"] for r in v]))}
+               for k, v in rows.items()}
+    wins = sum(a["miou"] > b["miou"] for a, b in zip(rows["pretrained"], rows["random"]))
+    protocol = ("fine-tune on one labelled Swiss tile, test on the other three (mean mIoU), each "
+                "tile in turn" if labelled == 1 else
+                "leave one of the four labelled Swiss tiles out; fine-tune on the other three")
+    save("zoo-glcnet" if labelled == 3 else f"zoo-glcnet-{labelled}tile",
+         {"pretrain_seconds": round(pre_seconds, 1), "pretrain_epochs": pre_epochs,
+          "unlabelled": [str(p.relative_to(DATA)) for p in unlabelled],
+          "fine_tune_budget_s": ft_budget, "config": CONFIGS["glcnet"], "protocol": protocol,
+          "seeds": seeds, "summary": summary,
+          "pretrained_wins": f"{wins} of {len(rows['random'])}", "runs": rows})
 
 
 def main() -> None:
@@ -216,6 +270,10 @@ def main() -> None:
     p.add_argument("--only", choices=("isprs", "cafe", "glcnet"), action="append")
     p.add_argument("--budget", type=float, default=150, help="training seconds per model")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--pretrain-epochs", type=int, default=500, help="GLCNet pre-training epochs "
+                   "(64 windows each)")
+    p.add_argument("--labelled-tiles", type=int, choices=(1, 3), default=3,
+                   help="GLCNet fine-tuning: on three labelled tiles (leave one out) or on one")
     a = p.parse_args()
     if not DATA.exists():
         sys.exit(f"real data not found at {DATA}; this benchmark needs ../shared/data")
@@ -223,9 +281,9 @@ def main() -> None:
     if "isprs" in todo:
         bench_isprs(a.budget)
     if "cafe" in todo:
-        bench_cafe(a.budget)
+        bench_cafe(a.budget, a.seeds)
     if "glcnet" in todo:
-        bench_glcnet(2 * a.budget, a.budget / 2, a.seeds)
+        bench_glcnet(a.pretrain_epochs, a.budget / 2, a.seeds, a.labelled_tiles)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ configurations.
   isprs   U-Net vs SRCBTFusion-Net vs GLCNet vs VSGNet (edges structure map, random frozen ViT):
           Potsdam crop, train on the left half, test on the right half
   cafe    Swiss RGB + LiDAR DSM + LiDAR classes on the shore's land strip, a checkerboard of
-          20-m cells (train on one colour, test on the other): CaFE with DSM, CaFE with a
-          blank DSM (RGB alone), CaFE without category-wise enhancement, U-Net — per-class
-          IoU, several seeds
+          20-m cells (train on one colour, test on the other): CaFE with the DSM, with an
+          nDSM (DSM minus a local minimum), with a blank DSM (RGB alone), without
+          category-wise enhancement, and U-Net — per-class IoU, several seeds
   glcnet  self-supervised pre-training on all unlabelled RGB imagery in ../shared/data (one
           run, fixed epochs), then fine-tuning on three labelled Swiss tree tiles vs random
           initialisation, same budget; each of the four labelled tiles held out in turn
@@ -16,6 +16,7 @@ configurations.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -27,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 
-from bench.realdata import DATA, half, save  # noqa: E402
-from engine.derive import derive  # noqa: E402
+from bench.realdata import DATA, RESULTS, half, save  # noqa: E402
+from engine.derive import derive, derive_dsm  # noqa: E402
 from engine.evaluation import evaluate  # noqa: E402
 from engine.inference import predict  # noqa: E402
 from engine.training import train  # noqa: E402
@@ -144,7 +145,12 @@ SAME_OPTIMISER = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "sched
                   "grad_clip": 1.0}
 
 
-def bench_cafe(budget: float, seeds: int) -> None:
+CAFE_RUNS = ("cafe_rgb_dsm", "cafe_rgb_ndsm", "cafe_rgb_only", "cafe_no_enhancement", "unet")
+
+
+def bench_cafe(budget: float, seeds: int, variants=CAFE_RUNS) -> None:
+    """The CaFE comparison; ``variants`` picks runs, merged into an earlier result of the same
+    budget, seeds and split."""
     folder = WORK / "cafe"
     folder.mkdir(parents=True, exist_ok=True)
     lidar = DATA / "swiss-ortho" / "lidar"
@@ -154,10 +160,14 @@ def bench_cafe(budget: float, seeds: int) -> None:
     lab_train = _checkerboard(labels, folder / "labels_train.tif", 0)
     lab_test = _checkerboard(labels, folder / "labels_test.tif", 1)
     blank = _blank_dsm(dsm, folder / "dsm_blank.tif")
+    ndsm = folder / "ndsm.tif"
+    derive_dsm(img, ndsm, dsm, ndsm=True)  # height above a 65-px (32 m) local minimum
     runs = {"cafe_rgb_dsm": ("cafe", dsm, {}, "cafe"),
+            "cafe_rgb_ndsm": ("cafe", ndsm, {}, "cafe"),
             "cafe_rgb_only": ("cafe", blank, {}, "cafe"),
             "cafe_no_enhancement": ("cafe", dsm, {"cel_mode": "none"}, "cafe"),
             "unet": ("unet", None, {}, None)}
+    runs = {name: runs[name] for name in variants}
     rows = {name: [] for name in runs}
     for seed in range(seeds):
         for name, (arch, aux, extra, loss) in runs.items():
@@ -175,10 +185,17 @@ def bench_cafe(budget: float, seeds: int) -> None:
                          "miou_std": float(np.std([r["miou"] for r in runs_])),
                          "iou_mean": {c: float(np.mean([r["iou"][c] for r in runs_]))
                                       for c in classes}}
-    save("zoo-cafe", {"budget_s": budget, "seeds": seeds, "optimiser": SAME_OPTIMISER,
-                      "data": f"swiss-ortho/lidar RGB + LiDAR DSM, LiDAR classes; land window "
-                              f"x,y,w,h={LAND}; checkerboard of {CELL}-px cells: even cells "
-                              f"train, odd cells test", "summary": summary, "runs": rows})
+    result = {"budget_s": budget, "seeds": seeds, "optimiser": SAME_OPTIMISER,
+              "data": f"swiss-ortho/lidar RGB + LiDAR DSM, LiDAR classes; land window "
+                      f"x,y,w,h={LAND}; checkerboard of {CELL}-px cells: even cells train, odd "
+                      f"cells test", "summary": summary, "runs": rows}
+    earlier = RESULTS / "zoo-cafe.json"
+    if earlier.exists():
+        old = json.loads(earlier.read_text())
+        if all(old.get(k) == result[k] for k in ("budget_s", "seeds", "optimiser", "data")):
+            result["summary"] = {**old["summary"], **summary}
+            result["runs"] = {**old["runs"], **rows}
+    save("zoo-cafe", result)
 
 
 def _labelled_swiss(folder: Path) -> list:
@@ -272,6 +289,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--pretrain-epochs", type=int, default=500, help="GLCNet pre-training epochs "
                    "(64 windows each)")
+    p.add_argument("--cafe-runs", nargs="+", choices=CAFE_RUNS, default=list(CAFE_RUNS),
+                   help="CaFE comparison: which runs (merged into an earlier zoo-cafe.json of the "
+                        "same budget, seeds and split)")
     p.add_argument("--labelled-tiles", type=int, choices=(1, 3), default=3,
                    help="GLCNet fine-tuning: on three labelled tiles (leave one out) or on one")
     a = p.parse_args()
@@ -281,7 +301,7 @@ def main() -> None:
     if "isprs" in todo:
         bench_isprs(a.budget)
     if "cafe" in todo:
-        bench_cafe(a.budget, a.seeds)
+        bench_cafe(a.budget, a.seeds, a.cafe_runs)
     if "glcnet" in todo:
         bench_glcnet(a.pretrain_epochs, a.budget / 2, a.seeds, a.labelled_tiles)
 

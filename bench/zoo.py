@@ -216,6 +216,9 @@ def _labelled_swiss(folder: Path) -> list:
     return pairs
 
 
+PRE_WINDOWS = 64  # pre-training windows per epoch
+
+
 def _pretrained(folder: Path, unlabelled: list, epochs: int) -> tuple[Path, float]:
     """GLCNet pre-trained for ``epochs`` in one run (one cosine schedule); a kept model with the
     same epoch count is reused."""
@@ -224,10 +227,10 @@ def _pretrained(folder: Path, unlabelled: list, epochs: int) -> tuple[Path, floa
     pre = folder / f"glcnet-pre-{epochs}.rsmodel"
     if pre.exists() and read_card(pre)["training"].get("epochs") == epochs:
         history = read_card(pre)["training"]["history"]
-        return pre, sum(64 / e["samples_per_s"] for e in history)
+        return pre, sum(PRE_WINDOWS / e["samples_per_s"] for e in history)
     started = time.perf_counter()
     pretrain([str(p) for p in unlabelled], "glcnet", str(pre), epochs=epochs, batch_size=8,
-             crop=96, patch_size=16, device="cpu", samples_per_epoch=64,
+             crop=96, patch_size=16, device="cpu", samples_per_epoch=PRE_WINDOWS,
              hparams=CONFIGS["glcnet"])
     return pre, time.perf_counter() - started
 

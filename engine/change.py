@@ -23,7 +23,7 @@ from rasterio.enums import Resampling
 
 from .devices import resolve_device
 from .inference import (PROBABILITY_SCALE, Source, logits_of, prepare_network, resolve_tiling,
-                        run_sliding_window)
+                        run_sliding_window, write_rows)
 from .io.rasters import (WindowReader, bounded_gdal_cache, class_tags, data_band_indexes, intersection_grid,
                          open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
                          without_alpha_flags)
@@ -225,14 +225,9 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
 
         writers, pair_counts = _writers(stack, g1, output, probabilities, from_to, seg, k)
         convert = _block_converter(writers, method, threshold, k, pair_counts)
-
-        def on_rows(y: int, rows: List[np.ndarray]) -> None:
-            for writer, data in zip(writers.values(), rows):
-                writer.put(y, data)
-
         try:
-            run_sliding_window(forward, sources, grid, channels, dev, batch_size, convert, on_rows,
-                               job, label="change: window")
+            run_sliding_window(forward, sources, grid, channels, dev, batch_size, convert,
+                               write_rows(list(writers.values())), job, label="change: window")
         except BaseException:
             for w in writers.values():
                 w.abort()

@@ -124,6 +124,14 @@ class RowAssembler:
         self._on_rows(self._y, rows)
 
 
+def write_rows(writers: Sequence[StripWriter]) -> RowsFn:
+    """An ``on_rows`` that hands the i-th row array to the i-th writer."""
+    def on_rows(y: int, rows: List[np.ndarray]) -> None:
+        for writer, data in zip(writers, rows):
+            writer.put(y, data)
+    return on_rows
+
+
 def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[Source],
                        grid: Grid, channels: int, device: torch.device, batch_size: int,
                        convert: ConvertFn, on_rows: RowsFn, job: Job,
@@ -281,13 +289,10 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
                 out.append(p.cpu().numpy())
             return out
 
-        def on_rows(y: int, rows: List[np.ndarray]) -> None:
-            for writer, data in zip(writers, rows):
-                writer.put(y, data)
-
         try:
             run_sliding_window(softmax_forward(net), sources, grid, len(classes), dev,
-                               batch_size, convert, on_rows, job, label="segment: window")
+                               batch_size, convert, write_rows(writers), job,
+                               label="segment: window")
         except BaseException:
             for w in writers:
                 w.abort()

@@ -12,15 +12,6 @@ from engine.training.loop import wants_targets
 from engine.training.losses import IGNORE, build_loss, cross_entropy, enhancement_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test box is shared: one intra-op thread is far faster than two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _tiny(bands: int = 3, aux: int = 1, classes: int = 4, seed: int = 0, **extra) -> cafe.CaFE:
     torch.manual_seed(seed)
     return cafe.build_cafe(bands, classes, aux, **{**cafe.TINY, **extra})

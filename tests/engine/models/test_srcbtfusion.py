@@ -13,15 +13,6 @@ from engine.modelfile import load_model, save_model
 from engine.models import architecture, build
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test box is shared: one intra-op thread is ~100× faster than two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _tiny(in_channels: int = 3, num_classes: int = 6, seed: int = 0, **extra) -> sr.SRCBTFusionNet:
     torch.manual_seed(seed)
     return sr.build_srcbtfusion(in_channels, num_classes, **{**sr.TINY, **extra})

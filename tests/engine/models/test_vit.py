@@ -11,15 +11,6 @@ from engine.jobs import InputError
 from engine.models import vit as V
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def dinov2_layout(dim: int, depth: int, registers: int, grid: int, swiglu_hidden: int = 0,
                   mlp_hidden: int = 0) -> dict:
     """The DINOv2 checkpoint layout, written out independently of engine.models.vit."""

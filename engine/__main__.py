@@ -101,7 +101,8 @@ def cmd_predict(a: argparse.Namespace) -> None:
     from .inference import predict
     result = _with_bar("segment", lambda bar: predict(
         a.model, a.input, a.output, probabilities=a.probabilities, aux=a.aux, device=a.device,
-        tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, progress=bar))
+        tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
+        input_gsd=a.input_gsd, progress=bar))
     print(f"wrote {result['output']}" + (f" and {result['probabilities']}"
                                          if result["probabilities"] else ""))
     print(f"{result['width']}x{result['height']} px, {result['windows']} windows on "
@@ -164,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overlap", type=int, help="pixels shared by neighbouring windows")
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--bands", type=_bands, help="raster bands to use, in the model's order")
+    from .views import add_gsd_arguments
+    add_gsd_arguments(s)
     s.set_defaults(func=cmd_predict)
 
     for name in COMMAND_MODULES:

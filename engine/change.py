@@ -31,7 +31,11 @@ from .io.writer import StripWriter
 from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
                    check_writable_output)
 from .modelfile import CLASS_NODATA, LoadedModel, load_model
+from .guard import EMPTY_CHANGE, empty_change_note, fraction_note, input_notes
+from .io.gsd import GsdPlan
+from .io.radiometry import BandStats, effective_affine, histogram_matcher, sample_pixels
 from .tiling import Block, Grid
+from .views import View, ViewOptions, add_gsd_arguments, make_view, native_view, normalisation
 
 COMMAND = "change"
 HELP = "detect change between two dates (model, CVA or post-classification)"
@@ -76,9 +80,10 @@ def _dates(t1: str | Path, t2: str | Path, stack: contextlib.ExitStack):
 
 
 def _cva_statistics(g1, g2, bands: List[int], job: Job, max_windows: int = 48,
-                    tile: int = CLASSICAL_TILE) -> Tuple[Dict[str, tuple], float]:
-    """Per-date band statistics and the Otsu threshold of the change magnitude, from a sample of
-    windows spread over the scene (global statistics: never per-window min-max)."""
+                    tile: int = CLASSICAL_TILE) -> Tuple[Dict[str, tuple], float, float]:
+    """Per-date band statistics, the Otsu threshold of the change magnitude and the share of
+    sampled pixels above it, from a sample of windows spread over the scene (global statistics:
+    never per-window min-max)."""
     grid = Grid(g1.width, g1.height, tile, 0)
     windows = list(grid.windows())
     rng = np.random.default_rng(0)
@@ -100,7 +105,9 @@ def _cva_statistics(g1, g2, bands: List[int], job: Job, max_windows: int = 48,
         stats[name] = (p.mean(1).tolist(), np.maximum(p.std(1), 1e-6).tolist())
     z1 = (p1 - np.asarray(stats["t1"][0])[:, None]) / np.asarray(stats["t1"][1])[:, None]
     z2 = (p2 - np.asarray(stats["t2"][0])[:, None]) / np.asarray(stats["t2"][1])[:, None]
-    return stats, otsu_threshold(np.sqrt(((z2 - z1) ** 2).sum(0)))
+    magnitude = np.sqrt(((z2 - z1) ** 2).sum(0))
+    cut = otsu_threshold(magnitude)
+    return stats, cut, float((magnitude > cut).mean())
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 512) -> float:
@@ -129,6 +136,27 @@ def _cva_forward(threshold: float) -> Callable[[Dict[str, torch.Tensor]], torch.
     return forward
 
 
+def _date_sources(card: Dict[str, Any], g1, g2, view: View,
+                  options: ViewOptions) -> Tuple[List[Source], List[str]]:
+    """The change model's t1/t2 sources (normalised per the card, t2 optionally histogram-matched
+    to t1) and the domain guard's notes."""
+    plain = [WindowReader(ds, resolve_bands(ds, card["inputs"][name]["bands"], None,
+                                            f"date {name}"))
+             for name, ds in (("t1", g1), ("t2", g2))]
+    s1, s2 = (BandStats.of(p) for p in sample_pixels(plain))
+    matcher = histogram_matcher(s2, s1) if options.match_histograms else None
+    sources = []
+    for name, ds, reader, stats in (("t1", g1, plain[0], s1), ("t2", g2, plain[1], s2)):
+        spec = card["inputs"][name]
+        if name == "t2" and matcher is not None:
+            stats = s1  # matched t2 follows t1's distributions
+        sources.append(Source(name, view.reader(ds, reader.bands),
+                              *effective_affine(spec, stats),
+                              transform=matcher if name == "t2" else None))
+    notes = input_notes(card, "t1", s1, view.plan) + input_notes(card, "t2", s2, None)
+    return sources, notes
+
+
 def _from_to_codes(k: int) -> Tuple[str, int]:
     """Data type and nodata of the from-to raster: code = from × k + to + 1 (0 = unchanged)."""
     return ("uint8", 255) if k * k + 1 < 255 else ("uint16", 65535)
@@ -140,13 +168,16 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
                   device: str = "auto", tile: Optional[int] = None, overlap: Optional[int] = None,
                   batch_size: int = 8, segmentation_model: str | Path | LoadedModel | None = None,
                   from_to: Optional[str | Path] = None, from_to_table: Optional[str | Path] = None,
-                  progress: Optional[ProgressFn] = None,
+                  gsd: str = "auto", input_gsd: Optional[float] = None,
+                  match_histograms: bool = False, progress: Optional[ProgressFn] = None,
                   cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Write a change map (uint8 0/1, nodata 255 where either date is nodata) between ``t1`` and
     ``t2``; optionally a change probability, change polygons and from-to change products.
 
     ``model`` is a change model file, ``"cva"`` / None (change vector analysis + Otsu) or
-    ``"pcc"`` (post-classification comparison; needs ``segmentation_model``).
+    ``"pcc"`` (post-classification comparison; needs ``segmentation_model``).  ``gsd`` and
+    ``input_gsd`` work as in :func:`engine.inference.predict` (the grid is t1's);
+    ``match_histograms`` maps t2's band distributions onto t1's before the network sees them.
     """
     job = Job(progress, cancelled)
     dev = resolve_device(device)
@@ -179,14 +210,16 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
         g1, g2 = _dates(t1, t2, stack)
         sources: List[Source] = []
         forwards: List[Callable[[Dict[str, torch.Tensor]], torch.Tensor]] = []
+        options = ViewOptions(gsd, input_gsd, match_histograms)
+        notes: List[str] = []
+        view = native_view(seg.card) if seg is not None else None
         if change_model is not None:
             card = change_model.card
             t, o = resolve_tiling(card, tile, overlap)
-            for name, ds in (("t1", g1), ("t2", g2)):
-                spec = card["inputs"][name]
-                sources.append(Source(name, WindowReader(ds, resolve_bands(ds, spec["bands"], None,
-                                                                            f"date {name}")),
-                                      spec["mean"], spec["std"]))
+            view = make_view(g1, card, t, o, options)
+            sources, notes = _date_sources(card, g1, g2, view, options)
+            for note in notes:
+                job.log(note)
             net = prepare_network(change_model, dev)
             forwards.append(lambda x: torch.softmax(
                 logits_of(net(t1=x["t1"], t2=x["t2"])).float(), dim=1))
@@ -198,7 +231,7 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
             if len(bands) != len(data_band_indexes(g2)):
                 bands = list(range(1, g1.count + 1))
             job.report(0.0, "change: CVA statistics")
-            stats, cut = _cva_statistics(g1, g2, bands, job)
+            stats, cut, _ = _cva_statistics(g1, g2, bands, job)
             job.log(f"change vector analysis: Otsu threshold {cut:.3f} (standardised magnitude)")
             for name, ds in (("t1", g1), ("t2", g2)):
                 sources.append(Source(name, WindowReader(ds, bands), *stats[name]))
@@ -207,19 +240,21 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
         if seg is not None:
             if change_model is None:
                 t, o = resolve_tiling(seg.card, t, o)
+                view = make_view(g1, seg.card, t, o, options)
             spec = seg.card["inputs"]["image"]
             for name, ds in (("s1", g1), ("s2", g2)):
-                sources.append(Source(name, WindowReader(ds, resolve_bands(ds, spec["bands"], None,
-                                                                            "the dates")),
-                                      spec["mean"], spec["std"]))
+                reader = view.reader(ds, resolve_bands(ds, spec["bands"], None, "the dates"))
+                sources.append(Source(name, reader, *normalisation(spec, reader)))
             seg_net = prepare_network(seg, dev)
             k = len(seg.card["classes"])
             forwards.append(lambda x: torch.cat(
                 [torch.softmax(logits_of(seg_net(image=x[s])).float(), dim=1) for s in ("s1", "s2")],
                 dim=1))
-        grid = Grid(g1.width, g1.height, t, o)
+        view = view or View(GsdPlan(1.0, None, None), t, o, t, o)
+        grid = view.grid(g1.width, g1.height)
         channels = (2 if method != "pcc" else 0) + 2 * k
 
+        @view.wrap
         def forward(x: Dict[str, torch.Tensor]) -> torch.Tensor:
             return torch.cat([f(x) for f in forwards], dim=1)
 
@@ -236,13 +271,22 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
             w.close()
         pixel_area = abs(g1.transform.a * g1.transform.e)
         width, height = g1.width, g1.height
-    changed = int(pair_counts["changed"][0])
-    valid_px = int(pair_counts["valid"][0])
+        changed = int(pair_counts["changed"][0])
+        valid_px = int(pair_counts["valid"][0])
+        fraction = changed / max(valid_px, 1)
+        job.log(fraction_note({"no change": 1 - fraction, "change": fraction}))
+        if method == "model" and fraction < EMPTY_CHANGE:
+            bands = list(range(1, g1.count + 1))
+            warning = empty_change_note(fraction, _cva_statistics(g1, g2, bands, job)[2])
+            if warning:
+                job.log(warning)
+                notes.append(warning)
     result = {"output": str(output), "method": method,
               "probabilities": str(probabilities) if probabilities else None,
               "polygons": None, "from_to": str(from_to) if from_to else None,
               "from_to_table": None, "width": width, "height": height,
-              "changed_fraction": changed / max(valid_px, 1), "changed_area": changed * pixel_area,
+              "changed_fraction": fraction, "changed_area": changed * pixel_area,
+              "gsd_scale": view.plan.scale, "notes": notes,
               "seconds": time.perf_counter() - started}
     if polygons is not None:
         from .vectorize import vectorize
@@ -355,6 +399,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int)
     p.add_argument("--overlap", type=int)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--match-histograms", action="store_true",
+                   help="map t2's band distributions onto t1's before the model sees them")
+    add_gsd_arguments(p)
 
 
 def run(args: argparse.Namespace, progress=None) -> None:
@@ -363,7 +410,8 @@ def run(args: argparse.Namespace, progress=None) -> None:
                       polygons=args.polygons, threshold=args.threshold, device=args.device,
                       tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                       segmentation_model=args.segmentation_model, from_to=args.from_to,
-                      from_to_table=args.from_to_table, progress=progress)
+                      from_to_table=args.from_to_table, gsd=args.gsd, input_gsd=args.input_gsd,
+                      match_histograms=args.match_histograms, progress=progress)
     print(f"wrote {r['output']} ({r['method']}): {100 * r['changed_fraction']:.2f} % changed, "
           f"{r['changed_area']:,.0f} CRS units² in {r['seconds']:.1f} s")
     for key in ("probabilities", "polygons", "from_to", "from_to_table"):

@@ -28,7 +28,10 @@ from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, ato
                    check_writable_output)
 from .modelfile import CLASS_NODATA, LoadedModel, load_model
 from .models import architecture
+from .guard import fraction_note, input_notes
+from .io.radiometry import BandStats, image_statistics
 from .tiling import Block, Grid, Stitcher, check_tiling
+from .views import View, ViewOptions, class_fractions, make_view, native_view, normalisation
 
 PROBABILITY_SCALE = 254  # uint8 probability = round(p * 254); 255 is nodata
 
@@ -41,6 +44,7 @@ class Source:
     reader: WindowReader
     mean: Sequence[float]
     std: Sequence[float]
+    transform: Optional[Callable[[np.ndarray], np.ndarray]] = None  # e.g. histogram matching
 
 
 @dataclass
@@ -62,13 +66,16 @@ def _read_batches(sources: Sequence[Source], grid: Grid, batch_size: int, pin: b
         for i, (r, x, y) in enumerate(windows):
             if stop.is_set():
                 return
-            arrays, valid = [], None
+            arrays, valid, out_valid = [], None, None
             for src in sources:
                 win = src.reader.read(x, y, grid.tile)
+                if src.transform is not None:
+                    win.pixels = src.transform(win.pixels)
                 valid = win.valid if valid is None else valid & win.valid
+                out_valid = win.output_valid if out_valid is None else out_valid & win.output_valid
                 arrays.append(win)
             normed = [normalise(w.pixels, valid, s.mean, s.std) for w, s in zip(arrays, sources)]
-            pending.append((normed, valid, (r, x, y)))
+            pending.append((normed, out_valid, (r, x, y)))
             if len(pending) == batch_size or i == len(windows) - 1:
                 inputs = [torch.from_numpy(np.stack([p[0][k] for p in pending]))
                           for k in range(len(sources))]
@@ -216,12 +223,18 @@ def resolve_tiling(card: Dict[str, Any], tile: Optional[int], overlap: Optional[
 
 def open_sources(card: Dict[str, Any], image: rasterio.io.DatasetReader,
                  aux_path: Optional[str | Path], bands: Optional[Sequence[int]],
-                 stack: contextlib.ExitStack) -> List[Source]:
-    """Window readers for the card's input groups; the aux raster is warped onto the image grid."""
+                 stack: contextlib.ExitStack, view: Optional[View] = None,
+                 image_stats: Optional[BandStats] = None) -> List[Source]:
+    """Window readers for the card's input groups; the aux raster is warped onto the image grid.
+
+    ``view`` (default: native) sets the resolution the network reads at; normalisation follows
+    the card's mode (``image_stats``: the image's band statistics, when already known).
+    """
     groups = card["inputs"]
     img = groups["image"]
-    sources = [Source("image", WindowReader(image, resolve_bands(image, img["bands"], bands)),
-                      img["mean"], img["std"])]
+    view = view or native_view(card)
+    reader = view.reader(image, resolve_bands(image, img["bands"], bands))
+    sources = [Source("image", reader, *normalisation(img, reader, image_stats))]
     if "aux" in groups:
         if aux_path is None:
             raise InputError(f"this model needs an auxiliary raster "
@@ -234,8 +247,8 @@ def open_sources(card: Dict[str, Any], image: rasterio.io.DatasetReader,
         vrt = stack.enter_context(warp_to_grid(aux_ds, image.crs, image.transform, image.width,
                                                image.height))
         aux = groups["aux"]
-        sources.append(Source("aux", WindowReader(vrt, resolve_bands(vrt, aux["bands"], None, "the aux "
-                                                              "raster")), aux["mean"], aux["std"]))
+        aux_reader = view.reader(vrt, resolve_bands(vrt, aux["bands"], None, "the aux raster"))
+        sources.append(Source("aux", aux_reader, *normalisation(aux, aux_reader)))
     elif aux_path is not None:
         raise InputError("this model takes no auxiliary raster; remove --aux / AUX_INPUT")
     return sources
@@ -245,11 +258,15 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             probabilities: Optional[str | Path] = None, aux: Optional[str | Path] = None,
             device: str = "auto", tile: Optional[int] = None, overlap: Optional[int] = None,
             batch_size: int = 8, bands: Optional[Sequence[int]] = None,
+            gsd: str = "auto", input_gsd: Optional[float] = None,
             progress: Optional[ProgressFn] = None,
             cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Segment ``input`` with ``model`` and write a class raster (and optional probabilities).
 
-    Returns a summary: output paths, raster size, windows, seconds and MPix/s.
+    ``gsd``: ``auto`` reads the input resampled to the model's GSD when they differ by more
+    than 25 %, ``native`` never resamples, a number of metres reads at that GSD; ``input_gsd``
+    gives the pixel size of a raster without georeferencing.  Returns a summary: output paths,
+    raster size, windows, seconds, MPix/s, the area share of each class and any domain notes.
     """
     job = Job(progress, cancelled)
     dev = resolve_device(device)
@@ -271,16 +288,25 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
         ds = stack.enter_context(open_raster(input))
-        sources = open_sources(card, ds, aux, bands, stack)
-        grid = Grid(ds.width, ds.height, t, o)
+        view = make_view(ds, card, t, o, ViewOptions(gsd, input_gsd))
+        stats = image_statistics(WindowReader(ds, resolve_bands(ds, card["inputs"]["image"]["bands"],
+                                                                bands)))
+        notes = input_notes(card, "image", stats, view.plan)
+        for note in notes:
+            job.log(note)
+        sources = open_sources(card, ds, aux, bands, stack, view, stats)
+        grid = view.grid(ds.width, ds.height)
         classes = card["classes"]
         lut = torch.tensor([c["value"] for c in classes], dtype=torch.uint8, device=dev)
+        counts = torch.zeros(len(classes), dtype=torch.int64, device=dev)
         writers = _segmentation_writers(stack, ds, card, output, probabilities)
         net = prepare_network(lm, dev)
 
         def convert(block: Block) -> List[np.ndarray]:
             invalid = ~block.valid
-            labels = lut[block.scores.argmax(0)]
+            index = block.scores.argmax(0)
+            counts.add_(torch.bincount(index[block.valid], minlength=len(classes)))
+            labels = lut[index]
             labels[invalid] = CLASS_NODATA
             out = [labels[None].cpu().numpy()]
             if len(writers) > 1:
@@ -290,7 +316,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             return out
 
         try:
-            run_sliding_window(softmax_forward(net), sources, grid, len(classes), dev,
+            run_sliding_window(view.wrap(softmax_forward(net)), sources, grid, len(classes), dev,
                                batch_size, convert, write_rows(writers), job,
                                label="segment: window")
         except BaseException:
@@ -300,11 +326,14 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         for w in writers:
             w.close()
     seconds = time.perf_counter() - started
+    fractions = class_fractions(counts.cpu().numpy(), classes)
+    job.log(fraction_note(fractions))
     job.report(1.0, "segment: done")
     return {"output": str(output), "probabilities": str(probabilities) if probabilities else None,
             "width": grid.width, "height": grid.height, "windows": len(grid),
             "device": str(dev), "seconds": seconds,
-            "mpix_per_s": grid.width * grid.height / 1e6 / max(seconds, 1e-9)}
+            "mpix_per_s": grid.width * grid.height / 1e6 / max(seconds, 1e-9),
+            "gsd_scale": view.plan.scale, "class_fractions": fractions, "notes": notes}
 
 
 def _segmentation_writers(stack: contextlib.ExitStack, ds: rasterio.io.DatasetReader,

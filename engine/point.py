@@ -38,10 +38,12 @@ from shapely.geometry.polygon import orient
 from .devices import resolve_device
 from .inference import (open_sources, prepare_network, resolve_tiling, run_sliding_window,
                         softmax_forward)
-from .io.rasters import open_raster
+from .io.radiometry import image_statistics, needs_statistics
+from .io.rasters import WindowReader, open_raster, resolve_bands
 from .jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn
 from .modelfile import LoadedModel, load_model
-from .tiling import Block, Grid
+from .tiling import Block
+from .views import ViewOptions, make_view
 from .vectorize import AreaMeter
 
 BATCH_SIZE = 8
@@ -121,8 +123,12 @@ def snapped_window(col: int, row: int, window: int, width: int, height: int) -> 
 def segment_at(model: str | Path | LoadedModel, input: str | Path, x: float, y: float,
                window: int = 512, device: str = "auto", progress: Optional[ProgressFn] = None,
                cancelled: Optional[CancelledFn] = None,
-               cache: Optional[PredictionCache] = None) -> Dict[str, Any]:
+               cache: Optional[PredictionCache] = None, gsd: str = "auto",
+               input_gsd: Optional[float] = None) -> Dict[str, Any]:
     """Segment around map point (x, y) of ``input`` (in its CRS) and return the region under it.
+
+    ``window`` is in input pixels; ``gsd``/``input_gsd`` work as in
+    :func:`engine.inference.predict` (the network reads the window at the model's GSD).
 
     Returns ``geometry`` (shapely Polygon in the raster CRS), ``class_value``, ``class_name``,
     ``area_m2``, ``confidence`` (mean class probability over the region), ``crs_wkt``,
@@ -149,11 +155,11 @@ def segment_at(model: str | Path | LoadedModel, input: str | Path, x: float, y: 
         col, row = int(fcol), int(frow)
         win = snapped_window(col, row, int(window), ds.width, ds.height)
         key = (file_stamp(lm.path), file_stamp(input), int(win.col_off), int(win.row_off),
-               int(win.width), int(win.height))
+               int(win.width), int(win.height), str(gsd), input_gsd)
         pred = cache.get(key) if cache is not None else None
         cached = pred is not None
         if pred is None:
-            pred = _predict_window(lm, ds, win, dev, job)
+            pred = _predict_window(lm, ds, win, dev, job, ViewOptions(gsd, input_gsd))
             if cache is not None:
                 cache.put(key, pred)
         transform = ds.window_transform(win)
@@ -169,9 +175,18 @@ def segment_at(model: str | Path | LoadedModel, input: str | Path, x: float, y: 
 
 
 def _predict_window(lm: LoadedModel, ds: rasterio.io.DatasetReader, win: Window,
-                    device: torch.device, job: Job) -> WindowPrediction:
-    """Run the streaming pipeline on ``win`` of ``ds`` (copied into an in-memory GeoTIFF)."""
+                    device: torch.device, job: Job, options: ViewOptions) -> WindowPrediction:
+    """Run the streaming pipeline on ``win`` of ``ds`` (copied into an in-memory GeoTIFF).
+
+    The GSD plan and any per-image statistics come from the whole raster, so a click sees the
+    same normalisation as ``predict`` on the whole image.
+    """
     card = lm.card
+    tile, overlap = resolve_tiling(card, None, None)
+    view = make_view(ds, card, tile, overlap, options)
+    group = card["inputs"]["image"]
+    stats = (image_statistics(WindowReader(ds, resolve_bands(ds, group["bands"])))
+             if needs_statistics(group) else None)
     h, w = int(win.height), int(win.width)
     profile = {"driver": "GTiff", "width": w, "height": h, "count": ds.count,
                "dtype": ds.dtypes[0], "crs": ds.crs, "transform": ds.window_transform(win),
@@ -195,10 +210,9 @@ def _predict_window(lm: LoadedModel, ds: rasterio.io.DatasetReader, win: Window,
             if MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags:
                 dst.write_mask(ds.dataset_mask(window=win))  # an internal/.msk mask
         image = stack.enter_context(mem.open())
-        sources = open_sources(card, image, None, None, stack)
-        tile, overlap = resolve_tiling(card, None, None)
+        sources = open_sources(card, image, None, None, stack, view, stats)
         net = prepare_network(lm, device)
-        run_sliding_window(softmax_forward(net), sources, Grid(w, h, tile, overlap), channels,
+        run_sliding_window(view.wrap(softmax_forward(net)), sources, view.grid(w, h), channels,
                            device, BATCH_SIZE, convert, on_rows, job, label="segment_point: window")
     return WindowPrediction(probs, valid)
 

@@ -84,10 +84,20 @@ def resolve_bands(ds: rasterio.io.DatasetReader, card_bands: Sequence[Mapping[st
 
 @dataclass
 class WindowData:
-    """One window of pixels: ``pixels`` float32 B×T×T (padded), ``valid`` bool T×T."""
+    """One window of pixels: ``pixels`` float32 B×T×T (padded), ``valid`` bool T×T.
+
+    ``grid_valid`` is the validity on the input grid when the window was read resampled
+    (:mod:`engine.io.resample`); the stitcher blends on that grid.
+    """
 
     pixels: np.ndarray
     valid: np.ndarray
+    grid_valid: Optional[np.ndarray] = None
+
+    @property
+    def output_valid(self) -> np.ndarray:
+        """Validity on the input (output) grid."""
+        return self.valid if self.grid_valid is None else self.grid_valid
 
 
 class WindowReader:

@@ -1,0 +1,119 @@
+"""Resolution-aware windows: read an input window at the model's GSD, bring scores back.
+
+The sliding-window grid stays on the input raster: a window of ``size`` input pixels is read with
+rasterio's ``out_shape`` straight to the network's ``tile`` pixels (GDAL resamples, using overviews
+when there are any), the network runs there, and its class scores are resized back to ``size``
+pixels before the one stitcher blends them on the input grid.  So every output pixel is covered
+exactly as in native inference, memory stays that of one window, and the output keeps the input's
+grid.
+
+Score resizing is two small matrix products (rows then columns) with a triangle (bilinear,
+antialiased when shrinking) kernel whose rows sum to one, so probabilities stay probabilities and
+the same code runs on numpy arrays and torch tensors.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Sequence, Tuple
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from .rasters import WindowData, WindowReader
+
+
+def interpolation_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """``n_out``×``n_in`` linear-interpolation weights mapping a 1-D signal of ``n_in`` samples to
+    ``n_out`` (pixel centres aligned; the kernel widens when shrinking, as an antialias filter)."""
+    scale = n_in / n_out
+    support = max(1.0, scale)
+    centres = (np.arange(n_out) + 0.5) * scale - 0.5
+    src = np.arange(n_in)
+    w = np.maximum(0.0, 1.0 - np.abs(src[None, :] - centres[:, None]) / support)
+    empty = w.sum(1) == 0
+    if empty.any():  # a centre beyond the edge takes the nearest sample
+        w[empty, np.clip(np.rint(centres[empty]).astype(int), 0, n_in - 1)] = 1.0
+    return (w / w.sum(1, keepdims=True)).astype(np.float32)
+
+
+def input_tiling(tile: int, overlap: int, scale: float) -> Tuple[int, int]:
+    """Window edge and overlap in input pixels for a network ``tile``/``overlap`` at ``scale``
+    model pixels per input pixel."""
+    size = max(1, int(round(tile / scale)))
+    ov = int(round(overlap / scale))
+    return size, min(ov, (size - 1) // 2)
+
+
+def _nearest(mask: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
+    """``mask`` resized to ``shape`` by nearest neighbour (centre sampling)."""
+    h, w = mask.shape
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(int), h - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(int), w - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
+class ResampledWindowReader(WindowReader):
+    """A :class:`WindowReader` whose windows of ``size`` input pixels arrive as ``tile`` pixels.
+
+    ``pixels`` and ``valid`` are at the network's resolution; ``grid_valid`` is the validity of
+    the ``size``×``size`` input window, which the stitcher needs.
+    """
+
+    def __init__(self, ds: rasterio.io.DatasetReader, bands: Sequence[int], tile: int) -> None:
+        super().__init__(ds, bands)
+        self.tile = tile
+
+    def read(self, x: int, y: int, size: int) -> WindowData:
+        w, h = self.ds.width, self.ds.height
+        x1, y1 = min(x + size, w), min(y + size, h)
+        cw, ch = x1 - x, y1 - y
+        t = self.tile
+        ow, oh = (max(1, min(t, int(round(n * t / size)))) for n in (cw, ch))
+        win = Window(x, y, cw, ch)
+        resampling = Resampling.average if t < size else Resampling.bilinear
+        pixels = self.ds.read(self.bands, window=win, out_shape=(len(self.bands), oh, ow),
+                              out_dtype="float32", resampling=resampling)
+        native = self._native_validity(win)
+        finite = np.isfinite(pixels).all(axis=0)
+        valid = _nearest(native, (oh, ow)) & finite
+        if not finite.all():
+            pixels = np.nan_to_num(pixels, nan=0.0, posinf=0.0, neginf=0.0)
+            native &= _nearest(finite, (ch, cw))
+        if (ow, oh) != (t, t):
+            pixels = np.pad(pixels, ((0, 0), (0, t - oh), (0, t - ow)), mode="symmetric")
+            valid = np.pad(valid, ((0, t - oh), (0, t - ow)), constant_values=False)
+        grid_valid = np.pad(native, ((0, size - ch), (0, size - cw)), constant_values=False)
+        return WindowData(pixels, valid, grid_valid)
+
+    def _native_validity(self, win: Window) -> np.ndarray:
+        if not self._alpha_is_data:
+            return self.ds.dataset_mask(window=win) > 0
+        nodata = self.ds.nodata
+        if nodata is None:
+            return np.ones((int(win.height), int(win.width)), dtype=bool)
+        return (self.ds.read(self.bands, window=win) != nodata).any(axis=0)
+
+
+Forward = Callable[[Dict[str, Any]], Any]
+
+
+def scores_to_input_grid(forward: Forward, tile: int, size: int) -> Forward:
+    """Wrap ``forward`` (B×C×tile×tile scores) so it returns B×C×size×size scores."""
+    matrix = interpolation_matrix(size, tile)
+    cache: Dict[Any, Any] = {}
+
+    def resized(inputs: Dict[str, Any]) -> Any:
+        scores = forward(inputs)
+        key = (type(scores), getattr(scores, "device", None))
+        r = cache.get(key)
+        if r is None:
+            r = matrix if isinstance(scores, np.ndarray) else _like(matrix, scores)
+            cache[key] = r
+        return r @ scores @ r.T
+    return resized
+
+
+def _like(matrix: np.ndarray, tensor: Any) -> Any:
+    import torch
+    return torch.as_tensor(matrix, device=tensor.device, dtype=tensor.dtype)

@@ -53,7 +53,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop after the epoch that exceeds this training time (best model kept)")
     p.add_argument("--workers", type=int, default=1, help="data-loading processes")
     p.add_argument("--device", default="auto")
-    p.add_argument("--init", help="fine-tune from this model file (matching layers load)")
+    p.add_argument("--init", help="fine-tune from this model file (matching layers load; its "
+                                  "normalisation and GSD become the defaults, LR x0.3)")
+    p.add_argument("--init-head", choices=("keep", "new"), default="keep",
+                   help="'new' re-initialises the classifier so the classes may differ from "
+                        "the --init model's")
+    p.add_argument("--normalisation", choices=("dataset", "image", "percentile"),
+                   help="per-image step before standardising: image (default: each image's own "
+                        "band statistics), percentile (2-98 %% stretch) or dataset (none)")
+    p.add_argument("--sensor-augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="random scale 0.5-2x, blur, noise, gain and gamma, per date (default on)")
+    p.add_argument("--gsd", type=float, metavar="METRES",
+                   help="train at this ground sampling distance (windows are resampled)")
     p.add_argument("--resume", help="resume from a <model>.last.ckpt checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hparams", type=json.loads, default={},

@@ -25,10 +25,13 @@ from rasterio.windows import transform as window_transform
 from ..cards import class_colour
 from ..io.rasters import (WindowReader, check_overlap, data_band_indexes, open_raster,
                           same_grid, warp_to_grid)
+from ..io.radiometry import check_mode, image_statistics, pre_affine
 from ..jobs import InputError
+from .augment import SensorShift, random_scale, resize_window, sensor_shift
 from .losses import IGNORE
 
 BASE_GROUPS = ("image", "t1")
+IMAGERY_GROUPS = ("image", "t1", "t2")  # groups a normalisation mode applies to
 
 
 @dataclass
@@ -64,9 +67,14 @@ class LabelSpec:
 
 
 class SceneReader:
-    """Windowed access to one scene on its base grid: raw inputs, validity and label indexes."""
+    """Windowed access to one scene on its base grid: raw inputs, validity and label indexes.
 
-    def __init__(self, scene: Scene, spec: LabelSpec) -> None:
+    ``normalisation`` (``dataset`` | ``image`` | ``percentile``) sets the per-image step that
+    :meth:`pre_transform` applies to the imagery groups (aux rasters such as a DSM keep their
+    absolute values).
+    """
+
+    def __init__(self, scene: Scene, spec: LabelSpec, normalisation: str = "dataset") -> None:
         self.scene, self.spec = scene, spec
         self._stack = contextlib.ExitStack()
         base = self._stack.enter_context(open_raster(scene.inputs[scene.base]))
@@ -76,6 +84,11 @@ class SceneReader:
         for group, path in scene.inputs.items():
             ds = base if group == scene.base else self._aligned(path, Resampling.bilinear)
             self.readers[group] = WindowReader(ds, data_band_indexes(ds) or [1])
+        self._pre: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+        for group, reader in self.readers.items():
+            mode = normalisation if group in IMAGERY_GROUPS else "dataset"
+            stats = image_statistics(reader) if check_mode(mode) != "dataset" else None
+            self._pre[group] = pre_affine(mode, stats, len(reader.bands))
         self._labels = self._aligned(scene.labels, Resampling.nearest) if scene.labels else None
         self._lut = spec.lut()
         if self._labels is not None and self._labels.nodata is not None:
@@ -94,6 +107,12 @@ class SceneReader:
         check_overlap(b, ds, path)
         return self._stack.enter_context(
             warp_to_grid(ds, b.crs, b.transform, b.width, b.height, resampling))
+
+    def pre_transform(self, group: str, pixels: np.ndarray) -> np.ndarray:
+        """Raw pixels of ``group`` after the normalisation mode's per-image step."""
+        a, b = self._pre[group]
+        return ((pixels - a[:, None, None].astype(np.float32)) /
+                b[:, None, None].astype(np.float32)).astype(np.float32)
 
     def read(self, x: int, y: int, size: int) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
         """Raw float32 inputs (per group) and uint8 class indexes (IGNORE = does not count)."""
@@ -256,8 +275,11 @@ class WindowDataset(torch.utils.data.Dataset):
                  tile: int, stats: Dict[str, Tuple[List[float], List[float]]], *, train: bool,
                  length: int = 0, seed: int = 0, val_cells: Sequence[Cell] = (),
                  balanced: bool = False, augment: bool = True, date_swap: bool = False,
-                 color_jitter: float = 0.0) -> None:
+                 color_jitter: float = 0.0, read_size: Optional[int] = None,
+                 normalisation: str = "dataset", sensor: Optional[SensorShift] = None) -> None:
         self.scenes, self.spec, self.cells, self.tile = list(scenes), spec, list(cells), tile
+        self.read_size = read_size or tile  # input pixels behind one window (training GSD)
+        self.normalisation, self.sensor = normalisation, sensor
         self.stats, self.train, self.seed = stats, train, seed
         self.length = length if train else len(self.cells)
         self.val_cells = list(val_cells)
@@ -274,19 +296,23 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def _reader(self, i: int) -> SceneReader:
         if self._readers is None:  # opened lazily: each DataLoader worker gets its own handles
-            self._readers = [SceneReader(s, self.spec) for s in self.scenes]
+            self._readers = [SceneReader(s, self.spec, self.normalisation) for s in self.scenes]
         return self._readers[i]
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         if not self.train:
             c = self.cells[index]
-            inputs, labels = self._reader(c.scene).read(c.x, c.y, self.tile)
+            inputs, labels = self._read(c.scene, c.x, c.y, self.read_size)
             return self._tensors(inputs, labels)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         for _ in range(20):
             c = self.cells[rng.choice(len(self.cells), p=self.weights)]
-            x, y = self._jitter(c, rng)
-            inputs, labels = self._reader(c.scene).read(x, y, self.tile)
+            r = self._reader(c.scene)
+            size = self.read_size
+            if self.sensor is not None:  # another GSD: zoom the window
+                size = int(np.clip(round(size * random_scale(rng)), 8, min(r.width, r.height)))
+            x, y = self._jitter(c, rng, size)
+            inputs, labels = self._read(c.scene, x, y, size)
             if (labels != IGNORE).any():
                 break
         if self.augment:
@@ -296,22 +322,38 @@ class WindowDataset(torch.utils.data.Dataset):
             inputs, labels = dict(zip(keys, arrays[:-1])), arrays[-1]
         if self.color_jitter > 0:
             inputs = {k: self._jitter_colours(k, a, rng) for k, a in inputs.items()}
+        if self.sensor is not None:  # each date its own sensor
+            inputs = {k: sensor_shift(a, *self.stats[k], rng, self.sensor)
+                      if k in IMAGERY_GROUPS else a for k, a in inputs.items()}
         batch = self._tensors(inputs, labels)
         if self.date_swap and "t2" in batch and rng.random() < 0.5:
             batch["t1"], batch["t2"] = batch["t2"], batch["t1"]
         return batch
 
-    def _jitter(self, c: Cell, rng: np.random.Generator) -> Tuple[int, int]:
-        """A random window around cell ``c`` that stays in the raster and off validation cells."""
+    def _read(self, scene: int, x: int, y: int, size: int
+              ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+        """Inputs after the per-image normalisation step and labels, resized to the tile."""
+        r = self._reader(scene)
+        raw, labels = r.read(x, y, size)
+        inputs = {}
+        for k, a in raw.items():
+            a, lab = resize_window(a, labels, self.tile)
+            inputs[k] = r.pre_transform(k, a)
+        return inputs, lab
+
+    def _jitter(self, c: Cell, rng: np.random.Generator,
+                size: Optional[int] = None) -> Tuple[int, int]:
+        """A random window of ``size`` pixels (default: a cell's) around cell ``c`` that stays in
+        the raster and off validation cells."""
         r = self._reader(c.scene)
-        t = self.tile
+        t, cell = size or self.read_size, self.read_size
         for _ in range(10):
             x = int(np.clip(c.x + rng.integers(-t // 2, t // 2 + 1), 0, r.width - t))
             y = int(np.clip(c.y + rng.integers(-t // 2, t // 2 + 1), 0, r.height - t))
-            if not any(v.scene == c.scene and abs(v.x - x) < t and abs(v.y - y) < t
-                       for v in self.val_cells):
+            if not any(v.scene == c.scene and x < v.x + cell and v.x < x + t
+                       and y < v.y + cell and v.y < y + t for v in self.val_cells):
                 return x, y
-        return c.x, c.y
+        return int(min(c.x, r.width - t)), int(min(c.y, r.height - t))
 
     def _jitter_colours(self, group: str, a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Per-band random gain and offset (offset in units of the band's std), drawn anew for
@@ -337,9 +379,11 @@ class WindowDataset(torch.utils.data.Dataset):
 
 
 def band_statistics(readers: Sequence[SceneReader], cells: Sequence[Cell], tile: int,
-                    seed: int, max_cells: int = 48) -> Dict[str, Tuple[List[float], List[float]]]:
+                    seed: int, max_cells: int = 48,
+                    raw: bool = False) -> Dict[str, Tuple[List[float], List[float]]]:
     """Per-band mean and std of each input group over valid pixels of (up to) ``max_cells``
-    training cells: the normalisation stored in the model card."""
+    training cells: the normalisation stored in the model card (after each scene's per-image
+    step; ``raw``: of the raw pixels, the training summary the domain guard compares with)."""
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(cells), size=min(max_cells, len(cells)), replace=False)
     sums: Dict[str, np.ndarray] = {}
@@ -349,12 +393,12 @@ def band_statistics(readers: Sequence[SceneReader], cells: Sequence[Cell], tile:
         c = cells[i]
         r = readers[c.scene]
         valid = None
-        raw = {}
+        raw_px = {}
         for g, reader in r.readers.items():
             win = reader.read(c.x, c.y, tile)
-            raw[g] = win.pixels
+            raw_px[g] = win.pixels if raw else r.pre_transform(g, win.pixels)
             valid = win.valid if valid is None else valid & win.valid
-        for g, px in raw.items():
+        for g, px in raw_px.items():
             v = px[:, valid].astype(np.float64)
             sums[g] = sums.get(g, 0) + v.sum(1)
             sq[g] = sq.get(g, 0) + (v ** 2).sum(1)

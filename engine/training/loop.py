@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -29,7 +29,11 @@ from ..jobs import CancelledFn, EngineError, InputError, Job, ProgressFn, check_
 from ..metrics import ConfusionMatrix, change_scores, scores
 from ..modelfile import load_model, save_model
 from ..models import architecture, build
-from .data import (LabelSpec, Scene, SceneReader, WindowDataset, band_names, band_statistics,
+from ..io.radiometry import check_mode
+from . import finetune
+from .augment import SensorShift
+from .data import (IMAGERY_GROUPS, LabelSpec, Scene, SceneReader, WindowDataset, band_names,
+                   band_statistics,
                    discover_label_classes, polygon_label_spec, scan_cells, split_cells)
 from .checkpoints import TRAIN_FORMAT, checkpoint_path, load_checkpoint, save_checkpoint
 from .distributed import all_sum, barrier, init_distributed
@@ -78,12 +82,17 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"
     init: Optional[str] = None
+    init_head: str = "keep"
+    normalisation: Optional[str] = None  # default: the --init model's, else DEFAULT_NORMALISATION
+    sensor_augment: bool = True
+    gsd: Optional[float] = None  # train at this GSD (m); default: the images' own (or --init's)
     resume: Optional[str] = None
     seed: int = 0
     hparams: Dict[str, Any] = field(default_factory=dict)
 
 
 # Used where neither the user nor the architecture's RECIPE sets a value.
+DEFAULT_NORMALISATION = "image"  # transfers best to other sensors (docs/benchmarks.md)
 DEFAULTS = {"lr": 1e-3, "weight_decay": 1e-4, "schedule": "poly", "grad_clip": 1.0,
             "aux_weight": 0.2, "date_swap": True, "optimizer": "adamw"}
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -196,15 +205,28 @@ def _band_count(path: str) -> int:
 
 
 def _gsd(path: str) -> Optional[float]:
+    from ..io.gsd import raster_gsd
     from ..io.rasters import open_raster
     with open_raster(path) as ds:
-        if ds.crs is not None and ds.crs.is_projected:
-            return float(abs(ds.transform.a))
-    return None
+        return raster_gsd(ds)
+
+
+def _read_size(cfg: TrainConfig, scenes: List[Scene]) -> int:
+    """Input pixels behind one training window: the tile, scaled when training at --gsd."""
+    if cfg.gsd is None:
+        return cfg.tile
+    if cfg.gsd <= 0:
+        raise InputError(f"--gsd must be a positive number of metres (got {cfg.gsd})")
+    native = _gsd(scenes[0].inputs[scenes[0].base])
+    if native is None:
+        raise InputError("training at a chosen --gsd needs georeferenced images (their pixel "
+                         "size is unknown); georeference them or leave out --gsd")
+    return max(8, int(round(cfg.tile * cfg.gsd / native)))
 
 
 def _card(cfg: TrainConfig, scenes: List[Scene], spec: LabelSpec,
-          stats: Dict[str, tuple], hparams: Dict[str, Any]) -> Dict[str, Any]:
+          stats: Dict[str, tuple], hparams: Dict[str, Any],
+          raw_stats: Dict[str, tuple]) -> Dict[str, Any]:
     from ..io.rasters import open_raster
     inputs = {}
     for group in scenes[0].inputs:
@@ -215,11 +237,15 @@ def _card(cfg: TrainConfig, scenes: List[Scene], spec: LabelSpec,
         mean, std = stats[group]
         inputs[group] = {"bands": [{"index": i + 1, "name": nm}
                                    for i, nm in enumerate(band_names(path, n))],
-                         "dtype": dtype, "mean": mean, "std": std, "nodata": nodata}
+                         "dtype": dtype, "mean": mean, "std": std, "nodata": nodata,
+                         "normalisation": cfg.normalisation if group in IMAGERY_GROUPS
+                         else "dataset",
+                         "raw_statistics": {"mean": raw_stats[group][0],
+                                            "std": raw_stats[group][1]}}
     return {"name": Path(cfg.out).stem, "task": cfg.task, "architecture": cfg.arch,
             "hparams": hparams, "inputs": inputs, "classes": spec.classes,
             "tile_size": cfg.tile, "overlap": max(8, cfg.tile // 8) // 8 * 8,
-            "gsd_m": _gsd(scenes[0].inputs[scenes[0].base]), "training": {}}
+            "gsd_m": cfg.gsd or _gsd(scenes[0].inputs[scenes[0].base]), "training": {}}
 
 
 def _hparams(cfg: TrainConfig, scenes: List[Scene], num_classes: int) -> Dict[str, Any]:
@@ -232,17 +258,6 @@ def _hparams(cfg: TrainConfig, scenes: List[Scene], num_classes: int) -> Dict[st
 
 
 # ---- schedule, checkpoints --------------------------------------------------------------------
-
-def _partial_init(network: torch.nn.Module, init_path: str) -> Dict[str, Any]:
-    """Load the tensors of another model file whose names and shapes match; report what loaded."""
-    other = load_model(init_path).network.state_dict()
-    own = network.state_dict()
-    loaded = [k for k, v in other.items() if k in own and own[k].shape == v.shape]
-    skipped = sorted(set(own) - set(loaded))
-    network.load_state_dict({k: other[k] for k in loaded}, strict=False)
-    return {"from": str(init_path), "loaded": len(loaded), "skipped": len(skipped),
-            "skipped_names": skipped[:20]}
-
 
 # ---- the loop ---------------------------------------------------------------------------------
 
@@ -314,12 +329,20 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
 
     scenes = _scenes(cfg)
     spec = _label_spec(cfg, scenes)
-    readers = [SceneReader(s, spec) for s in scenes]
+    base = finetune.base_card(cfg.init) if cfg.init else None
+    if base is not None:
+        finetune.check_compatible(base, cfg.task, _band_count(scenes[0].inputs[scenes[0].base]),
+                                  [c["value"] for c in spec.classes], cfg.init_head)
+        cfg = replace(cfg, **finetune.inherited(base, cfg.normalisation, cfg.gsd))
+    cfg = replace(cfg, normalisation=check_mode(cfg.normalisation or DEFAULT_NORMALISATION))
+    read_size = _read_size(cfg, scenes)
+    readers = [SceneReader(s, spec, cfg.normalisation) for s in scenes]
     try:
         job.report(0.0, "train: scanning labels")
-        cells = scan_cells(readers, cfg.tile, len(spec.classes))
+        cells = scan_cells(readers, read_size, len(spec.classes))
         train_cells, val_cells = split_cells(cells, cfg.val_fraction, cfg.seed)
-        stats = band_statistics(readers, train_cells, cfg.tile, cfg.seed)
+        stats = band_statistics(readers, train_cells, read_size, cfg.seed)
+        raw_stats = band_statistics(readers, train_cells, read_size, cfg.seed, raw=True)
     finally:
         for r in readers:
             r.close()
@@ -331,9 +354,10 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         hparams = card["hparams"]
     else:
         hparams = _hparams(cfg, scenes, len(spec.classes))
-        card = _card(cfg, scenes, spec, stats, hparams)
+        card = _card(cfg, scenes, spec, stats, hparams, raw_stats)
     net = build(cfg.arch, **hparams).to(device)
-    init_report = _partial_init(net, cfg.init) if cfg.init else None
+    init_report = (finetune.init_from(net, cfg.init, cfg.arch, hparams, cfg.init_head)
+                   if cfg.init else None)
     if init_report:
         job.log(f"init from {cfg.init}: {init_report['loaded']} tensors loaded, "
                 f"{init_report['skipped']} new")
@@ -341,11 +365,16 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     samples = cfg.samples_per_epoch or max(cfg.batch_size * 4, len(train_cells) * 4)
     steps_per_epoch = max(1, math.ceil(math.ceil(samples / world) / cfg.batch_size))
     hp = resolve_recipe(cfg, steps_per_epoch)
+    if cfg.init and cfg.lr is None:
+        hp["lr"] *= finetune.FINETUNE_LR_SCALE
+    view = dict(read_size=read_size, normalisation=cfg.normalisation)
     train_ds = WindowDataset(scenes, spec, train_cells, cfg.tile, stats, train=True,
                              length=samples, seed=cfg.seed, val_cells=val_cells,
                              balanced=cfg.balanced, date_swap=hp["date_swap"] and cfg.task == "change",
-                             color_jitter=cfg.color_jitter)
-    val_ds = WindowDataset(scenes, spec, val_cells or train_cells[:1], cfg.tile, stats, train=False)
+                             color_jitter=cfg.color_jitter,
+                             sensor=SensorShift() if cfg.sensor_augment else None, **view)
+    val_ds = WindowDataset(scenes, spec, val_cells or train_cells[:1], cfg.tile, stats,
+                           train=False, **view)
     shard = lambda ds: torch.utils.data.Subset(ds, range(rank, len(ds), world))  # noqa: E731
     # Workers are not persistent: each epoch's workers must see set_epoch() (a persistent
     # worker keeps its own copy of the dataset and would replay epoch 0's windows forever).

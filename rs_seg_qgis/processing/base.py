@@ -15,6 +15,7 @@ from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingConte
                        QgsProcessingException, QgsProcessingFeedback, QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFile, QgsProcessingParameterNumber,
+                       QgsProcessingParameterString,
                        QgsRasterLayer, QgsRectangle)
 
 from .. import sources
@@ -209,7 +210,26 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
         self.add_int("BATCH_SIZE", "Batch size (empty or 0: 8)", minimum=0, optional=True,
                      advanced=True)
 
+    def add_gsd(self) -> None:
+        """GSD (auto | native | metres) and INPUT_GSD: the resolution the model reads at."""
+        gsd = QgsProcessingParameterString(
+            "GSD", "Read at GSD: auto (the model's, when the image's differs by >25 %), native, "
+                   "or metres", defaultValue="auto", optional=True)
+        gsd.setFlags(gsd.flags() | gsd.FlagAdvanced)
+        self.addParameter(gsd)
+        own = QgsProcessingParameterNumber(
+            "INPUT_GSD", "Pixel size of an input without georeferencing (m)",
+            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0)
+        own.setFlags(own.flags() | own.FlagAdvanced)
+        self.addParameter(own)
+
     # ---- reading parameters -------------------------------------------------------------------
+
+    def gsd_options(self, parameters: Dict[str, Any],
+                    context: QgsProcessingContext) -> Dict[str, Any]:
+        """``gsd`` and ``input_gsd`` keyword arguments for the engine."""
+        gsd = (self.parameterAsString(parameters, "GSD", context) or "auto").strip() or "auto"
+        return {"gsd": gsd, "input_gsd": self.optional_float(parameters, "INPUT_GSD", context)}
 
     def optional_int(self, parameters: Dict[str, Any], name: str,
                      context: QgsProcessingContext, zero_is_unset: bool = False) -> Optional[int]:
@@ -218,6 +238,13 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
             return None
         value = self.parameterAsInt(parameters, name, context)
         return None if zero_is_unset and value == 0 else value
+
+    def optional_float(self, parameters: Dict[str, Any], name: str,
+                       context: QgsProcessingContext) -> Optional[float]:
+        """The number ``name``, or None when it is not set (or 0)."""
+        if parameters.get(name) in (None, ""):
+            return None
+        return self.parameterAsDouble(parameters, name, context) or None
 
     def tiling(self, parameters: Dict[str, Any],
                context: QgsProcessingContext) -> Dict[str, Optional[int]]:

@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingFeedback, QgsProcessingOutputNumber,
+                       QgsProcessingParameterBoolean,
                        QgsProcessingParameterFileDestination,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterVectorDestination,
@@ -37,6 +38,11 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
              ("MODEL", "a change model file (METHOD=model)"),
              ("DEVICE", "auto, cpu or cuda"),
              ("TILE_SIZE / OVERLAP / BATCH_SIZE", "empty: the model's tiling, batch 8"),
+             ("GSD / INPUT_GSD", "auto reads the dates at the change model's ground sampling "
+                                 "distance when theirs differs by more than 25 %; native, or "
+                                 "metres; INPUT_GSD for rasters without a CRS"),
+             ("MATCH_HISTOGRAMS", "map the after image's band distributions onto the before "
+                                  "image's first (other sensor, season or exposure)"),
              ("THRESHOLD", "change probability from which a pixel is changed (default 0.5; "
                            "higher = fewer, surer changes)"),
              ("SEGMENTATION_MODEL", "optional segmentation model classifying both dates, for "
@@ -55,6 +61,10 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
         self.add_model(description="Change model (.rsmodel; METHOD=model)", optional=True)
         self.add_device()
         self.add_tiling()
+        self.add_gsd()
+        self.addParameter(QgsProcessingParameterBoolean(
+            "MATCH_HISTOGRAMS", "Match the after image's histograms to the before image's",
+            defaultValue=False, optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             "THRESHOLD", "Change threshold", QgsProcessingParameterNumber.Double, 0.5,
             minValue=0.0, maxValue=1.0))
@@ -104,7 +114,8 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
             device=self.parameterAsEnumString(parameters, "DEVICE", context),
             segmentation_model=segmentation, from_to=from_to, from_to_table=table,
             produces=[output, probability, vector, from_to, table],
-            **self.tiling(parameters, context))
+            match_histograms=self.parameterAsBoolean(parameters, "MATCH_HISTOGRAMS", context),
+            **self.tiling(parameters, context), **self.gsd_options(parameters, context))
         feedback.pushInfo(f"{100 * result['changed_fraction']:.2f} % of the valid pixels changed")
         style_on_load(context, output, style_change_raster)
         style_on_load(context, vector, style_change_polygons)

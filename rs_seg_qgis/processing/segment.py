@@ -45,6 +45,10 @@ class SegmentAlgorithm(RsSegAlgorithm):
                                                   "when the GPU runs out of memory"),
              ("EXTENT", "only this area (default: the whole layer)"),
              ("BANDS", "which layer bands feed the model, in its order, e.g. 1,2,3"),
+             ("GSD / INPUT_GSD", "auto reads the image at the model's ground sampling distance "
+                                 "when they differ by more than 25 % (output stays on the "
+                                 "image's grid), native reads it as it is, or give metres; "
+                                 "INPUT_GSD is the pixel size of a raster without a CRS"),
              ("OUTPUT", "class raster (GeoTIFF, nodata 255)"),
              ("OUTPUT_PROBABILITY", "optional per-class probabilities (uint8, 254 = 1.0)"),
              ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage) with class_value, "
@@ -59,6 +63,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         self.add_model()
         self.add_device()
         self.add_tiling()
+        self.add_gsd()
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent", optional=True))
         self.addParameter(QgsProcessingParameterString(
             "BANDS", "Bands (e.g. 1,2,3; empty: the model's)", optional=True))
@@ -94,7 +99,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
                           device=self.parameterAsEnumString(parameters, "DEVICE", context),
                           bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
                           produces=[output, probability], end=0.9 if vector else 1.0,
-                          **self.tiling(parameters, context))
+                          **self.tiling(parameters, context), **self.gsd_options(parameters, context))
         feedback.pushInfo(f"{result['width']}×{result['height']} px, {result['windows']} "
                           f"windows on {result['device']} in {result['seconds']:.1f} s "
                           f"({result['mpix_per_s']:.2f} MPix/s)")

@@ -53,6 +53,7 @@ class SegmentPointAlgorithm(RsSegAlgorithm):
         self.addParameter(QgsProcessingParameterPoint("POINT", "Point"))
         self.add_int("WINDOW", "Window size in pixels", default=512, minimum=16)
         self.add_device()
+        self.add_gsd()
         self.addParameter(QgsProcessingParameterFeatureSink(
             "OUTPUT", "Segmented region", QgsProcessing.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputString("CLASS_NAME", "Class name"))
@@ -75,7 +76,8 @@ class SegmentPointAlgorithm(RsSegAlgorithm):
                                                                 card.get("gsd_m"), context,
                                                                 feedback)
         r = run.call(segment_at, model, image, point.x(), point.y(), window=window,
-                     device=self.parameterAsEnumString(parameters, "DEVICE", context))
+                     device=self.parameterAsEnumString(parameters, "DEVICE", context),
+                     **self.gsd_options(parameters, context))
         if r["truncated"]:
             feedback.pushWarning(f"the region reaches the edge of the {window} px window; a "
                                  f"larger WINDOW would include more of it")

@@ -45,8 +45,10 @@ def test_training_learns_beats_the_classical_floor_and_writes_a_report(tmp_path,
     card = read_card(deep["model"])
     assert [c["name"] for c in card["classes"]] == ["class 1", "class 2", "class 3"]
     assert card["training"]["metrics"]["mIoU"] == pytest.approx(deep["best_metric"])
-    mean = card["inputs"]["image"]["mean"]
-    assert 60 < mean[0] < 200  # statistics computed from the data, not defaults
+    group = card["inputs"]["image"]
+    assert group["normalisation"] == "image"  # the default: each image standardised first
+    assert abs(group["mean"][0]) < 0.5 and 0.5 < group["std"][0] < 1.5
+    assert 60 < group["raw_statistics"]["mean"][0] < 200  # from the data, not defaults
     out = tmp_path / "pred.tif"
     predict(floor["model"], scene[0], out, device="cpu")
     with rasterio.open(out) as o, rasterio.open(scene[1]) as ref:
@@ -116,7 +118,7 @@ def test_init_loads_matching_layers_by_value(tmp_path, scene):
     two_class = write_raster(tmp_path / "two.tif",
                              (rasterio.open(scene[1]).read() > 1).astype(np.uint8) + 1)
     second = _train(tmp_path, (image, two_class), name="second.rsmodel", epochs=1,
-                    init=first["model"], lr=1e-12)
+                    init=first["model"], lr=1e-12, init_head="new")
     a, b = load_model(first["model"]).network.state_dict(), load_model(second["model"]).network.state_dict()
     assert torch.allclose(a["encoder.stem.0.weight"], b["encoder.stem.0.weight"], atol=1e-6)
     assert a["decoder.head.weight"].shape != b["decoder.head.weight"].shape

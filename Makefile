@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt-deps demo test bench bench-realdata bench-zoo qgis package gui-shot gui-deps clean
+.PHONY: setup apt-deps demo test bench bench-realdata bench-transfer bench-zoo qgis package gui-shot gui-deps clean
 
 setup: apt-deps $(STAMP)
 
@@ -47,6 +47,9 @@ bench: setup
 
 bench-realdata: setup      # accuracy on ../shared/data (long: trains several models)
 	$(VPY) bench/realdata.py
+
+bench-transfer: setup      # transfer to other GSD/radiometry, fine-tuning (long: trains models)
+	$(VPY) bench/transfer.py
 
 bench-zoo: setup           # the model zoo on real data at equal time budgets (long)
 	$(VPY) bench/zoo.py

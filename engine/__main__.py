@@ -84,7 +84,7 @@ def format_card(card: dict) -> str:
         lines.append(f"  input {group:7s} {len(spec['bands'])} bands ({bands}), {spec.get('dtype')}, "
                      f"nodata {spec.get('nodata')}")
         stats = ", ".join(f"{m:.4g}±{s:.4g}" for m, s in zip(spec["mean"], spec["std"]))
-        lines.append(f"                normalisation {stats}")
+        lines.append(f"                normalisation {spec.get('normalisation', 'dataset')}: {stats}")
     lines.append(f"  tiling        tile {card['tile_size']}, overlap {card['overlap']}, "
                  f"GSD {card.get('gsd_m') or 'unknown'} m")
     lines.append(f"  classes       {len(card['classes'])}")

@@ -1,0 +1,285 @@
+"""`make bench-transfer`: do models hold up on imagery they were not trained on? (not a test)
+
+  change     a change model trained on the LEVIR-CD train/val pairs (0.5 m) is tested on the
+             LEVIR test pairs resampled to 1.5 m with a different colour/brightness shift per
+             date, with and without each transfer measure: resolution-aware inference
+             (--gsd auto vs native), the normalisation mode (image vs dataset), sensor-shift
+             augmentation and histogram matching; F1 next to CVA + Otsu on the same pairs
+  finetune   the default base model fine-tuned (train --init) on 1 and 3 shifted test pairs vs
+             training from scratch on them, scored on the other shifted pairs
+  segment    a U-Net trained on the ISPRS Potsdam tile (5 cm) applied to the UAV orthophoto
+             (2 cm) with --gsd auto vs native: class shares and PNGs for a visual check
+  cost       resampled inference vs native inference for the same ground area
+
+Results go to bench/results/transfer-*.json (and PNGs beside them); record them in
+docs/benchmarks.md with the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import rasterio  # noqa: E402
+from rasterio.enums import Resampling  # noqa: E402
+
+from bench.run import machine  # noqa: E402
+from engine.change import detect_change  # noqa: E402
+from engine.inference import predict  # noqa: E402
+from engine.metrics import ConfusionMatrix, change_scores  # noqa: E402
+from engine.modelfile import read_card  # noqa: E402
+from engine.training import train  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+LEVIR = DATA / "levir-cd" / "derived_geotiff"
+WORK = ROOT / "build" / "bench-transfer"
+RESULTS = ROOT / "bench" / "results"
+ARCH, HPARAMS = "fcsiamdiff", {"base": 16, "depth": 4}
+# another sensor and season: each date gets its own gain per band, gamma and offset
+SHIFTS = {"t1": ((0.80, 0.92, 1.12), 1.35, 12.0), "t2": ((1.30, 1.12, 0.86), 0.75, -8.0)}
+
+
+def save(name: str, result: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {"benchmark": name, "machine": machine(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              **result}
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1), flush=True)
+
+
+def pairs(prefixes: Sequence[str]) -> List[str]:
+    return sorted(p.stem for p in (LEVIR / "A").glob("*.tif") if p.stem.startswith(tuple(prefixes)))
+
+
+def shifted(src: Path, out: Path, factor: int, shift: Optional[tuple], labels: bool = False) -> Path:
+    """``src`` at ``factor``× coarser GSD (area average; labels: change where most is change)
+    with a per-band gain, gamma and offset."""
+    with rasterio.open(src) as ds:
+        h, w = ds.height // factor, ds.width // factor
+        data = ds.read(out_shape=(ds.count, h, w), resampling=Resampling.average,
+                       out_dtype="float32")
+        profile = ds.profile | {"width": w, "height": h,
+                                "transform": ds.transform * ds.transform.scale(factor)}
+    if labels:
+        data = (data >= 127.5).astype(np.float32) * 255
+    elif shift is not None:
+        gains, gamma, offset = shift
+        u = np.clip(data / 255.0, 0, 1) ** gamma
+        data = u * 255.0 * np.asarray(gains, np.float32)[:, None, None] + offset
+    profile.pop("blockxsize", None), profile.pop("blockysize", None)
+    with rasterio.open(out, "w", **(profile | {"dtype": "uint8", "tiled": False})) as dst:
+        dst.write(np.clip(np.rint(data), 0, 255).astype(np.uint8))
+    return out
+
+
+def shifted_set(names: Sequence[str], folder: Path) -> Dict[str, Dict[str, Path]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for n in names:
+        out[n] = {"t1": shifted(LEVIR / "A" / f"{n}.tif", folder / f"{n}_A.tif", 3, SHIFTS["t1"]),
+                  "t2": shifted(LEVIR / "B" / f"{n}.tif", folder / f"{n}_B.tif", 3, SHIFTS["t2"]),
+                  "label": shifted(LEVIR / "label" / f"{n}.tif", folder / f"{n}_L.tif", 3, None,
+                                   labels=True)}
+    return out
+
+
+def native_set(names: Sequence[str]) -> Dict[str, Dict[str, Path]]:
+    return {n: {"t1": LEVIR / "A" / f"{n}.tif", "t2": LEVIR / "B" / f"{n}.tif",
+                "label": LEVIR / "label" / f"{n}.tif"} for n in names}
+
+
+def score(model, data: Dict[str, Dict[str, Path]], folder: Path, tag: str, device: str,
+          **options) -> dict:
+    """Change F1 pooled over the pairs of ``data``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cm = ConfusionMatrix(2)
+    empty = 0
+    for n, p in data.items():
+        out = folder / f"{tag}-{n}.tif"
+        r = detect_change(model, p["t1"], p["t2"], out, device=device, **options)
+        empty += r["changed_fraction"] < 1e-3
+        with rasterio.open(out) as o, rasterio.open(p["label"]) as t:
+            cm.update((t.read(1) > 0).astype(np.int64), o.read(1).astype(np.int64))
+    s = change_scores(cm.matrix)
+    return {"f1": round(float(s["f1"] or 0.0), 4), "precision": round(float(s["precision"] or 0), 4),
+            "recall": round(float(s["recall"] or 0), 4), "empty_maps": int(empty)}
+
+
+def train_change(out: Path, data: Dict[str, Dict[str, Path]], epochs: int, samples: int,
+                 device: str, **options) -> dict:
+    started = time.perf_counter()
+    opts = dict(task="change", arch=ARCH, hparams=dict(HPARAMS), tile=128, epochs=epochs,
+                batch_size=8, samples_per_epoch=samples, val_fraction=0.2, device=device,
+                workers=0, warmup_steps=20, schedule="poly", patience=epochs, seed=0)
+    opts.update(options)
+    r = train(images=[str(p["t1"]) for p in data.values()],
+              images2=[str(p["t2"]) for p in data.values()],
+              labels=[str(p["label"]) for p in data.values()], out=str(out), **opts)
+    return {"train_seconds": round(time.perf_counter() - started, 1),
+            "val_f1": round(float(r["best_metric"]), 4), "epochs_run": r["epochs_run"]}
+
+
+TRAIN_VARIANTS = {
+    # name: training options; "defaults" is what `engine train --task change` does now
+    "dataset, no sensor aug (old defaults)": dict(normalisation="dataset", sensor_augment=False,
+                                                  color_jitter=0.2),
+    "dataset + sensor aug": dict(normalisation="dataset", sensor_augment=True),
+    "image, no sensor aug": dict(normalisation="image", sensor_augment=False, color_jitter=0.2),
+    "defaults (image + sensor aug)": dict(),
+}
+INFER_VARIANTS = {"native GSD": dict(gsd="native"), "gsd auto": dict(gsd="auto"),
+                  "gsd auto + match histograms": dict(gsd="auto", match_histograms=True)}
+
+
+def bench_change(device: str, epochs: int, samples: int) -> Path:
+    folder = WORK / "change"
+    train_set = native_set(pairs(("train", "val")))
+    test_names = pairs(("test",))
+    native_test, shifted_test = native_set(test_names), shifted_set(test_names, folder / "shifted")
+    result: dict = {"train_pairs": list(train_set), "test_pairs": test_names,
+                    "shift": {"gsd_factor": 3, **{k: list(map(str, v)) for k, v in SHIFTS.items()}},
+                    "cva": {"native": score("cva", native_test, folder / "pred", "cva-n", device),
+                            "shifted": score("cva", shifted_test, folder / "pred", "cva-s", device)},
+                    "models": {}}
+    default_model = None
+    for i, (name, options) in enumerate(TRAIN_VARIANTS.items()):
+        model = folder / f"model{i}.rsmodel"
+        entry = train_change(model, train_set, epochs, samples, device, **options)
+        entry["native"] = score(model, native_test, folder / "pred", f"m{i}-n", device)
+        entry["shifted"] = {k: score(model, shifted_test, folder / "pred", f"m{i}-s{j}", device, **v)
+                            for j, (k, v) in enumerate(INFER_VARIANTS.items())}
+        result["models"][name] = entry
+        default_model = model
+        save("transfer-change", {"epochs": epochs, "samples_per_epoch": samples,
+                                 "architecture": ARCH, "hparams": HPARAMS, **result})
+    return default_model
+
+
+def bench_finetune(device: str, base: Path, epochs: int, samples: int) -> None:
+    folder = WORK / "finetune"
+    test_names = pairs(("test",))
+    data = shifted_set(test_names, WORK / "change" / "shifted")
+    held_out = {n: data[n] for n in test_names[3:]}
+    result: dict = {"base_model": str(base), "held_out": list(held_out),
+                    "cva": score("cva", held_out, folder / "pred", "cva", device),
+                    "base": score(base, held_out, folder / "pred", "base", device), "runs": {}}
+    for k in (1, 3):
+        few = {n: data[n] for n in test_names[:k]}
+        # from scratch at the base model's GSD: both see the pairs at the same scale
+        runs = {"fine-tuned from base": dict(init=str(base)),
+                "from scratch": dict(gsd=read_card(base)["gsd_m"])}
+        for name, options in runs.items():
+            model = folder / f"{name.split()[0]}-{k}.rsmodel"
+            entry = train_change(model, few, epochs, samples, device, val_fraction=0.0, **options)
+            entry["held_out"] = score(model, held_out, folder / "pred", f"{name[:4]}-{k}", device)
+            result["runs"][f"{k} pair(s): {name}"] = entry
+        save("transfer-finetune", {"epochs": epochs, "samples_per_epoch": samples, **result})
+
+
+def quicklook(classes: Path, out: Path) -> None:
+    """A PNG of a class raster with its colour table (for the visual check)."""
+    from PIL import Image
+    with rasterio.open(classes) as ds:
+        data, cmap = ds.read(1), ds.colormap(1)
+    lut = np.zeros((256, 3), np.uint8)
+    for v, rgba in cmap.items():
+        lut[v] = rgba[:3]
+    Image.fromarray(lut[data]).save(out)
+
+
+def bench_segment(device: str, epochs: int, samples: int) -> None:
+    folder = WORK / "segment"
+    folder.mkdir(parents=True, exist_ok=True)
+    potsdam = DATA / "isprs-loveda" / "potsdam"
+    img_png = next((potsdam / "img_dir").glob("*.png"))
+    lab_png = next((potsdam / "ann_dir").glob("*.png"))
+    # Potsdam tiles carry no georeferencing: give them their published 5 cm GSD
+    from rasterio.transform import from_origin
+    geo = dict(crs="EPSG:32633", transform=from_origin(500000, 5800000, 0.05, 0.05))
+    paths = {}
+    for key, src in (("image", img_png), ("labels", lab_png)):
+        with rasterio.open(src) as ds:
+            data = ds.read()
+        dst = folder / f"potsdam_{key}.tif"
+        with rasterio.open(dst, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
+                           count=data.shape[0], dtype=data.dtype, **geo) as out:
+            out.write(data)
+        paths[key] = dst
+    model = folder / "potsdam-unet.rsmodel"
+    started = time.perf_counter()
+    train(images=[str(paths["image"])], labels=[str(paths["labels"])], out=str(model),
+          ignore_value=0, tile=128, epochs=epochs, samples_per_epoch=samples, batch_size=8,
+          device=device, hparams={"base": 16, "depth": 4}, patience=epochs, workers=0)
+    seconds = time.perf_counter() - started
+    uav = DATA / "uav-ortho" / "dummy_fotomap_small.tif"
+    result = {"model": {"train_seconds": round(seconds, 1), "trained_gsd_m": 0.05},
+              "input": {"file": uav.name, "gsd_m": 0.02}, "runs": {}}
+    for mode in ("native", "auto"):
+        out = folder / f"uav-{mode}.tif"
+        r = predict(model, uav, out, bands=[1, 2, 3], gsd=mode, device=device)
+        quicklook(out, RESULTS / f"transfer-uav-{mode}.png")
+        result["runs"][mode] = {"seconds": round(r["seconds"], 2), "gsd_scale": r["gsd_scale"],
+                                "class_fractions": {k: round(v, 4) for k, v in
+                                                    r["class_fractions"].items()},
+                                "png": f"bench/results/transfer-uav-{mode}.png"}
+    with rasterio.open(folder / "uav-native.tif") as a, rasterio.open(folder / "uav-auto.tif") as b:
+        result["agreement_native_vs_auto"] = round(float((a.read(1) == b.read(1)).mean()), 4)
+    save("transfer-segment", result)
+
+
+def bench_cost(device: str) -> None:
+    """Resampled vs native inference over the same ground area: a 0.5 m model on a 0.5 m scene
+    (native) and on the same scene at 1.0 m (read at 0.5 m: the same network windows)."""
+    from engine.cards import init_model
+    from engine.sample import make_sample
+    folder = WORK / "cost"
+    folder.mkdir(parents=True, exist_ok=True)
+    scene = make_sample(folder / "scene", size=2048, seed=0)
+    coarse = shifted(Path(scene["t1"]), folder / "t1_1m.tif", 2, None)
+    model = init_model("unet", 4, 6, folder / "m.rsmodel", tile_size=512, overlap=64, gsd_m=0.5)
+    times = {}
+    for name, path in (("native 0.5 m scene", scene["t1"]), ("resampled 1.0 m scene", coarse)):
+        predict(model, path, folder / "warm.tif", device=device)  # warm-up
+        best = min(predict(model, path, folder / "out.tif", device=device)["seconds"]
+                   for _ in range(2))
+        times[name] = round(best, 2)
+    ratio = times["resampled 1.0 m scene"] / times["native 0.5 m scene"]
+    save("transfer-cost", {"device": device, "seconds": times, "ratio": round(ratio, 3),
+                           "target": "<= 1.2"})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--only", choices=("change", "finetune", "segment", "cost"), action="append")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--samples", type=int, default=64, help="training windows per epoch")
+    a = p.parse_args()
+    if not DATA.exists():
+        sys.exit(f"real data not found at {DATA}; this benchmark needs ../shared/data")
+    device = a.device if a.device != "auto" else ("cuda" if __import__("torch").cuda.is_available()
+                                                  else "cpu")
+    only = a.only or ["cost", "change", "finetune", "segment"]
+    base = WORK / "change" / f"model{len(TRAIN_VARIANTS) - 1}.rsmodel"
+    if "cost" in only:
+        bench_cost(device)
+    if "change" in only:
+        base = bench_change(device, a.epochs, a.samples)
+    if "finetune" in only:
+        if not base.exists():
+            sys.exit("the fine-tuning benchmark starts from the change benchmark's default model; "
+                     "run --only change first")
+        bench_finetune(device, base, max(10, a.epochs // 2), a.samples)
+    if "segment" in only:
+        bench_segment(device, a.epochs, a.samples)
+
+
+if __name__ == "__main__":
+    main()

@@ -106,6 +106,33 @@ def test_segment_extent_bands_and_engine_errors(provider, scene, tmp_path):
     assert not (tmp_path / "bad.tif").exists()
 
 
+def test_segment_reads_at_the_models_gsd_and_says_so(provider, scene, tmp_path):
+    image, _ = scene
+    model = make_model(tmp_path / "fine.rsmodel", base=4, depth=2, tile=32, overlap=8)
+    card = read_card(model)
+    from engine.modelfile import load_model, save_model
+    net = load_model(model).network
+    card["gsd_m"] = 0.25  # the scene is 0.5 m: twice as coarse as this model's data
+    save_model(model, card, net)
+    lines = []
+    feedback = QgsProcessingFeedback()
+    feedback.pushInfo = lines.append
+    run("segment", {"INPUT": str(image), "MODEL": str(model), "DEVICE": "cpu",
+                    "OUTPUT": str(tmp_path / "auto.tif"),
+                    "OUTPUT_PROBABILITY": str(tmp_path / "auto_p.tif")}, feedback=feedback)
+    assert any("2.0× coarser than the model's training data (0.5 m vs 0.25 m); resampling to "
+               "0.25 m" in line for line in lines)
+    run("segment", {"INPUT": str(image), "MODEL": str(model), "DEVICE": "cpu", "GSD": "native",
+                    "OUTPUT": str(tmp_path / "native.tif"),
+                    "OUTPUT_PROBABILITY": str(tmp_path / "native_p.tif")})
+    with rasterio.open(tmp_path / "auto_p.tif") as a, rasterio.open(tmp_path / "native_p.tif") as n:
+        assert a.shape == n.shape == (96, 96) and a.transform == n.transform
+        assert (a.read() != n.read()).any()  # the network saw other pixels
+    with pytest.raises(QgsProcessingException, match="must be auto, native or a number"):
+        run("segment", {"INPUT": str(image), "MODEL": str(model), "GSD": "fine",
+                        "OUTPUT": str(tmp_path / "bad.tif")})
+
+
 def test_segment_reads_a_layer_gdal_cannot_open_as_a_file(provider, scene, tmp_path):
     image, _ = scene
     source = QgsRasterLayer(str(image), "image")

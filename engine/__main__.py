@@ -60,13 +60,33 @@ def cmd_init_model(a: argparse.Namespace) -> None:
     path = init_model(a.arch, a.bands, a.classes, a.out, seed=a.seed,
                       band_names=a.band_names.split(",") if a.band_names else None,
                       class_names=a.class_names.split(",") if a.class_names else None,
-                      tile_size=a.tile, overlap=a.overlap, gsd_m=a.gsd)
-    print(f"wrote {path} ({a.arch}, {a.bands} bands, {a.classes} classes, random weights)")
+                      tile_size=a.tile, overlap=a.overlap, gsd_m=a.gsd,
+                      backbone_weights=a.backbone_weights,
+                      progress=lambda fraction, message: print(message))
+    weights = "pre-trained encoder" if a.backbone_weights else "random weights"
+    print(f"wrote {path} ({a.arch}, {a.bands} bands, {a.classes} classes, {weights})")
+
+
+def _onnx_overrides(a: argparse.Namespace) -> dict:
+    """``--classes``/``--input-scale`` (and ``--tile``) for an ONNX model, when given."""
+    return {k: v for k, v in (("classes", a.classes), ("input_scale", a.input_scale),
+                              ("tile", getattr(a, "tile", None))) if v is not None}
+
+
+def _load(a: argparse.Namespace, device: str):
+    """The model path, or the loaded ONNX model when the user overrides what it says."""
+    from .modelfile import is_onnx
+    overrides = _onnx_overrides(a)
+    if not is_onnx(a.model) or not overrides:
+        return a.model
+    from .onnx.model import load_onnx
+    return load_onnx(a.model, device, **overrides)
 
 
 def cmd_info(a: argparse.Namespace) -> None:
     from .modelfile import read_card
-    card = read_card(a.model)
+    model = _load(a, "cpu")
+    card = read_card(model) if isinstance(model, str) else model.card
     if a.json:
         print(json.dumps(card, indent=2))
         return
@@ -94,13 +114,22 @@ def format_card(card: dict) -> str:
     training = card.get("training") or {}
     for k, v in training.items():
         lines.append(f"  training.{k:12s} {v if not isinstance(v, (dict, list)) else json.dumps(v)}")
+    onnx = card.get("onnx")
+    if onnx:
+        fixed = f"{onnx['size']} px" if onnx.get("size") else "dynamic"
+        lines.append(f"  onnx          card from {onnx['source']}, output '{onnx['output']}' "
+                     f"({onnx['activation']}{', binary' if onnx['binary'] else ''}), window "
+                     f"{fixed}, batch {onnx.get('batch') or 'dynamic'}, margin {onnx['margin']}, "
+                     f"on {', '.join(onnx.get('providers') or [])}")
     return "\n".join(lines)
 
 
 def cmd_predict(a: argparse.Namespace) -> None:
+    from .devices import resolve_device
     from .inference import predict
+    model = _load(a, resolve_device(a.device))
     result = _with_bar("segment", lambda bar: predict(
-        a.model, a.input, a.output, probabilities=a.probabilities, aux=a.aux, device=a.device,
+        model, a.input, a.output, probabilities=a.probabilities, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
         input_gsd=a.input_gsd, progress=bar))
     print(f"wrote {result['output']}" + (f" and {result['probabilities']}"
@@ -111,7 +140,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
 
 # Commands living in their own modules: each has COMMAND, HELP, add_arguments(p), run(args, progress).
 COMMAND_MODULES = ("engine.training.cli", "engine.pretrain", "engine.change", "engine.vectorize",
-                   "engine.evaluation", "engine.derive")
+                   "engine.evaluation", "engine.derive", "engine.onnx.cli")
 
 
 def _module_command(module_name: str):
@@ -121,6 +150,13 @@ def _module_command(module_name: str):
     def run(a: argparse.Namespace) -> None:
         _with_bar(module.COMMAND, lambda bar: module.run(a, progress=bar))
     return module, run
+
+
+def _add_onnx_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--classes", type=lambda t: [c.strip() for c in t.split(",")],
+                   help="ONNX models without metadata: comma-separated class names")
+    s.add_argument("--input-scale", type=float,
+                   help="ONNX models: the pixel value the model reads as 1.0 (default 255)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,11 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overlap", type=int, default=64)
     s.add_argument("--gsd", type=float, default=None, help="ground sampling distance in metres")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--backbone-weights", metavar="FILE",
+                   help="published pre-trained encoder weights (ResNet torchvision/timm, "
+                        "R50+ViT-B_16.npz, DINOv2), recognised by their key layout")
     s.set_defaults(func=cmd_init_model)
 
     s = sub.add_parser("info", help="print a model file's card")
     s.add_argument("model")
     s.add_argument("--json", action="store_true", help="print the raw card as JSON")
+    _add_onnx_options(s)
     s.set_defaults(func=cmd_info)
 
     s = sub.add_parser("predict", help="segment a raster with a model (sliding window)")
@@ -165,16 +205,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overlap", type=int, help="pixels shared by neighbouring windows")
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--bands", type=_bands, help="raster bands to use, in the model's order")
+    _add_onnx_options(s)
     from .views import add_gsd_arguments
     add_gsd_arguments(s)
     s.set_defaults(func=cmd_predict)
 
     for name in COMMAND_MODULES:
-        module, run = _module_command(name)
+        try:
+            module, run = _module_command(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != "torch":
+                raise
+            _needs_torch(sub, name)
+            continue
         s = sub.add_parser(module.COMMAND, help=module.HELP)
         module.add_arguments(s)
         s.set_defaults(func=run)
     return p
+
+
+def _needs_torch(sub: argparse._SubParsersAction, module_name: str) -> None:
+    """Without torch (ONNX-only installs) a torch command still parses and says what to do."""
+    command = {"engine.training.cli": "train"}.get(module_name, module_name.rsplit(".", 1)[-1])
+
+    def refuse(a: argparse.Namespace) -> None:
+        raise EngineError(f"'{command}' needs torch, which is not installed (ONNX models run "
+                          f"without it); install it with: {sys.executable} -m pip install "
+                          f"torch==2.13.0")
+    # no option prefix: every argument lands in `rest`, so any command line reaches `refuse`
+    s = sub.add_parser(command, help="(needs torch)", add_help=False, prefix_chars="\0")
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(func=refuse)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

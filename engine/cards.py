@@ -1,4 +1,8 @@
-"""Model cards: building a sensible default card and creating untrained model files."""
+"""Model cards: building a sensible default card and creating untrained model files.
+
+torch (through the model registry) is imported only to build networks, so class helpers serve
+ONNX cards without torch.
+"""
 from __future__ import annotations
 
 import colorsys
@@ -6,12 +10,9 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import torch
-
 from . import __version__
 from .catalog import NEEDS_AUX
-from .jobs import InputError
-from .models import architecture, build
+from .jobs import InputError, Job, ProgressFn
 
 DEFAULT_BAND_NAMES = {1: ["gray"], 3: ["R", "G", "B"], 4: ["R", "G", "B", "NIR"]}
 ISPRS_CLASSES = ["impervious", "building", "low vegetation", "tree", "car", "clutter"]
@@ -46,6 +47,7 @@ def default_card(arch: str, bands: int, classes: int, *, band_names: Optional[Se
     """A complete card for an untrained model (segmentation or change) with ``bands`` inputs."""
     if bands < 1 or classes < 2:
         raise InputError(f"a model needs at least 1 band and 2 classes (got {bands}, {classes})")
+    from .models import architecture
     a = architecture(arch)
     names = list(band_names or DEFAULT_BAND_NAMES.get(bands, [f"B{i}" for i in range(1, bands + 1)]))
     if len(names) != bands:
@@ -86,10 +88,35 @@ def default_card(arch: str, bands: int, classes: int, *, band_names: Optional[Se
 
 
 def init_model(arch: str, bands: int, classes: int, out: str | Path, seed: int = 0,
-               **card_options: Any) -> Path:
-    """Write a model file with random weights and a default card."""
+               backbone_weights: Optional[str | Path] = None,
+               progress: Optional[ProgressFn] = None, **card_options: Any) -> Path:
+    """Write a model file with random weights (or a published pre-trained encoder from
+    ``backbone_weights`` and a random decoder) and a default card."""
+    import torch
+
+    from .models import build
     from .modelfile import save_model
+    from .weights import inspect_backbone, load_backbone
+    info = inspect_backbone(arch, backbone_weights) if backbone_weights else None
+    if info is not None:
+        card_options["hparams"] = {**(card_options.get("hparams") or {}), **info.hparams}
     card = default_card(arch, bands, classes, **card_options)
     torch.manual_seed(seed)
     net = build(arch, **card["hparams"])
+    if info is not None:
+        report = load_backbone(net, arch, backbone_weights)
+        Job(progress).log(report.line())
+        _pretrained_normalisation(card, info.normalisation)
+        card["training"]["status"] = "untrained decoder; pre-trained encoder"
+        card["training"]["backbone"] = report.summary()
     return save_model(out, card, net)
+
+
+def _pretrained_normalisation(card: Dict[str, Any], normalisation: Optional[str]) -> None:
+    """8-bit imagery groups get the normalisation the backbone was trained with."""
+    from .training.encoder import pretrained_statistics
+    for name in ("image", "t1", "t2"):
+        group = card["inputs"].get(name)
+        if group and normalisation:
+            group["mean"], group["std"], _ = pretrained_statistics(
+                group["mean"], group["std"], group["dtype"], normalisation)

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from rasterio.enums import Resampling
 
+from . import backend as xp
 from .devices import resolve_device
-from .inference import (PROBABILITY_SCALE, Source, logits_of, prepare_network, resolve_tiling,
-                        run_sliding_window, write_rows)
+from .inference import (PROBABILITY_SCALE, Source, prepare_network, resolve_tiling,
+                        run_sliding_window, softmax_forward, write_rows)
 from .io.rasters import (WindowReader, bounded_gdal_cache, class_tags, data_band_indexes, intersection_grid,
                          open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
                          without_alpha_flags)
@@ -31,6 +31,7 @@ from .io.writer import StripWriter
 from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
                    check_writable_output)
 from .modelfile import CLASS_NODATA, LoadedModel, load_model
+from .onnx.model import with_margin
 from .guard import EMPTY_CHANGE, empty_change_note, fraction_note, input_notes
 from .io.gsd import GsdPlan
 from .io.radiometry import BandStats, effective_affine, histogram_matcher, sample_pixels
@@ -45,7 +46,7 @@ CHANGE_NAMES = [{"value": 0, "name": "no change", "color": [0, 0, 0]},
 CLASSICAL_TILE = 512
 
 
-def _load(model: str | Path | LoadedModel, device: torch.device, task: str, role: str) -> LoadedModel:
+def _load(model: str | Path | LoadedModel, device: Any, task: str, role: str) -> LoadedModel:
     lm = model if isinstance(model, LoadedModel) else load_model(model, device)
     if lm.task != task:
         hint = ("use it as --segmentation-model for from-to change" if lm.task == "segmentation"
@@ -125,8 +126,9 @@ def otsu_threshold(values: np.ndarray, bins: int = 512) -> float:
     return float(edges[1:][int(np.argmax(between))])
 
 
-def _cva_forward(threshold: float) -> Callable[[Dict[str, torch.Tensor]], torch.Tensor]:
+def _cva_forward(threshold: float) -> Callable[[Dict[str, Any]], Any]:
     """Change 'probability' rising through 0.5 exactly at the Otsu cut of the magnitude."""
+    import torch
     scale = 4.0 / max(threshold, 1e-6)
 
     def forward(inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -209,7 +211,7 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
         stack.enter_context(bounded_gdal_cache())
         g1, g2 = _dates(t1, t2, stack)
         sources: List[Source] = []
-        forwards: List[Callable[[Dict[str, torch.Tensor]], torch.Tensor]] = []
+        forwards: List[Callable[[Dict[str, Any]], Any]] = []
         options = ViewOptions(gsd, input_gsd, match_histograms)
         notes: List[str] = []
         view = native_view(seg.card) if seg is not None else None
@@ -220,9 +222,8 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
             sources, notes = _date_sources(card, g1, g2, view, options)
             for note in notes:
                 job.log(note)
-            net = prepare_network(change_model, dev)
-            forwards.append(lambda x: torch.softmax(
-                logits_of(net(t1=x["t1"], t2=x["t2"])).float(), dim=1))
+            change_forward = softmax_forward(prepare_network(change_model, dev))
+            forwards.append(lambda x: change_forward({"t1": x["t1"], "t2": x["t2"]}))
         else:
             t = int(tile or (seg.card["tile_size"] if seg else CLASSICAL_TILE))
             o = int(overlap if overlap is not None else (seg.card["overlap"] if seg else 0))
@@ -245,18 +246,18 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
             for name, ds in (("s1", g1), ("s2", g2)):
                 reader = view.reader(ds, resolve_bands(ds, spec["bands"], None, "the dates"))
                 sources.append(Source(name, reader, *normalisation(spec, reader)))
-            seg_net = prepare_network(seg, dev)
+            seg_forward = softmax_forward(prepare_network(seg, dev))
             k = len(seg.card["classes"])
-            forwards.append(lambda x: torch.cat(
-                [torch.softmax(logits_of(seg_net(image=x[s])).float(), dim=1) for s in ("s1", "s2")],
-                dim=1))
+            forwards.append(lambda x: xp.concat(
+                [seg_forward({"image": x[s]}) for s in ("s1", "s2")], axis=1))
         view = view or View(GsdPlan(1.0, None, None), t, o, t, o)
-        grid = view.grid(g1.width, g1.height)
+        main = change_model or seg
+        grid = with_margin(view.grid(g1.width, g1.height), main.card if main else {}, view.tile)
         channels = (2 if method != "pcc" else 0) + 2 * k
 
         @view.wrap
-        def forward(x: Dict[str, torch.Tensor]) -> torch.Tensor:
-            return torch.cat([f(x) for f in forwards], dim=1)
+        def forward(x: Dict[str, Any]) -> Any:
+            return xp.concat([f(x) for f in forwards], axis=1)
 
         writers, pair_counts = _writers(stack, g1, output, probabilities, from_to, seg, k)
         convert = _block_converter(writers, method, threshold, k, pair_counts)
@@ -337,27 +338,26 @@ def _block_converter(writers: Dict[str, StripWriter], method: str, threshold: fl
             c1 = scores[-2 * k:-k].argmax(0)
             c2 = scores[-k:].argmax(0)
         if method == "pcc":
-            p_change = (c1 != c2).float()
+            p_change = xp.to_dtype(c1 != c2, "float32")
         else:
             p_change = scores[1]
         changed = (p_change >= threshold) & ~invalid
-        change = changed.to(torch.uint8)
+        change = xp.to_dtype(changed, "uint8")
         change[invalid] = CLASS_NODATA
-        out = [change.cpu().numpy()[None]]
+        out = [xp.to_numpy(change)[None]]
         counts["changed"] += int(changed.sum())
         counts["valid"] += int((~invalid).sum())
         if "probability" in writers:
-            p = (p_change * PROBABILITY_SCALE).round_().to(torch.uint8)
+            p = xp.to_uint8(p_change * PROBABILITY_SCALE)
             p[invalid] = 255
-            out.append(p.cpu().numpy()[None])
+            out.append(xp.to_numpy(p)[None])
         if "from_to" in writers:
             dtype, nodata = _from_to_codes(k)
-            code = torch.where(changed, c1 * k + c2 + 1, torch.zeros_like(c1))
+            code = xp.where(changed, c1 * k + c2 + 1, xp.zeros_like(c1))
             code[invalid] = nodata
-            out.append(code.cpu().numpy().astype(dtype)[None])
+            out.append(xp.to_numpy(code).astype(dtype)[None])
             pair = (c1 * k + c2)[changed]
-            counts["pairs"] += torch.bincount(pair, minlength=k * k)[:k * k].reshape(k, k) \
-                .cpu().numpy()
+            counts["pairs"] += xp.to_numpy(xp.bincount(pair, k * k))[:k * k].reshape(k, k)
         return out
     return convert
 

@@ -17,9 +17,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
-import torch
 
-from .devices import amp_dtype, resolve_device
+from . import backend as xp
+from .devices import resolve_device
 from .io.rasters import (WindowReader, bounded_gdal_cache, check_overlap, class_colormap, class_tags,
                          data_band_indexes, normalise, open_raster, output_profile, resolve_bands,
                          warp_to_grid, without_alpha_flags)
@@ -27,7 +27,7 @@ from .io.writer import StripWriter
 from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
                    check_writable_output)
 from .modelfile import CLASS_NODATA, LoadedModel, load_model
-from .models import architecture
+from .onnx.model import OnnxNetwork, check_tile, with_margin
 from .guard import fraction_note, input_notes
 from .io.radiometry import BandStats, image_statistics
 from .tiling import Block, Grid, Stitcher, check_tiling
@@ -49,8 +49,8 @@ class Source:
 
 @dataclass
 class _Batch:
-    inputs: List[torch.Tensor]
-    valid: torch.Tensor
+    inputs: List[Any]  # tensors, or numpy arrays without torch (engine.backend)
+    valid: Any
     positions: List[Tuple[int, int, int]]
 
 
@@ -77,9 +77,9 @@ def _read_batches(sources: Sequence[Source], grid: Grid, batch_size: int, pin: b
             normed = [normalise(w.pixels, valid, s.mean, s.std) for w, s in zip(arrays, sources)]
             pending.append((normed, out_valid, (r, x, y)))
             if len(pending) == batch_size or i == len(windows) - 1:
-                inputs = [torch.from_numpy(np.stack([p[0][k] for p in pending]))
+                inputs = [xp.from_numpy(np.stack([p[0][k] for p in pending]))
                           for k in range(len(sources))]
-                mask = torch.from_numpy(np.stack([p[1] for p in pending]))
+                mask = xp.from_numpy(np.stack([p[1] for p in pending]))
                 if pin:
                     inputs = [t.pin_memory() for t in inputs]
                     mask = mask.pin_memory()
@@ -139,8 +139,8 @@ def write_rows(writers: Sequence[StripWriter]) -> RowsFn:
     return on_rows
 
 
-def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[Source],
-                       grid: Grid, channels: int, device: torch.device, batch_size: int,
+def run_sliding_window(forward: Callable[..., Any], sources: Sequence[Source],
+                       grid: Grid, channels: int, device: Any, batch_size: int,
                        convert: ConvertFn, on_rows: RowsFn, job: Job,
                        label: str = "windows") -> None:
     """Stream every window of ``grid`` through ``forward`` and hand finished rows on.
@@ -148,7 +148,8 @@ def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[S
     ``forward(inputs)`` maps a dict of B×C×T×T batches (one per source, keyed by its name) to
     B×channels×T×T scores (probabilities).  ``convert(block)`` turns a finished block's scores into
     output arrays (each K×h×w, e.g. class codes); ``on_rows(y, arrays)`` receives them as
-    full-width rows, in order.  Both run on the calling thread.
+    full-width rows, in order.  Both run on the calling thread.  Batches and scores are torch
+    tensors on ``device`` when torch is installed, numpy arrays otherwise (:mod:`engine.backend`).
     """
     q: "queue.Queue[Any]" = queue.Queue(maxsize=3)
     stop = threading.Event()
@@ -156,12 +157,11 @@ def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[S
                               args=(sources, grid, batch_size, device.type == "cuda", stop, q))
     reader.start()
     cols, total, done = len(grid.xs), len(grid), 0
-    autocast = (torch.autocast(device.type, dtype=amp_dtype(device))
-                if amp_dtype(device) is not None else contextlib.nullcontext())
+    autocast = xp.autocast_context(device)
     channels_last = device.type == "cuda"
     rows = RowAssembler(grid.width, convert, on_rows)
     try:
-        with torch.inference_mode():
+        with xp.inference_context(device):
             stitcher = Stitcher(grid, channels, device)
             while True:
                 item = q.get()
@@ -170,13 +170,11 @@ def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[S
                 if isinstance(item, BaseException):
                     raise item
                 job.check()
-                inputs = [t.to(device, non_blocking=True) for t in item.inputs]
-                if channels_last:
-                    inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
+                inputs = [xp.to_device(t, device, channels_last) for t in item.inputs]
                 with autocast:
                     scores = forward({s.name: t for s, t in zip(sources, inputs)})
-                scores = scores.float()
-                valid = item.valid.to(device, non_blocking=True)
+                scores = xp.as_float32(scores)
+                valid = xp.to_device(item.valid, device)
                 for k, (_, x, y) in enumerate(item.positions):
                     block = stitcher.add(x, y, scores[k], valid[k])
                     if block is not None:
@@ -193,23 +191,31 @@ def run_sliding_window(forward: Callable[..., torch.Tensor], sources: Sequence[S
         reader.join()
 
 
-def logits_of(output: Any) -> torch.Tensor:
+def logits_of(output: Any) -> Any:
     """The main logits of a network output (a tensor, or a dict with ``logits``)."""
     return output["logits"] if isinstance(output, dict) else output
 
 
-def softmax_forward(network: torch.nn.Module) -> Callable[[Dict[str, torch.Tensor]], torch.Tensor]:
-    """Class probabilities (softmax over channels) of a network called with named inputs."""
+def softmax_forward(network: Any) -> Callable[[Dict[str, Any]], Any]:
+    """Class probabilities (softmax over channels) of a network called with named inputs; an
+    ONNX network gives probabilities itself."""
+    if isinstance(network, OnnxNetwork):
+        return network
+    import torch
+
     def forward(inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.softmax(logits_of(network(**inputs)).float(), dim=1)
     return forward
 
 
-def prepare_network(model: LoadedModel, device: torch.device) -> torch.nn.Module:
-    """Move the network to ``device`` in eval mode (channels_last on CUDA)."""
+def prepare_network(model: LoadedModel, device: Any) -> Any:
+    """Move the network to ``device`` in eval mode (channels_last on CUDA); an ONNX network's
+    session was placed on its device when loaded."""
+    if isinstance(model.network, OnnxNetwork):
+        return model.network
     net = model.network.to(device).eval()
     if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=xp.torch_module().channels_last)
     return net
 
 
@@ -217,6 +223,12 @@ def resolve_tiling(card: Dict[str, Any], tile: Optional[int], overlap: Optional[
     """Tile and overlap from the arguments, falling back to the card; validated."""
     t = int(tile if tile is not None else card["tile_size"])
     o = int(overlap if overlap is not None else card["overlap"])
+    onnx = card.get("onnx")
+    if onnx is not None:  # the graph's own constraints; no torch registry needed
+        check_tile(onnx, t)
+        check_tiling(t, o, int(onnx.get("input_multiple", 1)), int(onnx.get("margin", 0)))
+        return t, o
+    from .models import architecture
     check_tiling(t, o, architecture(card["architecture"]).input_multiple)
     return t, o
 
@@ -295,24 +307,24 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         for note in notes:
             job.log(note)
         sources = open_sources(card, ds, aux, bands, stack, view, stats)
-        grid = view.grid(ds.width, ds.height)
+        grid = with_margin(view.grid(ds.width, ds.height), card, view.tile)
         classes = card["classes"]
-        lut = torch.tensor([c["value"] for c in classes], dtype=torch.uint8, device=dev)
-        counts = torch.zeros(len(classes), dtype=torch.int64, device=dev)
+        lut = xp.asarray([c["value"] for c in classes], dev, "uint8")
+        counts = xp.zeros((len(classes),), dev, "int64")
         writers = _segmentation_writers(stack, ds, card, output, probabilities)
         net = prepare_network(lm, dev)
 
         def convert(block: Block) -> List[np.ndarray]:
             invalid = ~block.valid
             index = block.scores.argmax(0)
-            counts.add_(torch.bincount(index[block.valid], minlength=len(classes)))
+            counts[:] += xp.bincount(index[block.valid], minlength=len(classes))
             labels = lut[index]
             labels[invalid] = CLASS_NODATA
-            out = [labels[None].cpu().numpy()]
+            out = [xp.to_numpy(labels[None])]
             if len(writers) > 1:
-                p = (block.scores * PROBABILITY_SCALE).round_().to(torch.uint8)
+                p = xp.to_uint8(block.scores * PROBABILITY_SCALE)
                 p[:, invalid] = 255
-                out.append(p.cpu().numpy())
+                out.append(xp.to_numpy(p))
             return out
 
         try:
@@ -326,7 +338,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         for w in writers:
             w.close()
     seconds = time.perf_counter() - started
-    fractions = class_fractions(counts.cpu().numpy(), classes)
+    fractions = class_fractions(xp.to_numpy(counts), classes)
     job.log(fraction_note(fractions))
     job.report(1.0, "segment: done")
     return {"output": str(output), "probabilities": str(probabilities) if probabilities else None,

@@ -3,6 +3,9 @@
 The file is a safetensors container: the weights are plain tensors and the card is a JSON string
 in the header metadata.  Loading parses a JSON header and copies raw tensor bytes; nothing in the
 file is ever executed (no pickle), so a crafted file cannot run code.
+
+``.onnx`` files load through :mod:`engine.onnx` (onnxruntime; no torch needed), so every
+``load_model``/``read_card`` caller accepts them.  torch is imported only for ``.rsmodel`` files.
 """
 from __future__ import annotations
 
@@ -11,29 +14,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
-import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
-
 from . import __version__
 from .io.rasters import CLASS_NODATA
 from .jobs import InputError, ModelFileError, atomic_output
-from .models import build
 
 SCHEMA_VERSION = 1
 FORMAT_TAG = "rs_seg.model"
 TASKS = ("segmentation", "change", "pretrained")
 # A "pretrained" file is a self-supervised backbone: no classes; it only serves `train --init`.
 INPUT_GROUPS = {"segmentation": ("image",), "change": ("t1", "t2"), "pretrained": ("image",)}
+ONNX_SUFFIX = ".onnx"
+
+
+def is_onnx(path: str | Path) -> bool:
+    """True for an ONNX model file name (loaded by :mod:`engine.onnx`)."""
+    return Path(path).suffix.lower() == ONNX_SUFFIX
 
 
 @dataclass
 class LoadedModel:
-    """A model ready for inference: its card (a plain dict) and its network (eval mode)."""
+    """A model ready for inference: its card (a plain dict) and its network (eval mode): a
+    ``torch.nn.Module``, or an :class:`engine.onnx.model.OnnxNetwork` for ONNX files."""
 
     card: Dict[str, Any]
-    network: torch.nn.Module
+    network: Any
     path: Optional[Path] = None
 
     @property
@@ -47,8 +51,9 @@ class LoadedModel:
         return [b["name"] for b in self.card["inputs"][main]["bands"]]
 
 
-def save_model(path: str | Path, card: Mapping[str, Any], network: torch.nn.Module) -> Path:
-    """Write ``card`` and the weights of ``network`` to ``path`` atomically."""
+def save_model(path: str | Path, card: Mapping[str, Any], network: Any) -> Path:
+    """Write ``card`` and the weights of ``network`` (a torch module) to ``path`` atomically."""
+    from safetensors.torch import save as st_save
     full = dict(card)
     full["schema_version"] = SCHEMA_VERSION
     full.setdefault("engine_version", __version__)
@@ -64,7 +69,12 @@ def read_card(path: str | Path) -> Dict[str, Any]:
     """Return the card of a model file without building its network.
 
     Reads only the file's header (the weights stay on disk), so listing large models is instant.
+    An ONNX file's card comes from its metadata and graph (:func:`engine.onnx.model.load_onnx`).
     """
+    if is_onnx(path):
+        from .onnx.model import load_onnx
+        return load_onnx(path, "cpu").card
+    from safetensors import SafetensorError, safe_open
     p = _existing(path)
     try:
         with safe_open(str(p), framework="pt") as f:
@@ -75,8 +85,15 @@ def read_card(path: str | Path) -> Dict[str, Any]:
     return _card(p, meta)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model file: validate its card, rebuild the network, load the weights (strictly)."""
+def load_model(path: str | Path, device: Any = "cpu") -> LoadedModel:
+    """Load a model file: validate its card, rebuild the network, load the weights (strictly).
+
+    ``.onnx`` files become an :class:`engine.onnx.model.OnnxModel` on ``device``.
+    """
+    if is_onnx(path):
+        from .onnx.model import load_onnx
+        return load_onnx(path, device)
+    from .models import build
     card, state = _parse(path)
     mismatch = (f"{path}: the weights do not match architecture '{card['architecture']}' "
                 f"{{}}; the file is damaged or was written by an incompatible engine")
@@ -92,7 +109,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     return LoadedModel(card=card, network=network, path=Path(path))
 
 
-def _parse(path: str | Path) -> tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+def _parse(path: str | Path) -> tuple[Dict[str, Any], Dict[str, Any]]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
     p = _existing(path)
     data = p.read_bytes()
     try:

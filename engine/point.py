@@ -25,7 +25,6 @@ from typing import Any, Dict, Hashable, List, Optional, Tuple
 
 import numpy as np
 import rasterio
-import torch
 from affine import Affine
 from rasterio.enums import MaskFlags
 from rasterio.features import rasterize, shapes
@@ -35,6 +34,7 @@ from shapely.affinity import affine_transform
 from shapely.geometry import Point, shape
 from shapely.geometry.polygon import orient
 
+from . import backend as xp
 from .devices import resolve_device
 from .inference import (open_sources, prepare_network, resolve_tiling, run_sliding_window,
                         softmax_forward)
@@ -42,6 +42,7 @@ from .io.radiometry import image_statistics, needs_statistics
 from .io.rasters import WindowReader, open_raster, resolve_bands
 from .jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn
 from .modelfile import LoadedModel, load_model
+from .onnx.model import with_margin
 from .tiling import Block
 from .views import ViewOptions, make_view
 from .vectorize import AreaMeter
@@ -72,7 +73,7 @@ class PredictionCache:
         self._model: Optional[Tuple[Hashable, LoadedModel]] = None
         self._lock = threading.Lock()
 
-    def model(self, path: str | Path, device: torch.device) -> LoadedModel:
+    def model(self, path: str | Path, device: Any) -> LoadedModel:
         """The model at ``path`` on ``device``, loaded once for consecutive clicks."""
         key = (file_stamp(path), str(device))
         with self._lock:
@@ -175,7 +176,7 @@ def segment_at(model: str | Path | LoadedModel, input: str | Path, x: float, y: 
 
 
 def _predict_window(lm: LoadedModel, ds: rasterio.io.DatasetReader, win: Window,
-                    device: torch.device, job: Job, options: ViewOptions) -> WindowPrediction:
+                    device: Any, job: Job, options: ViewOptions) -> WindowPrediction:
     """Run the streaming pipeline on ``win`` of ``ds`` (copied into an in-memory GeoTIFF).
 
     The GSD plan and any per-image statistics come from the whole raster, so a click sees the
@@ -196,7 +197,7 @@ def _predict_window(lm: LoadedModel, ds: rasterio.io.DatasetReader, win: Window,
     valid = np.zeros((h, w), dtype=bool)
 
     def convert(block: Block) -> List[np.ndarray]:
-        return [block.scores.cpu().numpy(), block.valid[None].cpu().numpy()]
+        return [xp.to_numpy(block.scores), xp.to_numpy(block.valid[None])]
 
     def on_rows(y: int, rows: List[np.ndarray]) -> None:
         probs[:, y:y + rows[0].shape[1]] = rows[0]
@@ -212,7 +213,8 @@ def _predict_window(lm: LoadedModel, ds: rasterio.io.DatasetReader, win: Window,
         image = stack.enter_context(mem.open())
         sources = open_sources(card, image, None, None, stack, view, stats)
         net = prepare_network(lm, device)
-        run_sliding_window(view.wrap(softmax_forward(net)), sources, view.grid(w, h), channels,
+        grid = with_margin(view.grid(w, h), card, view.tile)
+        run_sliding_window(view.wrap(softmax_forward(net)), sources, grid, channels,
                            device, BATCH_SIZE, convert, on_rows, job, label="segment_point: window")
     return WindowPrediction(probs, valid)
 

@@ -17,16 +17,27 @@ final when it arrives and leave as a :class:`Block`; the rows such a block share
 window row go to a carry buffer and are added back when that row's windows come.  Memory: the carry
 (channels × (tile − step) × width) plus two channels × tile × tile column buffers — about
 overlap/tile of a full-width strip, and independent of the raster's height.
+
+A network whose output is smaller than its input (valid convolutions: 512 → 484) predicts only
+the centre of each window; its ``margin`` pixels per side are filled by the caller (edge
+replication) and get a weight of :data:`MARGIN_WEIGHT` relative to the centre, so wherever a
+neighbouring window's centre covers them that prediction wins; only along the raster edge, where
+no centre reaches, the replicated values stand.
+
+The stitcher works on torch tensors when given a torch device and on numpy arrays otherwise
+(ONNX models without torch), through :mod:`engine.backend`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
-import torch
 
+from . import backend as xp
 from .jobs import InputError
+
+MARGIN_WEIGHT = 1e-6
 
 
 def window_starts(length: int, tile: int, stride: int) -> List[int]:
@@ -38,8 +49,16 @@ def window_starts(length: int, tile: int, stride: int) -> List[int]:
     return [(i * span + steps // 2) // steps for i in range(steps + 1)]
 
 
-def ramp_weights(tile: int, overlap: int) -> np.ndarray:
-    """1-D flat-top window: cosine ramps over ``overlap`` pixels at both ends, 1 between."""
+def ramp_weights(tile: int, overlap: int, margin: int = 0) -> np.ndarray:
+    """1-D flat-top window: cosine ramps over ``overlap`` pixels at both ends, 1 between.
+
+    With a ``margin`` the ramps cover ``overlap - 2 * margin`` pixels inside the margins, which
+    weigh :data:`MARGIN_WEIGHT`.
+    """
+    if margin:
+        w = np.full(tile, MARGIN_WEIGHT, dtype=np.float64)
+        w[margin:tile - margin] = ramp_weights(tile - 2 * margin, overlap - 2 * margin)
+        return w
     w = np.ones(tile, dtype=np.float64)
     if overlap > 0:
         i = np.arange(overlap, dtype=np.float64)
@@ -49,10 +68,14 @@ def ramp_weights(tile: int, overlap: int) -> np.ndarray:
     return w
 
 
-def check_tiling(tile: int, overlap: int, multiple: int = 1) -> None:
+def check_tiling(tile: int, overlap: int, multiple: int = 1, margin: int = 0) -> None:
     """Raise :class:`InputError` unless ``tile``/``overlap`` make a usable grid."""
     if tile <= 0 or overlap < 0:
         raise InputError(f"tile ({tile}) must be positive and overlap ({overlap}) not negative")
+    if overlap < 2 * margin:
+        raise InputError(f"overlap ({overlap}) must be at least twice the {margin} pixels the "
+                         f"model leaves unpredicted at each window edge; use --overlap "
+                         f"{2 * margin + 16} or more")
     if tile <= 2 * overlap:
         raise InputError(f"tile ({tile}) must be larger than twice the overlap ({overlap}); "
                          f"use a larger tile or an overlap below {tile // 2}")
@@ -63,12 +86,17 @@ def check_tiling(tile: int, overlap: int, multiple: int = 1) -> None:
 
 @dataclass(frozen=True)
 class Grid:
-    """The windows covering a ``width``×``height`` raster, in row-major order."""
+    """The windows covering a ``width``×``height`` raster, in row-major order.
+
+    ``margin``: pixels at each window edge the network does not predict (output smaller than
+    input).
+    """
 
     width: int
     height: int
     tile: int
     overlap: int
+    margin: int = 0
 
     @property
     def xs(self) -> List[int]:
@@ -91,7 +119,7 @@ class Grid:
     def axis_weight_sum(self, axis: str) -> np.ndarray:
         """Summed 1-D weights along ``axis`` ('x' or 'y'), length max(size, tile)."""
         size, starts = (self.width, self.xs) if axis == "x" else (self.height, self.ys)
-        w = ramp_weights(self.tile, self.overlap)
+        w = ramp_weights(self.tile, self.overlap, self.margin)
         total = np.zeros(max(size, self.tile), dtype=np.float64)
         for s in starts:
             total[s:s + self.tile] += w
@@ -100,12 +128,15 @@ class Grid:
 
 @dataclass
 class Block:
-    """Finished pixels: blended scores ``C×h×w`` and validity ``h×w`` at raster pixel (x, y)."""
+    """Finished pixels: blended scores ``C×h×w`` and validity ``h×w`` at raster pixel (x, y).
+
+    Tensors or numpy arrays, as the stitcher's device dictates.
+    """
 
     x: int
     y: int
-    scores: torch.Tensor
-    valid: torch.Tensor
+    scores: Any
+    valid: Any
 
 
 class Stitcher:
@@ -115,23 +146,27 @@ class Stitcher:
     columns the new window leaves behind (none for a row's first window), ``finish_row`` the rest
     of the row.  A returned block is a view, valid until the next ``add`` or ``finish_row`` call
     (the caller converts it first): no block-sized copies are made.
+
+    ``device``: with torch installed, buffers are tensors on that device; with None, or without
+    torch (ONNX models), they are numpy arrays.
     """
 
-    def __init__(self, grid: Grid, channels: int, device: torch.device | str = "cpu") -> None:
+    def __init__(self, grid: Grid, channels: int, device: Any = "cpu") -> None:
         self.grid = grid
-        dev = torch.device(device)
+        torch = xp.torch_module()
+        dev = torch.device(str(device)) if torch is not None and device is not None else None
         t = grid.tile
         self._xs, self._ys = grid.xs, grid.ys
-        w1 = torch.as_tensor(ramp_weights(t, grid.overlap), dtype=torch.float32)
-        self._w2d = (w1[:, None] * w1[None, :]).to(dev)
-        self._wx = torch.as_tensor(grid.axis_weight_sum("x"), dtype=torch.float32).to(dev)
-        self._wy = torch.as_tensor(grid.axis_weight_sum("y"), dtype=torch.float32).to(dev)
+        w1 = ramp_weights(t, grid.overlap, grid.margin)
+        self._w2d = xp.asarray(w1[:, None] * w1[None, :], dev)
+        self._wx = xp.asarray(grid.axis_weight_sum("x"), dev)
+        self._wy = xp.asarray(grid.axis_weight_sum("y"), dev)
         # two column buffers: a block stays readable in one while the next window lands in the other
-        self._acc = [torch.zeros((channels, t, t), device=dev) for _ in range(2)]
-        self._acc_valid = [torch.zeros((t, t), dtype=torch.bool, device=dev) for _ in range(2)]
+        self._acc = [xp.zeros((channels, t, t), dev) for _ in range(2)]
+        self._acc_valid = [xp.zeros((t, t), dev, "bool") for _ in range(2)]
         shared = max([t - (b - a) for a, b in zip(self._ys, self._ys[1:])], default=0)
-        self._carry = torch.zeros((channels, shared, grid.width), device=dev)
-        self._carry_valid = torch.zeros((shared, grid.width), dtype=torch.bool, device=dev)
+        self._carry = xp.zeros((channels, shared, grid.width), dev)
+        self._carry_valid = xp.zeros((shared, grid.width), dev, "bool")
         self._cur = 0
         self._x0 = 0  # raster column of the current column buffer's first column
         self._row = 0
@@ -143,7 +178,7 @@ class Stitcher:
         """Rows of the carry buffer: the most rows two neighbouring window rows share."""
         return self._carry.shape[1]
 
-    def add(self, x: int, y: int, scores: torch.Tensor, valid: torch.Tensor) -> Optional[Block]:
+    def add(self, x: int, y: int, scores: Any, valid: Any) -> Optional[Block]:
         """Accumulate one window's scores (C×T×T) and validity (T×T) at pixel (x, y)."""
         if self._row >= len(self._ys) or self._col >= len(self._xs) \
                 or (x, y) != (self._xs[self._col], self._ys[self._row]):
@@ -152,17 +187,17 @@ class Stitcher:
         acc, ok = self._acc[nxt], self._acc_valid[nxt]
         block = None
         if self._col == 0:
-            acc.zero_()
-            ok.zero_()
+            acc[...] = 0
+            ok[...] = False
         else:
             block = self._emit(x)
             t, d = self.grid.tile, x - self._x0
             acc[:, :, :t - d] = self._acc[self._cur][:, :, d:]
-            acc[:, :, t - d:].zero_()
+            acc[:, :, t - d:] = 0
             ok[:, :t - d] = self._acc_valid[self._cur][:, d:]
             ok[:, t - d:] = False
         self._cur, self._x0 = nxt, x
-        acc.addcmul_(scores, self._w2d)
+        acc += scores * self._w2d
         ok |= valid
         self._col += 1
         return block
@@ -191,5 +226,5 @@ class Stitcher:
             self._carry[:, :t - h, x0:end] = acc[:, h:, :d]
             self._carry_valid[:t - h, x0:end] = ok[h:, :d]
         scores = acc[:, :h, :d]
-        scores.div_(self._wy[y0:y0 + h, None] * self._wx[None, x0:end])
+        scores /= self._wy[y0:y0 + h, None] * self._wx[None, x0:end]
         return Block(x0, y0, scores, ok[:h, :d])

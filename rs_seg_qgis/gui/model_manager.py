@@ -1,4 +1,6 @@
-"""The models folder: list, import, remove and describe ``.rsmodel`` files (no widgets).
+"""The models folder: list, import, remove and describe model files (no widgets).
+
+``.rsmodel`` files and ONNX models (``.onnx``: Deepness-format or exported) are both models.
 
 Cards are read with ``engine.modelfile.read_card``: a JSON header parse, no network is built
 and nothing in the file is executed.
@@ -17,6 +19,7 @@ from engine.training.report import report_paths
 from .messages import InputProblem
 
 SUFFIX = ".rsmodel"
+SUFFIXES = (SUFFIX, ".onnx")
 
 
 @dataclass
@@ -87,7 +90,8 @@ def read_entry(path: str | Path) -> ModelEntry:
 
 def list_models(folder: str | Path, task: Optional[str] = None) -> List[ModelEntry]:
     """Model files in ``folder`` sorted by name; with ``task``, only readable ones of that task."""
-    entries = [read_entry(p) for p in sorted(Path(folder).glob(f"*{SUFFIX}"))]
+    entries = [read_entry(p) for p in sorted(p for suffix in SUFFIXES
+                                             for p in Path(folder).glob(f"*{suffix}"))]
     if task is not None:
         entries = [e for e in entries if e.task == task]
     return entries
@@ -99,7 +103,8 @@ def import_model(source: str | Path, folder: str | Path, overwrite: bool = False
     entry = read_entry(src)
     if entry.card is None:
         raise InputProblem(f"{src.name} is not a usable RS Seg model: {entry.error}")
-    target = Path(folder) / (src.stem + SUFFIX)
+    suffix = src.suffix.lower() if src.suffix.lower() in SUFFIXES else SUFFIX
+    target = Path(folder) / (src.stem + suffix)
     if src.resolve() == target.resolve():
         return target
     if target.exists() and not overwrite:

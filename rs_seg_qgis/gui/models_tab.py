@@ -41,8 +41,9 @@ class ModelsTab(QWidget):
         self.card_button = QPushButton("Card…")
         self.export_button = QPushButton("Export ONNX…")
         self.environment_button = QPushButton("Check environment…")
-        self.import_button.setToolTip("Copy a .rsmodel file into the models folder")
-        self.export_button.setToolTip("Write the network as ONNX, when torch can export it")
+        self.import_button.setToolTip("Copy a .rsmodel or .onnx file into the models folder")
+        self.export_button.setToolTip("Write the model as ONNX (onnxruntime, Deepness), when "
+                                      "torch can export its architecture")
 
         buttons = QHBoxLayout()
         for b in (self.import_button, self.remove_button, self.card_button, self.export_button):
@@ -169,5 +170,6 @@ class ModelsTab(QWidget):
             else:
                 notify(self.iface, f"Exported {Path(model).name} to {target}", Qgis.Success, 5)
         return start_function(f"RS Seg: export {Path(model).name} to ONNX",
-                              lambda progress=None, cancelled=None: export_onnx(model, target),
+                              lambda progress=None, cancelled=None: export_onnx(
+                                  model, target, progress, cancelled),
                               done)

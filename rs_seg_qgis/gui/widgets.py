@@ -15,7 +15,8 @@ from qgis.PyQt.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayou
 from .. import deps
 from .model_manager import ModelEntry, list_models, read_entry
 
-MODEL_FILTER = "RS Seg models (*.rsmodel);;All files (*)"
+MODEL_FILTER = ("Models (*.rsmodel *.onnx);;RS Seg models (*.rsmodel);;ONNX models (*.onnx)"
+                ";;All files (*)")
 
 
 def swatch(rgb: Sequence[int], size: int = 14) -> QIcon:

@@ -7,6 +7,7 @@ missing; running one then fails early with the exact install command.
 from __future__ import annotations
 
 import html
+import importlib.util
 import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -19,19 +20,48 @@ from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingConte
                        QgsRasterLayer, QgsRectangle)
 
 from .. import sources
-from ..deps import install_hint, missing_modules
+from ..deps import install_hint, missing_modules, python_command
 
 MODEL_FILTER = "RS Seg models (*.rsmodel);;All files (*)"
+# Models an algorithm runs: RS Seg files or ONNX (Deepness-format or exported) models.
+INPUT_MODEL_FILTER = ("Models (*.rsmodel *.onnx);;RS Seg models (*.rsmodel);;ONNX models (*.onnx)"
+                      ";;All files (*)")
+# What running an ONNX model needs (no torch): onnxruntime and the GIS stack (the onnx package
+# is optional: it adds the custom-operator check before onnxruntime sees the graph).
+ONNX_MODULES = ("onnxruntime", "rasterio", "numpy")
+MODEL_PARAMETERS = ("MODEL", "SEGMENTATION_MODEL")
 DEVICES = ["auto", "cpu", "cuda"]
 CANCELLED = "cancelled by the user; no output was written"
 TEXT_INTERVAL_S = 2.0  # at most one progress text per interval: the text goes to the log too
 
 
-def require_engine() -> None:
-    """Raise the install hint as a QgsProcessingException when an engine dependency is missing."""
-    missing = missing_modules()
-    if missing:
-        raise QgsProcessingException(install_hint(missing))
+def engine_problem(models: Sequence[Optional[str]] = ()) -> Optional[str]:
+    """The install hint when a module needed to run with ``models`` is missing, else None.
+
+    Only ONNX models (all of them ``.onnx``): onnxruntime instead of torch.
+    """
+    chosen = [str(m) for m in models if m]
+    if not chosen or not all(m.lower().endswith(".onnx") for m in chosen):
+        missing = missing_modules()
+        return install_hint(missing) if missing else None
+    missing = [m for m in ONNX_MODULES if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    from engine.onnx.runtime import ONNXRUNTIME_PIN
+    pins = {"onnxruntime": ONNXRUNTIME_PIN}
+    pip = [pins[m] for m in missing if m in pins]
+    rest = [m for m in missing if m not in pins]
+    hint = (f"RS Seg needs {', '.join(pip)} in QGIS's Python to run ONNX models. Install with: "
+            f"{python_command()} -m pip install {' '.join(pip)}" if pip else "")
+    return " ".join(h for h in (hint, install_hint(rest) if rest else "") if h)
+
+
+def require_engine(*models: Optional[str]) -> None:
+    """Raise the install hint as a QgsProcessingException when a dependency for running with
+    ``models`` is missing (ONNX models need onnxruntime, not torch)."""
+    problem = engine_problem(models)
+    if problem:
+        raise QgsProcessingException(problem)
 
 
 def architectures(task: str) -> List[str]:
@@ -157,18 +187,20 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
 
     def checkParameterValues(self, parameters: Dict[str, Any],  # noqa: N802 (QGIS API)
                              context: QgsProcessingContext) -> Tuple[bool, str]:
-        missing = missing_modules()
-        if missing:
-            return False, install_hint(missing)
+        models = [self.parameterAsFile(parameters, name, context) for name in MODEL_PARAMETERS
+                  if self.parameterDefinition(name) is not None]
+        problem = engine_problem(models)
+        if problem:
+            return False, problem
         return super().checkParameterValues(parameters, context)
 
     # ---- common parameters --------------------------------------------------------------------
 
-    def add_model(self, name: str = "MODEL", description: str = "Model file (.rsmodel)",
+    def add_model(self, name: str = "MODEL", description: str = "Model file (.rsmodel or .onnx)",
                   optional: bool = False) -> None:
         self.addParameter(QgsProcessingParameterFile(
             name, description, behavior=QgsProcessingParameterFile.File,
-            fileFilter=MODEL_FILTER, optional=optional))
+            fileFilter=INPUT_MODEL_FILTER, optional=optional))
 
     def add_enum(self, name: str, description: str, options: List[str],
                  default: Optional[str] = None, optional: bool = False) -> None:

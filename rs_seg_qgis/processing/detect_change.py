@@ -86,12 +86,14 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
 
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
-        require_engine()
-        from engine.change import detect_change
-
         method = self.parameterAsEnumString(parameters, "METHOD", context)
         model = self.parameterAsFile(parameters, "MODEL", context) or None
         segmentation = self.parameterAsFile(parameters, "SEGMENTATION_MODEL", context) or None
+        # CVA runs on torch; a change or segmentation model alone may be ONNX (onnxruntime)
+        require_engine(*(() if method == "cva" else
+                         [m for m in (model if method == "model" else None, segmentation) if m]))
+        from engine.change import detect_change
+
         if method == "model" and model is None:
             raise QgsProcessingException("METHOD is 'model' but no MODEL was given; pick a "
                                          "change model file, or set METHOD to cva (no model)")

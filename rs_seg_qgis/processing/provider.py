@@ -10,6 +10,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..deps import install_hint, missing_modules
 from .detect_change import DetectChangeAlgorithm
 from .evaluate import EvaluateAlgorithm
+from .export_onnx import ExportOnnxAlgorithm
 from .pretrain import PretrainAlgorithm
 from .segment import SegmentAlgorithm
 from .segment_point import SegmentPointAlgorithm
@@ -19,7 +20,7 @@ from .vectorize import VectorizeAlgorithm
 
 ALGORITHMS = (SegmentAlgorithm, SegmentPointAlgorithm, VectorizeAlgorithm, DetectChangeAlgorithm,
               TrainSegmentationAlgorithm, TrainChangeAlgorithm, PretrainAlgorithm,
-              EvaluateAlgorithm)
+              EvaluateAlgorithm, ExportOnnxAlgorithm)
 
 
 class RsSegProvider(QgsProcessingProvider):

@@ -76,7 +76,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
 
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
-        require_engine()
+        require_engine(self.parameterAsFile(parameters, "MODEL", context))
         from engine.inference import predict
         from engine.modelfile import read_card
         from engine.vectorize import vectorize

@@ -62,7 +62,7 @@ class SegmentPointAlgorithm(RsSegAlgorithm):
 
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
-        require_engine()
+        require_engine(self.parameterAsFile(parameters, "MODEL", context))
         from engine.modelfile import read_card
         from engine.point import segment_at
 

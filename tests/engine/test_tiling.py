@@ -144,3 +144,36 @@ def test_bad_tiling_is_refused(tile, overlap):
 def test_tile_must_fit_the_model_multiple():
     with pytest.raises(InputError, match="multiple of 16"):
         check_tiling(100, 10, 16)
+
+
+def test_numpy_stitcher_matches_the_torch_one():
+    """Without torch (ONNX models) the stitcher keeps numpy arrays and blends identically."""
+    grid = Grid(150, 110, 64, 16)
+    rng = np.random.default_rng(0)
+    windows = {(x, y): rng.random((3, 64, 64), dtype=np.float32) for _, x, y in grid.windows()}
+    outputs = []
+    for device in ("cpu", None):
+        st_ = Stitcher(grid, 3, device)
+        out = np.zeros((3, grid.height, grid.width), np.float32)
+        for _, x, y in grid.windows():
+            scores = windows[(x, y)] if device is None else torch.from_numpy(windows[(x, y)])
+            valid = np.ones((64, 64), bool) if device is None else torch.ones(64, 64,
+                                                                              dtype=torch.bool)
+            block = st_.add(x, y, scores, valid)
+            blocks = [block] if block is not None else []
+            if x == grid.xs[-1]:
+                blocks.append(st_.finish_row())
+            for b in blocks:
+                assert isinstance(b.scores, np.ndarray) == (device is None)
+                h, w = b.scores.shape[1:]
+                out[:, b.y:b.y + h, b.x:b.x + w] = np.asarray(b.scores)
+        outputs.append(out)
+    assert np.allclose(outputs[0], outputs[1], atol=1e-6)
+
+
+def test_margin_weights_leave_window_edges_to_the_neighbours():
+    w = ramp_weights(64, 24, margin=7)
+    assert (w[:7] < 1e-5).all() and (w[-7:] < 1e-5).all() and w[32] == 1.0
+    assert np.allclose(w[7:57], ramp_weights(50, 10))
+    with pytest.raises(InputError, match="at least twice the 7 pixels"):
+        check_tiling(64, 10, margin=7)

@@ -1,0 +1,42 @@
+"""rs_seg:export_onnx and ONNX models in the segment algorithm (ONNX both ways in Processing)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from qgis.core import QgsProcessingException
+
+from engine.cards import default_card
+from engine.modelfile import save_model
+from engine.models import build, srcbtfusion
+from tests.conftest import make_model, write_raster
+
+from .test_processing import _clear_leaked_frames, run  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.qgis
+
+
+def test_export_then_segment_with_the_onnx_model(provider, tmp_path):
+    image = write_raster(tmp_path / "image.tif",
+                         np.random.default_rng(1).integers(0, 255, (4, 80, 90), dtype=np.uint8))
+    model = make_model(tmp_path / "unet.rsmodel", base=4, depth=2, tile=64, overlap=16)
+    exported = run("export_onnx", {"MODEL": str(model), "OUTPUT": str(tmp_path / "unet.onnx")})
+    assert exported["MAX_ABS_DIFF"] <= 1e-4 and (tmp_path / "unet.onnx").is_file()
+    outputs = {}
+    for name in ("unet.rsmodel", "unet.onnx"):
+        out = tmp_path / f"{name}.tif"
+        run("segment", {"INPUT": str(image), "MODEL": str(tmp_path / name), "DEVICE": "cpu",
+                        "OUTPUT": str(out)})
+        with rasterio.open(out) as ds:
+            outputs[name] = ds.read(1)
+    assert np.array_equal(outputs["unet.rsmodel"], outputs["unet.onnx"])
+
+
+def test_export_of_an_architecture_torch_cannot_export_says_why(provider, tmp_path):
+    card = default_card("srcbtfusion", 3, 3, tile_size=64, overlap=16,
+                        hparams=dict(srcbtfusion.TINY))
+    save_model(tmp_path / "s.rsmodel", card, build("srcbtfusion", **card["hparams"]))
+    with pytest.raises(QgsProcessingException, match="srcbtfusion cannot be exported to ONNX"):
+        run("export_onnx", {"MODEL": str(tmp_path / "s.rsmodel"),
+                            "OUTPUT": str(tmp_path / "s.onnx")})
+    assert not (tmp_path / "s.onnx").exists()

@@ -17,12 +17,12 @@ cancel through the job protocol.
   -9999 outside its footprint or where it has nodata.  ``ndsm=True`` subtracts a local minimum
   filter (``ndsm_window`` pixels; a windowed computation with a halo, exact) — a simple normalised
   DSM (height above local ground).
-* ``sam`` — Segment Anything automatic masks, only when the ``segment_anything`` package (which
-  imports torchvision) **and** a local SAM checkpoint are present: band 1 a grey segment map (each
-  mask painted with a pseudo-random level 1…254, small masks on top, 0 = no mask), band 2 the
-  mask boundaries (254); 255 = nodata.  Windows of ``tile`` pixels with a ``halo`` of context;
-  segment ids are per window (a grey map, not global instance ids).  Otherwise an InputError
-  states exactly what is missing and the fix.
+* ``sam`` — Segment Anything automatic masks (the engine's own SAM, :mod:`engine.sam_masks`; no
+  segment_anything package or torchvision) from a local SAM checkpoint (ViT-B/L/H, the variant
+  read from its shapes): band 1 a grey segment map (each mask painted with a pseudo-random level
+  1…254, small masks on top, 0 = no mask), band 2 the mask boundaries (254); 255 = nodata.
+  Windows of ``tile`` pixels with a ``halo`` of context; segment ids are per window (a grey map,
+  not global instance ids).  Without a checkpoint an InputError states the fix.
 """
 from __future__ import annotations
 
@@ -253,60 +253,26 @@ def derive_dsm(input: str | Path, output: str | Path, dsm: str | Path, *, ndsm: 
 
 # ---- SAM ---------------------------------------------------------------------------------------
 
-def sam_model_type(checkpoint: str | Path, model_type: Optional[str] = None) -> str:
-    """SAM variant from ``model_type`` or the checkpoint name (sam_vit_b_01ec64.pth → vit_b)."""
-    if model_type:
-        if model_type not in SAM_TYPES:
-            raise InputError(f"unknown SAM model {model_type!r}; use one of {', '.join(SAM_TYPES)}")
-        return model_type
-    name = Path(checkpoint).name.lower()
-    for t in SAM_TYPES:
-        if t in name:
-            return t
-    raise InputError(f"cannot tell the SAM variant from the file name {Path(checkpoint).name}; "
-                     f"give --sam-model vit_b, vit_l or vit_h")
-
-
 def sam_problems(checkpoint: Optional[str | Path]) -> List[str]:
     """Why the SAM provider cannot run here (empty when it can)."""
-    problems = []
-    try:
-        import segment_anything  # noqa: F401
-    except ImportError as exc:
-        missing = getattr(exc, "name", None) or str(exc)
-        if missing and missing.split(".")[0] == "segment_anything":
-            problems.append("the segment_anything package is not installed (pip install "
-                            "segment-anything; it also needs torchvision matching this torch)")
-        else:
-            problems.append(f"the segment_anything package cannot be imported: it needs "
-                            f"'{missing}' ({exc}); install torchvision matching torch "
-                            f"{_torch_version()}")
     if checkpoint is None:
-        problems.append("no SAM checkpoint given: pass --sam-checkpoint with a local file such as "
-                        "sam_vit_b_01ec64.pth (nothing is downloaded)")
-    elif not Path(checkpoint).is_file():
-        problems.append(f"the SAM checkpoint {checkpoint} does not exist")
-    return problems
+        return ["no SAM checkpoint given: pass --sam-checkpoint with a local file such as "
+                "sam_vit_b_01ec64.pth (nothing is downloaded)"]
+    if not Path(checkpoint).is_file():
+        return [f"the SAM checkpoint {checkpoint} does not exist"]
+    return []
 
 
-def _torch_version() -> str:
-    import torch
-    return torch.__version__
-
-
-def _load_sam_generator(checkpoint: str | Path, model_type: str, device, options: Dict[str, Any]):
-    import torch
-    from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
-    sam = sam_model_registry[model_type](checkpoint=None)
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        sam.load_state_dict(state)
-    except Exception as exc:   # wrong variant or not a SAM checkpoint
-        raise InputError(f"{checkpoint} is not a SAM {model_type} checkpoint "
-                         f"({str(exc).splitlines()[0][:200]}); pick the matching --sam-model") \
-            from None
-    sam.to(device).eval()
-    return SamAutomaticMaskGenerator(sam, **options)
+def _load_sam_generator(checkpoint: str | Path, model_type: Optional[str], device,
+                        options: Dict[str, Any]):
+    """The engine's SAM (variant read from the checkpoint's shapes) and its mask generator."""
+    from .sam_masks import MaskGenerator
+    from .weights.sam import load_sam
+    sam = load_sam(checkpoint)
+    if model_type and model_type != sam.config.name:
+        raise InputError(f"{checkpoint} is a SAM {sam.config.name} checkpoint, not {model_type}; "
+                         f"drop --sam-model (the variant is read from the file)")
+    return sam.config.name, MaskGenerator(sam.to(device), device, **options)
 
 
 def masks_to_maps(masks: Sequence[Dict[str, Any]], shape: Tuple[int, int]) -> np.ndarray:
@@ -340,16 +306,15 @@ def derive_sam(input: str | Path, output: str | Path, checkpoint: Optional[str |
                          ". Alternatives without SAM: --kind edges (training-free) or "
                          "--kind dsm --dsm DSM.tif")
     from .devices import resolve_device
-    mtype = sam_model_type(checkpoint, model_type)
     job = Job(progress, cancelled)
     check_writable_output(output)
     started = time.perf_counter()
     with open_raster(input) as ds:
         use = _bands(ds, bands, str(input))
         lo, hi = luminance_range(ds, use)
-        job.report(0.0, f"sam: loading {mtype}")
-        generator = _load_sam_generator(checkpoint, mtype, resolve_device(device),
-                                        {"points_per_side": points_per_side})
+        job.report(0.0, "sam: loading the checkpoint")
+        mtype, generator = _load_sam_generator(checkpoint, model_type, resolve_device(device),
+                                               {"points_per_side": points_per_side})
 
         def compute(x: int, y: int, w: int, h: int) -> np.ndarray:
             pixels, valid = read_padded(ds, use, x - halo, y - halo, w + 2 * halo, h + 2 * halo)
@@ -408,7 +373,7 @@ def _band_list(text: str) -> List[int]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", required=True, choices=KINDS,
                    help="edges: gradient structure map (no model); dsm: align a DSM/depth raster; "
-                        "sam: Segment Anything masks (needs segment_anything + a local checkpoint)")
+                        "sam: Segment Anything masks (needs a local SAM checkpoint)")
     p.add_argument("--input", required=True, help="the image raster (defines the output grid)")
     p.add_argument("--output", required=True, help="structure raster to write (GeoTIFF)")
     p.add_argument("--dsm", help="DSM / depth raster for --kind dsm (any CRS / resolution)")
@@ -416,7 +381,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ndsm-window", type=int, default=65,
                    help="dsm: minimum-filter window in pixels (default 65)")
     p.add_argument("--sam-checkpoint", help="local SAM checkpoint (e.g. sam_vit_b_01ec64.pth)")
-    p.add_argument("--sam-model", choices=SAM_TYPES, help="SAM variant (default: from file name)")
+    p.add_argument("--sam-model", choices=SAM_TYPES,
+                   help="SAM variant the checkpoint must be (default: read from the file)")
     p.add_argument("--bands", type=_band_list, help="image bands to use (default: first three)")
     p.add_argument("--sigma", type=float, default=1.0, help="edges: Gaussian σ in pixels")
     p.add_argument("--gain", type=float, default=4.0,

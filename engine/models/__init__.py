@@ -5,12 +5,14 @@ card's input groups as keyword arguments (``image``, ``aux``, ``t1``, ``t2``; ea
 and return B×classes×H×W logits, or in training mode optionally a dict
 ``{"logits": …, "aux_logits": [...]}`` for deep supervision.  Networks that need labels during
 training take ``targets=`` (never passed at inference).  ``input_multiple`` is the edge length the
-input must be a multiple of.
+input must be a multiple of.  ``encoder`` lists the parameter-name prefixes of the network's
+encoder (the part pre-trained weights or a fine-tuned model bring): training gives it a lower
+learning rate and can freeze it for the first epochs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
@@ -26,15 +28,18 @@ class Architecture:
     builder: Callable[..., torch.nn.Module]
     description: str
     input_multiple: int
+    encoder: Tuple[str, ...] = ()
 
 
 _REGISTRY: Dict[str, Architecture] = {}
 
 
-def register(name: str, task: str, description: str, input_multiple: int):
+def register(name: str, task: str, description: str, input_multiple: int,
+             encoder: Tuple[str, ...] = ()):
     """Decorator registering a network builder under ``name``."""
     def wrap(builder: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
-        _REGISTRY[name] = Architecture(name, task, builder, description, input_multiple)
+        _REGISTRY[name] = Architecture(name, task, builder, description, input_multiple,
+                                       tuple(encoder))
         return builder
     return wrap
 

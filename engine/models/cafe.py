@@ -499,27 +499,6 @@ class CaFE(nn.Module):
         return {"logits": main_b, "aux_logits": [main_a, *sides_a, *sides_b],
                 "cel_weighted": [cel_b] + [cel] * (1 + len(sides_a)) + [cel_b] * len(sides_b)}
 
-    # -- pretrained weights ---------------------------------------------------------------------
-    def load_backbone(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, int]:
-        """Load a torchvision-layout ResNet state dict (local file, e.g. ImageNet ResNet-50) into
-        both streams.  Extra image bands get the channel mean of the RGB stem; the DSM stem is the
-        channel mean of the RGB stem repeated over the aux bands (the spec's initialisation).
-        Returns the number of tensors loaded per stream."""
-        sd = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-        stem = sd["conv1.weight"]
-        mean = stem.mean(1, keepdim=True)
-        loaded = {}
-        for name, stream, bands in (("rgb", self.rgb, self.rgb.conv1.in_channels),
-                                    ("dsm", self.dsm, self.aux_channels)):
-            w = (stem[:, :bands] if name == "rgb" else stem[:, :0])
-            w = torch.cat([w, mean.expand(-1, bands - w.shape[1], -1, -1)], dim=1)
-            own = stream.state_dict()
-            use = {k: v for k, v in {**sd, "conv1.weight": w}.items()
-                   if k in own and own[k].shape == v.shape}
-            stream.load_state_dict(use, strict=False)
-            loaded[name] = len(use)
-        return loaded
-
 
 def _nearest_target(target: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     if tuple(target.shape[-2:]) == tuple(size):
@@ -550,7 +529,7 @@ def cafe_loss(output, target: torch.Tensor) -> torch.Tensor:
           description="CaFE: two-stream image + DSM (aux) fusion with category-wise feature fusion "
                       "and enhancement learning in training, channel attention at inference "
                       "(RedNet decoder, ResNet-50 ×2, ~82 M parameters)",
-          input_multiple=32)
+          input_multiple=32, encoder=("rgb.", "dsm."))
 def build_cafe(in_channels: int, num_classes: int, aux_channels: int = 1,
                **size_options) -> CaFE:
     """Build CaFE; defaults are the full configuration (two ResNet-50 streams, decoder 6/4/3/3).

@@ -26,7 +26,7 @@ class FCSiamDiff(nn.Module):
 
 
 @register("fcsiamdiff", task="change", description="FC-Siam-diff change-detection baseline",
-          input_multiple=16)
+          input_multiple=16, encoder=("encoder.",))
 def build_fcsiamdiff(in_channels: int, num_classes: int = 2, base: int = 16,
                      depth: int = 4) -> FCSiamDiff:
     return FCSiamDiff(in_channels, num_classes, base=base, depth=depth)

@@ -253,7 +253,7 @@ class DeepLabV3Plus(nn.Module):
 @register("glcnet", task="segmentation",
           description="GLCNet: DeepLabv3+ ResNet-50 (output stride 16, ~40.4 M parameters); "
                       "pre-train it self-supervised with 'pretrain', fine-tune with 'train --init'",
-          input_multiple=16)
+          input_multiple=16, encoder=("backbone.",))
 def build_glcnet(in_channels: int, num_classes: int, depth: int = 50, **size_options
                  ) -> DeepLabV3Plus:
     """Build GLCNet's DeepLabv3+; defaults are the full configuration (ResNet-50, 256-ch ASPP).

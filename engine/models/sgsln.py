@@ -307,7 +307,7 @@ class SGSLN(nn.Module):
 @register("sgsln", task="change",
           description="SGSLN: exchanging dual encoder-decoder with semantic guidance and spatial "
                       "localisation (bitemporal change detection, ~6.0 M parameters)",
-          input_multiple=16)
+          input_multiple=16, encoder=("encoder.",))
 def build_sgsln(in_channels: int, num_classes: int = 2, base: int = 32,
                 dropout: float = 0.1) -> SGSLN:
     """Build SGSLN; defaults are the full configuration (widths 32…512, dropout 0.1)."""

@@ -76,15 +76,12 @@ linear layers at 256² (spec, measured on the release: 37.1) + 0.8 GMACs of atte
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..jobs import InputError
 from . import register
 
 #: Label value of pixels that do not count (same as ``engine.training.losses.IGNORE``).
@@ -118,7 +115,7 @@ RECIPE: Dict[str, object] = {
     "select_metric": "miou",
     "select_exclude_classes": ["clutter"],   # release: sum of the first five class IoUs
     "augment": "random_crop",     # the release uses only random 256 crops
-    "init": "R50+ViT-B_16 ImageNet-21k (first 8 blocks), local file via load_pretrained",
+    "init": "R50+ViT-B_16 ImageNet-21k (first 8 blocks): --backbone-weights (engine.weights)",
 }
 
 
@@ -599,7 +596,7 @@ class SRCBTFusionNet(nn.Module):
 @register("srcbtfusion", task="segmentation",
           description="SRCBTFusion-Net: R50 hybrid + ViT double coding with SIEM/MASM/RGM/MFAM "
                       "(TransUNet-like, ~86.5 M parameters; GPU recommended)",
-          input_multiple=16)
+          input_multiple=16, encoder=("trunk.", "transformer."))
 def build_srcbtfusion(in_channels: int, num_classes: int, stage_units: Sequence[int] = (3, 4, 9),
                       width: int = 64, vit_depth: int = 8, vit_hidden: int = 768,
                       vit_heads: int = 12, vit_mlp: int = 3072, grid: int = 16,
@@ -689,162 +686,3 @@ def ce_dual_task_loss(logits: torch.Tensor, target: torch.Tensor,
     ce = F.cross_entropy(logits, target, ignore_index=IGNORE, reduction="sum")
     ce = ce / (target != IGNORE).sum().clamp_min(1)
     return ce + boundary_weight * dual_task_loss(logits, target)
-
-
-# ---- optional initialisation from a local pretrained file -------------------------------------
-
-_PREFIXES = ("module.", "model.", "network.", "net.")
-
-
-def _strip(name: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _PREFIXES:
-            if name.startswith(prefix):
-                name, changed = name[len(prefix):], True
-    return name
-
-
-def _vit_npz_name(key: str) -> Optional[str]:
-    """Our parameter name for a key of the public R50+ViT-B/16 ``.npz`` (None: no counterpart)."""
-    parts = key.split("/")
-    if key == "Transformer/posembed_input/pos_embedding":
-        return "transformer.position_embeddings"
-    leaf = {"kernel": "weight", "scale": "weight", "bias": "bias"}.get(parts[-1])
-    if leaf is None:
-        return None
-    if parts[0] in ("conv_root", "gn_root"):
-        return f"trunk.root_{parts[0][:-5]}.{leaf}"
-    if parts[0].startswith("block") and len(parts) == 4 and parts[1].startswith("unit"):
-        stage, unit = int(parts[0][5:]) - 1, int(parts[1][4:]) - 1
-        layer = {"conv_proj": "downsample"}.get(parts[2], parts[2])
-        return f"trunk.stages.{stage}.{unit}.{layer}.{leaf}"
-    if parts[0] == "embedding":
-        return f"transformer.patch_embeddings.{leaf}"
-    if parts[0] != "Transformer":
-        return None
-    if parts[1] == "encoder_norm":
-        return f"transformer.encoder_norm.{leaf}"
-    if parts[1].startswith("encoderblock_"):
-        i = int(parts[1].split("_")[1])
-        sub = {"LayerNorm_0": "attention_norm", "LayerNorm_2": "ffn_norm",
-               "MlpBlock_3/Dense_0": "ffn.fc1", "MlpBlock_3/Dense_1": "ffn.fc2"}
-        mid = "/".join(parts[2:-1])
-        if mid in sub:
-            return f"transformer.blocks.{i}.{sub[mid]}.{leaf}"
-        if parts[2] == "MultiHeadDotProductAttention_1":
-            return f"transformer.blocks.{i}.attn.{parts[3]}.{leaf}"
-    return None
-
-
-def _vit_npz_tensor(key: str, value: np.ndarray) -> torch.Tensor:
-    """Convert a JAX/Flax array to PyTorch layout (HWIO → OIHW, (in, out) → (out, in), heads)."""
-    t = torch.from_numpy(np.ascontiguousarray(value)).float()
-    leaf = key.rsplit("/", 1)[-1]
-    if key.endswith("pos_embedding"):
-        return t
-    if "MultiHeadDotProductAttention_1" in key:
-        if leaf == "kernel":
-            if key.split("/")[-2] == "out":                       # heads × dh × D
-                return t.reshape(-1, t.shape[-1]).t().contiguous()
-            return t.reshape(t.shape[0], -1).t().contiguous()     # D × heads × dh
-        return t.reshape(-1)
-    if leaf == "kernel" and t.ndim == 4:
-        return t.permute(3, 2, 0, 1).contiguous()
-    if leaf == "kernel" and t.ndim == 2:
-        return t.t().contiguous()
-    return t.reshape(-1) if leaf in ("scale", "bias") else t
-
-
-def _read_state(path: Path) -> Tuple[Dict[str, Tuple[str, torch.Tensor]], List[str]]:
-    """{our name: (source name, tensor)}, plus the source names that have no counterpart."""
-    suffix = path.suffix.lower()
-    unmapped: List[str] = []
-    if suffix == ".npz":
-        out = {}
-        with np.load(path, allow_pickle=False) as data:
-            for key in data.files:
-                name = _vit_npz_name(key)
-                if name is None:
-                    unmapped.append(key)
-                else:
-                    out[name] = (key, _vit_npz_tensor(key, data[key]))
-        return out, unmapped
-    if suffix in (".safetensors", ".rsmodel"):
-        from safetensors.torch import load_file
-        raw = load_file(str(path), device="cpu")
-    else:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model", "network", "net"):
-            if isinstance(raw, dict) and isinstance(raw.get(key), dict):
-                raw = raw[key]
-                break
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: not a state dict (a mapping of names to tensors)")
-    out = {}
-    for key, value in raw.items():
-        if isinstance(value, torch.Tensor):
-            out[_strip(key)] = (key, value)
-        else:
-            unmapped.append(key)
-    return out, unmapped
-
-
-def load_pretrained(model: nn.Module, path: str | Path) -> Dict[str, List[str]]:
-    """Initialise ``model`` from a **local** weight file; never downloads anything.
-
-    Accepted: a PyTorch state dict (``torch.load(weights_only=True)``; a ``state_dict`` /
-    ``model`` / ``network`` entry is unwrapped), a ``.safetensors`` / ``.rsmodel`` file, or the
-    public ImageNet-21k R50+ViT-B/16 ``.npz`` (Flax layout).  Name mapping: leading ``module.``,
-    ``model.``, ``network.``, ``net.`` are stripped; ``.npz`` keys map as ``conv_root`` /
-    ``gn_root`` → ``trunk.root_conv`` / ``trunk.root_gn``, ``blockS/unitU/{convN,gnN,conv_proj,
-    gn_proj}`` → ``trunk.stages.{S-1}.{U-1}.{convN,gnN,downsample,gn_proj}``, ``embedding`` →
-    ``transformer.patch_embeddings``, ``Transformer/encoderblock_i/{LayerNorm_0, LayerNorm_2,
-    MlpBlock_3/Dense_0, MlpBlock_3/Dense_1, MultiHeadDotProductAttention_1/{query,key,value,
-    out}}`` → ``transformer.blocks.i.{attention_norm, ffn_norm, ffn.fc1, ffn.fc2,
-    attn.{query,key,value,out}}``, ``Transformer/encoder_norm`` → ``transformer.encoder_norm``,
-    ``Transformer/posembed_input/pos_embedding`` → ``transformer.position_embeddings`` (class
-    token dropped; kernels transposed to PyTorch layout).  Blocks beyond ``vit_depth`` have no
-    counterpart.  A positional embedding of another square grid is resized bicubically.
-
-    Tensors are copied when name and shape match.  Returns ``{"loaded": [our names copied],
-    "skipped": [source names not used: no counterpart or another shape], "missing": [our names
-    left at their initial values]}``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"pretrained weight file {path} does not exist (only local files are "
-                         f"read; nothing is downloaded)")
-    source, skipped = _read_state(path)
-    own = model.state_dict()
-    loaded: List[str] = []
-    pos_name = "transformer.position_embeddings"
-    with torch.no_grad():
-        for name, (key, tensor) in source.items():
-            if name == pos_name and name in own and tensor.shape != own[name].shape:
-                tensor = _fit_position(tensor, own[name])
-            if name not in own or tuple(tensor.shape) != tuple(own[name].shape):
-                skipped.append(key)
-                continue
-            own[name].copy_(tensor.to(own[name].dtype))
-            loaded.append(name)
-    done = set(loaded)
-    return {"loaded": loaded, "skipped": skipped, "missing": [n for n in own if n not in done]}
-
-
-def _fit_position(pos: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Resize a 1 × N × D positional embedding (optionally with a class token) to ``like``."""
-    if pos.ndim != 3 or pos.shape[-1] != like.shape[-1]:
-        return pos
-    n = pos.shape[1]
-    side = math.isqrt(n)
-    if side * side != n:                                  # drop a class token
-        pos, n = pos[:, 1:], n - 1
-        side = math.isqrt(n)
-        if side * side != n:
-            return pos
-    target = math.isqrt(like.shape[1])
-    if target * target != like.shape[1]:
-        return pos
-    return resize_position_embedding(pos, side, side, target, target)

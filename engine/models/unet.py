@@ -76,6 +76,6 @@ class UNet(nn.Module):
 
 
 @register("unet", task="segmentation", description="U-Net baseline (small, fast on CPU)",
-          input_multiple=16)
+          input_multiple=16, encoder=("encoder.",))
 def build_unet(in_channels: int, num_classes: int, base: int = 16, depth: int = 4) -> UNet:
     return UNet(in_channels, num_classes, base=base, depth=depth)

@@ -421,6 +421,10 @@ def resolve_weights(path: str | os.PathLike) -> Path:
 def _foundation(config: str, weights: Optional[str], layers: Sequence[int], seed: int,
                 fingerprint: Optional[str]) -> FrozenViT:
     global _RANDOM_WARNED
+    if config.startswith("sam_"):         # SAM's image encoder instead of a DINOv2 ViT
+        from .sam.features import sam_foundation
+        return sam_foundation(config, resolve_weights(weights) if weights else None, layers,
+                              seed, fingerprint)
     if weights:
         path = resolve_weights(weights)
         if fingerprint and weights_fingerprint(path) != fingerprint:
@@ -532,16 +536,16 @@ class VSGNet(nn.Module):
           description="VSGNet: frozen DINOv2 features guide RGB + structure-map fusion "
                       "(needs an aux structure raster from 'derive'; ~50 M trainable parameters "
                       "+ frozen ViT)",
-          input_multiple=32)
+          input_multiple=32, encoder=("stem1.", "stem2.", "vit1.", "vit2.", "stages."))
 def build_vsgnet(in_channels: int, num_classes: int, aux_channels: int = 1,
                  vit: str = "vitb14_reg", vit_weights: Optional[str] = None,
                  **size_options: Any) -> VSGNet:
     """Build VSGNet; defaults are the full configuration (widths 96…576, depths 3/3/12/2) with a
     shared frozen DINOv2 ViT-B/14-reg.  ``vit_weights``: local DINOv2 checkpoint (None → random
     frozen ViT with a warning).  Size options: see :class:`VSGNet`."""
-    vit_config(vit)   # fail early on an unknown name
-    if size_options.get("aux_vit") is not None:
-        vit_config(size_options["aux_vit"])
+    for name in (vit, size_options.get("aux_vit")):
+        if name is not None and not str(name).startswith("sam_"):
+            vit_config(name)   # fail early on an unknown name
     return VSGNet(in_channels, num_classes, aux_channels, vit=vit, vit_weights=vit_weights,
                   **size_options)
 

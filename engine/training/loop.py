@@ -35,6 +35,8 @@ from .augment import SensorShift
 from .data import (IMAGERY_GROUPS, LabelSpec, Scene, SceneReader, WindowDataset, band_names,
                    band_statistics,
                    discover_label_classes, polygon_label_spec, scan_cells, split_cells)
+from ..weights import inspect_backbone, load_backbone
+from .encoder import hold_statistics, pretrained_statistics, split_groups
 from .checkpoints import TRAIN_FORMAT, checkpoint_path, load_checkpoint, save_checkpoint
 from .distributed import all_sum, barrier, init_distributed
 from .losses import IGNORE, build_loss
@@ -86,6 +88,9 @@ class TrainConfig:
     normalisation: Optional[str] = None  # default: the --init model's, else DEFAULT_NORMALISATION
     sensor_augment: bool = True
     gsd: Optional[float] = None  # train at this GSD (m); default: the images' own (or --init's)
+    backbone_weights: Optional[str] = None
+    encoder_lr_scale: Optional[float] = None
+    freeze_encoder_epochs: int = 0
     resume: Optional[str] = None
     seed: int = 0
     hparams: Dict[str, Any] = field(default_factory=dict)
@@ -126,6 +131,10 @@ def resolve_recipe(cfg: TrainConfig, steps_per_epoch: int) -> Dict[str, Any]:
     out["plateau_patience"] = recipe.get("plateau_patience", 10)
     out["step_every"] = int(recipe.get("lr_step_epochs", 30) * steps_per_epoch)
     out["step_gamma"] = recipe.get("lr_step_gamma", 0.1)
+    # a published pre-trained encoder moves 10× slower than the new decoder unless told otherwise
+    out["encoder_lr_scale"] = (cfg.encoder_lr_scale if cfg.encoder_lr_scale is not None
+                               else 0.1 if cfg.backbone_weights else 1.0)
+    out["freeze_encoder_epochs"] = max(0, int(cfg.freeze_encoder_epochs or 0))
     return out
 
 
@@ -138,7 +147,10 @@ def make_optimiser(net: torch.nn.Module, hp: Dict[str, Any],
     """
     lr, wd = hp["lr"], hp["weight_decay"]
     groups = getattr(_architecture_module(arch), "param_groups", None) if arch else None
-    params = groups(net, wd) if groups else net.parameters()
+    params = list(groups(net, wd)) if groups else [{"params": list(net.parameters())}]
+    prefixes = architecture(arch).encoder if arch else ()
+    if prefixes and (hp.get("encoder_lr_scale", 1.0) != 1.0 or hp.get("freeze_encoder_epochs")):
+        params = split_groups(net, params, prefixes, lr, hp.get("encoder_lr_scale", 1.0))
     kind = hp["optimizer"]
     if kind == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=hp["betas"])
@@ -257,6 +269,28 @@ def _hparams(cfg: TrainConfig, scenes: List[Scene], num_classes: int) -> Dict[st
     return hp
 
 
+def _backbone_statistics(cfg: TrainConfig, scenes: List[Scene], stats: Dict[str, tuple],
+                         normalisation: Optional[str], job: Job) -> Dict[str, tuple]:
+    """The image normalisation a pre-trained backbone was trained with (8-bit data under the
+    default dataset normalisation), else the data statistics unchanged."""
+    from ..io.rasters import open_raster
+    if not normalisation or getattr(cfg, "normalisation", None) not in (None, "dataset"):
+        return stats
+    out = dict(stats)
+    for group in ("image", "t1", "t2"):
+        if group not in stats:
+            continue
+        with open_raster(scenes[0].inputs[group]) as ds:
+            dtype = ds.dtypes[0]
+        mean, std, used = pretrained_statistics(list(stats[group][0]), list(stats[group][1]),
+                                                dtype, normalisation)
+        out[group] = (mean, std)
+        job.log(f"{group}: {normalisation} normalisation of the backbone" if used else
+                f"{group}: {dtype} data keep their own statistics (the backbone's "
+                f"{normalisation} normalisation assumes 8-bit RGB)")
+    return out
+
+
 # ---- schedule, checkpoints --------------------------------------------------------------------
 
 # ---- the loop ---------------------------------------------------------------------------------
@@ -320,6 +354,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     if cfg.tile % arch.input_multiple:
         raise InputError(f"--tile must be a multiple of {arch.input_multiple} for {cfg.arch}")
     check_writable_output(cfg.out)
+    backbone = inspect_backbone(cfg.arch, cfg.backbone_weights) if cfg.backbone_weights else None
     device = resolve_device(cfg.device)
     rank, world = init_distributed(device)
     if world > 1 and device.type == "cuda":
@@ -334,7 +369,12 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         finetune.check_compatible(base, cfg.task, _band_count(scenes[0].inputs[scenes[0].base]),
                                   [c["value"] for c in spec.classes], cfg.init_head)
         cfg = replace(cfg, **finetune.inherited(base, cfg.normalisation, cfg.gsd))
-    cfg = replace(cfg, normalisation=check_mode(cfg.normalisation or DEFAULT_NORMALISATION))
+    if backbone is not None and backbone.normalisation and cfg.normalisation is None:
+        # the backbone was trained on fixed (dataset-wide) input statistics: use those
+        cfg = replace(cfg, normalisation="dataset")
+    # a published backbone expects the normalisation it was trained with (e.g. ImageNet's)
+    default = "dataset" if cfg.backbone_weights else DEFAULT_NORMALISATION
+    cfg = replace(cfg, normalisation=check_mode(cfg.normalisation or default))
     read_size = _read_size(cfg, scenes)
     readers = [SceneReader(s, spec, cfg.normalisation) for s in scenes]
     try:
@@ -354,8 +394,15 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         hparams = card["hparams"]
     else:
         hparams = _hparams(cfg, scenes, len(spec.classes))
+        if backbone is not None:
+            hparams.update(backbone.hparams)
+            stats = _backbone_statistics(cfg, scenes, stats, backbone.normalisation, job)
         card = _card(cfg, scenes, spec, stats, hparams, raw_stats)
     net = build(cfg.arch, **hparams).to(device)
+    backbone_report = None
+    if backbone is not None and resume_state is None:      # a resumed run has them already
+        backbone_report = load_backbone(net, cfg.arch, cfg.backbone_weights)
+        job.log(backbone_report.line())
     init_report = (finetune.init_from(net, cfg.init, cfg.arch, hparams, cfg.init_head)
                    if cfg.init else None)
     if init_report:
@@ -392,6 +439,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                         {"labels": str(s.labels or s.polygons)} for s in scenes],
                "train_cells": len(train_cells), "val_cells": len(val_cells),
                "tile": cfg.tile, "seed": cfg.seed, "init": init_report,
+               "backbone": backbone_report.summary() if backbone_report else None,
                "hyper_parameters": {k: v for k, v in hp.items() if k != "warmup_start"},
                "engine_version": __version__}
 
@@ -430,6 +478,13 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     for epoch in range(start_epoch, cfg.epochs):
         train_ds.set_epoch(epoch)
         model.train()
+        frozen = epoch < hp["freeze_encoder_epochs"]
+        scheduler.hold_encoder(frozen)
+        if frozen:
+            hold_statistics(net, arch.encoder)
+            if epoch == start_epoch:
+                job.log(f"encoder ({', '.join(arch.encoder) or 'none'}) frozen until epoch "
+                        f"{hp['freeze_encoder_epochs'] + 1}")
         running = torch.zeros(2, dtype=torch.float64, device=device)
         t0 = time.perf_counter()
         for step, batch in enumerate(train_loader):

@@ -31,6 +31,7 @@ class LRSchedule:
         self.plateau_factor, self.plateau_patience = plateau_factor, plateau_patience
         self.step_every, self.step_gamma = max(1, step_every), step_gamma
         self.step_count, self.reductions, self.best, self.bad = 0, 0, -math.inf, 0
+        self.encoder_held = False           # groups marked "encoder" at LR 0 (frozen epochs)
         self._apply()
 
     def factor(self) -> float:
@@ -53,7 +54,13 @@ class LRSchedule:
     def _apply(self) -> None:
         f = self.factor()
         for g, base in zip(self.optimiser.param_groups, self.base):
-            g["lr"] = base * f
+            g["lr"] = 0.0 if self.encoder_held and g.get("encoder") else base * f
+
+    def hold_encoder(self, held: bool) -> None:
+        """Keep the encoder groups at LR 0 (a freeze that works under DDP: every parameter still
+        gets a gradient, none of the encoder's moves) or release them."""
+        self.encoder_held = bool(held)
+        self._apply()
 
     def step(self) -> None:
         """After each optimiser step."""

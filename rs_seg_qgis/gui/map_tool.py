@@ -1,10 +1,13 @@
 """Click-to-segment: a map tool that turns the class region under a click into a polygon.
 
-A click runs ``engine.point.segment_at`` (the one engine call this face makes directly: it is
-what ``rs_seg:segment_point`` calls too) in a background task on a window around the point; the
-region is previewed as a rubber band.  Clicking inside the preview again, or pressing Enter,
+A click runs ``engine.point.segment_at`` (mode "class region (model)": the region of the class a
+trained model predicts; what ``rs_seg:segment_point`` calls too) or ``engine.sam_click.
+sam_segment_at`` (mode "objects (SAM)": the object under the click, zero-shot, from a local SAM
+checkpoint) in a background task on a window around the point; the region is previewed as a
+rubber band.  Clicking inside the preview again, or pressing Enter,
 adds it to the editable memory layer "Segments"; Esc (or a right click) discards it.  The tool
-keeps one prediction cache, so clicks near an earlier one reuse its window's prediction.
+keeps one prediction cache (model mode) and one SAM session (image embeddings per window), so
+clicks near an earlier one reuse its window's prediction or embedding.
 """
 from __future__ import annotations
 
@@ -30,14 +33,22 @@ SEGMENTS_FIELDS = ("field=class:string(80)&field=class_value:integer&field=area_
                    "&field=confidence:double")
 
 
+MODE_MODEL, MODE_SAM = "model", "sam"
+MODES = ((MODE_MODEL, "class region (model)"), (MODE_SAM, "objects (SAM)"))
+SAM_CLASSES = [{"value": 0, "name": "object (SAM)", "color": [255, 170, 0]}]
+
+
 @dataclass
 class ClickSource:
-    """What a click segments: the layer, the model file, the device and the window (px)."""
+    """What a click segments: the layer, the model file, the device and the window (px); in
+    SAM mode the SAM checkpoint instead of the model."""
 
     layer: Optional[QgsRasterLayer]
     model: str
     device: str = "auto"
     window: int = 512
+    mode: str = MODE_MODEL
+    sam_weights: str = ""
 
 
 @dataclass
@@ -113,6 +124,7 @@ class SegmentMapTool(QgsMapTool):
         self.iface = iface
         self.source = source
         self.cache: Any = None  # engine.point.PredictionCache, made on the first click
+        self.sam_session: Any = None  # engine.sam_click.SamSession, made on the first SAM click
         self.preview: Optional[Preview] = None
         self.task: Optional[FunctionTask] = None
         self.rubber = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
@@ -161,7 +173,10 @@ class SegmentMapTool(QgsMapTool):
         src = self.source()
         if src.layer is None:
             raise InputProblem("Choose the raster layer to click on (Segment ▸ Raster layer).")
-        if not src.model:
+        if src.mode == MODE_SAM and not src.sam_weights:
+            raise InputProblem("Choose a SAM checkpoint (Click to segment ▸ SAM weights, e.g. "
+                               "sam_vit_b_01ec64.pth) before clicking.")
+        if src.mode != MODE_SAM and not src.model:
             raise InputProblem("Choose a segmentation model (Segment ▸ Model) before clicking.")
         layer = src.layer
         to_layer = QgsCoordinateTransform(self.canvas().mapSettings().destinationCrs(),
@@ -176,15 +191,23 @@ class SegmentMapTool(QgsMapTool):
                                f"is not a file GDAL can open (web or in-memory layer). Save it "
                                f"as a GeoTIFF first, or use Processing ▸ RS Seg ▸ Segment at "
                                f"point.")
-        card = require_task(src.model, "segmentation")
-        from engine.point import PredictionCache, segment_at
-        if self.cache is None:
-            self.cache = PredictionCache()
-        call = functools.partial(segment_at, src.model, path, p.x(), p.y(),
-                                 window=int(src.window), device=src.device, cache=self.cache)
+        if src.mode == MODE_SAM:
+            from engine.sam_click import SamSession, sam_segment_at
+            if self.sam_session is None:
+                self.sam_session = SamSession()
+            call = functools.partial(sam_segment_at, path, p.x(), p.y(), src.sam_weights,
+                                     window=int(src.window), device=src.device,
+                                     session=self.sam_session)
+            classes = SAM_CLASSES
+        else:
+            classes = require_task(src.model, "segmentation")["classes"]
+            from engine.point import PredictionCache, segment_at
+            if self.cache is None:
+                self.cache = PredictionCache()
+            call = functools.partial(segment_at, src.model, path, p.x(), p.y(),
+                                     window=int(src.window), device=src.device, cache=self.cache)
         self.task = start_function(f"RS Seg: segment at point in {layer.name()}", call,
-                                   functools.partial(self._segmented, layer.crs(),
-                                                     card["classes"]))
+                                   functools.partial(self._segmented, layer.crs(), classes))
         return self.task
 
     def _segmented(self, crs: QgsCoordinateReferenceSystem, classes: List[Dict[str, Any]],

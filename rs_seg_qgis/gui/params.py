@@ -98,10 +98,14 @@ class TrainState:
     epochs: int = 20
     batch: int = 8
     tile: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: Optional[float] = None  # None: the architecture's (×0.3 when fine-tuning)
     validation_fraction: float = 0.2
     ignore_value: Optional[int] = None
     init_model: str = ""
+    new_head: bool = False  # fine-tune with other classes than the initial model's
+    normalisation: str = ""  # "": the engine's default (image)
+    time_budget_s: Optional[float] = None
+    backbone_weights: str = ""
     device: str = "auto"
 
 
@@ -213,7 +217,6 @@ def train_parameters(state: TrainState) -> Tuple[str, Dict[str, Any]]:
         else state.output_model + ".rsmodel"
     params: Dict[str, Any] = {"ARCHITECTURE": state.architecture, "EPOCHS": int(state.epochs),
                               "BATCH_SIZE": int(state.batch), "TILE_SIZE": int(state.tile),
-                              "LEARNING_RATE": float(state.learning_rate),
                               "VALIDATION_FRACTION": float(state.validation_fraction),
                               "DEVICE": processing_device(state.device),
                               "OUTPUT_MODEL": output}
@@ -227,8 +230,16 @@ def train_parameters(state: TrainState) -> Tuple[str, Dict[str, Any]]:
         params["LABELS"] = list(state.label_rasters)
     if state.ignore_value is not None:
         params["IGNORE_VALUE"] = int(state.ignore_value)
+    if state.learning_rate:
+        params["LEARNING_RATE"] = float(state.learning_rate)
     if state.init_model:
-        params["INIT_MODEL"] = state.init_model
+        params.update(INIT_MODEL=state.init_model, INIT_HEAD="new" if state.new_head else "keep")
+    if state.normalisation:
+        params["NORMALISATION"] = state.normalisation
+    if state.time_budget_s:
+        params["TIME_BUDGET"] = float(state.time_budget_s)
+    if state.backbone_weights:
+        params["BACKBONE_WEIGHTS"] = state.backbone_weights
     return TRAIN_ALGS[state.task], params
 
 

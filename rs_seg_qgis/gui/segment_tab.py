@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
-from qgis.gui import QgsCollapsibleGroupBox, QgsMapCanvas, QgsMapToolExtent
+from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsMapCanvas, QgsMapToolExtent
 from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton,
                                  QToolButton, QVBoxLayout, QWidget)
 
-from .map_tool import ClickSource
+from .map_tool import MODE_SAM, MODES, ClickSource
 from .messages import InputProblem
 from .model_manager import read_entry
 from .params import Outputs, SegmentState, extent_text, run_stamp, safe_name
@@ -50,6 +50,16 @@ class SegmentTab(QWidget):
 
         self.window = spin(32, 4096, 512, step=32)
         self.window.setToolTip("Edge of the square window segmented around each click, in pixels")
+        self.click_mode = QComboBox()
+        for value, label in MODES:
+            self.click_mode.addItem(label, value)
+        self.click_mode.setToolTip("class region (model): the region of the class the model "
+                                   "predicts; objects (SAM): the object under the click, "
+                                   "zero-shot, from a local Segment Anything checkpoint")
+        self.sam_weights = QgsFileWidget()
+        self.sam_weights.setStorageMode(QgsFileWidget.GetFile)
+        self.sam_weights.setFilter("SAM checkpoints (*.pth *.pt *.safetensors);;All files (*)")
+        self.sam_weights.lineEdit().setPlaceholderText("sam_vit_b_01ec64.pth (downloaded once)")
         self.pick = QPushButton("Click on the map…")
         self.pick.setCheckable(True)
         self.pick.setToolTip("Click an object: its region is previewed; click it again (or press "
@@ -74,6 +84,8 @@ class SegmentTab(QWidget):
 
         click = QgsCollapsibleGroupBox("Click to segment")
         click_form = QFormLayout(click)
+        click_form.addRow("Mode", self.click_mode)
+        click_form.addRow("SAM weights", self.sam_weights)
         click_form.addRow("Window (px)", self.window)
         click_form.addRow(self.pick)
         click_form.addRow(hint("Uses the layer, model and device above. Enter adds the "
@@ -149,4 +161,6 @@ class SegmentTab(QWidget):
     def click_source(self) -> ClickSource:
         """What the click-to-segment tool uses."""
         return ClickSource(self.layer.currentLayer(), self.model.path(), self.device.value(),
-                           self.window.value())
+                           self.window.value(), mode=self.click_mode.currentData(),
+                           sam_weights=self.sam_weights.filePath()
+                           if self.click_mode.currentData() == MODE_SAM else "")

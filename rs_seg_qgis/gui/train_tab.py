@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsCollapsibleGroupBox, QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
-from qgis.PyQt.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton,
+from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton,
                                  QStackedWidget, QVBoxLayout, QWidget)
 
 from ..processing.base import architectures
@@ -59,9 +59,11 @@ class TrainTab(QWidget):
         self.tile = spin(16, 4096, 256, step=32)
         self.learning_rate = QDoubleSpinBox()
         self.learning_rate.setDecimals(5)
-        self.learning_rate.setRange(0.00001, 1.0)
+        self.learning_rate.setRange(0.0, 1.0)
         self.learning_rate.setSingleStep(0.0005)
-        self.learning_rate.setValue(0.001)
+        self.learning_rate.setSpecialValueText("auto")
+        self.learning_rate.setToolTip("auto: the architecture's rate, ×0.3 when fine-tuning")
+        self.learning_rate.setValue(0.0)
         self.output = QgsFileWidget()
         self.output.setStorageMode(QgsFileWidget.SaveFile)
         self.output.setFilter("RS Seg models (*.rsmodel)")
@@ -75,11 +77,31 @@ class TrainTab(QWidget):
         self.ignore = spin(-1, 65535, -1, "none")
         self.init_model = ModelPicker("segmentation", models_folder,
                                       none_label="None (train from scratch)")
+        self.init_model.setToolTip("Fine-tune a model on a handful of labelled samples of your "
+                                   "own imagery: the way to a new sensor, season or resolution. "
+                                   "Its normalisation and GSD are kept.")
+        self.new_head = QCheckBox("Other classes (new classifier)")
+        self.normalisation = QComboBox()
+        for value, label in (("", "Default (per image)"), ("image", "Per image"),
+                             ("percentile", "2–98 % stretch per image"),
+                             ("dataset", "Training data statistics")):
+            self.normalisation.addItem(label, value)
+        self.time_budget = spin(0, 10 ** 6, 0, "none")
+        self.time_budget.setSuffix(" s")
+        self.backbone = QgsFileWidget()
+        self.backbone.setStorageMode(QgsFileWidget.GetFile)
+        self.backbone.setFilter("Weights (*.pth *.pt *.bin *.safetensors *.npz);;All files (*)")
+        self.backbone.lineEdit().setPlaceholderText("none (random encoder)")
+        self.backbone.setToolTip("Published pre-trained encoder weights, as downloaded: ResNet-50 "
+                                 "(torchvision/timm) for cafe, glcnet, srcbtfusion; "
+                                 "R50+ViT-B_16.npz for srcbtfusion; DINOv2 for vsgnet")
         self.device = DeviceCombo()
         adv = QFormLayout(self.advanced)
         adv.addRow("Validation fraction", self.validation)
         adv.addRow("Ignore label value", self.ignore)
-        adv.addRow("Start from model", self.init_model)
+        adv.addRow("Normalisation", self.normalisation)
+        adv.addRow("Time budget", self.time_budget)
+        adv.addRow("Pre-trained backbone", self.backbone)
         adv.addRow("Device", self.device)
         self.advanced.setCollapsed(True)
         self.run = QPushButton("Train")
@@ -97,6 +119,8 @@ class TrainTab(QWidget):
         form.addRow("Epochs", self.epochs)
         form.addRow("Batch size", self.batch)
         form.addRow("Tile size", self.tile)
+        form.addRow("Fine-tune from model", self.init_model)
+        form.addRow("", self.new_head)
         form.addRow("Learning rate", self.learning_rate)
         form.addRow("Save model as", self.output)
         layout = QVBoxLayout(self)
@@ -158,7 +182,11 @@ class TrainTab(QWidget):
                           class_field=self.class_field.currentField() if polygons else "",
                           label_rasters=[] if polygons else self.label_rasters.layer_ids(),
                           epochs=self.epochs.value(), batch=self.batch.value(),
-                          tile=self.tile.value(), learning_rate=self.learning_rate.value(),
+                          tile=self.tile.value(),
+                          learning_rate=self.learning_rate.value() or None,
                           validation_fraction=self.validation.value(),
                           ignore_value=None if self.ignore.value() < 0 else self.ignore.value(),
-                          init_model=self.init_model.path(), device=self.device.value())
+                          init_model=self.init_model.path(), new_head=self.new_head.isChecked(),
+                          normalisation=self.normalisation.currentData(),
+                          time_budget_s=self.time_budget.value() or None,
+                          backbone_weights=self.backbone.filePath(), device=self.device.value())

@@ -5,10 +5,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingFeedback, QgsProcessingOutputFile, QgsProcessingOutputNumber,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber)
 
 from .base import MODEL_FILTER, EngineRun, RsSegAlgorithm, architectures, help_html, require_engine
+
+#: Published checkpoint containers (recognised by content, so any name works).
+WEIGHTS_FILTER = "Weights (*.pth *.pt *.bin *.safetensors *.npz);;All files (*)"
 
 COMMON_HELP: List[Tuple[str, str]] = [
     ("LABELS", "label rasters of class values, one per image in the same order (or use "
@@ -23,7 +27,22 @@ COMMON_HELP: List[Tuple[str, str]] = [
     ("TILE_SIZE", "training window edge in pixels (typical 256)"),
     ("LEARNING_RATE", "AdamW learning rate (typical 1e-3; lower it if the loss explodes)"),
     ("VALIDATION_FRACTION", "share of spatial blocks held out for validation (typical 0.2)"),
-    ("INIT_MODEL", "optional model to start from (fine-tuning); matching layers are copied"),
+    ("INIT_MODEL", "optional model to start from (fine-tuning, the documented path to a new "
+                   "sensor: a handful of labelled samples of your imagery); matching layers are "
+                   "copied, its normalisation and GSD are kept, the learning rate is 0.3×"),
+    ("INIT_HEAD", "keep: same classes as INIT_MODEL; new: train the classifier anew (other "
+                  "classes)"),
+    ("NORMALISATION", "image (default): each image standardised with its own band statistics, "
+                      "so other brightness or sensors map alike; percentile: 2–98 % stretch; "
+                      "dataset: the training data's statistics only"),
+    ("SENSOR_AUGMENT", "random scale 0.5–2×, blur, noise, per-band gain and gamma (each date "
+                       "on its own) so the model holds up on other sensors"),
+    ("TRAIN_GSD", "train at this ground sampling distance (windows are resampled)"),
+    ("TIME_BUDGET", "stop after the epoch that spends this many seconds (best model kept)"),
+    ("BACKBONE_WEIGHTS", "optional published pre-trained encoder weights, as downloaded "
+                         "(ResNet-50 torchvision/timm .pth/.safetensors for cafe/glcnet/"
+                         "srcbtfusion, R50+ViT-B_16.npz for srcbtfusion, DINOv2 .pth for "
+                         "vsgnet); the encoder then learns at 0.1× the learning rate"),
     ("DEVICE", "auto, cpu or cuda"),
     ("OUTPUT_MODEL", "the trained model (.rsmodel); the training history (JSON) and curves "
                      "(PNG) are written beside it"),
@@ -67,12 +86,28 @@ class TrainAlgorithm(RsSegAlgorithm):
         self.add_int("BATCH_SIZE", "Batch size", default=8, minimum=1)
         self.add_int("TILE_SIZE", "Tile size in pixels", default=256, minimum=16)
         self.addParameter(QgsProcessingParameterNumber(
-            "LEARNING_RATE", "Learning rate", QgsProcessingParameterNumber.Double, 1e-3,
-            minValue=1e-8))
+            "LEARNING_RATE", "Learning rate (empty: the architecture's; ×0.3 when fine-tuning)",
+            QgsProcessingParameterNumber.Double, optional=True, minValue=1e-8))
         self.addParameter(QgsProcessingParameterNumber(
             "VALIDATION_FRACTION", "Validation fraction", QgsProcessingParameterNumber.Double,
             0.2, minValue=0.0, maxValue=0.9))
-        self.add_model("INIT_MODEL", "Initial model (fine-tuning)", optional=True)
+        self.add_model("INIT_MODEL", "Fine-tune from model", optional=True)
+        self.add_enum("INIT_HEAD", "Classifier of the initial model", ["keep", "new"], "keep",
+                      optional=True)
+        self.add_enum("NORMALISATION", "Normalisation", ["image", "percentile", "dataset"],
+                      optional=True)
+        self.addParameter(QgsProcessingParameterBoolean(
+            "SENSOR_AUGMENT", "Sensor-shift augmentation (scale, blur, noise, gain, gamma)",
+            defaultValue=True, optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            "TRAIN_GSD", "Train at GSD (m; empty: the images' own)",
+            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            "TIME_BUDGET", "Time budget (seconds; empty: none)",
+            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterFile(
+            "BACKBONE_WEIGHTS", "Pre-trained backbone weights", optional=True,
+            behavior=QgsProcessingParameterFile.File, fileFilter=WEIGHTS_FILTER))
         self.add_device()
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT_MODEL", "Trained model", MODEL_FILTER))
@@ -101,9 +136,16 @@ class TrainAlgorithm(RsSegAlgorithm):
             epochs=self.parameterAsInt(parameters, "EPOCHS", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             tile=self.parameterAsInt(parameters, "TILE_SIZE", context),
-            lr=self.parameterAsDouble(parameters, "LEARNING_RATE", context),
+            lr=self.optional_float(parameters, "LEARNING_RATE", context),
             val_fraction=self.parameterAsDouble(parameters, "VALIDATION_FRACTION", context),
             init=self.parameterAsFile(parameters, "INIT_MODEL", context) or None,
+            init_head=self.parameterAsEnumString(parameters, "INIT_HEAD", context) or "keep",
+            normalisation=self.parameterAsEnumString(parameters, "NORMALISATION", context) or None,
+            sensor_augment=self.parameterAsBoolean(parameters, "SENSOR_AUGMENT", context)
+            if parameters.get("SENSOR_AUGMENT") is not None else True,
+            gsd=self.optional_float(parameters, "TRAIN_GSD", context),
+            time_budget_s=self.optional_float(parameters, "TIME_BUDGET", context),
+            backbone_weights=self.parameterAsFile(parameters, "BACKBONE_WEIGHTS", context) or None,
             device=self.parameterAsEnumString(parameters, "DEVICE", context),
             cancel_message=f"training cancelled by the user; {out} holds the best model of the "
                            f"finished epochs (if any)",

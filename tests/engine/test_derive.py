@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -160,58 +158,60 @@ def test_dsm_needs_a_dsm(tmp_path):
         D.derive("dsm", image, tmp_path / "x.tif", dsm=str(far))
 
 
-def test_sam_without_package_or_checkpoint_explains_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "segment_anything", None)     # import fails
+def test_sam_without_checkpoint_explains_the_fix(tmp_path):
     image = _square_image(tmp_path)
     with pytest.raises(InputError) as err:
         D.derive("sam", image, tmp_path / "sam.tif")
     msg = str(err.value)
-    assert "segment_anything package" in msg and "--sam-checkpoint" in msg
-    assert "--kind edges" in msg
+    assert "--sam-checkpoint" in msg and "--kind edges" in msg
     with pytest.raises(InputError, match="does not exist"):
         D.derive("sam", image, tmp_path / "sam.tif", sam_checkpoint=str(tmp_path / "none.pth"))
     assert not (tmp_path / "sam.tif").exists()
 
 
-def _fake_segment_anything():
-    """A stand-in package: 'masks' are the connected components of bright pixels."""
-    mod = types.ModuleType("segment_anything")
-
-    class FakeSam(torch.nn.Module):
-        def load_state_dict(self, state, strict=True):
-            assert state == {"fake": torch.zeros(1)}
-
-    class Generator:
-        def __init__(self, model, **options):
-            self.options = options
-
-        def generate(self, rgb):
-            assert rgb.dtype == np.uint8 and rgb.shape[2] == 3
-            labels, n = ndimage.label(rgb[..., 0] > 128)
-            return [{"segmentation": labels == k, "area": int((labels == k).sum())}
-                    for k in range(1, n + 1)]
-
-    mod.sam_model_registry = {"vit_b": lambda checkpoint=None: FakeSam()}
-    mod.SamAutomaticMaskGenerator = Generator
-    return mod
+def _whole_window_sam(path):
+    """A tiny SAM-layout checkpoint whose masks cover the whole window with IoU score 1."""
+    from engine.models.sam import CONFIGS
+    from tests.engine.weights.published import random_tensors, sam_shapes
+    c = CONFIGS["tiny"]
+    state = random_tensors(sam_shapes(c.dim, c.depth, c.heads, c.global_blocks))
+    for key in ["mask_decoder.output_upscaling.3.", "mask_decoder.iou_prediction_head.layers.2."] + \
+            [f"mask_decoder.output_hypernetworks_mlps.{m}.layers.2." for m in range(4)]:
+        state[key + "weight"].zero_()
+        state[key + "bias"].fill_(1.0)
+    torch.save(state, path)
+    return path
 
 
-def test_sam_provider_with_package_and_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "segment_anything", _fake_segment_anything())
-    ckpt = tmp_path / "sam_vit_b_test.pth"
-    torch.save({"fake": torch.zeros(1)}, ckpt)
+def test_sam_provider_with_the_engine_sam(tmp_path):
+    ckpt = _whole_window_sam(tmp_path / "weights.pth")      # the name says nothing: shapes do
     image = _square_image(tmp_path)
     out = tmp_path / "sam.tif"
-    D.derive("sam", image, out, sam_checkpoint=str(ckpt), tile=64, halo=8, device="cpu")
+    D.derive("sam", image, out, sam_checkpoint=str(ckpt), tile=64, halo=8, device="cpu",
+             points_per_side=2)
     assert _same_grid(image, out)
     data, profile, desc = _read(out)
     assert profile["count"] == 2 and desc == ("sam_segments", "sam_boundaries")
     grey, edges = data
-    assert grey[40:50, 30:40].min() > 0 and grey[80:, :].max() == 0
-    assert edges[30, 30] == 254 or edges[29, 30] == 254
-    assert edges[45, 35] == 0
-    with pytest.raises(InputError, match="SAM variant"):
-        D.sam_model_type(tmp_path / "weights.pth")
+    assert grey.min() > 0 and edges.max() == 0              # one mask per window, no boundary
+    with pytest.raises(InputError, match="not vit_b"):
+        D.derive("sam", image, tmp_path / "b.tif", sam_checkpoint=str(ckpt), model_type="vit_b",
+                 tile=64, device="cpu")
+
+
+def test_automatic_mask_helpers():
+    from engine.sam_masks import mask_boxes, nms, stability_scores
+    logits = torch.full((2, 4, 4), -5.0)
+    logits[0, 1:3, 1:3] = 5.0                                # crisp: stable
+    logits[1, :, :] = 0.5                                    # between −1 and +1: unstable
+    assert stability_scores(logits).tolist() == [1.0, 0.0]
+    masks = torch.zeros(3, 8, 8, dtype=torch.bool)
+    masks[0, 1:4, 2:6] = True
+    masks[1, 1:4, 2:5] = True                                # overlaps mask 0 heavily
+    masks[2, 6:8, 6:8] = True
+    boxes = mask_boxes(masks)
+    assert boxes[0].tolist() == [2, 1, 5, 3]
+    assert nms(boxes, torch.tensor([0.9, 0.95, 0.5])) == [1, 2]
 
 
 def test_cli_hooks(tmp_path, capsys):
@@ -235,7 +235,6 @@ def test_command_line_entry_point(tmp_path, monkeypatch, capsys):
     out = tmp_path / "main.tif"
     assert cli.main(["derive", "--kind", "edges", "--input", str(image), "--output", str(out)]) == 0
     assert _same_grid(image, out)
-    monkeypatch.setitem(sys.modules, "segment_anything", None)
     assert cli.main(["derive", "--kind", "sam", "--input", str(image), "--output",
                      str(tmp_path / "s.tif")]) == 2
-    assert "segment_anything" in capsys.readouterr().err
+    assert "--sam-checkpoint" in capsys.readouterr().err

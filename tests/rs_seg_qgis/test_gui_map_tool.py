@@ -131,3 +131,32 @@ def test_click_without_model_warns(tool, halves):
     tool.source = lambda: ClickSource(None, str(halves[1]))
     tool.click(QgsPointXY(0, 0))
     assert "Choose the raster layer" in tool.iface.messageBar().get_messages(Qgis.Warning)[-1]
+
+
+def test_sam_mode_adds_an_object_without_a_model(tool, halves, tmp_path):
+    """Objects (SAM) mode: a SAM checkpoint instead of a model; weights that call every pixel
+    the object give the whole 64×64 window as one 'object (SAM)' polygon."""
+    from tests.engine.weights.published import random_tensors, sam_shapes
+    from engine.models.sam import CONFIGS
+    c = CONFIGS["tiny"]
+    state = random_tensors(sam_shapes(c.dim, c.depth, c.heads, c.global_blocks))
+    up = "mask_decoder.output_upscaling.3."
+    state[up + "weight"].zero_()
+    state[up + "bias"].fill_(1.0)
+    for m in range(4):
+        key = f"mask_decoder.output_hypernetworks_mlps.{m}.layers.2."
+        state[key + "weight"].zero_()
+        state[key + "bias"].fill_(1.0)
+    weights = tmp_path / "sam_tiny.pth"
+    torch.save(state, weights)
+    layer = tool.source().layer
+    tool.source = lambda: ClickSource(layer, "", "cpu", 64, mode="sam", sam_weights=str(weights))
+    click_and_wait(tool, canvas_point(tool, 10, 20))
+    assert tool.preview is not None
+    assert tool.preview.result["class_name"] == "object (SAM)"
+    assert tool.preview.result["area_m2"] == pytest.approx(64 * 64 * RES * RES)
+    feature = tool.confirm()
+    assert feature["class"] == "object (SAM)"
+    tool.source = lambda: ClickSource(layer, "", "cpu", 64, mode="sam")
+    tool.click(canvas_point(tool, 10, 20))
+    assert "SAM checkpoint" in tool.iface.messageBar().get_messages(Qgis.Warning)[-1]

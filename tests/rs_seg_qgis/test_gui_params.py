@@ -72,12 +72,23 @@ def test_train_parameters_polygons_rasters_and_change():
     assert params == {"INPUT": ["img"], "LABEL_POLYGONS": "poly", "CLASS_FIELD": "class",
                       "ARCHITECTURE": "unet", "EPOCHS": 3, "BATCH_SIZE": 4, "TILE_SIZE": 128,
                       "LEARNING_RATE": 0.002, "VALIDATION_FRACTION": 0.25, "IGNORE_VALUE": 0,
-                      "INIT_MODEL": "/models/old.rsmodel", "DEVICE": "cpu",
+                      "INIT_MODEL": "/models/old.rsmodel", "INIT_HEAD": "keep", "DEVICE": "cpu",
                       "OUTPUT_MODEL": "/models/new.rsmodel"}
     alg, params = train_parameters(TrainState("change", ["b1"], "fcsiamdiff", "m.rsmodel",
                                               images_after=["a1"], label_rasters=["lab"]))
     assert alg == "rs_seg:train_change"
     assert params["INPUT_T1"] == ["b1"] and params["INPUT_T2"] == ["a1"]
+    _, pretrained = train_parameters(TrainState("segmentation", ["img"], "glcnet", "g.rsmodel",
+                                                label_rasters=["lab"],
+                                                backbone_weights="/w/resnet50.pth"))
+    assert pretrained["BACKBONE_WEIGHTS"] == "/w/resnet50.pth"
+    assert "LEARNING_RATE" not in pretrained  # the architecture's rate
+    _, tuned = train_parameters(TrainState("change", ["b1"], "fcsiamdiff", "t.rsmodel",
+                                           images_after=["a1"], label_rasters=["lab"],
+                                           init_model="/m/base.rsmodel", new_head=True,
+                                           normalisation="percentile", time_budget_s=600))
+    assert (tuned["INIT_MODEL"], tuned["INIT_HEAD"]) == ("/m/base.rsmodel", "new")
+    assert tuned["NORMALISATION"] == "percentile" and tuned["TIME_BUDGET"] == 600
     assert params["LABELS"] == ["lab"] and "INPUT" not in params
 
 

@@ -280,6 +280,26 @@ def test_train_segmentation_from_label_rasters_and_from_polygons(provider, tmp_p
         run("train_segmentation", {**common, "OUTPUT_MODEL": str(tmp_path / "x.rsmodel")})
 
 
+def test_train_fine_tunes_from_a_model_with_the_transfer_parameters(provider, tmp_path):
+    image, labels = labelled_scene(tmp_path, size=64)
+    common = {"INPUT": [str(image)], "LABELS": [str(labels)], "ARCHITECTURE": "unet",
+              "EPOCHS": 1, "BATCH_SIZE": 4, "TILE_SIZE": 32, "DEVICE": "cpu"}
+    base = run("train_segmentation", {**common, "NORMALISATION": "percentile",
+                                      "SENSOR_AUGMENT": False,
+                                      "OUTPUT_MODEL": str(tmp_path / "base.rsmodel")})
+    assert read_card(base["OUTPUT_MODEL"])["inputs"]["image"]["normalisation"] == "percentile"
+    tuned = run("train_segmentation", {**common, "INIT_MODEL": base["OUTPUT_MODEL"],
+                                       "INIT_HEAD": "new", "TIME_BUDGET": 600,
+                                       "OUTPUT_MODEL": str(tmp_path / "tuned.rsmodel")})
+    card = read_card(tuned["OUTPUT_MODEL"])
+    training = card["training"]
+    assert card["inputs"]["image"]["normalisation"] == "percentile"  # inherited from the base
+    assert training["init"]["from"] == base["OUTPUT_MODEL"] and training["init"]["loaded"] > 0
+    assert training["init"]["head"] == "new"
+    # no LEARNING_RATE given: the architecture's, scaled down for fine-tuning
+    assert training["hyper_parameters"]["lr"] < 1e-3
+
+
 def test_train_change_then_detect_change_with_it(provider, tmp_path):
     pytest.importorskip("engine.change")
     rng = np.random.default_rng(3)

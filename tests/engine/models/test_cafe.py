@@ -332,20 +332,6 @@ def test_gradient_reaches_every_parameter():
 
 # ---- weights, size, recipe --------------------------------------------------------------------
 
-def test_load_backbone_fills_both_streams():
-    model = _tiny(bands=4, aux=2)
-    torch.manual_seed(5)
-    source = cafe.ResNetStream(3, "basic", (2, 2, 2, 2), 8)
-    sd = {**source.state_dict(), "fc.weight": torch.zeros(10, 64), "fc.bias": torch.zeros(10)}
-    loaded = model.load_backbone(sd)
-    assert loaded["rgb"] == loaded["dsm"] == len(source.state_dict())
-    stem = source.conv1.weight
-    assert torch.equal(model.rgb.conv1.weight[:, :3], stem)
-    assert torch.allclose(model.rgb.conv1.weight[:, 3:], stem.mean(1, keepdim=True))
-    assert torch.allclose(model.dsm.conv1.weight, stem.mean(1, keepdim=True).expand(-1, 2, -1, -1))
-    assert torch.equal(model.dsm.layer3[1].conv2.weight, source.layer3[1].conv2.weight)
-
-
 def test_full_parameter_count():
     model = cafe.build_cafe(3, 6, 1)
     n = sum(p.numel() for p in model.parameters())

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 import engine.models.srcbtfusion as sr  # registers "srcbtfusion"
 from engine.cards import default_card
-from engine.jobs import InputError
 from engine.modelfile import load_model, save_model
 from engine.models import architecture, build
 
@@ -316,91 +315,3 @@ def test_save_load_gives_identical_predictions(tmp_path):
     assert isinstance(loaded.network, sr.SRCBTFusionNet)
 
 
-def test_load_pretrained_from_state_dict(tmp_path):
-    source = _tiny(3, 5, seed=1)          # other class count: the classifier shape differs
-    state = {"module." + k: v.clone() + 0.01 if v.is_floating_point() else v.clone()
-             for k, v in source.state_dict().items()}
-    torch.save({"state_dict": state}, tmp_path / "w.pth")
-    model = _tiny(3, 6, seed=2)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    report = sr.load_pretrained(model, tmp_path / "w.pth")
-    assert set(report) == {"loaded", "skipped", "missing"}
-    cls = {"head.classifier.weight", "head.classifier.bias"}
-    assert set(report["missing"]) == cls
-    assert set(report["skipped"]) == {"module." + k for k in cls}
-    assert len(report["loaded"]) == len(before) - 2
-    own = model.state_dict()
-    for name in report["loaded"]:
-        assert torch.equal(own[name], state["module." + name]), name
-    for name in cls:
-        assert torch.equal(own[name], before[name])
-    # the same through safetensors
-    from safetensors.torch import save_file
-    save_file({k[len("module."):]: v.contiguous() for k, v in state.items()},
-              str(tmp_path / "w.safetensors"))
-    again = sr.load_pretrained(_tiny(3, 6, seed=3), tmp_path / "w.safetensors")
-    assert set(again["missing"]) == cls and len(again["loaded"]) == len(before) - 2
-    with pytest.raises(InputError):
-        sr.load_pretrained(model, tmp_path / "absent.pth")
-
-
-def test_load_pretrained_resizes_the_position_embedding(tmp_path):
-    source = _tiny(3, 6, seed=1, grid=8)
-    torch.save(source.state_dict(), tmp_path / "w.pt")
-    model = _tiny(3, 6, seed=2)                       # grid 4
-    report = sr.load_pretrained(model, tmp_path / "w.pt")
-    assert "transformer.position_embeddings" in report["loaded"]
-    assert not report["missing"] and not report["skipped"]
-
-
-def test_load_pretrained_from_vit_npz_layout(tmp_path):
-    """A file in the public R50+ViT-B/16 (Flax) layout: HWIO kernels, (in, out) dense kernels,
-    heads-split attention kernels, a class token in the 1-D positional embedding."""
-    model = _tiny(3, 6)
-    d, heads = sr.TINY["vit_hidden"], sr.TINY["vit_heads"]
-    mlp = sr.TINY["vit_mlp"]
-    w = sr.TINY["width"]
-    rng = np.random.default_rng(0)
-
-    def r(*shape):
-        return rng.standard_normal(shape).astype(np.float32)
-
-    arrays = {"conv_root/kernel": r(7, 7, 3, w), "gn_root/scale": r(w), "gn_root/bias": r(w),
-              "block1/unit1/conv1/kernel": r(1, 1, w, w), "block1/unit1/gn1/scale": r(w),
-              "block1/unit1/conv_proj/kernel": r(1, 1, w, 4 * w),
-              "block2/unit2/conv1/kernel": r(1, 1, 8 * w, 2 * w),       # no unit 2 here
-              "embedding/kernel": r(1, 1, 16 * w, d), "embedding/bias": r(d),
-              "Transformer/posembed_input/pos_embedding": r(1, 1 + 7 * 7, d),
-              "Transformer/encoder_norm/scale": r(d),
-              "head/kernel": r(d, 1000)}
-    for i in range(2):                                   # block 1 is beyond vit_depth = 1
-        p = f"Transformer/encoderblock_{i}/"
-        arrays[p + "LayerNorm_0/scale"] = r(d)
-        arrays[p + "MlpBlock_3/Dense_0/kernel"] = r(d, mlp)
-        arrays[p + "MlpBlock_3/Dense_1/bias"] = r(d)
-        arrays[p + "MultiHeadDotProductAttention_1/query/kernel"] = r(d, heads, d // heads)
-        arrays[p + "MultiHeadDotProductAttention_1/query/bias"] = r(heads, d // heads)
-        arrays[p + "MultiHeadDotProductAttention_1/out/kernel"] = r(heads, d // heads, d)
-    np.savez(tmp_path / "R50+ViT-B_16.npz", **arrays)
-    report = sr.load_pretrained(model, tmp_path / "R50+ViT-B_16.npz")
-    sd = model.state_dict()
-    assert "head/kernel" in report["skipped"] and "block2/unit2/conv1/kernel" in report["skipped"]
-    assert any(k.startswith("Transformer/encoderblock_1/") for k in report["skipped"])
-    assert len(report["loaded"]) == 10 + 6
-    t = lambda a: torch.from_numpy(a)  # noqa: E731
-    assert torch.equal(sd["trunk.root_conv.weight"],
-                       t(arrays["conv_root/kernel"]).permute(3, 2, 0, 1))
-    assert torch.equal(sd["trunk.stages.0.0.downsample.weight"],
-                       t(arrays["block1/unit1/conv_proj/kernel"]).permute(3, 2, 0, 1))
-    assert torch.equal(sd["trunk.root_gn.bias"], t(arrays["gn_root/bias"]))
-    b0 = "Transformer/encoderblock_0/"
-    assert torch.equal(sd["transformer.blocks.0.ffn.fc1.weight"],
-                       t(arrays[b0 + "MlpBlock_3/Dense_0/kernel"]).t())
-    q = t(arrays[b0 + "MultiHeadDotProductAttention_1/query/kernel"]).reshape(d, d).t()
-    assert torch.equal(sd["transformer.blocks.0.attn.query.weight"], q)
-    o = t(arrays[b0 + "MultiHeadDotProductAttention_1/out/kernel"]).reshape(d, d).t()
-    assert torch.equal(sd["transformer.blocks.0.attn.out.weight"], o)
-    assert torch.equal(sd["transformer.blocks.0.attn.query.bias"],
-                       t(arrays[b0 + "MultiHeadDotProductAttention_1/query/bias"]).reshape(-1))
-    assert sd["transformer.position_embeddings"].shape == (1, 16, d)
-    assert "transformer.position_embeddings" in report["loaded"]

@@ -1,0 +1,112 @@
+"""SAM on one image window: encode once, decode each click in milliseconds.
+
+Pre-processing follows the published model: the longest side is resized to 1024 (bilinear),
+RGB 0..255 is normalised with SAM's pixel statistics and padded bottom/right to 1024².  Mask
+logits (256²) are up-sampled to 1024², cropped to the resized image, up-sampled to the window
+and thresholded at 0.  With several candidate masks the one with the highest predicted IoU wins.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Hashable, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import PIXEL_MEAN, PIXEL_STD, Sam
+
+
+@dataclass
+class Embedding:
+    """A window's image embedding and the geometry to map prompts and masks."""
+
+    features: torch.Tensor          # 1×256×64×64
+    pe: torch.Tensor                # its positional encoding (kept: decoding needs it per click)
+    size: Tuple[int, int]           # window (h, w)
+    resized: Tuple[int, int]        # after resizing the longest side to the model size
+
+
+@dataclass
+class MaskResult:
+    mask: np.ndarray                # bool h×w in window pixels
+    score: float                    # predicted IoU of the chosen mask
+    scores: Sequence[float]         # of every candidate
+
+
+def resized_shape(h: int, w: int, size: int) -> Tuple[int, int]:
+    scale = size / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def encode(sam: Sam, rgb: np.ndarray, device: torch.device) -> Embedding:
+    """3×h×w uint8 RGB → :class:`Embedding` (the image encoder's one pass)."""
+    size = sam.img_size
+    h, w = rgb.shape[1:]
+    nh, nw = resized_shape(h, w, size)
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).float()[None]
+    x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(PIXEL_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(PIXEL_STD, device=device).view(1, 3, 1, 1)
+    x = F.pad((x - mean) / std, (0, size - nw, 0, size - nh))
+    with torch.inference_mode():
+        pe = sam.prompt_encoder.dense_pe()
+    return Embedding(sam.embed(x), pe, (h, w), (nh, nw))
+
+
+def decode(sam: Sam, emb: Embedding, points: Optional[np.ndarray] = None,
+           labels: Optional[np.ndarray] = None, box: Optional[Sequence[float]] = None,
+           multimask: bool = True) -> MaskResult:
+    """Mask of the prompts (window pixel coordinates x, y; labels 1 object / 0 background; box
+    x0, y0, x1, y1).  ``multimask``: three candidates, the best-scoring kept."""
+    if points is None and box is None:
+        raise ValueError("give at least one point or a box")
+    (h, w), (nh, nw) = emb.size, emb.resized
+    device = emb.features.device
+    scale = torch.tensor([nw / w, nh / h], device=device)
+    prompt = None
+    if points is not None:
+        coords = torch.as_tensor(np.asarray(points, np.float32), device=device)[None] * scale
+        lab = torch.as_tensor(np.asarray(labels, np.int64), device=device)[None]
+        prompt = (coords, lab)
+    box_t = None
+    if box is not None:
+        box_t = (torch.as_tensor(np.asarray(box, np.float32), device=device).view(1, 2, 2)
+                 * scale).view(1, 4)
+    masks, iou = sam.decode(emb.features, prompt, box_t, multimask, emb.pe)
+    best = int(iou[0].argmax())
+    size = sam.img_size
+    low = masks[:, best:best + 1].float()
+    up = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    up = F.interpolate(up[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False)
+    return MaskResult((up[0, 0] > 0).cpu().numpy(), float(iou[0, best]),
+                      [float(v) for v in iou[0]])
+
+
+class EmbeddingCache:
+    """Recent window embeddings (with whatever the caller keeps beside them), least recently
+    used dropped first; thread-safe."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._items: "OrderedDict[Hashable, Any]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)

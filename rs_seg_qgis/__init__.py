@@ -15,7 +15,20 @@ def _make_engine_importable() -> None:
             return
 
 
+def _use_private_packages() -> None:
+    """Put RS Seg's private packages folder (the installer's) first on sys.path, before
+    anything imports torch; a damaged folder is reported, never fatal."""
+    try:
+        from .installer.startup import activate_at_start
+        activate_at_start()
+    except Exception:  # noqa: BLE001 — the plugin must load and explain, whatever happened
+        import traceback
+        from qgis.core import Qgis, QgsMessageLog
+        QgsMessageLog.logMessage(traceback.format_exc(), "RS Seg", Qgis.Warning)
+
+
 _make_engine_importable()
+_use_private_packages()
 
 
 def classFactory(iface):  # noqa: N802 (QGIS plugin entry point)

@@ -4,6 +4,7 @@ Nothing here imports torch at module level: the plugin must load (and explain) w
 """
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import shutil
 import subprocess
@@ -12,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-TORCH_PIN = "torch==2.13.0"
+# The pins the installer installs; tests keep them equal to requirements.txt.
+TORCH_VERSION = "2.13.0"
+TORCH_PIN = f"torch=={TORCH_VERSION}"
+ONNXRUNTIME_VERSION = "1.32.0"
+SAFETENSORS_PIN = "safetensors==0.8.0"
+# A torch/onnxruntime outside its pinned minor release is refused: (name, pinned version).
+PINNED_RUNTIMES = (("torch", TORCH_VERSION), ("onnxruntime", ONNXRUNTIME_VERSION))
+INSTALL_BUTTON = "Plugins ▸ RS Seg ▸ Install dependencies…"
 TORCH_INDEX = "https://download.pytorch.org/whl"
 # Newest CUDA wheel flavour each NVIDIA driver generation can run (driver >= key).
 CUDA_WHEELS = [(580.0, "cu130"), (570.0, "cu128"), (560.0, "cu126")]
@@ -38,27 +46,60 @@ class Gpu:
 
 
 def missing_modules() -> List[str]:
-    """Python modules the engine needs that this QGIS Python cannot import."""
+    """Python modules the engine needs that this QGIS Python cannot import (a torch outside
+    the pinned release counts as missing: it is refused, see :func:`version_problem`)."""
     return [m for m in ("torch", "safetensors", "rasterio", "numpy")
-            if importlib.util.find_spec(m) is None]
+            if importlib.util.find_spec(m) is None or version_problem(m)]
+
+
+def installed_version(name: str) -> Optional[str]:
+    """The version of distribution ``name`` that imports first (read without importing it)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def version_problem(name: str) -> Optional[str]:
+    """A sentence when an installed torch/onnxruntime is outside its pinned minor release.
+
+    Only the release counts (``2.13.0+cu128`` is fine for the pin 2.13.0): another minor
+    release may change operators or the model-file loader under the engine.
+    """
+    pinned = dict(PINNED_RUNTIMES).get(name)
+    version = installed_version(name) if pinned else None
+    if version is None:
+        return None
+    if version.split("+")[0].split(".")[:2] == pinned.split(".")[:2]:
+        return None
+    spec = importlib.util.find_spec(name)
+    where = f" at {Path(spec.origin).parent}" if spec is not None and spec.origin else ""
+    return (f"{name} {version}{where} is not the supported {name} "
+            f"{'.'.join(pinned.split('.')[:2])}.x; install {name}=={pinned} with "
+            f"{INSTALL_BUTTON} (it goes into RS Seg's own folder, ahead of this copy)")
 
 
 def python_command() -> str:
-    """The interpreter behind QGIS's Python.
+    """The interpreter behind QGIS's Python (the one that must run pip for it).
 
-    Inside the desktop application ``sys.executable`` is QGIS itself, so look for the python
-    binary of the same installation (``bin/python3.X`` on Linux/macOS, ``python.exe`` in
-    OSGeo4W), else fall back to ``python3``.
+    Inside QGIS ``sys.executable`` is QGIS itself, or whatever ``python3`` comes first on PATH
+    (measured: desktop QGIS on Debian reports a pyenv shim, another Python).  So it is
+    trusted only when it lives in this Python's own prefix (a venv's ``bin/python``);
+    otherwise the python binary of the same installation is used: ``<prefix>/bin/python3.X``
+    on Linux/macOS (Debian: /usr/bin/python3.11), ``<prefix>/python.exe`` in OSGeo4W.
     """
-    exe = Path(sys.executable or "")
-    if exe.name.lower().startswith("python"):
-        return str(exe)
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    prefix = Path(sys.exec_prefix)
-    for candidate in (prefix / "bin" / version, prefix / "bin" / "python3",
-                      prefix / "python.exe", prefix / "python3.exe"):
-        if candidate.is_file():
-            return str(candidate)
+    exe = Path(sys.executable or "")
+    prefixes = [Path(p) for p in dict.fromkeys((sys.prefix, sys.exec_prefix,
+                                                sys.base_prefix, sys.base_exec_prefix))]
+    if exe.name.lower().startswith("python") and exe.is_file() and \
+            any(exe.parent in (prefix, prefix / "bin", prefix / "Scripts") for prefix in prefixes):
+        return str(exe)
+    for prefix in prefixes:
+        for candidate in (prefix / "bin" / version, prefix / "bin" / "python3",
+                          prefix / "python.exe", prefix / "python3.exe"):
+            if candidate.is_file():
+                return str(candidate)
     return shutil.which(version) or "python3"
 
 
@@ -81,11 +122,12 @@ def torch_install_command(cuda: Optional[str] = None) -> str:
 
 
 def install_hint(missing: List[str], driver_version: Optional[str] = None) -> str:
-    """One sentence naming what is missing and the commands that fix it.
+    """One sentence naming what is missing and the ways to fix it: the installer button for
+    the pip packages (torch, safetensors), else the manual commands.
 
     ``driver_version`` (from nvidia-smi) picks the CUDA build; without it both builds are named.
     """
-    pip_names = {"safetensors": "safetensors==0.8.0"}
+    pip_names = {"safetensors": SAFETENSORS_PIN}
     apt_names = {"rasterio": "python3-rasterio", "numpy": "python3-numpy"}
     parts = []
     if "torch" in missing:
@@ -99,11 +141,16 @@ def install_hint(missing: List[str], driver_version: Optional[str] = None) -> st
     pip = [pip_names[m] for m in missing if m in pip_names]
     if pip:
         parts.append(f"{python_command()} -m pip install {' '.join(pip)}")
+    if parts:  # the installer handles exactly these; the manual commands stay for experts
+        parts.insert(0, f"{INSTALL_BUTTON} (into RS Seg's own folder), or by hand:")
     apt = [apt_names[m] for m in missing if m in apt_names]
     if apt:
         parts.append(f"apt install {' '.join(apt)} (use the system packages, not pip)")
-    return (f"RS Seg needs {', '.join(missing)} in QGIS's Python. Install with: "
-            + "; ".join(parts))
+    refused = [p for p in (version_problem(m) for m in missing) if p]
+    return "".join(f"{p}. " for p in refused) + (
+        f"RS Seg needs {', '.join(missing)} in QGIS's Python. Install with "
+        + (parts[0] + " " + "; ".join(parts[1:]) if parts and parts[0].endswith(":")
+           else "; ".join(parts)))
 
 
 def nvidia_driver() -> Optional[str]:
@@ -118,6 +165,45 @@ def nvidia_driver() -> Optional[str]:
         return None
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     return lines[0] if lines else None
+
+
+@dataclass(frozen=True)
+class NvidiaGpu:
+    """One GPU as nvidia-smi reports it (no torch needed)."""
+
+    index: int
+    name: str
+    memory_gib: float
+    driver: str
+
+
+def nvidia_gpus() -> List[NvidiaGpu]:
+    """GPUs, memory and driver from ``nvidia-smi`` (empty without an NVIDIA driver)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    query = "--query-gpu=index,name,memory.total,driver_version"
+    try:
+        out = subprocess.run([smi, query, "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) == 4 and fields[0].isdigit():
+            try:
+                memory = float(fields[2]) / 1024
+            except ValueError:
+                memory = 0.0
+            gpus.append(NvidiaGpu(int(fields[0]), fields[1], memory, fields[3]))
+    return gpus
+
+
+def min_driver(cuda_version: str) -> Optional[float]:
+    """The oldest NVIDIA driver that runs torch's CUDA build ``12.8`` (None when unknown)."""
+    tag = "cu" + cuda_version.replace(".", "")
+    return next((driver for driver, flavour in CUDA_WHEELS if flavour == tag), None)
 
 
 def torch_gpus() -> List[Gpu]:

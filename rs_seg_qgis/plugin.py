@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 from qgis.core import Qgis, QgsApplication
-from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
@@ -26,6 +26,7 @@ class RsSegPlugin:
         self.actions: List[QAction] = []
         self.dock_action: Optional[QAction] = None
         self.click_action: Optional[QAction] = None
+        self._prompt_item: Any = None  # the first-run prompt in the message bar
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS API)
         if self.provider is None:
@@ -47,11 +48,15 @@ class RsSegPlugin:
         self.click_action.toggled.connect(self.toggle_click_tool)
         diagnostics = QAction("Check environment…", main)
         diagnostics.triggered.connect(self.show_diagnostics)
-        for action in (self.dock_action, self.click_action, diagnostics):
+        installer = QAction("Install dependencies…", main)
+        installer.setToolTip("Install torch or onnxruntime into RS Seg's own folder")
+        installer.triggered.connect(self.show_installer)
+        for action in (self.dock_action, self.click_action, diagnostics, installer):
             self.iface.addPluginToMenu(MENU, action)
             self.actions.append(action)
         self.iface.addToolBarIcon(self.dock_action)
         self.iface.addToolBarIcon(self.click_action)
+        self._prompt_install()
 
     def unload(self) -> None:
         for action in self.actions:
@@ -84,6 +89,7 @@ class RsSegPlugin:
             self.dock.visibilityChanged.connect(self._dock_visibility)
             self.dock.segment.pick.toggled.connect(self._pick_toggled)
             self.dock.models.check_environment.connect(self.show_diagnostics)
+            self.dock.install_deps.clicked.connect(self.show_installer)
         return self.dock
 
     def show_dock(self, visible: bool = True) -> None:
@@ -139,6 +145,39 @@ class RsSegPlugin:
             self._diagnostics_dialog = dialog
         except Exception as exc:
             self._error(exc)
+
+    def show_installer(self, *_: object) -> None:
+        """Open the Install dependencies dialog (non-modal; the install is a background task)."""
+        try:
+            from .gui.install_dialog import show_install_dialog
+            self._install_dialog = show_install_dialog(self.iface.mainWindow())
+            if self.dock is not None:
+                self._install_dialog.installed.connect(self.dock.refresh_install_button)
+        except Exception as exc:
+            self._error(exc)
+
+    def _prompt_install(self) -> None:
+        """First run without torch and onnxruntime (or with a damaged folder): a message-bar
+        offer to install; desktop only (initGui), so qgis_process never shows it."""
+        try:
+            from .gui.install_dialog import prompt_install
+            from .installer.startup import prompt
+            offer = prompt()
+            if offer:
+                self._prompt_item = prompt_install(self.iface, *offer, self._prompt_answered)
+        except Exception as exc:
+            self._error(exc)
+
+    def _prompt_answered(self, *_: object) -> None:
+        self.show_installer()
+        # the item goes once this click was handled: deleting the sender inside its own
+        # clicked signal crashes QGIS
+        QTimer.singleShot(0, self._pop_prompt)
+
+    def _pop_prompt(self) -> None:
+        item, self._prompt_item = self._prompt_item, None
+        if item is not None:
+            self.iface.messageBar().popWidget(item)
 
     def _error(self, exc: BaseException) -> None:
         from .gui.messages import error_text, notify

@@ -83,12 +83,19 @@ class RsSegDock(QgsDockWidget):
         log_layout.setContentsMargins(2, 2, 2, 2)
         log_layout.addWidget(self.log)
 
+        # shown only while torch and onnxruntime are missing or the private folder is damaged
+        self.install_deps = QPushButton("Install dependencies…")
+        self.install_deps.setToolTip("Install torch or onnxruntime into RS Seg's own folder in "
+                                     "the QGIS profile (no administrator rights needed)")
+        self.refresh_install_button()
+
         status = QHBoxLayout()
         status.addWidget(self.progress, 1)
         status.addWidget(self.cancel)
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.install_deps)
         layout.addWidget(self.tabs, 1)
         layout.addLayout(status)
         layout.addWidget(log_box)
@@ -220,6 +227,14 @@ class RsSegDock(QgsDockWidget):
         self.train.init_model.refresh()
         if self.sender() is not self.models:
             self.models.refresh(select)
+
+    def refresh_install_button(self) -> None:
+        """Show Install dependencies… (or Repair…) only when something needs installing."""
+        from ..installer.startup import prompt
+        offer = prompt()
+        self.install_deps.setVisible(offer is not None)
+        if offer is not None:
+            self.install_deps.setText(offer[1])
 
     def append_log(self, line: str) -> None:
         stamp = _dt.datetime.now().strftime("%H:%M:%S")

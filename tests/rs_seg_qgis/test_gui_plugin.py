@@ -14,7 +14,8 @@ def test_init_gui_dock_tool_and_unload(qgis_iface, qgis_new_project):
     plugin.initGui()
     try:
         assert [a.text() for a in plugin.actions] == ["RS Seg", "RS Seg: click to segment",
-                                                      "Check environment…"]
+                                                      "Check environment…",
+                                                      "Install dependencies…"]
         assert plugin.dock is None  # made on first use only
         plugin.dock_action.setChecked(True)
         dock = plugin.dock

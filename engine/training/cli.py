@@ -70,8 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "R50+ViT-B_16.npz, DINOv2), recognised by their key layout")
     p.add_argument("--encoder-lr-scale", type=float, metavar="S",
                    help="encoder LR = S × LR (default 0.1 with --backbone-weights, else 1)")
-    p.add_argument("--freeze-encoder-epochs", type=int, default=0, metavar="N",
-                   help="keep the encoder fixed for the first N epochs (also with --init)")
+    p.add_argument("--freeze-encoder-epochs", type=int, metavar="N",
+                   help="keep the encoder fixed for the first N epochs (default: a third of "
+                        "the epochs with --init, else 0)")
     p.add_argument("--resume", help="resume from a <model>.last.ckpt checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hparams", type=json.loads, default={},

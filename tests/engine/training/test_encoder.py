@@ -94,3 +94,14 @@ def test_init_model_cli_with_backbone_weights(tmp_path, capsys):
     assert main(["init-model", "--arch", "unet", "--bands", "3", "--classes", "3",
                  "--out", str(tmp_path / "u.rsmodel"), "--backbone-weights", str(path)]) == 2
     assert "no pre-trained encoder" in capsys.readouterr().err
+
+
+def test_fine_tuning_freezes_the_encoder_for_a_third_of_the_epochs_unless_told():
+    from engine.training.loop import TrainConfig, resolve_recipe
+
+    def recipe(**options):
+        return resolve_recipe(TrainConfig(out="m.rsmodel", images=["a.tif"], epochs=9, **options),
+                              10)
+    assert recipe(init="base.rsmodel")["freeze_encoder_epochs"] == 3
+    assert recipe(init="base.rsmodel", freeze_encoder_epochs=0)["freeze_encoder_epochs"] == 0
+    assert recipe()["freeze_encoder_epochs"] == 0

@@ -105,6 +105,11 @@ def scores_to_input_grid(forward: Forward, tile: int, size: int) -> Forward:
 
     def resized(inputs: Dict[str, Any]) -> Any:
         scores = forward(inputs)
+        if size > tile and not isinstance(scores, np.ndarray):
+            # enlarging, the matrix is plain bilinear interpolation (pixel centres aligned, edge
+            # samples held): torch's kernel computes the same weights without the dense products
+            import torch.nn.functional as F
+            return F.interpolate(scores, size=(size, size), mode="bilinear", align_corners=False)
         key = (type(scores), getattr(scores, "device", None))
         r = cache.get(key)
         if r is None:

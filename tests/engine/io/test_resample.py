@@ -141,3 +141,13 @@ def test_predict_at_another_gsd_keeps_the_input_grid(tmp_path, rng):
     with rasterio.open(img) as src, rasterio.open(tmp_path / "c.tif") as out:
         assert (out.width, out.height, out.transform) == (src.width, src.height, src.transform)
         assert (out.read(1) != 255).all()
+
+
+@pytest.mark.parametrize("tile,size", [(64, 128), (64, 150), (48, 61)])
+def test_enlarged_scores_match_the_interpolation_matrix(tile, size):
+    scores = np.random.default_rng(size).random((2, 3, tile, tile), dtype=np.float32)
+    m = interpolation_matrix(size, tile)
+    expected = m @ scores @ m.T
+    got = scores_to_input_grid(lambda x: torch.from_numpy(scores), tile, size)({})
+    assert got.shape == (2, 3, size, size)
+    assert np.abs(got.numpy() - expected).max() < 1e-5

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from . import __version__
@@ -23,11 +25,15 @@ class _Bar:
 
     def __init__(self, desc: str) -> None:
         from tqdm import tqdm
+        # under torchrun only rank 0 reports: the other ranks would repeat every line
+        self._quiet = _worker_rank()
         self._bar = tqdm(total=1000, desc=desc, unit="‰", file=sys.stderr,
                          bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]",
-                         disable=None)
+                         disable=True if self._quiet else None)
 
     def __call__(self, fraction: float, message: str) -> None:
+        if self._quiet:
+            return
         if fraction < 0:
             self._bar.write(message, file=sys.stderr)
             return
@@ -125,17 +131,50 @@ def format_card(card: dict) -> str:
 
 
 def cmd_predict(a: argparse.Namespace) -> None:
+    from .batch import collect_inputs
     from .devices import resolve_device
     from .inference import predict
+    inputs = collect_inputs(a.input or (), a.input_list)
+    single = len(inputs) == 1 and inputs[0] == Path(a.input[0]) if a.input else False
+    if a.output is not None and a.output_dir is not None:
+        raise EngineError("give either --output FILE (one input) or --output-dir DIR, not both")
+    if a.output is not None and not single:
+        raise EngineError(f"--output names one file but {len(inputs)} inputs were given; write "
+                          f"them to a folder with --output-dir DIR (file names from "
+                          f"--output-name, default {{stem}}.tif)")
+    if a.output is None and a.output_dir is None:
+        raise EngineError("give --output FILE for the segmented raster, or --output-dir DIR "
+                          "for several inputs")
     model = _load(a, resolve_device(a.device))
+    if a.output_dir is not None:
+        return _predict_many(a, model, inputs)
     result = _with_bar("segment", lambda bar: predict(
-        model, a.input, a.output, probabilities=a.probabilities, aux=a.aux, device=a.device,
+        model, a.input[0], a.output, probabilities=a.probabilities, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
-        input_gsd=a.input_gsd, progress=bar))
+        input_gsd=a.input_gsd, output_format=a.format, progress=bar))
     print(f"wrote {result['output']}" + (f" and {result['probabilities']}"
                                          if result["probabilities"] else ""))
     print(f"{result['width']}x{result['height']} px, {result['windows']} windows on "
           f"{result['device']} in {result['seconds']:.1f} s ({result['mpix_per_s']:.2f} MPix/s)")
+
+
+def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
+    from .batch import PartialFailure, failure_summary, predict_many
+    result = _with_bar("segment", lambda bar: predict_many(
+        model, inputs, a.output_dir, output_name=a.output_name, probabilities=a.probabilities,
+        skip_existing=a.skip_existing, fail_fast=a.fail_fast, aux=a.aux, device=a.device,
+        tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
+        input_gsd=a.input_gsd, output_format=a.format, progress=bar))
+    for w in result["written"]:
+        print(f"wrote {w['output']}" + (f" and {w['probabilities']}" if w["probabilities"] else ""))
+    for path in result["skipped"]:
+        print(f"skipped {path} (its output exists)")
+    print(f"{len(result['written'])} written, {len(result['skipped'])} skipped, "
+          f"{len(result['failed'])} failed; {result['windows']} windows in "
+          f"{result['seconds']:.1f} s")
+    summary = failure_summary(result)
+    if summary:
+        raise PartialFailure(summary)
 
 
 # Commands living in their own modules: each has COMMAND, HELP, add_arguments(p), run(args, progress).
@@ -196,9 +235,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="segment a raster with a model (sliding window)")
     s.add_argument("--model", required=True)
-    s.add_argument("--input", required=True)
-    s.add_argument("--output", required=True)
-    s.add_argument("--probabilities", help="optional per-class probability raster (uint8)")
+    s.add_argument("--input", nargs="+", metavar="RASTER",
+                   help="the raster(s) to segment, or a folder (its *.tif, *.tiff, *.vrt, *.img, "
+                        "*.jp2)")
+    s.add_argument("--input-list", metavar="FILE",
+                   help="a file listing input rasters, one a line (# comments)")
+    s.add_argument("--output", help="the class raster of a single input")
+    s.add_argument("--output-dir", metavar="DIR", help="folder for the outputs of many inputs")
+    s.add_argument("--output-name", default="{stem}.tif",
+                   help="output file name pattern with --output-dir; {stem} is the input's name "
+                        "without extension (default {stem}.tif)")
+    s.add_argument("--skip-existing", action="store_true",
+                   help="with --output-dir: skip inputs whose output exists (default: refuse)")
+    stop = s.add_mutually_exclusive_group()
+    stop.add_argument("--keep-going", dest="fail_fast", action="store_false",
+                      help="with several inputs: run the others when one fails (default)")
+    stop.add_argument("--fail-fast", action="store_true",
+                      help="with several inputs: stop at the first failure")
+    s.add_argument("--probabilities", help="optional per-class probability raster (uint8); "
+                                           "with --output-dir a pattern, e.g. {stem}_prob.tif")
     s.add_argument("--aux", help="auxiliary raster (e.g. DSM) for multimodal models")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     s.add_argument("--tile", type=int, help="window edge in pixels (default: model card)")
@@ -208,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_onnx_options(s)
     from .views import add_gsd_arguments
     add_gsd_arguments(s)
-    s.set_defaults(func=cmd_predict)
+    from .io.cog import add_format_argument
+    add_format_argument(s)
+    s.set_defaults(func=cmd_predict, fail_fast=False)
 
     for name in COMMAND_MODULES:
         try:
@@ -238,13 +295,23 @@ def _needs_torch(sub: argparse._SubParsersAction, module_name: str) -> None:
     s.set_defaults(func=refuse)
 
 
+def _worker_rank() -> bool:
+    """True on the ranks of a torchrun job other than rank 0."""
+    return int(os.environ.get("RANK", 0)) > 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if _worker_rank():  # rank 0 prints the summary; errors still reach stderr
+        sys.stdout = open(os.devnull, "w")
+    from .sharded import leave  # a torchrun job's ranks leave together (no-op otherwise)
     try:
         args.func(args)
+        leave()
     except EngineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        leave()
+        return getattr(exc, "exit_code", 2)  # 3: some files of a batch failed
     except (Cancelled, KeyboardInterrupt):
         print("cancelled: no output was written", file=sys.stderr)
         return 130

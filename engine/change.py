@@ -21,12 +21,15 @@ import numpy as np
 from rasterio.enums import Resampling
 
 from . import backend as xp
+from . import sharded
 from .devices import resolve_device
 from .inference import (PROBABILITY_SCALE, Source, prepare_network, resolve_tiling,
                         run_sliding_window, softmax_forward, write_rows)
 from .io.rasters import (WindowReader, bounded_gdal_cache, class_tags, data_band_indexes, intersection_grid,
                          open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
                          without_alpha_flags)
+from .io.cog import (AVERAGE, MODE, add_format_argument, check_format, stream_path,
+                     writer_path)
 from .io.writer import StripWriter
 from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
                    check_writable_output)
@@ -171,7 +174,8 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
                   batch_size: int = 8, segmentation_model: str | Path | LoadedModel | None = None,
                   from_to: Optional[str | Path] = None, from_to_table: Optional[str | Path] = None,
                   gsd: str = "auto", input_gsd: Optional[float] = None,
-                  match_histograms: bool = False, progress: Optional[ProgressFn] = None,
+                  match_histograms: bool = False, output_format: str = "gtiff",
+                  progress: Optional[ProgressFn] = None,
                   cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Write a change map (uint8 0/1, nodata 255 where either date is nodata) between ``t1`` and
     ``t2``; optionally a change probability, change polygons and from-to change products.
@@ -179,15 +183,17 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
     ``model`` is a change model file, ``"cva"`` / None (change vector analysis + Otsu) or
     ``"pcc"`` (post-classification comparison; needs ``segmentation_model``).  ``gsd`` and
     ``input_gsd`` work as in :func:`engine.inference.predict` (the grid is t1's);
-    ``match_histograms`` maps t2's band distributions onto t1's before the network sees them.
+    ``match_histograms`` maps t2's band distributions onto t1's before the network sees them;
+    ``output_format`` ``cog`` writes the rasters as Cloud-Optimized GeoTIFFs.
     """
     job = Job(progress, cancelled)
-    dev = resolve_device(device)
+    dev = sharded.rank_device(resolve_device(device))
     method = "cva" if model is None else (model if model in ("cva", "pcc") else "model")
     if not 0 < threshold < 1:
         raise InputError(f"threshold must be between 0 and 1 (got {threshold})")
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1 (got {batch_size})")
+    check_format(output_format)
     if method == "pcc" and segmentation_model is None:
         raise InputError("post-classification comparison (pcc) needs --segmentation-model")
     if from_to is not None and segmentation_model is None:
@@ -259,24 +265,27 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
         def forward(x: Dict[str, Any]) -> Any:
             return xp.concat([f(x) for f in forwards], axis=1)
 
-        writers, pair_counts = _writers(stack, g1, output, probabilities, from_to, seg, k)
+        shard = sharded.current(grid)
+        writers, pair_counts = _writers(stack, g1, output, probabilities, from_to, seg, k, shard,
+                                        output_format)
         convert = _block_converter(writers, method, threshold, k, pair_counts)
-        try:
+        outputs = [stream_path(p, output_format) for p in
+                   (output, probabilities, from_to if "from_to" in writers else None)
+                   if p is not None]
+        with sharded.collective(shard, list(writers.values()), outputs,
+                                list(pair_counts.values())):
+            on_rows = write_rows(list(writers.values()))
             run_sliding_window(forward, sources, grid, channels, dev, batch_size, convert,
-                               write_rows(list(writers.values())), job, label="change: window")
-        except BaseException:
-            for w in writers.values():
-                w.abort()
-            raise
-        for w in writers.values():
-            w.close()
+                               shard.keep(on_rows) if shard else on_rows, job,
+                               label="change: window", rows=shard.rows if shard else None)
         pixel_area = abs(g1.transform.a * g1.transform.e)
         width, height = g1.width, g1.height
         changed = int(pair_counts["changed"][0])
         valid_px = int(pair_counts["valid"][0])
         fraction = changed / max(valid_px, 1)
         job.log(fraction_note({"no change": 1 - fraction, "change": fraction}))
-        if method == "model" and fraction < EMPTY_CHANGE:
+        last_steps = shard is None or shard.rank == 0  # rank 0 alone holds the output
+        if method == "model" and fraction < EMPTY_CHANGE and last_steps:
             bands = list(range(1, g1.count + 1))
             warning = empty_change_note(fraction, _cva_statistics(g1, g2, bands, job)[2])
             if warning:
@@ -289,6 +298,8 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
               "changed_fraction": fraction, "changed_area": changed * pixel_area,
               "gsd_scale": view.plan.scale, "notes": notes,
               "seconds": time.perf_counter() - started}
+    if not last_steps:
+        return result
     if polygons is not None:
         from .vectorize import vectorize
         job.report(0.99, "change: polygons")
@@ -302,14 +313,20 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
 
 
 def _writers(stack: contextlib.ExitStack, grid_ds, output, probabilities, from_to,
-             seg: Optional[LoadedModel], k: int) -> Tuple[Dict[str, StripWriter], Dict[str, np.ndarray]]:
-    writers = {"change": StripWriter(stack.enter_context(atomic_output(output)),
-                                     output_profile(grid_ds, 1, "uint8", CLASS_NODATA),
-                                     colormap=CHANGE_COLOURS, tags=class_tags(CHANGE_NAMES),
-                                     descriptions=["change"])}
+             seg: Optional[LoadedModel], k: int, shard: Optional[sharded.Shard] = None,
+             output_format: str = "gtiff"
+             ) -> Tuple[Dict[str, StripWriter], Dict[str, np.ndarray]]:
+    converts = shard is None or shard.rank == 0  # rank 0 alone holds the final files
+    output = writer_path(stack, output, output_format, MODE, converts)
+    writers = {"change": sharded.open_writer(shard, stack, output,
+                                             output_profile(grid_ds, 1, "uint8", CLASS_NODATA),
+                                             colormap=CHANGE_COLOURS,
+                                             tags=class_tags(CHANGE_NAMES),
+                                             descriptions=["change"])}
     if probabilities is not None:
-        writers["probability"] = StripWriter(
-            stack.enter_context(atomic_output(probabilities)),
+        probabilities = writer_path(stack, probabilities, output_format, AVERAGE, converts)
+        writers["probability"] = sharded.open_writer(
+            shard, stack, probabilities,
             output_profile(grid_ds, 1, "uint8", 255), descriptions=["p(change)"],
             scales=[1.0 / PROBABILITY_SCALE])
     if from_to is not None and seg is not None:
@@ -317,8 +334,9 @@ def _writers(stack: contextlib.ExitStack, grid_ds, output, probabilities, from_t
         names = [c["name"] for c in seg.card["classes"]]
         codes = {"0": "unchanged"} | {str(i * k + j + 1): f"{names[i]} -> {names[j]}"
                                       for i in range(k) for j in range(k)}
-        writers["from_to"] = StripWriter(
-            stack.enter_context(atomic_output(from_to)),
+        from_to = writer_path(stack, from_to, output_format, MODE, converts)
+        writers["from_to"] = sharded.open_writer(
+            shard, stack, from_to,
             output_profile(grid_ds, 1, dtype, nodata), descriptions=["from-to class code"],
             tags={"RS_SEG_FROM_TO": json.dumps(codes),
                   **{f"CODE_{c}": n for c, n in codes.items()}})
@@ -402,6 +420,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--match-histograms", action="store_true",
                    help="map t2's band distributions onto t1's before the model sees them")
     add_gsd_arguments(p)
+    add_format_argument(p)
 
 
 def run(args: argparse.Namespace, progress=None) -> None:
@@ -411,7 +430,8 @@ def run(args: argparse.Namespace, progress=None) -> None:
                       tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                       segmentation_model=args.segmentation_model, from_to=args.from_to,
                       from_to_table=args.from_to_table, gsd=args.gsd, input_gsd=args.input_gsd,
-                      match_histograms=args.match_histograms, progress=progress)
+                      match_histograms=args.match_histograms, output_format=args.format,
+                      progress=progress)
     print(f"wrote {r['output']} ({r['method']}): {100 * r['changed_fraction']:.2f} % changed, "
           f"{r['changed_area']:,.0f} CRS units² in {r['seconds']:.1f} s")
     for key in ("probabilities", "polygons", "from_to", "from_to_table"):

@@ -19,12 +19,14 @@ import numpy as np
 import rasterio
 
 from . import backend as xp
+from . import sharded
 from .devices import resolve_device
 from .io.rasters import (WindowReader, bounded_gdal_cache, check_overlap, class_colormap, class_tags,
                          data_band_indexes, normalise, open_raster, output_profile, resolve_bands,
                          warp_to_grid, without_alpha_flags)
+from .io.cog import AVERAGE, MODE, check_format, stream_path, writer_path
 from .io.writer import StripWriter
-from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
+from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn,
                    check_writable_output)
 from .modelfile import CLASS_NODATA, LoadedModel, load_model
 from .onnx.model import OnnxNetwork, check_tile, with_margin
@@ -57,12 +59,22 @@ class _Batch:
 _END = object()
 
 
-def _read_batches(sources: Sequence[Source], grid: Grid, batch_size: int, pin: bool,
+def _read_batches(sources: Sequence[Source], grid: Grid, rows: range, batch_size: int, pin: bool,
                   stop: threading.Event, out: "queue.Queue[Any]") -> None:
-    """Reader thread body: read, normalise and batch windows in grid order."""
+    """Reader thread body: read, normalise and batch the windows of ``rows`` in grid order.
+
+    Batches are those of the whole grid (the i-th holds windows i·B … i·B+B−1), so a shard
+    that starts or ends inside a batch reads all of it: the network then sees exactly the
+    batches of a single process, and its scores are bit-identical (the caller skips windows
+    outside ``rows``).
+    """
     try:
         pending: List[Tuple[List[np.ndarray], np.ndarray, Tuple[int, int, int]]] = []
-        windows = list(grid.windows())
+        every = list(grid.windows())
+        cols = len(grid.xs)
+        lo, hi = rows.start * cols, rows.stop * cols
+        windows = every[lo // batch_size * batch_size:-(-hi // batch_size) * batch_size] \
+            if hi > lo else []
         for i, (r, x, y) in enumerate(windows):
             if stop.is_set():
                 return
@@ -142,8 +154,9 @@ def write_rows(writers: Sequence[StripWriter]) -> RowsFn:
 def run_sliding_window(forward: Callable[..., Any], sources: Sequence[Source],
                        grid: Grid, channels: int, device: Any, batch_size: int,
                        convert: ConvertFn, on_rows: RowsFn, job: Job,
-                       label: str = "windows") -> None:
-    """Stream every window of ``grid`` through ``forward`` and hand finished rows on.
+                       label: str = "windows", rows: Optional[range] = None) -> None:
+    """Stream every window of ``grid`` (or of its window ``rows``: a shard, see
+    :mod:`engine.sharded`) through ``forward`` and hand finished rows on.
 
     ``forward(inputs)`` maps a dict of B×C×T×T batches (one per source, keyed by its name) to
     B×channels×T×T scores (probabilities).  ``convert(block)`` turns a finished block's scores into
@@ -153,16 +166,19 @@ def run_sliding_window(forward: Callable[..., Any], sources: Sequence[Source],
     """
     q: "queue.Queue[Any]" = queue.Queue(maxsize=3)
     stop = threading.Event()
+    rows = range(len(grid.ys)) if rows is None else rows
     reader = threading.Thread(target=_read_batches, name="rs-seg-reader", daemon=True,
-                              args=(sources, grid, batch_size, device.type == "cuda", stop, q))
+                              args=(sources, grid, rows, batch_size, device.type == "cuda", stop,
+                                    q))
     reader.start()
-    cols, total, done = len(grid.xs), len(grid), 0
+    cols, done = len(grid.xs), 0
+    total = max(cols * len(rows), 1)
     autocast = xp.autocast_context(device)
     channels_last = device.type == "cuda"
-    rows = RowAssembler(grid.width, convert, on_rows)
+    assembler = RowAssembler(grid.width, convert, on_rows)
     try:
         with xp.inference_context(device):
-            stitcher = Stitcher(grid, channels, device)
+            stitcher = Stitcher(grid, channels, device, first_row=rows.start)
             while True:
                 item = q.get()
                 if item is _END:
@@ -175,13 +191,15 @@ def run_sliding_window(forward: Callable[..., Any], sources: Sequence[Source],
                     scores = forward({s.name: t for s, t in zip(sources, inputs)})
                 scores = xp.as_float32(scores)
                 valid = xp.to_device(item.valid, device)
-                for k, (_, x, y) in enumerate(item.positions):
+                for k, (r, x, y) in enumerate(item.positions):
+                    if r not in rows:  # read only to complete a batch of the whole grid
+                        continue
                     block = stitcher.add(x, y, scores[k], valid[k])
                     if block is not None:
-                        rows.put(block)
+                        assembler.put(block)
                     done += 1
                     if done % cols == 0:
-                        rows.finish(stitcher.finish_row())
+                        assembler.finish(stitcher.finish_row())
                 job.report(done / total, f"{label} {done}/{total}")
     finally:
         stop.set()
@@ -271,17 +289,18 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             device: str = "auto", tile: Optional[int] = None, overlap: Optional[int] = None,
             batch_size: int = 8, bands: Optional[Sequence[int]] = None,
             gsd: str = "auto", input_gsd: Optional[float] = None,
-            progress: Optional[ProgressFn] = None,
+            output_format: str = "gtiff", progress: Optional[ProgressFn] = None,
             cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Segment ``input`` with ``model`` and write a class raster (and optional probabilities).
 
     ``gsd``: ``auto`` reads the input resampled to the model's GSD when they differ by more
     than 25 %, ``native`` never resamples, a number of metres reads at that GSD; ``input_gsd``
-    gives the pixel size of a raster without georeferencing.  Returns a summary: output paths,
+    gives the pixel size of a raster without georeferencing; ``output_format`` is ``gtiff`` or
+    ``cog`` (Cloud-Optimized GeoTIFF with overviews, :mod:`engine.io.cog`).  Returns a summary: output paths,
     raster size, windows, seconds, MPix/s, the area share of each class and any domain notes.
     """
     job = Job(progress, cancelled)
-    dev = resolve_device(device)
+    dev = sharded.rank_device(resolve_device(device))
     lm = model if isinstance(model, LoadedModel) else load_model(model, dev)
     card = lm.card
     if card["task"] == "pretrained":
@@ -292,6 +311,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
                              f"use it with 'change' (two dates), or pick a segmentation model")
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1 (got {batch_size})")
+    check_format(output_format)
     t, o = resolve_tiling(card, tile, overlap)
     for path in (output, probabilities):
         if path is not None:
@@ -311,7 +331,9 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         classes = card["classes"]
         lut = xp.asarray([c["value"] for c in classes], dev, "uint8")
         counts = xp.zeros((len(classes),), dev, "int64")
-        writers = _segmentation_writers(stack, ds, card, output, probabilities)
+        shard = sharded.current(grid)
+        writers = _segmentation_writers(stack, ds, card, output, probabilities, shard,
+                                        output_format)
         net = prepare_network(lm, dev)
 
         def convert(block: Block) -> List[np.ndarray]:
@@ -327,18 +349,17 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
                 out.append(xp.to_numpy(p))
             return out
 
-        try:
+        totals = np.zeros(len(classes), np.int64)  # summed over the ranks of a sharded run
+        outputs = [stream_path(p, output_format) for p in (output, probabilities)
+                   if p is not None]
+        with sharded.collective(shard, writers, outputs, [totals]):
+            on_rows = write_rows(writers)
             run_sliding_window(view.wrap(softmax_forward(net)), sources, grid, len(classes), dev,
-                               batch_size, convert, write_rows(writers), job,
-                               label="segment: window")
-        except BaseException:
-            for w in writers:
-                w.abort()
-            raise
-        for w in writers:
-            w.close()
+                               batch_size, convert, shard.keep(on_rows) if shard else on_rows, job,
+                               label="segment: window", rows=shard.rows if shard else None)
+            totals += xp.to_numpy(counts)
     seconds = time.perf_counter() - started
-    fractions = class_fractions(xp.to_numpy(counts), classes)
+    fractions = class_fractions(totals, classes)
     job.log(fraction_note(fractions))
     job.report(1.0, "segment: done")
     return {"output": str(output), "probabilities": str(probabilities) if probabilities else None,
@@ -350,16 +371,20 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
 
 def _segmentation_writers(stack: contextlib.ExitStack, ds: rasterio.io.DatasetReader,
                           card: Dict[str, Any], output: str | Path,
-                          probabilities: Optional[str | Path]) -> List[StripWriter]:
+                          probabilities: Optional[str | Path],
+                          shard: Optional[sharded.Shard] = None,
+                          output_format: str = "gtiff") -> List[StripWriter]:
     classes = card["classes"]
-    tmp = stack.enter_context(atomic_output(output))
-    writers = [StripWriter(tmp, output_profile(ds, 1, "uint8", CLASS_NODATA),
-                           colormap=class_colormap(classes), tags=class_tags(classes),
-                           descriptions=["class"])]
+    converts = shard is None or shard.rank == 0  # rank 0 alone holds the final files
+    output = writer_path(stack, output, output_format, MODE, converts)
+    writers = [sharded.open_writer(shard, stack, output,
+                                   output_profile(ds, 1, "uint8", CLASS_NODATA),
+                                   colormap=class_colormap(classes), tags=class_tags(classes),
+                                   descriptions=["class"])]
     if probabilities is not None:
-        ptmp = stack.enter_context(atomic_output(probabilities))
-        writers.append(StripWriter(
-            ptmp, output_profile(ds, len(classes), "uint8", 255),
+        probabilities = writer_path(stack, probabilities, output_format, AVERAGE, converts)
+        writers.append(sharded.open_writer(
+            shard, stack, probabilities, output_profile(ds, len(classes), "uint8", 255),
             descriptions=[f"p({c['name']})" for c in classes],
             scales=[1.0 / PROBABILITY_SCALE] * len(classes), tags=class_tags(classes)))
     return writers

@@ -151,7 +151,7 @@ class Stitcher:
     torch (ONNX models), they are numpy arrays.
     """
 
-    def __init__(self, grid: Grid, channels: int, device: Any = "cpu") -> None:
+    def __init__(self, grid: Grid, channels: int, device: Any = "cpu", first_row: int = 0) -> None:
         self.grid = grid
         torch = xp.torch_module()
         dev = torch.device(str(device)) if torch is not None and device is not None else None
@@ -169,7 +169,7 @@ class Stitcher:
         self._carry_valid = xp.zeros((shared, grid.width), dev, "bool")
         self._cur = 0
         self._x0 = 0  # raster column of the current column buffer's first column
-        self._row = 0
+        self._row = first_row  # a shard of the grid starts at its first window row
         self._col = 0  # index of the next window within the row
         self._carried = 0  # carry rows that belong to the current window row
 

@@ -31,6 +31,10 @@ INPUT_MODEL_FILTER = ("Models (*.rsmodel *.onnx);;RS Seg models (*.rsmodel);;ONN
 ONNX_MODULES = ("onnxruntime", "rasterio", "numpy")
 MODEL_PARAMETERS = ("MODEL", "SEGMENTATION_MODEL")
 DEVICES = ["auto", "cpu", "cuda"]
+FORMATS = ["gtiff", "cog"]  # engine.io.cog.FORMATS (not imported: the engine may be missing)
+FORMAT_HELP = ("FORMAT", "gtiff: tiled, compressed GeoTIFF; cog: Cloud-Optimized GeoTIFF with "
+                         "overviews (mode for classes, average for probabilities), for web "
+                         "serving and fast zoomed-out display")
 CANCELLED = "cancelled by the user; no output was written"
 TEXT_INTERVAL_S = 2.0  # at most one progress text per interval: the text goes to the log too
 
@@ -212,6 +216,14 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
 
     def add_device(self) -> None:
         self.add_enum("DEVICE", "Device", DEVICES, "auto")
+
+    def add_format(self) -> None:
+        """FORMAT: gtiff or cog, read with :meth:`output_format`."""
+        self.add_enum("FORMAT", "Output format", FORMATS, "gtiff")
+
+    def output_format(self, parameters: Dict[str, Any], context: QgsProcessingContext) -> str:
+        """The FORMAT value ("gtiff" when not set)."""
+        return self.parameterAsEnumString(parameters, "FORMAT", context) or "gtiff"
 
     def add_class_polygons(self, name: str, description: str, ignore_description: str) -> None:
         """Optional polygons ``name`` with their CLASS_FIELD and an optional IGNORE_VALUE."""

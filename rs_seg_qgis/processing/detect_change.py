@@ -13,7 +13,7 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
 
 from ..layers import (style_change_polygons, style_change_raster, style_from_to_raster,
                       style_on_load)
-from .base import EngineRun, RsSegAlgorithm, help_html, require_engine
+from .base import FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
 
 METHODS = ["model", "cva", "pcc"]
 
@@ -52,7 +52,8 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
              ("OUTPUT_VECTOR", "optional change polygons (GeoPackage) with area_m2"),
              ("OUTPUT_FROM_TO", "optional from-to raster (code = from × classes + to + 1; "
                                 "0 unchanged)"),
-             ("OUTPUT_FROM_TO_TABLE", "optional CSV of from-to areas (a JSON copy beside it)")])
+             ("OUTPUT_FROM_TO_TABLE", "optional CSV of from-to areas (a JSON copy beside it)"),
+             FORMAT_HELP])
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_T1", "Before (date 1)"))
@@ -70,6 +71,7 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
             minValue=0.0, maxValue=1.0))
         self.add_model("SEGMENTATION_MODEL", "Segmentation model (for from-to change)",
                        optional=True)
+        self.add_format()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Change"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_PROBABILITY", "Change probability", optional=True, createByDefault=False))
@@ -117,6 +119,7 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
             segmentation_model=segmentation, from_to=from_to, from_to_table=table,
             produces=[output, probability, vector, from_to, table],
             match_histograms=self.parameterAsBoolean(parameters, "MATCH_HISTOGRAMS", context),
+            output_format=self.output_format(parameters, context),
             **self.tiling(parameters, context), **self.gsd_options(parameters, context))
         feedback.pushInfo(f"{100 * result['changed_fraction']:.2f} % of the valid pixels changed")
         style_on_load(context, output, style_change_raster)

@@ -13,6 +13,7 @@ from .evaluate import EvaluateAlgorithm
 from .export_onnx import ExportOnnxAlgorithm
 from .pretrain import PretrainAlgorithm
 from .segment import SegmentAlgorithm
+from .segment_folder import SegmentFolderAlgorithm
 from .segment_point import SegmentPointAlgorithm
 from .train_change import TrainChangeAlgorithm
 from .train_segmentation import TrainSegmentationAlgorithm
@@ -20,7 +21,7 @@ from .vectorize import VectorizeAlgorithm
 
 ALGORITHMS = (SegmentAlgorithm, SegmentPointAlgorithm, VectorizeAlgorithm, DetectChangeAlgorithm,
               TrainSegmentationAlgorithm, TrainChangeAlgorithm, PretrainAlgorithm,
-              EvaluateAlgorithm, ExportOnnxAlgorithm)
+              EvaluateAlgorithm, ExportOnnxAlgorithm, SegmentFolderAlgorithm)
 
 
 class RsSegProvider(QgsProcessingProvider):

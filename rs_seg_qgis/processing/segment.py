@@ -10,7 +10,7 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
 from ..layers import raster_classes, style_class_polygons, style_class_raster, style_on_load
-from .base import EngineRun, RsSegAlgorithm, help_html, require_engine
+from .base import FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
 
 
 def parse_bands(text: str) -> Optional[List[int]]:
@@ -52,7 +52,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
              ("OUTPUT", "class raster (GeoTIFF, nodata 255)"),
              ("OUTPUT_PROBABILITY", "optional per-class probabilities (uint8, 254 = 1.0)"),
              ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage) with class_value, "
-                               "class_name and area_m2")],
+                               "class_name and area_m2"),
+             FORMAT_HELP],
             "Web and other non-file layers are first saved over the extent at the model's "
             "ground sampling distance.")
 
@@ -67,6 +68,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent", optional=True))
         self.addParameter(QgsProcessingParameterString(
             "BANDS", "Bands (e.g. 1,2,3; empty: the model's)", optional=True))
+        self.add_format()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Classes"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_PROBABILITY", "Class probabilities", optional=True, createByDefault=False))
@@ -98,6 +100,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         result = run.call(predict, model, image, output, probabilities=probability, aux=aux,
                           device=self.parameterAsEnumString(parameters, "DEVICE", context),
                           bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
+                          output_format=self.output_format(parameters, context),
                           produces=[output, probability], end=0.9 if vector else 1.0,
                           **self.tiling(parameters, context), **self.gsd_options(parameters, context))
         feedback.pushInfo(f"{result['width']}×{result['height']} px, {result['windows']} "

@@ -297,7 +297,8 @@ def _needs_torch(sub: argparse._SubParsersAction, module_name: str) -> None:
 
 def _worker_rank() -> bool:
     """True on the ranks of a torchrun job other than rank 0."""
-    return int(os.environ.get("RANK", 0)) > 0
+    from .sharded import world
+    return world()[0] > 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

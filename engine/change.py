@@ -28,8 +28,7 @@ from .inference import (PROBABILITY_SCALE, Source, prepare_network, resolve_tili
 from .io.rasters import (WindowReader, bounded_gdal_cache, class_tags, data_band_indexes, intersection_grid,
                          open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
                          without_alpha_flags)
-from .io.cog import (AVERAGE, MODE, add_format_argument, check_format, stream_path,
-                     writer_path)
+from .io.cog import AVERAGE, MODE, add_format_argument, check_format
 from .io.writer import StripWriter
 from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
                    check_writable_output)
@@ -269,11 +268,7 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
         writers, pair_counts = _writers(stack, g1, output, probabilities, from_to, seg, k, shard,
                                         output_format)
         convert = _block_converter(writers, method, threshold, k, pair_counts)
-        outputs = [stream_path(p, output_format) for p in
-                   (output, probabilities, from_to if "from_to" in writers else None)
-                   if p is not None]
-        with sharded.collective(shard, list(writers.values()), outputs,
-                                list(pair_counts.values())):
+        with sharded.collective(shard, list(writers.values()), list(pair_counts.values())):
             on_rows = write_rows(list(writers.values()))
             run_sliding_window(forward, sources, grid, channels, dev, batch_size, convert,
                                shard.keep(on_rows) if shard else on_rows, job,
@@ -316,17 +311,14 @@ def _writers(stack: contextlib.ExitStack, grid_ds, output, probabilities, from_t
              seg: Optional[LoadedModel], k: int, shard: Optional[sharded.Shard] = None,
              output_format: str = "gtiff"
              ) -> Tuple[Dict[str, StripWriter], Dict[str, np.ndarray]]:
-    converts = shard is None or shard.rank == 0  # rank 0 alone holds the final files
-    output = writer_path(stack, output, output_format, MODE, converts)
-    writers = {"change": sharded.open_writer(shard, stack, output,
+    writers = {"change": sharded.open_writer(shard, stack, output, output_format, MODE,
                                              output_profile(grid_ds, 1, "uint8", CLASS_NODATA),
                                              colormap=CHANGE_COLOURS,
                                              tags=class_tags(CHANGE_NAMES),
                                              descriptions=["change"])}
     if probabilities is not None:
-        probabilities = writer_path(stack, probabilities, output_format, AVERAGE, converts)
         writers["probability"] = sharded.open_writer(
-            shard, stack, probabilities,
+            shard, stack, probabilities, output_format, AVERAGE,
             output_profile(grid_ds, 1, "uint8", 255), descriptions=["p(change)"],
             scales=[1.0 / PROBABILITY_SCALE])
     if from_to is not None and seg is not None:
@@ -334,9 +326,8 @@ def _writers(stack: contextlib.ExitStack, grid_ds, output, probabilities, from_t
         names = [c["name"] for c in seg.card["classes"]]
         codes = {"0": "unchanged"} | {str(i * k + j + 1): f"{names[i]} -> {names[j]}"
                                       for i in range(k) for j in range(k)}
-        from_to = writer_path(stack, from_to, output_format, MODE, converts)
         writers["from_to"] = sharded.open_writer(
-            shard, stack, from_to,
+            shard, stack, from_to, output_format, MODE,
             output_profile(grid_ds, 1, dtype, nodata), descriptions=["from-to class code"],
             tags={"RS_SEG_FROM_TO": json.dumps(codes),
                   **{f"CODE_{c}": n for c, n in codes.items()}})

@@ -24,7 +24,7 @@ from .devices import resolve_device
 from .io.rasters import (WindowReader, bounded_gdal_cache, check_overlap, class_colormap, class_tags,
                          data_band_indexes, normalise, open_raster, output_profile, resolve_bands,
                          warp_to_grid, without_alpha_flags)
-from .io.cog import AVERAGE, MODE, check_format, stream_path, writer_path
+from .io.cog import AVERAGE, MODE, check_format
 from .io.writer import StripWriter
 from .jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn,
                    check_writable_output)
@@ -350,9 +350,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             return out
 
         totals = np.zeros(len(classes), np.int64)  # summed over the ranks of a sharded run
-        outputs = [stream_path(p, output_format) for p in (output, probabilities)
-                   if p is not None]
-        with sharded.collective(shard, writers, outputs, [totals]):
+        with sharded.collective(shard, writers, [totals]):
             on_rows = write_rows(writers)
             run_sliding_window(view.wrap(softmax_forward(net)), sources, grid, len(classes), dev,
                                batch_size, convert, shard.keep(on_rows) if shard else on_rows, job,
@@ -375,16 +373,14 @@ def _segmentation_writers(stack: contextlib.ExitStack, ds: rasterio.io.DatasetRe
                           shard: Optional[sharded.Shard] = None,
                           output_format: str = "gtiff") -> List[StripWriter]:
     classes = card["classes"]
-    converts = shard is None or shard.rank == 0  # rank 0 alone holds the final files
-    output = writer_path(stack, output, output_format, MODE, converts)
-    writers = [sharded.open_writer(shard, stack, output,
+    writers = [sharded.open_writer(shard, stack, output, output_format, MODE,
                                    output_profile(ds, 1, "uint8", CLASS_NODATA),
                                    colormap=class_colormap(classes), tags=class_tags(classes),
                                    descriptions=["class"])]
     if probabilities is not None:
-        probabilities = writer_path(stack, probabilities, output_format, AVERAGE, converts)
         writers.append(sharded.open_writer(
-            shard, stack, probabilities, output_profile(ds, len(classes), "uint8", 255),
+            shard, stack, probabilities, output_format, AVERAGE,
+            output_profile(ds, len(classes), "uint8", 255),
             descriptions=[f"p({c['name']})" for c in classes],
             scales=[1.0 / PROBABILITY_SCALE] * len(classes), tags=class_tags(classes)))
     return writers

@@ -103,7 +103,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, out)
         _move_sidecars(tmp, out)
     except BaseException:
-        _remove_with_sidecars(tmp)
+        remove_with_sidecars(tmp)
         raise
 
 
@@ -123,7 +123,8 @@ def _move_sidecars(tmp: Path, out: Path) -> None:
             os.replace(side, Path(str(out) + suffix))
 
 
-def _remove_with_sidecars(tmp: Path) -> None:
+def remove_with_sidecars(tmp: Path) -> None:
+    """Delete ``tmp`` and its GDAL side-cars (.aux.xml, .ovr, .msk), those that exist."""
     for candidate in (tmp, *(Path(str(tmp) + s) for s in _SIDECAR_SUFFIXES)):
         with contextlib.suppress(FileNotFoundError):
             candidate.unlink()

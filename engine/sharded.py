@@ -20,7 +20,7 @@ import contextlib
 import os
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -28,6 +28,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from .io.cog import stream_path, writer_path
 from .io.writer import StripWriter
 from .jobs import EngineError, atomic_output
 from .tiling import Grid
@@ -57,6 +58,7 @@ class Shard:
     end: int
     y0: int
     y1: int
+    streams: List[Path] = field(default_factory=list)  # the files the writers stream, in order
 
     @property
     def rows(self) -> range:
@@ -152,15 +154,25 @@ def part_path(output: str | Path, rank: int) -> Path:
 
 
 def open_writer(shard: Optional[Shard], stack: contextlib.ExitStack, output: str | Path,
-                profile: Dict[str, Any], **options: Any) -> StripWriter:
-    """The writer for ``output``: the final (atomic) file on rank 0 or without torchrun, else the
-    rank's part file holding its band only."""
+                output_format: str, resampling: str, profile: Dict[str, Any],
+                **options: Any) -> StripWriter:
+    """The writer for ``output`` in ``output_format``: on rank 0 or without torchrun the final
+    file (atomic; for ``cog`` a hidden GeoTIFF converted into it when the stack closes), else
+    the rank's part file holding its band only."""
+    if shard is not None:
+        shard.streams.append(stream_path(output, output_format))
     if shard is None or shard.rank == 0:
-        return StripWriter(stack.enter_context(atomic_output(output)), profile, **options)
-    part = part_path(output, shard.rank)
+        target = writer_path(stack, output, output_format, resampling)
+        return StripWriter(stack.enter_context(atomic_output(target)), profile, **options)
     band = dict(profile, height=max(shard.y1 - shard.y0, 1),
                 transform=profile["transform"] * rasterio.Affine.translation(0, shard.y0))
-    return StripWriter(part, band, **options)
+    return StripWriter(part_path(shard.streams[-1], shard.rank), band, **options)
+
+
+def _remove_parts(shard: Shard, ranks: Sequence[int]) -> None:
+    for rank in ranks:
+        for stream in shard.streams:
+            part_path(stream, rank).unlink(missing_ok=True)
 
 
 def _exchange(message: Optional[str], counts: Sequence[np.ndarray]) -> List[tuple]:
@@ -169,10 +181,10 @@ def _exchange(message: Optional[str], counts: Sequence[np.ndarray]) -> List[tupl
 
 @contextlib.contextmanager
 def collective(shard: Optional[Shard], writers: Sequence[StripWriter],
-               outputs: Sequence[str | Path], counts: Sequence[np.ndarray] = ()) -> Iterator[None]:
+               counts: Sequence[np.ndarray] = ()) -> Iterator[None]:
     """Run the body on every rank, then agree: any rank's failure fails them all (no output);
     on success the ranks' ``counts`` are summed in place and rank 0 appends the parts to its
-    ``writers`` (which still hold the final files, in the order of ``outputs``).
+    ``writers`` (opened by :func:`open_writer`, which still hold the final files).
 
     Without torchrun it only closes the writers (or aborts them on failure).
     """
@@ -185,9 +197,7 @@ def collective(shard: Optional[Shard], writers: Sequence[StripWriter],
         for w in writers:
             w.abort()
         if shard is not None:
-            if shard.rank:
-                for out in outputs:
-                    part_path(out, shard.rank).unlink(missing_ok=True)
+            _remove_parts(shard, [shard.rank] if shard.rank else [])
             _exchange(f"rank {shard.rank}: {exc}", counts)
         raise
     if shard is None:
@@ -198,8 +208,7 @@ def collective(shard: Optional[Shard], writers: Sequence[StripWriter],
     failed = [m for m, _ in gathered if m]
     if failed:
         if shard.rank:
-            for out in outputs:
-                part_path(out, shard.rank).unlink(missing_ok=True)
+            _remove_parts(shard, [shard.rank])
         else:
             for w in writers:
                 w.abort()
@@ -207,19 +216,17 @@ def collective(shard: Optional[Shard], writers: Sequence[StripWriter],
     for i, c in enumerate(counts):
         c[...] = sum(g[1][i] for g in gathered)
     if shard.rank == 0:
-        _append_parts(shard, writers, outputs)
+        _append_parts(shard, writers)
 
 
-def _append_parts(shard: Shard, writers: Sequence[StripWriter],
-                  outputs: Sequence[str | Path]) -> None:
+def _append_parts(shard: Shard, writers: Sequence[StripWriter]) -> None:
     """Rank 0: stream every other rank's part into the final files, then close them."""
     try:
         for rank in range(1, shard.size):
             band = plan(shard.grid, rank, shard.size)
-            for writer, out in zip(writers, outputs):
-                part = part_path(out, rank)
+            for writer, stream in zip(writers, shard.streams):
                 if band.y1 > band.y0:
-                    with rasterio.open(part) as src:
+                    with rasterio.open(part_path(stream, rank)) as src:
                         for y in range(0, src.height, PART_ROWS):
                             h = min(PART_ROWS, src.height - y)
                             writer.put(band.y0 + y, src.read(window=Window(0, y, src.width, h)))
@@ -230,7 +237,4 @@ def _append_parts(shard: Shard, writers: Sequence[StripWriter],
             w.abort()
         raise
     finally:
-        for rank in range(1, shard.size):
-            for out in outputs:
-                part_path(out, rank).unlink(missing_ok=True)
-
+        _remove_parts(shard, range(1, shard.size))

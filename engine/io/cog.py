@@ -19,12 +19,11 @@ from typing import Iterator
 
 import rasterio.shutil
 
-from ..jobs import InputError, atomic_output
+from ..jobs import InputError, atomic_output, remove_with_sidecars
 from .rasters import BLOCK, bounded_gdal_cache
 
 FORMATS = ("gtiff", "cog")
 MODE, AVERAGE = "mode", "average"  # overview resampling of codes (classes, change) / probabilities
-_SIDECARS = (".aux.xml", ".ovr", ".msk")
 
 
 def check_format(output_format: str) -> str:
@@ -62,8 +61,7 @@ def cog_output(output: str | Path, resampling: str) -> Iterator[Path]:
             yield source
             to_cog(source, tmp, resampling)
         finally:
-            for candidate in (source, *(Path(str(source) + s) for s in _SIDECARS)):
-                candidate.unlink(missing_ok=True)
+            remove_with_sidecars(source)
 
 
 def stream_path(output: str | Path, output_format: str) -> Path:
@@ -73,11 +71,10 @@ def stream_path(output: str | Path, output_format: str) -> Path:
 
 
 def writer_path(stack: contextlib.ExitStack, output: str | Path, output_format: str,
-                resampling: str, converts: bool = True) -> Path:
-    """:func:`stream_path`; for ``cog`` (and ``converts``) the conversion into ``output`` is
-    entered on ``stack``, so it runs when the stack closes without error (``converts=False``:
-    another process converts, i.e. rank 0 of a torchrun job)."""
-    if output_format == "cog" and converts:
+               resampling: str) -> Path:
+    """:func:`stream_path`; for ``cog`` the conversion into ``output`` is entered on ``stack``,
+    so it runs when the stack closes without error."""
+    if output_format == "cog":
         return stack.enter_context(cog_output(output, resampling))
     return stream_path(output, output_format)
 

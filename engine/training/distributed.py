@@ -2,15 +2,10 @@
 single process."""
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.distributed as dist
 
-
-def world() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment (0, 1 without it)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+from ..sharded import world
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, make_model, write_raster
+from tests.rs_seg_qgis.profiles import fresh_profile
 
 pytestmark = pytest.mark.qgis
 
@@ -35,17 +36,9 @@ def installed(plugin_zip, tmp_path_factory):
     """A fresh profile with the zip unzipped into python/plugins and the plugin enabled;
     returns a qgis_process runner with the environment a user's machine would have."""
     home = tmp_path_factory.mktemp("install")
-    profile = home / "profile"
-    plugins = profile / "profiles" / "default" / "python" / "plugins"
-    plugins.mkdir(parents=True)
-    with zipfile.ZipFile(plugin_zip) as zf:
-        zf.extractall(plugins)
-    runtime = home / "runtime"
-    runtime.mkdir(mode=0o700)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "QT_QPA_PLATFORM": "offscreen",
-           "QGIS_CUSTOM_CONFIG_PATH": str(profile), "XDG_RUNTIME_DIR": str(runtime),
-           # the venv's packages only (torch), not the repository: engine must come from the zip
-           "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    _, _, env = fresh_profile(plugin_zip, home)
+    # the venv's packages only (torch), not the repository: engine must come from the zip
+    env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
 
     def qgis_process(*args):
         r = subprocess.run([QGIS_PROCESS, *args], capture_output=True, text=True, timeout=180,

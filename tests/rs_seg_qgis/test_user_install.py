@@ -13,12 +13,12 @@ import json
 import os
 import shutil
 import subprocess
-import zipfile
 
 import numpy as np
 import pytest
 
 from tests.conftest import ROOT, make_model, write_raster
+from tests.rs_seg_qgis.profiles import fresh_profile
 from tests.rs_seg_qgis.wheels import make_wheel
 
 QGIS_PROCESS = "/usr/bin/qgis_process.bin"
@@ -52,15 +52,7 @@ def user_qgis(tmp_path):
     r = subprocess.run([SYSTEM_PYTHON, str(ROOT / "scripts" / "package.py"), "--out", str(out)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    profile = tmp_path / "profile"
-    plugins = profile / "profiles" / "default" / "python" / "plugins"
-    plugins.mkdir(parents=True)
-    with zipfile.ZipFile(out) as zf:
-        zf.extractall(plugins)
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen",
-           "QGIS_CUSTOM_CONFIG_PATH": str(profile), "XDG_RUNTIME_DIR": str(runtime)}
+    profile, plugins, env = fresh_profile(out, tmp_path)
 
     def qgis_process(*args, check=True):
         r = subprocess.run([QGIS_PROCESS, *args], capture_output=True, text=True, timeout=300,

@@ -3,7 +3,7 @@
 200 rasters of 128×128 px (4 bands, windows cut from the 1024² sample scene) are segmented by
 a U-Net (base 16, depth 4; random weights; tile 128, overlap 16) on the CPU, three ways:
 
-* one `engine.batch.predict_many` call (the model loaded once, one progress bar);
+* one `engine.inference.batch.predict_many` call (the model loaded once, one progress bar);
 * 200 separate `engine.predict(model_path, …)` calls in this process, each loading the model;
 * separate `python -m engine predict` processes (each importing torch and loading the model):
   ``--processes`` of them (default 20) are timed and the total extrapolated to all rasters.
@@ -62,9 +62,9 @@ def main() -> None:
     a = p.parse_args()
     import torch
 
-    from engine.batch import predict_many
-    from engine.cards import init_model
-    from engine.inference import predict
+    from engine.inference.batch import predict_many
+    from engine.formats.create import init_model
+    from engine.inference.pipeline import predict
 
     threads = int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
     torch.set_num_threads(threads)

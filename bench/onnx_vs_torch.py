@@ -28,8 +28,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=4096, help="scene edge (default 4096)")
     args = p.parse_args()
-    from engine.inference import predict
-    from engine.onnx.export import export_onnx
+    from engine.inference.pipeline import predict
+    from engine.formats.onnx.export import export_onnx
 
     src = scene(args.size)
     rsmodel = model(SCENES / "unet-b16.rsmodel", 16, 4)

@@ -25,10 +25,10 @@ import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 
 from bench.run import machine  # noqa: E402
-from engine.change import detect_change  # noqa: E402
-from engine.evaluation import evaluate  # noqa: E402
-from engine.inference import predict  # noqa: E402
-from engine.metrics import ConfusionMatrix, change_scores  # noqa: E402
+from engine.analysis.change import detect_change  # noqa: E402
+from engine.analysis.evaluation import evaluate  # noqa: E402
+from engine.inference.pipeline import predict  # noqa: E402
+from engine.analysis.metrics import ConfusionMatrix, change_scores  # noqa: E402
 from engine.training import train  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -75,7 +75,7 @@ def segmentation_case(name: str, train_pairs, test_pairs, ignore: int, epochs: i
             m = np.asarray(r["confusion_matrix"])
             names = [c["name"] for c in r["classes"]]
             matrix = m if matrix is None else matrix + m
-        from engine.metrics import scores
+        from engine.analysis.metrics import scores
         s = scores(matrix, names)
         rows[arch] = {"train_seconds": round(seconds, 1), "miou": s["miou"], "mf1": s["mf1"],
                       "overall_accuracy": s["overall_accuracy"], "kappa": s["kappa"],

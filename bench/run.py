@@ -62,7 +62,7 @@ def scene(size: int) -> Path:
 
 
 def model(path: Path, base: int, depth: int) -> Path:
-    from engine.cards import init_model
+    from engine.formats.create import init_model
     if not path.exists():
         init_model("unet", 4, 6, path, hparams={"base": base, "depth": depth})
     return path
@@ -88,10 +88,10 @@ def peak_rss_mb() -> float:
 
 def bench_inference(device: str, size: int, batch: int) -> None:
     """End-to-end vs model-only on the same windows and batches."""
-    from engine.inference import predict, prepare_network, softmax_forward
+    from engine.inference.pipeline import predict, prepare_network, softmax_forward
     from engine.io.rasters import WindowReader, normalise, open_raster
-    from engine.modelfile import load_model
-    from engine.tiling import Grid
+    from engine.formats.modelfile import load_model
+    from engine.inference.tiling import Grid
 
     src = scene(size)
     mpath = model(SCENES / "unet-b16.rsmodel", 16, 4)
@@ -142,7 +142,7 @@ def bench_inference(device: str, size: int, batch: int) -> None:
 
 
 def _peak_rss_child(size: int, device: str) -> None:
-    from engine.inference import predict
+    from engine.inference.pipeline import predict
     src = scene(size)
     m = model(SCENES / "unet-b4d2.rsmodel", 4, 2)
     r = predict(m, src, SCENES / f"mem-{size}.tif", device=device, tile=512, overlap=64,
@@ -223,7 +223,7 @@ MODEL_CONFIGS = {  # architecture → (hyper-parameters, input bands) as documen
 def bench_models(device: str, size: int = 512) -> None:
     """Parameters, MACs at size² and forward speed (MPix/s) of each documented model."""
     from torch.utils.flop_counter import FlopCounterMode
-    from engine.catalog import NEEDS_AUX
+    from engine.formats.catalog import NEEDS_AUX
     from engine.models import architecture, build
     dev = torch.device(device)
     rows = {}
@@ -255,7 +255,7 @@ def bench_models(device: str, size: int = 512) -> None:
 
 def bench_click(device: str, window: int = 512) -> None:
     """Click-to-segment latency: a cold click (model load + one window) and nearby clicks."""
-    from engine.point import PredictionCache, segment_at
+    from engine.click.point import PredictionCache, segment_at
     src = scene(2048)
     m = model(SCENES / "unet-b16.rsmodel", 16, 4)
     with rasterio.open(src) as ds:
@@ -279,8 +279,8 @@ def bench_click(device: str, window: int = 512) -> None:
 def bench_change(device: str, sizes: list) -> None:
     """Change detection: SGSLN seconds per 1024² pair, and peak RSS at two sizes (tiny
     FC-Siam-diff, each in a fresh process) — the same streaming stitcher as predict."""
-    from engine.cards import init_model
-    from engine.change import detect_change
+    from engine.formats.create import init_model
+    from engine.analysis.change import detect_change
     sg = SCENES / "sgsln.rsmodel"
     if not sg.exists():
         init_model("sgsln", 4, 2, sg)
@@ -302,8 +302,8 @@ def bench_change(device: str, sizes: list) -> None:
 
 
 def _change_rss_child(size: int, device: str) -> None:
-    from engine.cards import init_model
-    from engine.change import detect_change
+    from engine.formats.create import init_model
+    from engine.analysis.change import detect_change
     m = SCENES / "fcsiam-b4d2.rsmodel"
     if not m.exists():
         init_model("fcsiamdiff", 4, 2, m, hparams={"base": 4, "depth": 2})

@@ -5,7 +5,7 @@
            per torch thread count; median of 20 after 3 warm-ups
 * encoder  image-encoder seconds per 1024² window for each variant asked (random weights: the
            cost does not depend on the values)
-* click    engine.sam_click.sam_segment_at on a 2048² sample scene: the first click of a window
+* click    engine.click.sam_click.sam_segment_at on a 2048² sample scene: the first click of a window
            (encode + decode + polygon) and nearby clicks in the same window (cached embedding)
 
 Writes bench/results/sam-<device>.json with the machine.
@@ -79,7 +79,7 @@ def bench_encoder(dev: torch.device, variants: list, runs: int) -> list:
 
 def bench_click(dev: torch.device) -> dict:
     from engine.models.sam import build_sam
-    from engine.sam_click import SamSession, sam_segment_at
+    from engine.click.sam_click import SamSession, sam_segment_at
     import rasterio
     weights = SCENES / "sam_vit_b_random.pth"
     if not weights.exists():

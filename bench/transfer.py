@@ -31,10 +31,10 @@ import rasterio  # noqa: E402
 from rasterio.enums import Resampling  # noqa: E402
 
 from bench.run import machine  # noqa: E402
-from engine.change import detect_change  # noqa: E402
-from engine.inference import predict  # noqa: E402
-from engine.metrics import ConfusionMatrix, change_scores  # noqa: E402
-from engine.modelfile import read_card  # noqa: E402
+from engine.analysis.change import detect_change  # noqa: E402
+from engine.inference.pipeline import predict  # noqa: E402
+from engine.analysis.metrics import ConfusionMatrix, change_scores  # noqa: E402
+from engine.formats.modelfile import read_card  # noqa: E402
 from engine.training import train  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -240,7 +240,7 @@ def bench_segment(device: str, epochs: int, samples: int) -> None:
 def bench_cost(device: str) -> None:
     """Resampled vs native inference over the same ground area: a 0.5 m model on a 0.5 m scene
     (native) and on the same scene at 1.0 m (read at 0.5 m: the same network windows)."""
-    from engine.cards import init_model
+    from engine.formats.create import init_model
     from engine.sample import make_sample
     folder = WORK / "cost"
     folder.mkdir(parents=True, exist_ok=True)

@@ -29,9 +29,9 @@ import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 
 from bench.realdata import DATA, RESULTS, half, save  # noqa: E402
-from engine.derive import derive, derive_dsm  # noqa: E402
-from engine.evaluation import evaluate  # noqa: E402
-from engine.inference import predict  # noqa: E402
+from engine.analysis.derive import derive, derive_dsm  # noqa: E402
+from engine.analysis.evaluation import evaluate  # noqa: E402
+from engine.inference.pipeline import predict  # noqa: E402
 from engine.training import train  # noqa: E402
 
 WORK = ROOT / "build" / "bench-zoo"
@@ -222,8 +222,8 @@ PRE_WINDOWS = 64  # pre-training windows per epoch
 def _pretrained(folder: Path, unlabelled: list, epochs: int) -> tuple[Path, float]:
     """GLCNet pre-trained for ``epochs`` in one run (one cosine schedule); a kept model with the
     same epoch count is reused."""
-    from engine.modelfile import read_card
-    from engine.pretrain import pretrain
+    from engine.formats.modelfile import read_card
+    from engine.training.pretrain import pretrain
     pre = folder / f"glcnet-pre-{epochs}.rsmodel"
     if pre.exists() and read_card(pre)["training"].get("epochs") == epochs:
         history = read_card(pre)["training"]["history"]

@@ -62,7 +62,7 @@ def cmd_sample(a: argparse.Namespace) -> None:
 
 
 def cmd_init_model(a: argparse.Namespace) -> None:
-    from .cards import init_model
+    from .formats.create import init_model
     path = init_model(a.arch, a.bands, a.classes, a.out, seed=a.seed,
                       band_names=a.band_names.split(",") if a.band_names else None,
                       class_names=a.class_names.split(",") if a.class_names else None,
@@ -81,16 +81,16 @@ def _onnx_overrides(a: argparse.Namespace) -> dict:
 
 def _load(a: argparse.Namespace, device: str):
     """The model path, or the loaded ONNX model when the user overrides what it says."""
-    from .modelfile import is_onnx
+    from .formats.card import is_onnx
     overrides = _onnx_overrides(a)
     if not is_onnx(a.model) or not overrides:
         return a.model
-    from .onnx.model import load_onnx
+    from .formats.onnx.model import load_onnx
     return load_onnx(a.model, device, **overrides)
 
 
 def cmd_info(a: argparse.Namespace) -> None:
-    from .modelfile import read_card
+    from .formats.modelfile import read_card
     model = _load(a, "cpu")
     card = read_card(model) if isinstance(model, str) else model.card
     if a.json:
@@ -131,9 +131,9 @@ def format_card(card: dict) -> str:
 
 
 def cmd_predict(a: argparse.Namespace) -> None:
-    from .batch import collect_inputs
-    from .devices import resolve_device
-    from .inference import predict
+    from .inference.batch import collect_inputs
+    from .compute.devices import resolve_device
+    from .inference.pipeline import predict
     inputs = collect_inputs(a.input or (), a.input_list)
     single = len(inputs) == 1 and inputs[0] == Path(a.input[0]) if a.input else False
     if a.output is not None and a.output_dir is not None:
@@ -159,7 +159,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
 
 
 def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
-    from .batch import PartialFailure, failure_summary, predict_many
+    from .inference.batch import PartialFailure, failure_summary, predict_many
     result = _with_bar("segment", lambda bar: predict_many(
         model, inputs, a.output_dir, output_name=a.output_name, probabilities=a.probabilities,
         skip_existing=a.skip_existing, fail_fast=a.fail_fast, aux=a.aux, device=a.device,
@@ -178,8 +178,8 @@ def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
 
 
 # Commands living in their own modules: each has COMMAND, HELP, add_arguments(p), run(args, progress).
-COMMAND_MODULES = ("engine.training.cli", "engine.pretrain", "engine.change", "engine.vectorize",
-                   "engine.evaluation", "engine.derive", "engine.onnx.cli")
+COMMAND_MODULES = ("engine.training.cli", "engine.training.pretrain", "engine.analysis.change", "engine.analysis.vectorize",
+                   "engine.analysis.evaluation", "engine.analysis.derive", "engine.formats.onnx.cli")
 
 
 def _module_command(module_name: str):
@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--bands", type=_bands, help="raster bands to use, in the model's order")
     _add_onnx_options(s)
-    from .views import add_gsd_arguments
+    from .inference.views import add_gsd_arguments
     add_gsd_arguments(s)
     from .io.cog import add_format_argument
     add_format_argument(s)
@@ -297,7 +297,7 @@ def _needs_torch(sub: argparse._SubParsersAction, module_name: str) -> None:
 
 def _worker_rank() -> bool:
     """True on the ranks of a torchrun job other than rank 0."""
-    from .sharded import world
+    from .inference.sharded import world
     return world()[0] > 0
 
 
@@ -305,7 +305,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if _worker_rank():  # rank 0 prints the summary; errors still reach stderr
         sys.stdout = open(os.devnull, "w")
-    from .sharded import leave  # a torchrun job's ranks leave together (no-op otherwise)
+    from .inference.sharded import leave  # a torchrun job's ranks leave together (no-op otherwise)
     try:
         args.func(args)
         leave()

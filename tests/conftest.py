@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.cards import default_card  # noqa: E402
-from engine.modelfile import save_model  # noqa: E402
+from engine.formats.card import default_card  # noqa: E402
+from engine.formats.modelfile import save_model  # noqa: E402
 from engine.models import build, register  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"

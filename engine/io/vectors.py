@@ -24,6 +24,7 @@ from rasterio.features import rasterize
 from rasterio.warp import transform_bounds, transform_geom
 
 from ..jobs import InputError
+from .classes import make_classes
 
 #: Largest class value a label raster may hold (255 is the class-raster nodata value).
 MAX_CLASS_VALUE = 254
@@ -153,7 +154,6 @@ def read_polygon_labels(path: str | Path, class_field: str,
     values.  Real fields are accepted when every value is a whole number.  Features whose class
     field is NULL (or an empty string) are skipped and counted in ``skipped_null``.
     """
-    from ..cards import make_classes  # lazy: engine.cards imports torch
 
     ds, lyr = _open_layer(path, layer)
     idx = _field_index(lyr, path, class_field)

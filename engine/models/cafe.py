@@ -89,7 +89,7 @@ from torch import nn
 from . import register
 
 #: Label value of unlabelled pixels (= ``engine.training.losses.IGNORE``; that module is imported
-#: lazily: ``engine.training`` imports ``engine.inference``, which imports the models).
+#: lazily: ``engine.training`` imports ``engine.inference.pipeline``, which imports the models).
 IGNORE = 255
 
 #: Parameter count of the full configuration, 3 image bands + 1 DSM band, 6 classes (exact).
@@ -442,7 +442,7 @@ class CaFE(nn.Module):
     def category_weights(self, targets: torch.Tensor) -> torch.Tensor:
         """Per-image CEL weights w_c (B×K), taken by value from ``enhancement_weights``; absent
         categories get 0 (they have no pixels to scale)."""
-        from ..training.losses import enhancement_weights
+        from .losses import enhancement_weights
         valid = self._valid(targets)
         t = torch.where(valid, targets, IGNORE)
         pixel_w = enhancement_weights(t, self.num_classes).flatten(1)
@@ -512,7 +512,7 @@ def cafe_loss(output, target: torch.Tensor) -> torch.Tensor:
     with weight 1; outputs flagged in ``cel_weighted`` use the CEL per-pixel weights
     (``enhancement_weights`` of that label).  A plain tensor (inference / validation output) gets
     plain cross-entropy."""
-    from ..training.losses import cross_entropy, enhancement_weights
+    from .losses import cross_entropy, enhancement_weights
     if not isinstance(output, dict):
         return cross_entropy(output.float(), _nearest_target(target, output.shape[-2:]))
     outs = [output["logits"], *(output.get("aux_logits") or [])]

@@ -3,7 +3,7 @@
 Li et al., "Global and Local Contrastive Self-Supervised Learning for Semantic Segmentation of HR
 Remote Sensing Images", IEEE TGRS 60 (2022), arXiv 2106.10605; re-implemented from the written
 specification in ``docs/seed-models.md`` §3 (no seed code used).  The self-supervised
-pre-training (global style + local matching contrastive losses) lives in :mod:`engine.pretrain`;
+pre-training (global style + local matching contrastive losses) lives in :mod:`engine.training.pretrain`;
 this module is the network that is pre-trained there and fine-tuned with ``train --init``.
 
 Shapes for the full configuration (ResNet-50, width 64), one 256² input of any band count::
@@ -72,7 +72,7 @@ RECIPE: Dict[str, object] = {
     "tile": 256,
     "select_metric": "oa",         # the seed selects by OA on a validation subset; we use mIoU
 }
-#: Self-supervised pre-training recipe of the spec (§3.4), used by ``engine.pretrain``.
+#: Self-supervised pre-training recipe of the spec (§3.4), used by ``engine.training.pretrain``.
 PRETRAIN_RECIPE: Dict[str, object] = {
     "optimizer": "adam", "betas": (0.9, 0.99), "lr": 1e-3, "weight_decay": 1e-5,
     "schedule": "cosine", "min_lr": 4e-8, "epochs": 400, "batch_size": 256, "crop": 224,

@@ -69,7 +69,7 @@ class UNet(nn.Module):
         return self.decoder(self.encoder(image))
 
     def ssl_features(self, image: torch.Tensor) -> tuple:
-        """Self-supervised pre-training hook (``engine.pretrain``): (bottleneck features,
+        """Self-supervised pre-training hook (``engine.training.pretrain``): (bottleneck features,
         full-resolution output map of ``num_classes`` channels)."""
         feats = self.encoder(image)
         return feats[-1], self.decoder(feats)

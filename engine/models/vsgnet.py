@@ -159,7 +159,7 @@ _RANDOM_WARNED = False
 
 def vsgnet_loss(output: Any, target: torch.Tensor, label_smoothing: float = 0.1) -> torch.Tensor:
     """0.5·soft Dice + 0.5·cross-entropy with label smoothing (ignore 255): the JointLoss."""
-    from ..training.losses import cross_entropy, dice   # lazy: keeps the registry import light
+    from .losses import cross_entropy, dice   # lazy: keeps the registry import light
     logits = (output["logits"] if isinstance(output, dict) else output).float()
     return 0.5 * dice(logits, target) + 0.5 * cross_entropy(logits, target,
                                                             label_smoothing=label_smoothing)

@@ -22,7 +22,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from ..cards import class_colour
+from ..io.classes import class_colour
 from ..io.rasters import (WindowReader, check_overlap, data_band_indexes, open_raster,
                           same_grid, warp_to_grid)
 from ..io.radiometry import check_mode, image_statistics, pre_affine
@@ -415,7 +415,7 @@ def band_statistics(readers: Sequence[SceneReader], cells: Sequence[Cell], tile:
 
 def band_names(path: str, count: int) -> List[str]:
     """Band names from the raster's descriptions, or R,G,B(,NIR)-style defaults."""
-    from ..cards import DEFAULT_BAND_NAMES
+    from ..formats.card import DEFAULT_BAND_NAMES
     with open_raster(path) as ds:
         desc = [ds.descriptions[i - 1] for i in data_band_indexes(ds)]
     if all(desc) and len(desc) == count:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from ..sharded import world
+from ..inference.sharded import world
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:

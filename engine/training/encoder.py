@@ -12,11 +12,6 @@ from typing import Any, Dict, Iterable, List, Sequence
 from torch import nn
 
 from ..jobs import InputError
-from ..weights.layouts import NORMALISATIONS
-
-#: Normalisation stored in the card when the backbone asks for it and the data are 8-bit.
-_SCALE = {"uint8": 255.0}
-
 
 def is_encoder(name: str, prefixes: Sequence[str]) -> bool:
     return any(name.startswith(p) for p in prefixes)
@@ -54,20 +49,4 @@ def hold_statistics(net: nn.Module, prefixes: Sequence[str]) -> int:
     return n
 
 
-def pretrained_statistics(mean: List[float], std: List[float], dtype: str,
-                          normalisation: str) -> tuple[List[float], List[float], bool]:
-    """Band mean/std (raster units) for a backbone trained with ``normalisation`` on 0..1 RGB:
-    the first three bands take its values, others keep the data statistics.  Only 8-bit data
-    have a known 0..1 scale; other types keep the data statistics (``False`` returned)."""
-    scale = _SCALE.get(dtype)
-    if scale is None or normalisation not in NORMALISATIONS:
-        return mean, std, False
-    m, s = NORMALISATIONS[normalisation]
-    if len(mean) < 3:                        # grey: the mean of the RGB statistics
-        m, s = (sum(m) / 3,) * len(mean), (sum(s) / 3,) * len(mean)
-    new_mean = [scale * v for v in m[:len(mean)]] + list(mean[3:])
-    new_std = [scale * v for v in s[:len(std)]] + list(std[3:])
-    return new_mean, new_std, True
-
-
-__all__ = ["split_groups", "hold_statistics", "pretrained_statistics", "is_encoder"]
+__all__ = ["split_groups", "hold_statistics", "is_encoder"]

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 
 from ..jobs import InputError
-from ..modelfile import load_model, read_card
+from ..formats.modelfile import load_model, read_card
 from ..models import build
 
 INIT_HEADS = ("keep", "new")

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..cards import CHANGE_CLASSES
-from ..catalog import NEEDS_AUX
-from ..devices import amp_dtype, resolve_device
-from ..inference import logits_of
+from ..io.classes import CHANGE_CLASSES
+from ..formats.catalog import NEEDS_AUX
+from ..compute.backend import amp_dtype
+from ..compute.devices import resolve_device
+from ..compute.backend import logits_of
 from ..jobs import CancelledFn, EngineError, InputError, Job, ProgressFn, check_writable_output
-from ..metrics import ConfusionMatrix, change_scores, scores
-from ..modelfile import load_model, save_model
+from ..analysis.metrics import ConfusionMatrix, change_scores, scores
+from ..formats.modelfile import load_model, save_model
 from ..models import architecture, build
 from ..io.radiometry import check_mode
 from . import finetune
@@ -36,7 +37,8 @@ from .data import (IMAGERY_GROUPS, LabelSpec, Scene, SceneReader, WindowDataset,
                    band_statistics,
                    discover_label_classes, polygon_label_spec, scan_cells, split_cells)
 from ..weights import inspect_backbone, load_backbone
-from .encoder import hold_statistics, pretrained_statistics, split_groups
+from ..io.weight_layouts import pretrained_statistics
+from .encoder import hold_statistics, split_groups
 from .checkpoints import TRAIN_FORMAT, checkpoint_path, load_checkpoint, save_checkpoint
 from .distributed import all_sum, barrier, init_distributed
 from .losses import IGNORE, build_loss

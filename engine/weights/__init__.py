@@ -5,8 +5,8 @@ network is built: its layout, the input normalisation its weights were trained w
 hyper-parameters (VSGNet: which DINOv2 ViT, and its path: the frozen encoder is rebuilt from the
 file, never stored in the model file); ``load_backbone(net, arch, path)`` copies the tensors into the built
 network and returns a :class:`LoadReport` (``report.line()`` is the one-line summary).  The file's
-layout is recognised from its key names (:mod:`engine.weights.layouts`), its container from its
-bytes (:mod:`engine.weights.readers`).
+layout is recognised from its key names (:mod:`engine.io.weight_layouts`), its container from its
+bytes (:mod:`engine.io.weight_files`).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from typing import Any, Dict, Optional
 from torch import nn
 
 from ..jobs import InputError, ModelFileError
-from .layouts import KNOWN, NORMALISATION, NORMALISATIONS, detect, require
-from .readers import WeightFile, read_weights
+from ..io.weight_layouts import KNOWN, NORMALISATION, NORMALISATIONS, detect, require
+from ..io.weight_files import WeightFile, read_weights
 from .report import LoadReport
 from .targets import BY_PATH, PLANS, accepted
 from .transfer import apply_plan
@@ -62,7 +62,7 @@ def inspect_backbone(arch: str, path: str | Path) -> BackboneInfo:
                                  f"published ViT-S/B/L/g-14; give the original checkpoint")
         info.hparams = {"vit": config, "vit_weights": str(wf.path.resolve())}
     elif arch in BY_PATH and layout == "sam":
-        from .sam import full_names, variant
+        from ..models.sam.checkpoint import full_names, variant
         config = variant(full_names(wf.tensors), str(wf.path))
         info.hparams = {"vit": f"sam_{config.name}", "vit_weights": str(wf.path.resolve())}
     return info

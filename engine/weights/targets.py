@@ -6,7 +6,7 @@ from typing import Callable, Dict
 from torch import nn
 
 from . import resnet, vit_npz
-from .readers import WeightFile
+from ..io.weight_files import WeightFile
 from .transfer import Plan
 
 

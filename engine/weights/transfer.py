@@ -9,7 +9,7 @@ from torch import nn
 
 from ..jobs import ModelFileError
 from .adapt import adapt_first_conv, describe
-from .layouts import KNOWN, NORMALISATION
+from ..io.weight_layouts import KNOWN, NORMALISATION
 from .report import LoadReport
 
 #: A tensor with our name → (its name in the file, the tensor in our layout).

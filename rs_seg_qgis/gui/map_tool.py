@@ -1,7 +1,7 @@
 """Click-to-segment: a map tool that turns the class region under a click into a polygon.
 
-A click runs ``engine.point.segment_at`` (mode "class region (model)": the region of the class a
-trained model predicts; what ``rs_seg:segment_point`` calls too) or ``engine.sam_click.
+A click runs ``engine.click.point.segment_at`` (mode "class region (model)": the region of the class a
+trained model predicts; what ``rs_seg:segment_point`` calls too) or ``engine.click.sam_click.
 sam_segment_at`` (mode "objects (SAM)": the object under the click, zero-shot, from a local SAM
 checkpoint) in a background task on a window around the point; the region is previewed as a
 rubber band.  Clicking inside the preview again, or pressing Enter,
@@ -123,8 +123,8 @@ class SegmentMapTool(QgsMapTool):
         super().__init__(canvas)
         self.iface = iface
         self.source = source
-        self.cache: Any = None  # engine.point.PredictionCache, made on the first click
-        self.sam_session: Any = None  # engine.sam_click.SamSession, made on the first SAM click
+        self.cache: Any = None  # engine.click.point.PredictionCache, made on the first click
+        self.sam_session: Any = None  # engine.click.sam_click.SamSession, made on the first SAM click
         self.preview: Optional[Preview] = None
         self.task: Optional[FunctionTask] = None
         self.rubber = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
@@ -192,7 +192,7 @@ class SegmentMapTool(QgsMapTool):
                                f"as a GeoTIFF first, or use Processing ▸ RS Seg ▸ Segment at "
                                f"point.")
         if src.mode == MODE_SAM:
-            from engine.sam_click import SamSession, sam_segment_at
+            from engine.click.sam_click import SamSession, sam_segment_at
             if self.sam_session is None:
                 self.sam_session = SamSession()
             call = functools.partial(sam_segment_at, path, p.x(), p.y(), src.sam_weights,
@@ -201,7 +201,7 @@ class SegmentMapTool(QgsMapTool):
             classes = SAM_CLASSES
         else:
             classes = require_task(src.model, "segmentation")["classes"]
-            from engine.point import PredictionCache, segment_at
+            from engine.click.point import PredictionCache, segment_at
             if self.cache is None:
                 self.cache = PredictionCache()
             call = functools.partial(segment_at, src.model, path, p.x(), p.y(),

@@ -18,7 +18,7 @@ class ExportUnavailable(EngineError):
 def export_onnx(model: str | Path, output: str | Path, progress: Any = None,
                 cancelled: Any = None) -> Path:
     """Write ``model`` as ONNX to ``output`` or raise :class:`ExportUnavailable`."""
-    from engine.onnx.export import export_onnx as engine_export
+    from engine.formats.onnx.export import export_onnx as engine_export
     try:
         result = engine_export(model, output, progress=progress, cancelled=cancelled)
     except EngineError as exc:

@@ -2,7 +2,7 @@
 
 ``.rsmodel`` files and ONNX models (``.onnx``: Deepness-format or exported) are both models.
 
-Cards are read with ``engine.modelfile.read_card``: a JSON header parse, no network is built
+Cards are read with ``engine.formats.modelfile.read_card``: a JSON header parse, no network is built
 and nothing in the file is executed.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ def read_entry(path: str | Path) -> ModelEntry:
         cached = _CARDS[key]
         return ModelEntry(p, copy.deepcopy(cached.card), cached.error)
     try:
-        from engine.modelfile import read_card
+        from engine.formats.modelfile import read_card
         entry = ModelEntry(p, read_card(p))
     except ImportError as exc:
         return ModelEntry(p, None, f"cannot read model cards: {exc} (see Check environment)")

@@ -37,7 +37,7 @@ def make_live(root: Path, installed: Sequence[str] = ()) -> str:
     folder.activate(root)
     loaded = [name for name in RUNTIMES if name in sys.modules]
     new = {pip.canonical(name) for name in installed}
-    if "torch" in new and "torch" not in loaded and "engine.backend" in sys.modules:
+    if "torch" in new and "torch" not in loaded and "engine.compute.backend" in sys.modules:
         loaded.append("the engine (without torch)")
     provider = QgsApplication.processingRegistry().providerById("rs_seg")
     if provider is not None:

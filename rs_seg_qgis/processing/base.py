@@ -51,7 +51,7 @@ def engine_problem(models: Sequence[Optional[str]] = ()) -> Optional[str]:
     missing = [m for m in ONNX_MODULES if importlib.util.find_spec(m) is None]
     if not missing:
         return None
-    from engine.onnx.runtime import ONNXRUNTIME_PIN
+    from engine.compute.onnx_runtime import ONNXRUNTIME_PIN
     pins = {"onnxruntime": ONNXRUNTIME_PIN}
     pip = [pins[m] for m in missing if m in pins]
     rest = [m for m in missing if m not in pins]
@@ -71,7 +71,7 @@ def require_engine(*models: Optional[str]) -> None:
 def architectures(task: str) -> List[str]:
     """Built-in architectures for ``task``, read without importing torch (QGIS start-up stays
     light; without torch the algorithms still list and then explain what to install)."""
-    from engine.catalog import architectures as names
+    from engine.formats.catalog import architectures as names
     return names(task)
 
 

@@ -94,7 +94,7 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
         # CVA runs on torch; a change or segmentation model alone may be ONNX (onnxruntime)
         require_engine(*(() if method == "cva" else
                          [m for m in (model if method == "model" else None, segmentation) if m]))
-        from engine.change import detect_change
+        from engine.analysis.change import detect_change
 
         if method == "model" and model is None:
             raise QgsProcessingException("METHOD is 'model' but no MODEL was given; pick a "

@@ -51,7 +51,7 @@ class EvaluateAlgorithm(RsSegAlgorithm):
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine()
-        from engine.evaluation import evaluate
+        from engine.analysis.evaluation import evaluate
 
         raster = self.raster_input(parameters, "REFERENCE_RASTER", context, feedback)
         polygons = self.vector_input(parameters, "REFERENCE_POLYGONS", context, feedback)

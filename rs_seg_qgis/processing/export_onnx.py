@@ -47,7 +47,7 @@ class ExportOnnxAlgorithm(RsSegAlgorithm):
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine()
-        from engine.onnx.export import export_onnx, summary_line
+        from engine.formats.onnx.export import export_onnx, summary_line
 
         output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         result = EngineRun(context, feedback, [output]).call(

@@ -8,7 +8,7 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
                        QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber)
 
-from engine.catalog import SELF_SUPERVISED
+from engine.formats.catalog import SELF_SUPERVISED
 
 from .base import (MODEL_FILTER, EngineRun, RsSegAlgorithm, help_html,
                    require_engine)
@@ -61,7 +61,7 @@ class PretrainAlgorithm(RsSegAlgorithm):
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine()
-        from engine.pretrain import pretrain
+        from engine.training.pretrain import pretrain
 
         images = self.raster_inputs(parameters, "INPUT", context, feedback)
         if not images:

@@ -79,9 +79,9 @@ class SegmentAlgorithm(RsSegAlgorithm):
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine(self.parameterAsFile(parameters, "MODEL", context))
-        from engine.inference import predict
-        from engine.modelfile import read_card
-        from engine.vectorize import vectorize
+        from engine.inference.pipeline import predict
+        from engine.formats.modelfile import read_card
+        from engine.analysis.vectorize import vectorize
 
         output = self.output(parameters, "OUTPUT", context)
         probability = self.output(parameters, "OUTPUT_PROBABILITY", context)

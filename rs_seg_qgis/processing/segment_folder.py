@@ -66,7 +66,7 @@ class SegmentFolderAlgorithm(RsSegAlgorithm):
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         model = self.parameterAsFile(parameters, "MODEL", context)
         require_engine(model)
-        from engine.batch import collect_inputs, failure_summary, predict_many
+        from engine.inference.batch import collect_inputs, failure_summary, predict_many
 
         folder = self.parameterAsFile(parameters, "INPUT_FOLDER", context) or None
         listing = self.parameterAsFile(parameters, "INPUT_LIST", context) or None

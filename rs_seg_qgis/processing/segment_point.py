@@ -63,8 +63,8 @@ class SegmentPointAlgorithm(RsSegAlgorithm):
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine(self.parameterAsFile(parameters, "MODEL", context))
-        from engine.modelfile import read_card
-        from engine.point import segment_at
+        from engine.formats.modelfile import read_card
+        from engine.click.point import segment_at
 
         run = EngineRun(context, feedback)
         model = self.parameterAsFile(parameters, "MODEL", context)

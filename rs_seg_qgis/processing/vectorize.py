@@ -43,7 +43,7 @@ class VectorizeAlgorithm(RsSegAlgorithm):
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine()
-        from engine.vectorize import vectorize
+        from engine.analysis.vectorize import vectorize
 
         source = self.raster_input(parameters, "INPUT", context, feedback)
         output = self.output(parameters, "OUTPUT", context)

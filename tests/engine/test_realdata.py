@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from engine.inference import predict
+from engine.inference.pipeline import predict
 from tests.conftest import make_model, shared_data
 
 pytestmark = pytest.mark.realdata

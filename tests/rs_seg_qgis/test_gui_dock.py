@@ -10,7 +10,7 @@ import pytest
 from qgis.core import (Qgis, QgsApplication, QgsPalettedRasterRenderer, QgsProject,
                        QgsRasterLayer, QgsVectorLayer)
 
-from engine.modelfile import read_card
+from engine.formats.modelfile import read_card
 from rs_seg_qgis import settings
 from rs_seg_qgis.tasks import running_tasks, wait_for
 from tests.conftest import labelled_scene, make_model, write_raster

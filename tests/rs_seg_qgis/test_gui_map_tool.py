@@ -11,8 +11,8 @@ from qgis.gui import QgsMapMouseEvent
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 from qgis.PyQt.QtGui import QKeyEvent
 
-from engine.cards import default_card
-from engine.modelfile import save_model
+from engine.formats.card import default_card
+from engine.formats.modelfile import save_model
 from rs_seg_qgis.gui.map_tool import ClickSource, SegmentMapTool, segments_layer
 from rs_seg_qgis.tasks import running_tasks, wait_for
 from tests.conftest import Pointwise, write_raster

@@ -60,7 +60,7 @@ def test_choices_carry_the_project_pins_and_sizes():
     assert deps.SAFETENSORS_PIN == f"safetensors=={pins['safetensors']}"
     if "onnxruntime" in pins:  # pinned by the ONNX work; the installer must follow it
         assert deps.ONNXRUNTIME_VERSION == pins["onnxruntime"]
-    from engine.onnx.runtime import ONNXRUNTIME_PIN
+    from engine.compute.onnx_runtime import ONNXRUNTIME_PIN
     assert ONNXRUNTIME_PIN == f"onnxruntime=={deps.ONNXRUNTIME_VERSION}"
     inference, cpu, gpu = choices.choices(driver=None)
     assert "onnxruntime, ~30 MB" in inference.label and inference.requirements[0] == \
@@ -258,7 +258,7 @@ def test_install_task_makes_the_provider_see_the_new_folder(qgis_app, provider, 
     assert "Restart QGIS" in finished.message and "torch" in finished.message
     monkeypatch.setattr(task_module, "RUNTIMES", ("rsseg_not_loaded",))
     assert "no restart needed" in task_module.make_live(root, ["rsseg_probe"])
-    monkeypatch.setitem(sys.modules, "engine.backend", object())
+    monkeypatch.setitem(sys.modules, "engine.compute.backend", object())
     assert "the engine (without torch)" in task_module.make_live(root, ["torch"])
     assert any("1/2" in line for line in lines)
 

@@ -59,7 +59,7 @@ def test_zip_layout(plugin_zip):
                    "rs_seg_qgis/icon.svg", "rs_seg_qgis/plugin.py",
                    "rs_seg_qgis/processing/provider.py", "rs_seg_qgis/gui/dock.py",
                    "rs_seg_qgis/_vendor/engine/__init__.py",
-                   "rs_seg_qgis/_vendor/engine/point.py",
+                   "rs_seg_qgis/_vendor/engine/click/point.py",
                    "rs_seg_qgis/_vendor/engine/models/unet.py"):
         assert needed in names, needed
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")

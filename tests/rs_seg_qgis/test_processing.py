@@ -14,8 +14,8 @@ from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordina
                        QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
                        QgsProject, QgsRasterDataProvider, QgsRasterLayer, QgsVectorLayer)
 
-from engine.modelfile import read_card
-from engine.point import segment_at
+from engine.formats.modelfile import read_card
+from engine.click.point import segment_at
 from tests.conftest import labelled_scene, make_model, write_raster
 
 pytestmark = pytest.mark.qgis
@@ -110,7 +110,7 @@ def test_segment_reads_at_the_models_gsd_and_says_so(provider, scene, tmp_path):
     image, _ = scene
     model = make_model(tmp_path / "fine.rsmodel", base=4, depth=2, tile=32, overlap=8)
     card = read_card(model)
-    from engine.modelfile import load_model, save_model
+    from engine.formats.modelfile import load_model, save_model
     net = load_model(model).network
     card["gsd_m"] = 0.25  # the scene is 0.5 m: twice as coarse as this model's data
     save_model(model, card, net)
@@ -301,7 +301,7 @@ def test_train_fine_tunes_from_a_model_with_the_transfer_parameters(provider, tm
 
 
 def test_train_change_then_detect_change_with_it(provider, tmp_path):
-    pytest.importorskip("engine.change")
+    pytest.importorskip("engine.analysis.change")
     rng = np.random.default_rng(3)
     before = rng.integers(40, 60, (3, 64, 64), dtype=np.uint8)
     after = before.copy()
@@ -327,7 +327,7 @@ def test_train_change_then_detect_change_with_it(provider, tmp_path):
 
 
 def test_detect_change_cva_loads_red_change_and_polygons(provider, tmp_path, qgis_new_project):
-    pytest.importorskip("engine.change")
+    pytest.importorskip("engine.analysis.change")
     import processing
     rng = np.random.default_rng(4)
     before = rng.integers(40, 60, (3, 64, 64), dtype=np.uint8)
@@ -363,13 +363,13 @@ def test_running_without_torch_says_what_to_install(provider, scene, tmp_path, m
 
 
 def test_pretrain_writes_a_pretrained_model(provider, tmp_path, monkeypatch):
-    import engine.pretrain
-    real, calls = engine.pretrain.pretrain, []
+    import engine.training.pretrain
+    real, calls = engine.training.pretrain.pretrain, []
 
     def tiny(*args, **kwargs):  # the real engine call, on a network small enough for a test
         calls.append(kwargs)
         return real(*args, hparams={"base": 4, "depth": 2}, **kwargs)
-    monkeypatch.setattr(engine.pretrain, "pretrain", tiny)
+    monkeypatch.setattr(engine.training.pretrain, "pretrain", tiny)
     image, _ = labelled_scene(tmp_path, size=64)
     pre = run("pretrain", {"INPUT": [str(image)], "ARCHITECTURE": "unet", "EPOCHS": 1,
                            "BATCH_SIZE": 2, "TILE_SIZE": 32, "PATCH_SIZE": 8, "PATCH_NUM": 2,

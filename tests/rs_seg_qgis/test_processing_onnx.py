@@ -6,8 +6,8 @@ import pytest
 import rasterio
 from qgis.core import QgsProcessingException
 
-from engine.cards import default_card
-from engine.modelfile import save_model
+from engine.formats.card import default_card
+from engine.formats.modelfile import save_model
 from engine.models import build, srcbtfusion
 from tests.conftest import make_model, write_raster
 

@@ -145,7 +145,7 @@ def test_real_torch_cpu_install_then_segment_runs(user_qgis, tmp_path):
 @pytest.mark.skipif(os.environ.get("RS_SEG_NETWORK_TESTS") != "1",
                     reason="downloads onnxruntime (~20 MB): set RS_SEG_NETWORK_TESTS=1")
 def test_real_inference_install_then_onnx_segment_runs_without_torch(user_qgis, tmp_path):
-    from engine.onnx.export import export_onnx
+    from engine.formats.onnx.export import export_onnx
     names = _real_install(user_qgis, "inference")
     assert "onnxruntime" in names and not names & {"torch", "numpy"}
     model = make_model(tmp_path / "unet.rsmodel", base=4, depth=2, tile=32, overlap=8)

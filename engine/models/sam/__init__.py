@@ -2,7 +2,7 @@
 published checkpoint layout (no segment-anything or torchvision code): an image encoder run once
 per 1024² window, and a light prompt encoder + mask decoder run per click.
 
-``build_sam("vit_b")`` builds a network with random weights; :func:`engine.weights.sam.load_sam`
+``build_sam("vit_b")`` builds a network with random weights; :func:`engine.models.sam.checkpoint.load_sam`
 loads a published ``sam_vit_{b,l,h}_*.pth`` (keys ``image_encoder.*``, ``prompt_encoder.*``,
 ``mask_decoder.*``) with a strict name and shape check.  :mod:`.predictor` does the
 pre-processing, the per-window embedding cache and mask selection.

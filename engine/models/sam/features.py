@@ -45,7 +45,7 @@ def sam_foundation(name: str, weights: Optional[str | Path], layers: Sequence[in
                    fingerprint: Optional[str] = None):
     """A :class:`FrozenViT` over SAM's encoder: the checkpoint's (checked against the
     ``fingerprint`` the model was trained with), or random from ``seed``."""
-    from ...weights.sam import load_sam
+    from .checkpoint import load_sam
     from ..vit import FrozenViT, weights_fingerprint
     from . import build_sam
     if name not in NAMES:

@@ -5,9 +5,9 @@ import rasterio
 
 import engine.io.cog
 from engine.__main__ import main
-from engine.batch import predict_many
-from engine.change import detect_change
-from engine.inference import predict
+from engine.inference.batch import predict_many
+from engine.analysis.change import detect_change
+from engine.inference.pipeline import predict
 from engine.jobs import Cancelled, InputError
 from tests.conftest import make_model, write_raster
 

@@ -5,14 +5,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.inference import predict
+from engine.inference.pipeline import predict
 from engine.io.gsd import GsdPlan
 from engine.io.rasters import WindowReader
 from engine.io.resample import (ResampledWindowReader, input_tiling, interpolation_matrix,
                                 scores_to_input_grid)
-from engine.modelfile import load_model, save_model
-from engine.tiling import Stitcher
-from engine.views import View
+from engine.formats.modelfile import load_model, save_model
+from engine.inference.tiling import Stitcher
+from engine.inference.views import View
 from tests.conftest import make_model, write_raster
 
 

@@ -5,12 +5,12 @@ import pytest
 import rasterio
 import torch
 
-import engine.sam_click as sam_click
+import engine.click.sam_click as sam_click
 from engine.jobs import InputError, ModelFileError
 from engine.models.sam import CONFIGS, Sam, build_sam
 from engine.models.sam.image_encoder import Attention, relative_positions
 from engine.models.sam.predictor import MaskResult, decode, encode
-from engine.weights.sam import load_sam, variant
+from engine.models.sam.checkpoint import load_sam, variant
 from tests.conftest import write_raster
 from tests.engine.weights.published import SAM_VARIANTS, random_tensors, sam_shapes
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import engine.models.srcbtfusion as sr  # registers "srcbtfusion"
-from engine.cards import default_card
-from engine.modelfile import load_model, save_model
+from engine.formats.card import default_card
+from engine.formats.modelfile import load_model, save_model
 from engine.models import architecture, build
 
 

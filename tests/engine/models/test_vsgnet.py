@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import engine.models.vsgnet as vsg
-from engine.cards import default_card
+from engine.formats.card import default_card
 from engine.jobs import InputError
-from engine.modelfile import load_model, save_model
+from engine.formats.modelfile import load_model, save_model
 from engine.models import architecture
 from engine.models.vit import expected_shapes
 from engine.training.losses import cross_entropy, dice

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.__main__ import main
-from engine.modelfile import load_model, read_card
+from engine.formats.modelfile import load_model, read_card
 from engine.models import architecture, build
 from engine.training import train
 from engine.training.loop import make_optimiser

@@ -4,7 +4,7 @@ import rasterio
 import torch
 
 from engine.jobs import InputError
-from engine.modelfile import load_model, read_card
+from engine.formats.modelfile import load_model, read_card
 from engine.training import train
 from engine.training.finetune import FINETUNE_LR_SCALE, class_dependent_keys
 from engine.training.loop import recipe_of

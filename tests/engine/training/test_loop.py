@@ -9,9 +9,9 @@ import pytest
 import rasterio
 import torch
 
-from engine.inference import predict
+from engine.inference.pipeline import predict
 from engine.jobs import Cancelled, InputError, OutputError
-from engine.modelfile import load_model, read_card
+from engine.formats.modelfile import load_model, read_card
 from engine.training import TrainingError, train
 from engine.training import loop as loop_module
 from engine.training.loop import checkpoint_path, load_checkpoint
@@ -177,7 +177,7 @@ def test_torchrun_two_cpu_processes_only_rank0_writes(tmp_path, scene):
 
 
 def test_training_from_polygons_in_another_crs(tmp_path, scene):
-    from engine.vectorize import vectorize
+    from engine.analysis.vectorize import vectorize
     image, labels = scene
     utm = tmp_path / "polys_utm.gpkg"
     vectorize(labels, utm)

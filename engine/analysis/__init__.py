@@ -1,0 +1,2 @@
+"""What runs on results: change detection (``change``), structure rasters (``derive``),
+polygons (``vectorize``), accuracy reports (``evaluation``) and their metrics (``metrics``)."""

@@ -1,0 +1,156 @@
+"""Zero-shot click-to-segment with Segment Anything: the object under a map point, as a polygon.
+
+Beside :mod:`engine.click.point` (the class region a trained model predicts), this needs no training:
+a window of ``window`` pixels around the click (origin snapped to half-window steps, as in
+:func:`engine.click.point.snapped_window`, so nearby clicks share it) is encoded once by SAM's image
+encoder and cached; every click, background click or box in that window only runs the prompt
+encoder and mask decoder.  Non-8-bit imagery is stretched to 0..255 by each band's 2–98 %
+range over the window.  The mask part containing the click (else the largest) is polygonised on
+the window's grid.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Dict, Hashable, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from rasterio.features import shapes
+from scipy import ndimage
+from shapely.affinity import affine_transform
+from shapely.geometry import shape
+from shapely.geometry.polygon import orient
+
+from ..compute.devices import resolve_device
+from ..io.rasters import data_band_indexes, open_raster
+from ..jobs import CancelledFn, InputError, Job, ProgressFn
+from ..models.sam import Sam
+from ..models.sam.predictor import EmbeddingCache, decode, encode
+from .point import file_stamp, snapped_window
+from ..io.area import AreaMeter
+
+MIN_WINDOW = 64
+MIN_HOLE = 64        # pixels: smaller holes in a mask are filled (noise, not object structure)
+SAM_CLASS = "object (SAM)"
+
+
+class SamSession:
+    """The loaded SAM network (reloaded only when the weights file changes) and recent window
+    embeddings; share one between clicks (and threads) of a map tool."""
+
+    def __init__(self, windows: int = 8) -> None:
+        self.embeddings = EmbeddingCache(windows)
+        self._model: Optional[Tuple[Hashable, Sam]] = None
+        self._lock = threading.Lock()
+
+    def model(self, weights: str | Path, device: torch.device) -> Sam:
+        from ..models.sam.checkpoint import load_sam
+        key = (file_stamp(weights), str(device))
+        with self._lock:
+            if self._model is None or self._model[0] != key:
+                self._model = (key, load_sam(weights).to(device))
+            return self._model[1]
+
+
+def to_rgb8(pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """bands×h×w → 3×h×w uint8 (8-bit data as they are, others by the 2–98 % range; fewer bands
+    repeated; invalid pixels 0)."""
+    rgb = pixels[:3] if pixels.shape[0] >= 3 else np.repeat(pixels[:1], 3, axis=0)
+    if rgb.dtype != np.uint8:
+        out = np.zeros(rgb.shape, np.uint8)
+        for i, band in enumerate(rgb.astype(np.float64)):
+            sample = band[valid] if valid.any() else band.ravel()
+            lo, hi = np.percentile(sample, (2, 98)) if sample.size else (0.0, 1.0)
+            out[i] = np.round(np.clip((band - lo) / max(hi - lo, 1e-12), 0, 1) * 255)
+        rgb = out
+    return np.where(valid[None], rgb, 0).astype(np.uint8)
+
+
+def sam_segment_at(input: str | Path, x: float, y: float, weights: str | Path, *,
+                   window: int = 1024, background: Sequence[Tuple[float, float]] = (),
+                   box: Optional[Tuple[float, float, float, float]] = None,
+                   multimask: bool = True, bands: Optional[Sequence[int]] = None,
+                   device: str = "auto", session: Optional[SamSession] = None,
+                   progress: Optional[ProgressFn] = None,
+                   cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
+    """Segment the object at map point (x, y) of ``input`` (its CRS) with SAM.
+
+    ``background``: map points that are not the object; ``box``: (xmin, ymin, xmax, ymax) around
+    it.  Returns ``geometry`` (shapely Polygon, raster CRS), ``score`` (SAM's predicted IoU),
+    ``scores`` (of the candidates), ``area_m2``, ``crs_wkt``, ``window`` (col, row, w, h),
+    ``truncated`` (the mask touches a window edge inside the raster), ``cached`` (the window
+    embedding was reused) and, for the same layer as :func:`engine.click.point.segment_at`,
+    ``class_name`` "object (SAM)", ``class_value`` 0 and ``confidence`` = ``score``.
+    """
+    job = Job(progress, cancelled)
+    if int(window) < MIN_WINDOW:
+        raise InputError(f"window must be at least {MIN_WINDOW} pixels (got {window})")
+    dev = resolve_device(device)
+    session = session or SamSession(1)
+    sam = session.model(weights, dev)
+    with open_raster(input) as ds:
+        fcol, frow = ~ds.transform * (x, y)
+        if not (0 <= fcol < ds.width and 0 <= frow < ds.height):
+            raise InputError(f"the point ({x:.2f}, {y:.2f}) is outside {Path(input).name}; click "
+                             f"inside the raster")
+        win = snapped_window(int(fcol), int(frow), int(window), ds.width, ds.height)
+        use = list(bands) if bands else (data_band_indexes(ds)[:3] or [1])
+        key = (file_stamp(weights), file_stamp(input), tuple(use), int(win.col_off),
+               int(win.row_off), int(win.width), int(win.height), str(dev))
+        hit = session.embeddings.get(key)
+        cached = hit is not None
+        if hit is None:
+            job.report(0.1, "sam: encoding the window")
+            valid = ds.dataset_mask(window=win) > 0
+            hit = (encode(sam, to_rgb8(ds.read(use, window=win), valid), dev), valid)
+            session.embeddings.put(key, hit)
+        emb, valid = hit
+        job.check()
+        to_win = ~ds.window_transform(win)
+        transform, crs = ds.window_transform(win), ds.crs
+        edges = (win.col_off > 0, win.row_off > 0, win.col_off + win.width < ds.width,
+                 win.row_off + win.height < ds.height)
+    click = to_win * (x, y)
+    points = np.array([click] + [to_win * p for p in background], np.float32)
+    labels = np.array([1] + [0] * len(background), np.int64)
+    box_px = None
+    if box is not None:
+        (c0, r0), (c1, r1) = to_win * (box[0], box[3]), to_win * (box[2], box[1])
+        box_px = (min(c0, c1), min(r0, r1), max(c0, c1), max(r0, r1))
+    result = decode(sam, emb, points, labels, box_px, multimask)
+    mask = result.mask & valid
+    if not mask.any():
+        raise InputError("SAM found no object at the point; click inside the object, or draw a "
+                         "box around it")
+    geom_px = _part(mask, click)
+    h, w = mask.shape
+    x0, y0, x1, y1 = geom_px.bounds
+    left, top, right, bottom = edges
+    truncated = bool((left and x0 <= 0) or (top and y0 <= 0) or (right and x1 >= w)
+                     or (bottom and y1 >= h))
+    matrix = [transform.a, transform.b, transform.d, transform.e, transform.xoff, transform.yoff]
+    geom = orient(affine_transform(geom_px, matrix), 1.0)
+    job.report(1.0, "sam: done")
+    return {"geometry": geom, "score": result.score, "scores": list(result.scores),
+            "class_name": SAM_CLASS, "class_value": 0, "confidence": result.score,
+            "area_m2": float(AreaMeter(crs).exact(geom_px, geom, abs(transform.determinant))),
+            "crs_wkt": crs.to_wkt() if crs else None,
+            "window": (int(win.col_off), int(win.row_off), int(win.width), int(win.height)),
+            "truncated": truncated, "cached": cached}
+
+
+def _part(mask: np.ndarray, click: Tuple[float, float], min_hole: int = MIN_HOLE):
+    """The polygon of the 4-connected part of ``mask`` under the click, else of its largest part
+    (pixel units), holes under ``min_hole`` pixels filled (as SAM's small-region clean-up).
+    Only that part is polygonised (a fragmented mask has thousands)."""
+    labels, _ = ndimage.label(mask)
+    col = min(max(int(click[0]), 0), mask.shape[1] - 1)
+    row = min(max(int(click[1]), 0), mask.shape[0] - 1)
+    pick = labels[row, col] or int(np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    part = labels == pick
+    holes, n = ndimage.label(ndimage.binary_fill_holes(part) & ~part)
+    if n:
+        small = np.flatnonzero(np.bincount(holes.ravel())[1:] < min_hole) + 1
+        part |= np.isin(holes, small)
+    return next(shape(g) for g, _ in shapes(part.astype(np.uint8), mask=part, connectivity=4))

@@ -1,0 +1,13 @@
+"""ONNX both ways: export RS Seg models (with Deepness metadata) and run ONNX models.
+
+``export``    torch network → ONNX graph with the card and Deepness metadata (needs torch, onnx)
+``metadata``  RS Seg card ↔ ONNX ``metadata_props`` (RS Seg card, Deepness keys, graph shapes)
+``graph``     what an ONNX graph takes and gives (inputs, outputs, final activation, custom ops)
+``runtime``   onnxruntime sessions: providers for a device, clear errors (needs onnxruntime only)
+``model``     :class:`~engine.formats.onnx.model.OnnxModel`, usable wherever a ``LoadedModel`` is
+``cli``       ``python -m engine export``
+
+Running an ONNX model needs only ``onnxruntime`` (no torch); the ``onnx`` package, when
+installed, reads the graph first (final activation, custom-operator refusal).  Exporting needs
+torch and onnx.
+"""

@@ -151,7 +151,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
     result = _with_bar("segment", lambda bar: predict(
         model, a.input[0], a.output, probabilities=a.probabilities, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
-        input_gsd=a.input_gsd, output_format=a.format, progress=bar))
+        input_gsd=a.input_gsd, output_format=a.format, tta=a.tta, progress=bar))
     print(f"wrote {result['output']}" + (f" and {result['probabilities']}"
                                          if result["probabilities"] else ""))
     print(f"{result['width']}x{result['height']} px, {result['windows']} windows on "
@@ -164,7 +164,7 @@ def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
         model, inputs, a.output_dir, output_name=a.output_name, probabilities=a.probabilities,
         skip_existing=a.skip_existing, fail_fast=a.fail_fast, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
-        input_gsd=a.input_gsd, output_format=a.format, progress=bar))
+        input_gsd=a.input_gsd, output_format=a.format, tta=a.tta, progress=bar))
     for w in result["written"]:
         print(f"wrote {w['output']}" + (f" and {w['probabilities']}" if w["probabilities"] else ""))
     for path in result["skipped"]:
@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_gsd_arguments(s)
     from .io.cog import add_format_argument
     add_format_argument(s)
+    from .inference.tta import add_tta_argument
+    add_tta_argument(s)
     s.set_defaults(func=cmd_predict, fail_fast=False)
 
     for name in COMMAND_MODULES:

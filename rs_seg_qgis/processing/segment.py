@@ -10,7 +10,7 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
 from ..layers import raster_classes, style_class_polygons, style_class_raster, style_on_load
-from .base import FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
+from .base import FORMAT_HELP, TTA_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
 
 
 def parse_bands(text: str) -> Optional[List[int]]:
@@ -53,7 +53,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
              ("OUTPUT_PROBABILITY", "optional per-class probabilities (uint8, 254 = 1.0)"),
              ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage) with class_value, "
                                "class_name and area_m2"),
-             FORMAT_HELP],
+             TTA_HELP, FORMAT_HELP],
             "Web and other non-file layers are first saved over the extent at the model's "
             "ground sampling distance.")
 
@@ -65,6 +65,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         self.add_device()
         self.add_tiling()
         self.add_gsd()
+        self.add_tta()
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent", optional=True))
         self.addParameter(QgsProcessingParameterString(
             "BANDS", "Bands (e.g. 1,2,3; empty: the model's)", optional=True))
@@ -102,7 +103,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
                           bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
                           output_format=self.output_format(parameters, context),
                           produces=[output, probability], end=0.9 if vector else 1.0,
-                          **self.tiling(parameters, context), **self.gsd_options(parameters, context))
+                          **self.tiling(parameters, context), **self.gsd_options(parameters, context),
+                          **self.tta_option(parameters, context))
         feedback.pushInfo(f"{result['width']}×{result['height']} px, {result['windows']} "
                           f"windows on {result['device']} in {result['seconds']:.1f} s "
                           f"({result['mpix_per_s']:.2f} MPix/s)")

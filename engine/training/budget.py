@@ -76,12 +76,16 @@ def _fit(plan: EpochPlan, epoch: int, steps_done: int, step_seconds: float, val_
     epochs_left = plan.epochs - epoch
     val_s = val_batches * step_seconds * VALIDATION_STEP_SHARE
     step_s = max(step_seconds, 1e-9)
-    # steps still affordable, counted from the start of the current epoch
-    affordable = steps_done + max(0.0, remaining_s - epochs_left * val_s) / step_s
-    if plan.steps_per_epoch * epochs_left <= affordable:
+
+    def affordable(epochs: int) -> float:
+        """Steps still affordable, counted from the start of the current epoch, when
+        ``epochs`` epochs are left to validate."""
+        return steps_done + max(0.0, remaining_s - epochs * val_s) / step_s
+
+    if plan.steps_per_epoch * epochs_left <= affordable(epochs_left):
         return plan
-    epochs = max(1, min(epochs_left, int(affordable // MIN_EPOCH_STEPS)))
-    steps = max(1, int(affordable // epochs))
+    epochs = max(1, min(epochs_left, int(affordable(epochs_left) // MIN_EPOCH_STEPS)))
+    steps = max(1, int(affordable(epochs) // epochs))  # fewer epochs validate fewer times
     return EpochPlan(epoch + epochs, min(steps, plan.steps_per_epoch))
 
 

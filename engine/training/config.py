@@ -100,13 +100,18 @@ def resolve_recipe(cfg: TrainConfig, steps_per_epoch: int) -> Dict[str, Any]:
     # a published pre-trained encoder moves 10× slower than the new decoder unless told otherwise
     out["encoder_lr_scale"] = (cfg.encoder_lr_scale if cfg.encoder_lr_scale is not None
                                else 0.1 if cfg.backbone_weights else 1.0)
-    # fine-tuning (--init) keeps the base encoder fixed for the first third of the epochs:
-    # +0.04 F1 from one labelled pair, +0.006 from three (docs/benchmarks.md, Transfer)
+    out["freeze_encoder_epochs"] = freeze_epochs(cfg, cfg.epochs)
+    return out
+
+
+def freeze_epochs(cfg: TrainConfig, epochs: int) -> int:
+    """Epochs the encoder stays fixed in a run of ``epochs`` (the time budget may shorten it):
+    the user's number, else a third with --init (+0.04 F1 from one labelled pair, +0.006 from
+    three: docs/benchmarks.md, Transfer), else none."""
     freeze = cfg.freeze_encoder_epochs
     if freeze is None:
-        freeze = cfg.epochs // FINETUNE_FREEZE_SHARE if cfg.init else 0
-    out["freeze_encoder_epochs"] = max(0, int(freeze))
-    return out
+        freeze = epochs // FINETUNE_FREEZE_SHARE if cfg.init else 0
+    return max(0, int(freeze))
 
 
 def make_optimiser(net: torch.nn.Module, hp: Dict[str, Any],

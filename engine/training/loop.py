@@ -32,7 +32,8 @@ from ..io.radiometry import check_mode
 from . import finetune
 from .augment import SensorShift
 from .budget import PROBE_STEPS, EpochPlan, TimeBudget, epoch_samples, resumed_plan
-from .config import DEFAULT_NORMALISATION, TrainConfig, make_optimiser, recipe_of, resolve_recipe
+from .config import (DEFAULT_NORMALISATION, TrainConfig, freeze_epochs, make_optimiser, recipe_of,
+                     resolve_recipe)
 from .data import (SceneReader, WindowDataset, band_statistics, batch_to, network_inputs,
                    scan_cells, split_cells)
 from ..weights import inspect_backbone, load_backbone
@@ -189,6 +190,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         plan = resumed_plan(json.loads(resume_state["config"]), plan)
         scheduler.resize(fit_to_run(recipe_of(cfg.arch), plan.steps_per_epoch, plan.epochs,
                                     cfg.patience, cfg.warmup_steps))
+        hp["freeze_encoder_epochs"] = freeze_epochs(cfg, plan.epochs)
         job.log(f"resumed from {cfg.resume} at epoch {start_epoch + 1}")
 
     ckpt = checkpoint_path(cfg.out)
@@ -247,6 +249,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                     plan = fitted
                     scheduler.resize(fit_to_run(recipe_of(cfg.arch), plan.steps_per_epoch,
                                                 plan.epochs, cfg.patience, cfg.warmup_steps))
+                    hp["freeze_encoder_epochs"] = freeze_epochs(cfg, plan.epochs)  # from the next epoch
                     job.log(f"time budget {cfg.time_budget_s:.0f} s at {timed:.2f} s a step: "
                             f"{plan.epochs} epoch(s) of {plan.steps_per_epoch} step(s)")
             if step + 1 >= plan.steps_per_epoch:

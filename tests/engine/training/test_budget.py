@@ -44,3 +44,10 @@ def test_a_resumed_run_keeps_its_fitted_plan_unless_told_other_epochs():
 @pytest.mark.parametrize("seconds,spent", [(None, False), (0.0, True), (1e6, False)])
 def test_spent(seconds, spent):
     assert TimeBudget(seconds).spent() is spent
+
+
+def test_fewer_epochs_keep_less_time_for_validation():
+    """10 validations would eat the 60 s; the one epoch that fits validates once and trains
+    in the rest: 4 steps done + (60 - 6.8) / 6.8 = 11 steps (it was 4)."""
+    fitted = _fit(EpochPlan(10, 40), 0, 4, step_seconds=6.8, val_batches=3, remaining_s=60)
+    assert fitted == EpochPlan(1, 11)

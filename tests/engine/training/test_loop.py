@@ -293,3 +293,21 @@ def test_resume_with_no_epochs_left_writes_the_report(tmp_path, scene):
     again = _train(tmp_path, scene, epochs=2, resume=done["checkpoint"])
     assert again["epochs_run"] == 2 and again["history"]
     assert json.loads(open(again["history"]).read())["epochs"][-1]["epoch"] == 2
+
+
+def test_a_budget_that_shortens_a_fine_tune_shortens_its_frozen_epochs(tmp_path, scene, monkeypatch):
+    from engine.training import budget as budget_module
+    base = _train(tmp_path, scene, name="base.rsmodel", epochs=1)
+    clock = _Clock()
+    monkeypatch.setattr(loop_module, "time", clock)
+    monkeypatch.setattr(budget_module, "time", clock)
+    messages = []
+    tuned = _train(tmp_path, scene, name="tuned.rsmodel", init=base["model"], epochs=30,
+                   samples_per_epoch=320, time_budget_s=20, progress=lambda f, m: messages.append(m))
+    planned = int([m for m in messages if m.startswith("time budget")][0].split(": ")[1].split()[0])
+    assert planned < 10  # fewer epochs than the 30 // 3 the encoder would stay frozen for
+    history = json.loads(open(tuned["history"]).read())["epochs"]
+    assert len(history) > planned // 3 + 1  # epochs after the (shortened) frozen third ran
+    a = load_model(base["model"]).network.state_dict()["encoder.stem.0.weight"]
+    b = load_model(tuned["model"]).network.state_dict()["encoder.stem.0.weight"]
+    assert not torch.allclose(a, b)  # the encoder trained: 30 // 3 = 10 frozen epochs would not

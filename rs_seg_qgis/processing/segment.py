@@ -5,12 +5,13 @@ import functools
 from typing import Any, Dict, List, Optional
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingFeedback, QgsProcessingParameterExtent,
+                       QgsProcessingFeedback, QgsProcessingParameterExtent, QgsProcessingUtils,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
 from ..layers import raster_classes, style_class_polygons, style_class_raster, style_on_load
 from .base import FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
+from .outline_params import OUTLINE_HELP, add_outline_parameters, outline_options
 
 
 def parse_bands(text: str) -> Optional[List[int]]:
@@ -51,8 +52,11 @@ class SegmentAlgorithm(RsSegAlgorithm):
                                  "INPUT_GSD is the pixel size of a raster without a CRS"),
              ("OUTPUT", "class raster (GeoTIFF, nodata 255)"),
              ("OUTPUT_PROBABILITY", "optional per-class probabilities (uint8, 254 = 1.0)"),
-             ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage) with class_value, "
-                               "class_name and area_m2"),
+             ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage): buildings "
+                               "regularised and natural classes smoothed as the model card "
+                               "says, with class, area, perimeter, mean/minimum class "
+                               "probability and provenance (model, its SHA-256, date)"),
+             *OUTLINE_HELP,
              FORMAT_HELP],
             "Web and other non-file layers are first saved over the extent at the model's "
             "ground sampling distance.")
@@ -75,6 +79,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         self.addParameter(QgsProcessingParameterVectorDestination(
             "OUTPUT_VECTOR", "Class polygons", QgsProcessing.TypeVectorPolygon, optional=True,
             createByDefault=False))
+        add_outline_parameters(self, advanced=True)
 
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
@@ -97,7 +102,12 @@ class SegmentAlgorithm(RsSegAlgorithm):
         aux_extent = (self.parameterAsExtent(parameters, "EXTENT", context, aux_layer.crs())
                       if aux_layer else None)
         aux = self.raster_input(parameters, "AUX_INPUT", context, feedback, aux_extent)
-        result = run.call(predict, model, image, output, probabilities=probability, aux=aux,
+        if vector and not probability:  # the polygons' prob_mean / prob_min need them
+            probability_for_polygons = QgsProcessingUtils.generateTempFilename("probabilities.tif")
+        else:
+            probability_for_polygons = probability
+        result = run.call(predict, model, image, output, probabilities=probability_for_polygons,
+                          aux=aux,
                           device=self.parameterAsEnumString(parameters, "DEVICE", context),
                           bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
                           output_format=self.output_format(parameters, context),
@@ -107,7 +117,9 @@ class SegmentAlgorithm(RsSegAlgorithm):
                           f"windows on {result['device']} in {result['seconds']:.1f} s "
                           f"({result['mpix_per_s']:.2f} MPix/s)")
         if vector:
-            run.call(vectorize, output, vector, produces=[vector], start=0.9)
+            run.call(vectorize, output, vector, produces=[vector], start=0.9,
+                     probabilities=probability_for_polygons, model=model,
+                     **outline_options(self, parameters, context))
             style_on_load(context, vector, functools.partial(
                 style_class_polygons, classes=raster_classes(output)))
         style_on_load(context, output, style_class_raster)

@@ -109,7 +109,8 @@ class Outliner:
         fill = fill_holes_m2 if fill_holes_m2 is not None else \
             DEFAULT_FILL_HOLES_TOL2 * tol_m * tol_m
         self.buildings = Buildings(self.tol, fill / self.pixel_m ** 2, self.pixel_m,
-                                   check=tolerance_m is not None) \
+                                   check=tolerance_m is not None,
+                                   frame=(ds.width, ds.height)) \
             if "building" in self.shapes.values() else None
         self.smoother = CoverageSmoother(LabelSampler(ds, block), self.shapes, self.tol) \
             if smooth_classes(self.shapes) else None

@@ -119,7 +119,7 @@ class LabelSampler:
         b = self.block
         win = Window(tx * b, ty * b, min(b, self.ds.width - tx * b),
                      min(b, self.ds.height - ty * b))
-        data = self.ds.read(1, window=win).astype(np.int64)
+        data = self.ds.read(1, window=win).astype(np.int32)
         data[self.ds.read_masks(1, window=win) == 0] = NODATA
         self.tiles[key] = data
         if len(self.tiles) > TILE_CACHE:

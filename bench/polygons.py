@@ -134,9 +134,11 @@ def overlap_area(polys: List) -> float:
 
 
 def score(polys: List, ref, tol: float, frame, seconds: float) -> Dict[str, float]:
-    out = unary_union([p if p.is_valid else p.buffer(0) for p in polys])
+    invalid = sum(not p.is_valid for p in polys)
+    polys = [p if p.is_valid else p.buffer(0) for p in polys]
+    out = unary_union(polys)
     return {"iou": out.intersection(ref).area / out.union(ref).area,
-            "polygons": len(polys), "invalid": sum(not p.is_valid for p in polys),
+            "polygons": len(polys), "invalid": invalid,
             "vertices": sum(len(p.exterior.coords) - 1 + sum(len(r.coords) - 1
                                                               for r in p.interiors)
                             for p in polys),

@@ -136,6 +136,11 @@ class Outliner:
         not be simplified on its own)."""
         return self.smoother is not None and self.shape_of(value) != "building"
 
+    @property
+    def dropped(self) -> int:
+        """Buildings too small for the tolerance (see :mod:`engine.analysis.regularize`)."""
+        return self.buildings.dropped if self.buildings is not None else 0
+
     def on_block(self, frontier: float) -> None:
         """No polygon still to come reaches above ``frontier`` (pixel row)."""
         if self.buildings is not None:

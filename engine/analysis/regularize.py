@@ -19,6 +19,9 @@ Holes smaller than ``fill_holes`` (pixel²) are filled, larger ones are regulari
 A building that does not survive (fewer than three lines, an invalid ring, more than 30 % area
 change) keeps its simplified outline.
 
+Buildings smaller than a square of the tolerance are dropped (specks of a noisy prediction: they
+have no outline at that tolerance and would only carve their larger neighbours).
+
 Neighbours: :class:`Buildings` keeps the regularised buildings near the block frontier; a new one
 is snapped to each neighbour's vertices within the tolerance (their walls coincide, so adjacent
 buildings share a wall) and then the neighbour is subtracted (never an overlap).  Buildings that
@@ -283,12 +286,16 @@ class Buildings:
         self.kept: Dict[int, Polygon] = {}
         self._next = 0
         self._sizes: List[Tuple[float, float]] = []  # (width, area) of each building
+        self.dropped = 0  # buildings smaller than a tolerance square
         self._checked = not check
 
     def add(self, poly: Polygon) -> Iterator[Polygon]:
         """The regularised parts of one building, clear of the buildings added before."""
         if not self._checked:
             self._sizes.append((_width(poly), poly.area))
+        if poly.area < self.tol * self.tol:  # below the tolerance there is no outline to draw
+            self.dropped += 1
+            return
         out = _on_grid(regularize_polygon(poly, self.tol, self.fill_holes, self.frame))
         # snapping moves vertices up to a tolerance, the filled gap reaches one more
         minx, miny, maxx, maxy = out.buffer(3 * self.tol).bounds

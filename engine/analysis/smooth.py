@@ -9,7 +9,8 @@ An arc is smoothed when one of its two sides is a ``natural`` class and neither 
 (from its lexicographically smaller end; a closed arc from its smallest vertex), so both
 neighbours draw the identical curve: no gaps, no overlaps, without keeping the neighbours in
 memory.  Smoothing = Douglas-Peucker at the tolerance (end nodes fixed; an arc keeps at least
-its farthest point, so small regions do not vanish), then two rounds of Chaikin corner cutting.
+its farthest point, so small regions do not vanish), then two rounds of Chaikin corner cutting
+(each cut at most one tolerance from the corner).
 
 Labels around a polygon are read from the raster in ``block``×``block`` tiles (a few cached), so
 memory stays that of a few blocks however large the polygon's extent.  Masked pixels count as
@@ -43,17 +44,19 @@ def _unit_steps(ring: np.ndarray) -> np.ndarray:
     return np.concatenate(out).astype(np.int64)
 
 
-def _chaikin(pts: np.ndarray, closed: bool) -> np.ndarray:
+def _chaikin(pts: np.ndarray, closed: bool, cut: float) -> np.ndarray:
+    """Chaikin corner cutting, each cut at a quarter of the segment but at most ``cut`` from
+    the corner (long straight sides keep their corners almost where they were)."""
     for _ in range(CHAIKIN_ROUNDS):
-        if closed:
-            nxt = np.roll(pts, -1, axis=0)
-            q, r = 0.75 * pts + 0.25 * nxt, 0.25 * pts + 0.75 * nxt
-            pts = np.stack([q, r], axis=1).reshape(-1, 2)
-        elif len(pts) > 2:
-            a, b = pts[:-1], pts[1:]
-            q, r = 0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b
-            inner = np.stack([q, r], axis=1).reshape(-1, 2)[1:-1]
-            pts = np.concatenate([pts[:1], inner, pts[-1:]])
+        if len(pts) < 3:
+            return pts
+        a = pts if closed else pts[:-1]
+        b = np.roll(pts, -1, axis=0) if closed else pts[1:]
+        length = np.hypot(*(b - a).T)[:, None]
+        f = np.minimum(0.25, cut / np.maximum(length, 1e-12))
+        q, r = a + f * (b - a), b - f * (b - a)
+        inner = np.stack([q, r], axis=1).reshape(-1, 2)
+        pts = inner if closed else np.concatenate([pts[:1], inner[1:-1], pts[-1:]])
     return pts
 
 
@@ -71,7 +74,7 @@ def smooth_arc(pts: np.ndarray, tol: float, closed: bool) -> np.ndarray:
         simple = np.asarray(LineString(work).simplify(tol, preserve_topology=False).coords)
         if len(simple) == 2 and len(work) > 2:
             simple = np.array([work[0], work[_farthest(work)], work[-1]])
-    out = _chaikin(simple.astype(np.float64), closed)
+    out = _chaikin(simple.astype(np.float64), closed, tol)
     return out[::-1] if flip else out
 
 

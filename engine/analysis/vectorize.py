@@ -331,7 +331,7 @@ def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
     steer them (:mod:`engine.analysis.outlines`).
 
     Returns ``{"output", "layer", "features", "classes": {class name: polygon count},
-    "shapes": {class name: shape}}``.
+    "shapes": {class name: shape}, "dropped_buildings": buildings below a tolerance square}``.
     Raises :class:`InputError` / :class:`OutputError` with a clear message, and
     :class:`~engine.jobs.Cancelled` when ``cancelled()`` turns true (no file is left behind).
     """
@@ -426,7 +426,8 @@ def _vectorize(input: str | Path, out: Path, o: _Options, block: int,
                 raise
     job.report(1.0, f"{features} polygons")
     return {"output": str(out), "layer": out.stem, "features": features, "classes": counts,
-            "shapes": {names.get(v, str(v)): s for v, s in sorted(shapes_of.items())}}
+            "shapes": {names.get(v, str(v)): s for v, s in sorted(shapes_of.items())},
+            "dropped_buildings": outliner.dropped}
 
 
 def _map_parts(parts: List[Polygon], matrix: List[float], simplify: float) -> Iterator[Polygon]:
@@ -435,6 +436,8 @@ def _map_parts(parts: List[Polygon], matrix: List[float], simplify: float) -> It
         geom = affine_transform(part, matrix)
         if simplify > 0:
             geom = geom.simplify(simplify, preserve_topology=True)
+        if not geom.is_valid:  # vertices a hair apart in pixels can meet in map coordinates
+            geom = geom.buffer(0)
         for piece in (geom.geoms if isinstance(geom, MultiPolygon) else [geom]):
             if not piece.is_empty:
                 yield piece
@@ -486,6 +489,8 @@ def run(args: argparse.Namespace, progress=None) -> None:
                        regularize=args.regularize, smooth=args.smooth, as_is=args.as_is,
                        tolerance=args.tolerance, fill_holes=args.fill_holes, progress=progress)
     print(f"wrote {result['output']} (layer {result['layer']}): {result['features']} polygons")
+    if result["dropped_buildings"]:
+        print(f"  {result['dropped_buildings']} buildings smaller than a tolerance square left out")
     for name, count in sorted(result["classes"].items()):
         shape = result["shapes"].get(name, "as-is")
         print(f"  {name:20s} {count:8d}  {shape}")

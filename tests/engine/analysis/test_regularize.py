@@ -102,3 +102,10 @@ def test_tolerance_outside_the_usable_range_is_a_sentence():
     list(ok.add(pixel_polygons(box(5, 5, 25, 20))[0]))
     ok.finish()
     assert math.isfinite(ok.tol)
+
+
+def test_buildings_smaller_than_a_tolerance_square_are_left_out():
+    buildings = Buildings(tol=3.0, fill_holes=0.0, pixel_m=1.0)
+    speck, house = pixel_polygons(box(5, 5, 7, 9), box(20, 20, 40, 35))  # 8 px² and 300 px²
+    assert list(buildings.add(speck)) == [] and buildings.dropped == 1
+    assert len(list(buildings.add(house))) == 1 and buildings.dropped == 1

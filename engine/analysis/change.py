@@ -33,11 +33,12 @@ from ..io.writer import StripWriter
 from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
                    check_writable_output)
 from ..formats.card import LoadedModel
-from ..formats.modelfile import load_model
+from ..formats.overrides import add_model_arguments, load_defined, overrides_from_args
 from ..io.rasters import CLASS_NODATA
 from ..inference.guard import EMPTY_CHANGE, empty_change_note, fraction_note, input_notes
 from ..io.gsd import GsdPlan
 from ..io.radiometry import BandStats, effective_affine, histogram_matcher, sample_pixels
+from ..inference.range_guard import check_range
 from ..inference.tiling import Block, Grid, with_margin
 from ..inference.views import View, ViewOptions, add_gsd_arguments, make_view, native_view, normalisation
 
@@ -50,7 +51,7 @@ CLASSICAL_TILE = 512
 
 
 def _load(model: str | Path | LoadedModel, device: Any, task: str, role: str) -> LoadedModel:
-    lm = model if isinstance(model, LoadedModel) else load_model(model, device)
+    lm = model if isinstance(model, LoadedModel) else load_defined(model, device)
     if lm.task != task:
         hint = ("use it as --segmentation-model for from-to change" if lm.task == "segmentation"
                 else "use it as --model")
@@ -158,7 +159,10 @@ def _date_sources(card: Dict[str, Any], g1, g2, view: View,
         sources.append(Source(name, view.reader(ds, reader.bands),
                               *effective_affine(spec, stats),
                               transform=matcher if name == "t2" else None))
-    notes = input_notes(card, "t1", s1, view.plan) + input_notes(card, "t2", s2, None)
+    ranges = [check_range(card, name, stats, ds.dtypes[0])
+              for name, ds, stats in (("t1", g1, s1), ("t2", g2, s2))]
+    notes = [n for n in ranges if n] + input_notes(card, "t1", s1, view.plan) + \
+        input_notes(card, "t2", s2, None)
     return sources, notes
 
 
@@ -411,13 +415,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--match-histograms", action="store_true",
                    help="map t2's band distributions onto t1's before the model sees them")
+    add_model_arguments(p, threshold=False)
     add_gsd_arguments(p)
     add_format_argument(p)
 
 
 def run(args: argparse.Namespace, progress=None) -> None:
     """Run ``change`` and print where the results went."""
-    r = detect_change(args.model, args.t1, args.t2, args.output, probabilities=args.probabilities,
+    model = args.model
+    if model not in ("cva", "pcc"):
+        overrides = overrides_from_args(args)
+        overrides.threshold = None  # the change threshold is --threshold's own
+        model = load_defined(model, resolve_device(args.device), overrides)
+    r = detect_change(model, args.t1, args.t2, args.output, probabilities=args.probabilities,
                       polygons=args.polygons, threshold=args.threshold, device=args.device,
                       tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                       segmentation_model=args.segmentation_model, from_to=args.from_to,

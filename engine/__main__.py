@@ -13,11 +13,8 @@ from .jobs import Cancelled, EngineError
 
 
 def _bands(text: str) -> List[int]:
-    try:
-        return [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bands must be comma-separated numbers, e.g. 1,2,3 "
-                                         f"(got {text!r})") from None
+    from .formats.overrides import comma_numbers
+    return comma_numbers(int, "bands", "1,2,3")(text)
 
 
 class _Bar:

@@ -33,7 +33,8 @@ from ..io.writer import StripWriter
 from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
                    check_writable_output)
 from ..formats.card import LoadedModel
-from ..formats.overrides import add_model_arguments, load_defined, overrides_from_args
+from ..formats.modelfile import load_model
+from ..formats.overrides import add_model_arguments, overrides_from_args
 from ..io.rasters import CLASS_NODATA
 from ..inference.guard import EMPTY_CHANGE, empty_change_note, fraction_note, input_notes
 from ..io.gsd import GsdPlan
@@ -51,7 +52,7 @@ CLASSICAL_TILE = 512
 
 
 def _load(model: str | Path | LoadedModel, device: Any, task: str, role: str) -> LoadedModel:
-    lm = model if isinstance(model, LoadedModel) else load_defined(model, device)
+    lm = model if isinstance(model, LoadedModel) else load_model(model, device)
     if lm.task != task:
         hint = ("use it as --segmentation-model for from-to change" if lm.task == "segmentation"
                 else "use it as --model")
@@ -426,7 +427,7 @@ def run(args: argparse.Namespace, progress=None) -> None:
     if model not in ("cva", "pcc"):
         overrides = overrides_from_args(args)
         overrides.threshold = None  # the change threshold is --threshold's own
-        model = load_defined(model, resolve_device(args.device), overrides)
+        model = load_model(model, args.device, overrides)
     r = detect_change(model, args.t1, args.t2, args.output, probabilities=args.probabilities,
                       polygons=args.polygons, threshold=args.threshold, device=args.device,
                       tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,

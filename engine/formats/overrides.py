@@ -1,26 +1,34 @@
-"""Any model with its definition and the user's overrides: :func:`load_defined`.
+"""The user's overrides of what a model says, for every model kind: the command-line options
+(``--mean``/``--std``/``--input-scale``/``--classes``/``--threshold``/``--output-index``), their
+:class:`~engine.formats.definition.Definition`, and :func:`load_defined`.
 
-One path for ``.rsmodel`` and ``.onnx`` files in ``predict``, ``change``, ``info`` and
-Processing: the model's own card, then the definition file beside it
-(:mod:`engine.formats.definition`), then ``--mean``/``--std``/``--input-scale``/``--classes``/
-``--threshold``/``--tile``/``--output-index`` — later ones win.
+The order is the same everywhere (``predict``, ``change``, ``info``, Processing): the model's
+own card, then the definition file beside it, then the overrides — later ones win
+(:func:`engine.formats.modelfile.load_model` does the loading).
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
 from .card import LoadedModel
 from .definition import Definition, apply_definition
 
 
-def _floats(text: str) -> List[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"give comma-separated numbers, e.g. 0.485,0.456,0.406 "
-                                         f"(got {text!r})") from None
+def comma_numbers(kind: Callable[[str], Any], what: str, example: str
+                  ) -> Callable[[str], List[Any]]:
+    """An argparse type: '1,2,3' → numbers of ``kind``, else a sentence naming ``what``."""
+    def parse(text: str) -> List[Any]:
+        try:
+            return [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be comma-separated numbers, e.g. "
+                                             f"{example} (got {text!r})") from None
+    return parse
+
+
+_floats = comma_numbers(float, "mean and std", "0.485,0.456,0.406")
 
 
 def add_model_arguments(p: argparse.ArgumentParser, threshold: bool = True) -> None:

@@ -29,7 +29,7 @@ from ..io.writer import StripWriter
 from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn,
                    check_writable_output)
 from ..formats.card import LoadedModel
-from ..formats.overrides import load_defined
+from ..formats.modelfile import load_model
 from ..io.rasters import CLASS_NODATA
 from ..formats.onnx.model import OnnxNetwork, check_tile
 from ..compute.backend import logits_of
@@ -303,7 +303,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     """
     job = Job(progress, cancelled)
     dev = sharded.rank_device(resolve_device(device))
-    lm = model if isinstance(model, LoadedModel) else load_defined(model, dev)
+    lm = model if isinstance(model, LoadedModel) else load_model(model, dev)
     card = lm.card
     if card["task"] == "pretrained":
         raise ModelFileError(f"{lm.path or 'the model'} is a self-supervised pre-trained backbone "

@@ -55,7 +55,7 @@ class OnnxNetwork:
         n = next(iter(feeds.values())).shape[0]
         fixed = self.spec.get("batch")
         if not fixed or fixed == n:
-            return self.session.run([self.spec["output"]], feeds)[0]
+            return self._session_run(feeds)
         parts = []
         for start in range(0, n, fixed):
             chunk = {k: v[start:start + fixed] for k, v in feeds.items()}
@@ -63,8 +63,19 @@ class OnnxNetwork:
             if short:  # the graph takes exactly `fixed` windows: pad the last chunk
                 chunk = {k: np.concatenate([v, np.zeros((short,) + v.shape[1:], v.dtype)])
                          for k, v in chunk.items()}
-            parts.append(self.session.run([self.spec["output"]], chunk)[0][:fixed - short])
+            parts.append(self._session_run(chunk)[:fixed - short])
         return np.concatenate(parts)
+
+    def _session_run(self, feeds: Dict[str, np.ndarray]) -> np.ndarray:
+        """The chosen output for ``feeds``; onnxruntime's failures as one sentence."""
+        try:
+            return self.session.run([self.spec["output"]], feeds)[0]
+        except Exception as exc:  # onnxruntime's own exception types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            n = next(iter(feeds.values())).shape[0]
+            raise InputError(f"the ONNX model failed on a batch of {n} window(s) "
+                             f"({first[:200]}); try --batch-size 1 / BATCH_SIZE 1, or the "
+                             f"model's own tile size") from None
 
     def _probabilities(self, out: np.ndarray, tile: int) -> np.ndarray:
         """The graph output as B×K×T×T class probabilities."""

@@ -13,7 +13,7 @@ from engine.formats.modelfile import read_card
 from engine.formats.onnx.model import load_onnx
 from engine.formats.overrides import definition_of, load_defined
 from engine.inference.pipeline import predict
-from engine.jobs import ModelFileError
+from engine.jobs import InputError, ModelFileError
 
 from .conftest import Head, deepness, export
 
@@ -183,3 +183,17 @@ def test_change_takes_the_same_overrides(tmp_path, capsys):
     z1, z2 = ((torch.from_numpy(t) - 0.5) / 0.25 for t in (t1, t2))
     want = TwoDates()(z1[None], z2[None])[0, 0].numpy() >= 0.5
     assert np.array_equal(classes_of(out), want.astype(np.uint8))
+
+
+def test_runtime_failures_are_a_sentence(tmp_path):
+    model = load_onnx(export(Head(channels=2), tmp_path / "m.onnx", metadata=deepness(["a", "b"])))
+
+    class Failing:  # what onnxruntime raises when a graph cannot take the batch it is fed
+        def run(self, names, feeds):
+            raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid "
+                               "dimensions for input\nmore lines")
+
+    model.network.session = Failing()
+    with pytest.raises(InputError, match=r"failed on a batch of 4 window\(s\) \(\[ONNXRuntime"
+                                         r"Error\] : 2 : INVALID_ARGUMENT .*\); try --batch-size 1"):
+        model.network({"image": np.zeros((4, 3, 64, 64), np.float32)})

@@ -26,7 +26,7 @@ from ..compute.devices import resolve_device
 from ..inference.pipeline import (PROBABILITY_SCALE, Source, prepare_network, resolve_tiling,
                         run_sliding_window, softmax_forward, write_rows)
 from ..io.rasters import (WindowReader, bounded_gdal_cache, class_tags, data_band_indexes, intersection_grid,
-                         open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
+                         match_bands, open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
                          without_alpha_flags)
 from ..io.cog import AVERAGE, MODE, add_format_argument, check_format
 from ..io.writer import StripWriter
@@ -147,9 +147,9 @@ def _date_sources(card: Dict[str, Any], g1, g2, view: View,
                   options: ViewOptions) -> Tuple[List[Source], List[str]]:
     """The change model's t1/t2 sources (normalised per the card, t2 optionally histogram-matched
     to t1) and the domain guard's notes."""
-    plain = [WindowReader(ds, resolve_bands(ds, card["inputs"][name]["bands"], None,
-                                            f"date {name}"))
-             for name, ds in (("t1", g1), ("t2", g2))]
+    matched = [match_bands(ds, card["inputs"][name]["bands"], None, f"date {name}")
+               for name, ds in (("t1", g1), ("t2", g2))]
+    plain = [WindowReader(ds, bands) for ds, (bands, _) in zip((g1, g2), matched)]
     s1, s2 = (BandStats.of(p) for p in sample_pixels(plain))
     matcher = histogram_matcher(s2, s1) if options.match_histograms else None
     sources = []
@@ -162,7 +162,8 @@ def _date_sources(card: Dict[str, Any], g1, g2, view: View,
                               transform=matcher if name == "t2" else None))
     ranges = [check_range(card, name, stats, ds.dtypes[0])
               for name, ds, stats in (("t1", g1, s1), ("t2", g2, s2))]
-    notes = [n for n in ranges if n] + input_notes(card, "t1", s1, view.plan) + \
+    bands = list(dict.fromkeys(note for _, note in matched if note))
+    notes = bands + [n for n in ranges if n] + input_notes(card, "t1", s1, view.plan) + \
         input_notes(card, "t2", s2, None)
     return sources, notes
 

@@ -286,7 +286,8 @@ def apply_definition(card: Dict[str, Any], d: Definition) -> Dict[str, Any]:
         card["classes"] = _renamed_classes(card["classes"], d.classes)
     if d.outputs and onnx is not None:
         onnx["layers"] = [o.get("layer") for o in d.outputs]
-        entry = d.outputs[int(d.output or 0)] if len(d.outputs) > int(d.output or 0) else {}
+        index = onnx["outputs"].index(onnx["output"])  # the output this card was built for
+        entry = d.outputs[index] if index < len(d.outputs) else {}
         if "classes" in entry and d.classes is None:
             card["classes"] = _renamed_classes(card["classes"], entry["classes"])
     for key, target in (("threshold", "threshold"), ("overlap", "overlap"), ("gsd_m", "gsd_m"),

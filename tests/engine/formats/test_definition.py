@@ -131,3 +131,21 @@ def test_rsmodel_with_a_definition_and_overrides(tmp_path):
         load_defined(model, "cpu", definition_of(activation="sigmoid"))
     with pytest.raises(InputError, match="mean has 2 values but the model reads 3 bands"):
         load_defined(model, "cpu", definition_of(mean=[1, 2], std=[1, 2]))
+
+
+def test_per_output_layers_and_classes(tmp_path):
+    model = export(Head(channels=3, two_outputs=True), tmp_path / "two.onnx",
+                   outputs=("landcover", "confidence"))
+    write_definition(model, parse_definition({"outputs": [
+        {"layer": "cover", "classes": ["soil", "crop", "water"]},
+        {"layer": "sure", "classes": ["unsure", "sure"]}]}))
+    first = load_defined(model)
+    assert [c["name"] for c in first.card["classes"]] == ["soil", "crop", "water"]
+    second = load_defined(model, "cpu", definition_of(output="confidence"))
+    assert second.card["onnx"]["output"] == "confidence"
+    assert [c["name"] for c in second.card["classes"]] == ["unsure", "sure"]
+    from engine.formats.outputs import output_names
+    assert output_names(second) == ["cover", "sure"]
+    with pytest.raises(InputError, match="two.onnx has no output named 'x'.*landcover, "
+                                         "confidence"):
+        load_defined(model, "cpu", definition_of(output="x"))

@@ -11,7 +11,8 @@ is present; anchors: ArcGIS's ``.emd`` model definition and Deepness's ONNX meta
      "nodata": 0,
      "classes": ["clear", "cloud"] | [{"value", "name", "color"}, ...],
      "activation": "probabilities" | "logits" | "sigmoid",
-     "threshold": 0.5, "tile": 256, "overlap": 32, "gsd_m": 10,
+     "threshold": 0.5, "small_segment": 9,         Deepness's median filter (0: off)
+     "tile": 256, "overlap": 32, "gsd_m": 10,
      "output": 0,                                  the graph output to run (index or name)
      "outputs": [{"layer": "clouds", "classes": [...]}, ...]}   one entry per graph output
 
@@ -52,6 +53,7 @@ class Definition:
     classes: Optional[List[Any]] = None
     activation: Optional[str] = None
     threshold: Optional[float] = None
+    small_segment: Optional[int] = None
     tile: Optional[int] = None
     overlap: Optional[int] = None
     gsd_m: Optional[float] = None
@@ -82,7 +84,7 @@ def definition_path(model: Union[str, Path]) -> Path:
 
 
 _TYPES = {"name": str, "input_scale": float, "nodata": float, "activation": str,
-          "threshold": float, "tile": int, "overlap": int, "gsd_m": float}
+          "threshold": float, "small_segment": int, "tile": int, "overlap": int, "gsd_m": float}
 _LISTS = {"bands": str, "mean": float, "std": float, "scale": float, "offset": float}
 
 
@@ -195,7 +197,7 @@ def _check(d: Definition, bad) -> None:
     per_band = {k: n for k, n in lengths.items() if n != 1}
     if len(set(per_band.values())) > 1:
         raise bad(f"per-band lists differ in length ({per_band})")
-    for key in ("tile", "overlap"):
+    for key in ("tile", "overlap", "small_segment"):
         value = getattr(d, key)
         if value is not None and value < (1 if key == "tile" else 0):
             raise bad(f"'{key}' must be {'positive' if key == 'tile' else 'zero or more'}")
@@ -290,8 +292,8 @@ def apply_definition(card: Dict[str, Any], d: Definition) -> Dict[str, Any]:
         entry = d.outputs[index] if index < len(d.outputs) else {}
         if "classes" in entry and d.classes is None:
             card["classes"] = _renamed_classes(card["classes"], entry["classes"])
-    for key, target in (("threshold", "threshold"), ("overlap", "overlap"), ("gsd_m", "gsd_m"),
-                        ("name", "name")):
+    for key, target in (("threshold", "threshold"), ("small_segment", "small_segment"),
+                        ("overlap", "overlap"), ("gsd_m", "gsd_m"), ("name", "name")):
         value = getattr(d, key)
         if value is not None:
             card[target] = value

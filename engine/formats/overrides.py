@@ -44,6 +44,10 @@ def add_model_arguments(p: argparse.ArgumentParser, threshold: bool = True) -> N
         p.add_argument("--threshold", type=float,
                        help="class probability threshold as Deepness applies it (default: the "
                             "model's seg_thresh, 0.5 for Deepness models, else none)")
+        p.add_argument("--small-segment", type=int, metavar="N",
+                       help="median filter of N pixels over the class map, as Deepness removes "
+                            "small segments (default: the model's seg_small_segment, 9 for "
+                            "Deepness models, else none; 0 switches it off)")
     p.add_argument("--output-index", type=int, metavar="N",
                    help="the graph output to run (models with several outputs; default 0)")
 
@@ -54,6 +58,7 @@ def overrides_from_args(a: argparse.Namespace) -> Definition:
                          input_scale=getattr(a, "input_scale", None),
                          mean=getattr(a, "mean", None), std=getattr(a, "std", None),
                          threshold=getattr(a, "threshold", None), tile=getattr(a, "tile", None),
+                         small_segment=getattr(a, "small_segment", None),
                          output=getattr(a, "output_index", None))
 
 

@@ -36,6 +36,7 @@ from ..compute.backend import logits_of
 from .guard import fraction_note, input_notes
 from ..io.radiometry import BandStats, image_statistics
 from .range_guard import check_range
+from .small_segments import small_segment_filter
 from .thresholds import thresholded
 from .tiling import Block, Grid, Stitcher, check_tiling, with_margin
 from .views import View, ViewOptions, class_fractions, make_view, native_view, normalisation
@@ -354,11 +355,18 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             return out
 
         totals = np.zeros(len(classes), np.int64)  # summed over the ranks of a sharded run
+        # Deepness's small-segment filter needs rows across shard borders: one process only
+        median = None if shard else small_segment_filter(card.get("small_segment"),
+                                                         write_rows(writers))
+        if shard and card.get("small_segment"):
+            job.log("the small-segment filter is not applied in a sharded run")
         with sharded.collective(shard, writers, [totals]):
-            on_rows = write_rows(writers)
+            on_rows = median or write_rows(writers)
             run_sliding_window(view.wrap(softmax_forward(net, card)), sources, grid, len(classes), dev,
                                batch_size, convert, shard.keep(on_rows) if shard else on_rows, job,
                                label="segment: window", rows=shard.rows if shard else None)
+            if median is not None:
+                median.finish()
             totals += xp.to_numpy(counts)
     seconds = time.perf_counter() - started
     fractions = class_fractions(totals, classes)

@@ -1,5 +1,6 @@
-"""The model overrides every inference algorithm takes (the CLI's ``--classes``, ``--input-scale``,
-``--mean``, ``--std``, ``--threshold``, ``--output-index``), and one layer per model output.
+"""The model overrides every inference algorithm takes (the CLI's ``--classes``,
+``--input-scale``, ``--mean``, ``--std``, ``--threshold``, ``--small-segment``,
+``--output-index``), and one layer per model output.
 
 Parameters are read here; the engine applies them (:func:`engine.formats.overrides.load_defined`,
 on top of the model definition beside the model file).
@@ -14,12 +15,12 @@ from qgis.core import (QgsProcessingContext, QgsProcessingException, QgsProcessi
 
 from .base import EngineRun, RsSegAlgorithm
 
-HELP = ("CLASSES / INPUT_SCALE / MEAN / STD / THRESHOLD / OUTPUT_INDEX",
+HELP = ("CLASSES / INPUT_SCALE / MEAN / STD / THRESHOLD / SMALL_SEGMENT / OUTPUT_INDEX",
         "override what the model (or the definition beside it, MODEL.onnx.json) says: class "
         "names; the pixel value read as 1.0 (1 for 0–1 reflectance, 10000 for Sentinel-2 L2A); "
-        "per-band mean/std after that scale; the class probability threshold as Deepness "
-        "applies it; which output of a several-output model to write (empty: each output "
-        "becomes its own layer)")
+        "per-band mean/std after that scale; the class probability threshold and small-segment "
+        "median filter as Deepness applies them; which output of a several-output model to "
+        "write (empty: each output becomes its own layer)")
 
 
 def add_model_options(alg: RsSegAlgorithm, threshold: bool = True) -> None:
@@ -43,6 +44,11 @@ def add_model_options(alg: RsSegAlgorithm, threshold: bool = True) -> None:
                                                            "the model's)",
                                               QgsProcessingParameterNumber.Double, optional=True,
                                               minValue=0.0, maxValue=1.0))
+        advanced(QgsProcessingParameterNumber("SMALL_SEGMENT", "Remove small segments: median "
+                                                               "filter size in pixels (empty: "
+                                                               "the model's; 0: off)",
+                                              QgsProcessingParameterNumber.Integer,
+                                              optional=True, minValue=0))
     advanced(QgsProcessingParameterNumber("OUTPUT_INDEX", "Model output to write (empty: every "
                                                           "output, one layer each)",
                                           QgsProcessingParameterNumber.Integer, optional=True,
@@ -79,6 +85,7 @@ def model_overrides(alg: RsSegAlgorithm, parameters: Dict[str, Any],
             "std": _numbers(alg, parameters, "STD", context),
             "threshold": (alg.parameterAsDouble(parameters, "THRESHOLD", context)
                           if parameters.get("THRESHOLD") not in (None, "") else None),
+            "small_segment": alg.optional_int(parameters, "SMALL_SEGMENT", context),
             "output": alg.optional_int(parameters, "OUTPUT_INDEX", context)}
 
 

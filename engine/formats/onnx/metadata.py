@@ -29,6 +29,7 @@ CONTRACT_KEY = "rs_seg_graph"     # how the exported graph is fed (JSON)
 DEEPNESS_SCALE = 255.0            # Deepness divides every band by 255
 DEFAULT_TILE = 512
 DEEPNESS_THRESHOLD = 0.5          # Deepness's probability threshold when seg_thresh is absent
+DEEPNESS_SMALL_SEGMENT = 9        # … and its small-segment median filter (seg_small_segment)
 OTHER_KINDS = {"detector": "an object detector", "regressor": "a regression model",
                "superresolution": "a super-resolution model",
                "recognition": "an image-recognition (retrieval) model"}
@@ -314,6 +315,9 @@ def _foreign_card(graph: Graph, channels: int, out_size: int, tile: int, overrid
     threshold = _json(meta, "seg_thresh")
     if threshold is None and deepness:
         threshold = DEEPNESS_THRESHOLD
+    small = _json(meta, "seg_small_segment")
+    if small is None and deepness:
+        small = DEEPNESS_SMALL_SEGMENT
     spec = Spec(**_common_spec(graph, channels, out_size, tile, channel_axis, groups,
                                overrides.output),
                 scale={g: [1.0] * bands for g in groups}, offset={g: [0.0] * bands for g in groups},
@@ -325,6 +329,7 @@ def _foreign_card(graph: Graph, channels: int, out_size: int, tile: int, overrid
             "gsd_m": float(resolution) / 100 if resolution else None,
             "threshold": float(threshold) if threshold is not None and task == "segmentation"
             else None,
+            "small_segment": int(small) if small and task == "segmentation" else None,
             "training": {"source": "ONNX file (" + ("Deepness metadata" if deepness else
                                                     "no metadata: card from the graph shapes") + ")",
                          "opset": graph.opset},

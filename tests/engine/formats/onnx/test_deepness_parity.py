@@ -105,7 +105,7 @@ def test_batch_one_graph_runs_at_batch_one_with_a_note(tmp_path, rgb):
 def test_every_output_its_own_raster(tmp_path, rgb, capsys):
     head = Head(channels=3, two_outputs=True)   # (softmax 3 classes, their mean: one channel)
     path = export(head, tmp_path / "two.onnx", outputs=("landcover", "confidence"),
-                  metadata={"model_type": "Segmentor",
+                  metadata={"model_type": "Segmentor", "seg_small_segment": 0,
                             "class_names": [{0: "a", 1: "b", 2: "c"}, {0: "sure"}]})
     pattern = tmp_path / "out_{output}.tif"
     assert main(["predict", "--model", str(path), "--input", str(rgb), "--output", str(pattern),
@@ -197,3 +197,36 @@ def test_runtime_failures_are_a_sentence(tmp_path):
     with pytest.raises(InputError, match=r"failed on a batch of 4 window\(s\) \(\[ONNXRuntime"
                                          r"Error\] : 2 : INVALID_ARGUMENT .*\); try --batch-size 1"):
         model.network({"image": np.zeros((4, 3, 64, 64), np.float32)})
+
+
+def median_reference(classes: np.ndarray, size: int) -> np.ndarray:
+    """OpenCV's medianBlur (what Deepness runs), in plain numpy: edges replicated."""
+    k = size // 2 * 2 + 1
+    padded = np.pad(classes, k // 2, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k))
+    return np.median(windows.reshape(*classes.shape, -1), axis=-1).astype(classes.dtype)
+
+
+@pytest.mark.parametrize("meta, size", [({}, 9), ({"seg_small_segment": 5}, 5),
+                                        ({"seg_small_segment": 0}, 0)])
+def test_small_segments_removed_as_deepness_does(tmp_path, meta, size):
+    head = Head(channels=3)
+    metadata = {"model_type": "Segmentor", "class_names": {0: "a", 1: "b", 2: "c"}, **meta}
+    path = export(head, tmp_path / "m.onnx", dynamic_size=True, metadata=metadata)
+    # smooth regions with noise on top: segments of every size
+    rng = np.random.default_rng(2)
+    base = np.kron(rng.integers(0, 255, (3, 10, 9)), np.ones((1, 16, 16)))[:, :150, :130]
+    from tests.conftest import write_raster
+    raster = write_raster(tmp_path / "r.tif", np.clip(base + rng.normal(0, 40, base.shape),
+                                                      0, 255).astype(np.uint8))
+    assert load_onnx(path).card.get("small_segment") == (size or None)
+    out = tmp_path / "c.tif"
+    predict(path, raster, out, tile=64, overlap=0, gsd="native", batch_size=3)
+    plain = deepness_rule(scores(head, raster), 0.5)
+    want = median_reference(plain, size) if size else plain
+    assert np.array_equal(classes_of(out), want)
+    assert size == 0 or (want != plain).mean() > 0.01  # the filter changed something
+    off = tmp_path / "off.tif"
+    predict(load_defined(path, "cpu", definition_of(small_segment=0)), raster, off, tile=64,
+            overlap=0, gsd="native")
+    assert np.array_equal(classes_of(off), plain)

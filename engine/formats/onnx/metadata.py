@@ -278,7 +278,8 @@ def _foreign_card(graph: Graph, channels: int, out_size: int, tile: int, overrid
         activation = "none"
     elif deepness:  # a probe found scores outside 0–1: logits, whatever Deepness would assume
         activation = "sigmoid" if channels == 1 else "softmax"
-    elif channels == 1 and not overrides.classes:
+    elif channels == 1 and not overrides.classes and len(graph.inputs) == 1:
+        # (two inputs with one unbounded channel: change logits, the usual change head)
         raise ModelFileError(
             f"{graph.path.name} is a regression model as far as its graph tells (one unbounded "
             f"output channel, no sigmoid, no Deepness metadata); if it is a binary segmentation "

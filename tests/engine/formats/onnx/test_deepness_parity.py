@@ -230,3 +230,17 @@ def test_small_segments_removed_as_deepness_does(tmp_path, meta, size):
     predict(load_defined(path, "cpu", definition_of(small_segment=0)), raster, off, tile=64,
             overlap=0, gsd="native")
     assert np.array_equal(classes_of(off), plain)
+
+
+class ChangeLogits(torch.nn.Module):
+    """A bare change graph ending in one unbounded channel (logits), as published CD heads do."""
+
+    def forward(self, t1, t2):
+        return ((t2 - t1) * 8.0).sum(1, keepdim=True) - 0.5
+
+
+def test_two_input_logits_are_change_logits(tmp_path):
+    path = export(ChangeLogits(), tmp_path / "cd.onnx", dynamic_size=True, inputs=("a", "b"))
+    card = load_onnx(path).card
+    assert card["task"] == "change" and card["onnx"]["activation"] == "sigmoid"
+    assert [c["name"] for c in card["classes"]] == ["no change", "change"]

@@ -103,6 +103,8 @@ def format_card(card: dict) -> str:
                  f"GSD {card.get('gsd_m') or 'unknown'} m")
     if card.get("threshold") is not None:
         lines.append(f"  threshold     {card['threshold']:g} (probabilities below it count as 0)")
+    if card.get("small_segment"):
+        lines.append(f"  small segments median filter of {card['small_segment']} px")
     if card.get("definition"):
         lines.append(f"  definition    {json.dumps(card['definition'])}")
     lines.append(f"  classes       {len(card['classes'])}")

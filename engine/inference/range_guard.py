@@ -21,7 +21,9 @@ from ..io.radiometry import BandStats
 from ..jobs import InputError
 
 FACTOR = 8.0  # ×8 off the model's range: certainly another pixel scale, not a dark scene
-NICE_SCALES = (1.0, 100.0, 255.0, 1000.0, 4095.0, 10000.0, 65535.0)
+# (bright end up to, full scale): reflectance passes 1.0 (and 10000 × it) over bright clouds
+FULL_SCALES = ((2.0, 1.0), (100.0, 100.0), (255.0, 255.0), (1000.0, 1000.0), (4095.0, 4095.0),
+               (16000.0, 10000.0))
 
 
 def range_mismatch(group: Mapping[str, Any], stats: BandStats) -> Optional[str]:
@@ -38,7 +40,7 @@ def range_mismatch(group: Mapping[str, Any], stats: BandStats) -> Optional[str]:
     if 1 / FACTOR <= ratio <= FACTOR:
         return None
     scale = native_scale(group)
-    fix = nice_scale(scale * ratio)
+    fix = full_scale(float(np.max(high)))
     looks = ("0–1 reflectance" if fix == 1 else f"values up to about {fix:g}")
     return (f"the input's values reach {float(np.median(high)):.4g} (99th percentile) but the "
             f"model reads about 0–{float(np.median(expected)):.4g} "
@@ -48,9 +50,10 @@ def range_mismatch(group: Mapping[str, Any], stats: BandStats) -> Optional[str]:
             f"for this imagery")
 
 
-def nice_scale(value: float) -> float:
-    """The usual pixel scale (1, 255, 10000 …) nearest to ``value`` on a log scale."""
-    return min(NICE_SCALES, key=lambda s: abs(math.log(max(value, 1e-9) / s)))
+def full_scale(high: float) -> float:
+    """The usual full-scale pixel value (1, 255, 10000 …) of data whose bright end is ``high``:
+    the smallest that holds it (reflectance × 10000 reaches 3000–6000 without clouds)."""
+    return next((scale for limit, scale in FULL_SCALES if high <= limit), 65535.0)
 
 
 def check_range(card: Mapping[str, Any], group: str, stats: BandStats, dtype: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.inference.range_guard import check_range, nice_scale, range_mismatch
+from engine.inference.range_guard import check_range, full_scale, range_mismatch
 from engine.io.radiometry import BandStats
 from engine.jobs import InputError
 
@@ -18,12 +18,12 @@ def stats(high: float, bands: int = 3) -> BandStats:
 
 
 def test_scales():
-    assert (nice_scale(0.9), nice_scale(240), nice_scale(8000), nice_scale(50000)) == \
-        (1, 255, 10000, 65535)
+    assert [full_scale(v) for v in (0.4, 1.3, 60, 240, 2900, 4800, 12000, 50000)] == \
+        [1, 1, 100, 255, 4095, 10000, 10000, 65535]
 
 
 @pytest.mark.parametrize("high, dtype, fix", [(0.4, "float32", "--input-scale 1"),
-                                              (9000.0, "uint16", "--input-scale 10000")])
+                                              (5000.0, "uint16", "--input-scale 10000")])
 def test_other_scale_is_refused_with_the_fix(high, dtype, fix):
     card = {"inputs": {"image": UINT8}}
     with pytest.raises(InputError, match=f"the input's values reach .* but the model reads about "

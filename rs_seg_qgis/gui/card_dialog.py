@@ -39,6 +39,8 @@ def fill_card_table(table: QTableWidget, card: Optional[Dict[str, Any]], error: 
         table.setItem(row, 1, item)
     table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
     table.horizontalHeader().setStretchLastSection(True)
+    table.setWordWrap(True)  # long values (bands, per-class scores) wrap instead of "…"
+    table.resizeRowsToContents()
     table.setEditTriggers(QAbstractItemView.NoEditTriggers)
     table.resizeRowsToContents()
 

@@ -12,7 +12,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from qgis.core import Qgis, QgsTask
+from qgis.core import Qgis, QgsProject, QgsTask
 from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (QHBoxLayout, QPlainTextEdit, QProgressBar, QPushButton,
@@ -106,6 +106,10 @@ class RsSegDock(QgsDockWidget):
         self.train.run.clicked.connect(self.run_train)
         self.cancel.clicked.connect(self.cancel_runs)
         self.models.models_changed.connect(self.refresh_models)
+        self.models.catalogue.downloaded.connect(self._downloaded)
+        self.segment.wants_tab.connect(self.show_tab)
+        # new layers: combos showing nothing or a result move to the new imagery
+        QgsProject.instance().layersAdded.connect(self.apply_defaults)
 
     # ---- runs ----------------------------------------------------------------------------------
 
@@ -214,6 +218,23 @@ class RsSegDock(QgsDockWidget):
         self.append_log("■ cancel requested")
 
     # ---- models and log ----------------------------------------------------------------------
+
+    def show_tab(self, name: str) -> None:
+        """Show the "models" or "train" tab (the Segment tab's first-run buttons)."""
+        widget = {"models": self.models, "train": self.train}[name]
+        for index in range(self.tabs.count()):
+            page = self.tabs.widget(index)
+            if page is widget or (isinstance(page, QScrollArea) and page.widget() is widget):
+                self.tabs.setCurrentIndex(index)
+
+    def apply_defaults(self, *_: object) -> None:
+        """Default inputs of every tab, where the current choice is empty or a result."""
+        for tab in (self.segment, self.change, self.train):
+            tab.apply_defaults()
+
+    def _downloaded(self, path: str, task: str) -> None:
+        if task == "click":
+            self.segment.set_sam_weights(path)
 
     def refresh_models(self, select: str = "") -> None:
         """Relist models everywhere; select ``select`` in the combos of its task."""

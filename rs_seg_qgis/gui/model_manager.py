@@ -150,6 +150,18 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+METRIC_NAMES = {"miou": "Mean IoU", "mf1": "Mean F1", "overall_accuracy": "Overall accuracy",
+                "kappa": "Cohen's kappa", "iou": "IoU", "f1": "F1", "precision": "Precision",
+                "recall": "Recall", "f1(change)": "F1 of the change class", "pixels": "Pixels",
+                "tp": "True positives", "fp": "False positives", "fn": "False negatives",
+                "tn": "True negatives"}
+
+
+def metric_name(key: str) -> str:
+    """'Mean IoU' for 'mIoU'/'miou': the words an analyst reads, not the engine's keys."""
+    return METRIC_NAMES.get(key.lower(), key.replace("_", " ").capitalize())
+
+
 def metrics_rows(card: Dict[str, Any]) -> List[Tuple[str, str]]:
     """Validation metrics of the card's training summary as (name, value) rows."""
     metrics = (card.get("training") or {}).get("metrics") or {}
@@ -159,9 +171,10 @@ def metrics_rows(card: Dict[str, Any]) -> List[Tuple[str, str]]:
             continue
         seen.add(key.lower())
         if isinstance(value, dict):  # per-class IoU
-            rows.append((key, ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())))
+            rows.append((f"{metric_name(key)} per class",
+                         ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())))
         else:
-            rows.append((key, _fmt(value)))
+            rows.append((metric_name(key), _fmt(value)))
     return rows
 
 
@@ -185,6 +198,6 @@ def card_rows(card: Dict[str, Any]) -> List[Tuple[str, str]]:
         rows.append(("Epochs", f"{training['epochs']} (best {training.get('best_epoch', '?')})"))
     if training.get("date"):
         rows.append(("Date", str(training["date"])))
-    rows.extend((f"Metric: {k}", v) for k, v in metrics_rows(card))
+    rows.extend((f"{k} (validation)", v) for k, v in metrics_rows(card))
     rows.append(("Engine", str(card.get("engine_version", "?"))))
     return rows

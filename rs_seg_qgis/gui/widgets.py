@@ -99,7 +99,7 @@ class ModelPicker(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.combo, 1)
         layout.addWidget(self.browse)
-        self.browse.clicked.connect(self._browse)
+        self.browse.clicked.connect(self.browse_file)
         self.combo.currentIndexChanged.connect(lambda *_: self.changed.emit(self.path()))
         self.refresh()
 
@@ -112,6 +112,7 @@ class ModelPicker(QWidget):
             self.combo.addItem(self._none_label, "")
         for entry in list_models(self._folder(), self.task):
             self._add(entry)
+        self.combo.setPlaceholderText(f"no {self.task} model yet")
         self.combo.blockSignals(False)
         self.select(keep)
         self.changed.emit(self.path())
@@ -137,7 +138,8 @@ class ModelPicker(QWidget):
     def path(self) -> str:
         return self.combo.currentData() or ""
 
-    def _browse(self, *_: object) -> None:
+    def browse_file(self, *_: object) -> None:
+        """Ask for a model file and select it (it stays where it is)."""
         path, _filter = QFileDialog.getOpenFileName(self, "Model file", str(self._folder()),
                                                     MODEL_FILTER)
         if path:

@@ -9,6 +9,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..deps import install_hint, missing_modules
 from .detect_change import DetectChangeAlgorithm
+from .download_model import DownloadModelAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .export_onnx import ExportOnnxAlgorithm
 from .pretrain import PretrainAlgorithm
@@ -21,7 +22,7 @@ from .vectorize import VectorizeAlgorithm
 
 ALGORITHMS = (SegmentAlgorithm, SegmentPointAlgorithm, VectorizeAlgorithm, DetectChangeAlgorithm,
               TrainSegmentationAlgorithm, TrainChangeAlgorithm, PretrainAlgorithm,
-              EvaluateAlgorithm, ExportOnnxAlgorithm, SegmentFolderAlgorithm)
+              EvaluateAlgorithm, ExportOnnxAlgorithm, SegmentFolderAlgorithm, DownloadModelAlgorithm)
 
 
 class RsSegProvider(QgsProcessingProvider):

@@ -119,7 +119,7 @@ def test_segment_run_adds_a_named_group_of_styled_layers(dock, data, models_dir,
     assert "✔ Segment t1" in dock.log.toPlainText()
 
 
-def test_change_run_cva_adds_red_change_layer_and_polygons(dock, data, tmp_path):
+def test_change_run_cva_adds_magenta_change_layer_and_polygons(dock, data, tmp_path):
     dock.change.before.setLayer(add_raster(data["image"], "t1"))
     dock.change.after.setLayer(add_raster(data["after"], "t2"))
     assert dock.change.model.path() == ""  # CVA (no model) is the first choice
@@ -131,7 +131,7 @@ def test_change_run_cva_adds_red_change_layer_and_polygons(dock, data, tmp_path)
     layers = {node.layer().name(): node.layer() for node in group.findLayers()}
     assert set(layers) == {"Change", "Change polygons"}
     change = [(c.value, c.color.getRgb()) for c in layers["Change"].renderer().classes()]
-    assert change == [(0, (0, 0, 0, 0)), (1, (255, 0, 0, 255))]
+    assert change == [(0, (0, 0, 0, 0)), (1, (255, 0, 255, 255))]  # unlike any class
     assert layers["Change polygons"].renderer().type() == "singleSymbol"
 
 

@@ -86,8 +86,8 @@ def test_card_fields_and_table(qgis_app, models):
                                                "metrics": {"mIoU": 0.71234,
                                                            "iou": {"road": 0.5}}}}
     rows = dict(mm.card_rows(card))
-    assert rows["GSD"] == "0.3 m" and rows["Metric: mIoU"] == "0.7123"
-    assert rows["Metric: iou"] == "road 0.5" and rows["Epochs"] == "5 (best 4)"
+    assert rows["GSD"] == "0.3 m" and rows["Mean IoU (validation)"] == "0.7123"
+    assert rows["IoU per class (validation)"] == "road 0.5" and rows["Epochs"] == "5 (best 4)"
     table = QTableWidget()
     fill_card_table(table, card)
     texts = [table.item(r, 1).text() for r in range(table.rowCount())]

@@ -322,11 +322,15 @@ def test_train_change_then_detect_change_with_it(provider, tmp_path):
     with rasterio.open(out) as ds:
         assert set(np.unique(ds.read(1)).tolist()) <= {0, 1}
     with pytest.raises(QgsProcessingException, match="no MODEL was given"):
-        run("detect_change", {"INPUT_T1": str(t1), "INPUT_T2": str(t2),
+        run("detect_change", {"INPUT_T1": str(t1), "INPUT_T2": str(t2), "METHOD": "model",
                               "OUTPUT": str(tmp_path / "x.tif")})
+    # the default method runs the model when one is given, change vector analysis otherwise
+    cva = run("detect_change", {"INPUT_T1": str(t1), "INPUT_T2": str(t2), "DEVICE": 1,
+                                "OUTPUT": str(tmp_path / "auto_cva.tif")})
+    assert (tmp_path / "auto_cva.tif").is_file() and 0 <= cva["CHANGED_FRACTION"] <= 1
 
 
-def test_detect_change_cva_loads_red_change_and_polygons(provider, tmp_path, qgis_new_project):
+def test_detect_change_cva_loads_magenta_change_and_polygons(provider, tmp_path, qgis_new_project):
     pytest.importorskip("engine.analysis.change")
     import processing
     rng = np.random.default_rng(4)
@@ -348,7 +352,7 @@ def test_detect_change_cva_loads_red_change_and_polygons(provider, tmp_path, qgi
     renderer = loaded(out).renderer()
     assert isinstance(renderer, QgsPalettedRasterRenderer)
     colours = {c.value: c.color.getRgb() for c in renderer.classes()}
-    assert colours[0][3] == 0 and colours[1] == (255, 0, 0, 255)
+    assert colours[0][3] == 0 and colours[1] == (255, 0, 255, 255)
     polygons = loaded(vec)
     assert polygons.featureCount() >= 1 and polygons.renderer().type() == "singleSymbol"
 

@@ -13,7 +13,7 @@ from qgis.PyQt.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QListWidget, QL
 from .. import settings
 from ..network import proxy_url
 from ..tasks import RunOutcome, start_algorithm
-from .messages import guarded, notify
+from .messages import guarded, notify, notify_done
 
 CATALOGUE_KEY = "rs_seg/extra_catalogue"
 TASK_WORDS = {"click": "click to segment objects (SAM)", "segmentation": "segmentation",
@@ -53,7 +53,7 @@ class CataloguePanel(QWidget):
         self.details = QLabel()
         self.details.setWordWrap(True)
         self.details.setOpenExternalLinks(True)
-        self.details.setTextInteractionFlags(Qt.TextBrowserInteraction)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.extra = QLineEdit(QgsSettings().value(CATALOGUE_KEY, "", type=str))
         self.extra.setPlaceholderText("your organisation's catalogue: JSON file or https://…")
         self.extra.setToolTip("A catalogue in RS Seg's JSON format (docs/models.md, 'Model "
@@ -104,7 +104,7 @@ class CataloguePanel(QWidget):
             have = (folder / entry.file).is_file()
             item = QListWidgetItem(f"{'✔ ' if have else ''}{entry.title} — {entry.size_text}")
             item.setToolTip("already in the models folder" if have else entry.url)
-            item.setData(Qt.UserRole, entry.name)
+            item.setData(Qt.ItemDataRole.UserRole, entry.name)
             self.list.addItem(item)
         if self.entries:
             self.list.setCurrentRow(0)
@@ -157,8 +157,7 @@ class CataloguePanel(QWidget):
             self.select(entry.name)
             where = ("Segment tab ▸ Click to segment" if entry.task == "click" else
                      "Compare dates tab" if entry.task == "change" else "Segment tab")
-            notify(self.iface, f"Downloaded {entry.title}; it is selected in the {where}.",
-                   Qgis.Success, 8)
+            notify_done(self.iface, f"Downloaded {entry.title}; it is selected in the {where}.")
             self.downloaded.emit(path, entry.task)
         elif outcome.cancelled:
             notify(self.iface, "Download cancelled; Download again resumes it.", Qgis.Info, 6)

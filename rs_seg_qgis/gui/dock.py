@@ -22,7 +22,7 @@ from .. import settings
 from ..tasks import RunOutcome, start_algorithm
 from .card_dialog import ReportDialog
 from .change_tab import ChangeTab
-from .messages import guarded, notify
+from .messages import guarded, notify, notify_done
 from .model_manager import require_task
 from .models_tab import ModelsTab
 from .params import (CHANGE_ALG, SEGMENT_ALG, change_parameters, run_name,
@@ -39,8 +39,8 @@ def _scrolled(widget: QWidget) -> QScrollArea:
     area = QScrollArea()
     area.setWidget(widget)
     area.setWidgetResizable(True)
-    area.setFrameShape(QScrollArea.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     return area
 
 
@@ -189,7 +189,7 @@ class RsSegDock(QgsDockWidget):
     def _segment_done(self, name: str, outcome: RunOutcome) -> None:
         add_segment_results(name, outcome.results)
         self.append_log(f"✔ {name}")
-        notify(self.iface, f"{name}: added to the layer tree.", Qgis.Success, 4)
+        notify_done(self.iface, f"{name}: added to the layer tree.")
 
     def _change_done(self, name: str, outcome: RunOutcome) -> None:
         add_change_results(name, outcome.results)
@@ -197,7 +197,7 @@ class RsSegDock(QgsDockWidget):
         share = f" ({100 * fraction:.2f} % of the pixels changed)" \
             if isinstance(fraction, (int, float)) else ""
         self.append_log(f"✔ {name}{share}")
-        notify(self.iface, f"{name}: added to the layer tree{share}.", Qgis.Success, 4)
+        notify_done(self.iface, f"{name}: added to the layer tree{share}.")
 
     def _train_done(self, task: str, params: Dict[str, Any], outcome: RunOutcome) -> None:
         model = str(outcome.results.get("OUTPUT_MODEL") or params["OUTPUT_MODEL"])
@@ -207,9 +207,8 @@ class RsSegDock(QgsDockWidget):
         self.dialogs.append(dialog)
         dialog.show()
         self.append_log(f"✔ trained {model}")
-        notify(self.iface, f"Trained {Path(model).name}; it is selected in the "
-                           f"{'Segment' if task == 'segmentation' else 'Compare dates'} tab.",
-               Qgis.Success, 6)
+        notify_done(self.iface, f"Trained {Path(model).name}; it is selected in the "
+                                f"{'Segment' if task == 'segmentation' else 'Compare dates'} tab.")
 
     def cancel_runs(self, *_: object) -> None:
         """Ask every running RS Seg job of this dock to stop."""
@@ -256,6 +255,7 @@ class RsSegDock(QgsDockWidget):
         self.install_deps.setVisible(offer is not None)
         if offer is not None:
             self.install_deps.setText(offer[1])
+        self.train.refresh_environment()
 
     def append_log(self, line: str) -> None:
         stamp = _dt.datetime.now().strftime("%H:%M:%S")

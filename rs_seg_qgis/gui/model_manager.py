@@ -77,8 +77,10 @@ def read_entry(path: str | Path) -> ModelEntry:
     try:
         from engine.formats.modelfile import read_card
         entry = ModelEntry(p, read_card(p))
-    except ImportError as exc:
-        return ModelEntry(p, None, f"cannot read model cards: {exc} (see Check environment)")
+    except ImportError as exc:  # not cached: after an install the next read works
+        needed = getattr(exc, "name", None) or "a package"
+        return ModelEntry(p, None, f"reading this model needs {needed}, which is not installed "
+                                   f"yet: Plugins ▸ RS Seg ▸ Install dependencies…")
     except Exception as exc:  # a corrupt file is listed with its problem, not a crash
         entry = ModelEntry(p, None, str(exc))
     if key is not None:

@@ -63,7 +63,7 @@ class ModelsTab(QWidget):
         for i, b in enumerate((self.import_button, self.remove_button, self.card_button,
                                self.export_button)):
             buttons.addWidget(b, i // 2, i % 2)
-        splitter = QSplitter(Qt.Vertical)
+        splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.list)
         splitter.addWidget(self.details)
         splitter.setSizes([120, 220])
@@ -94,7 +94,7 @@ class ModelsTab(QWidget):
         self.list.clear()
         for entry in list_models(settings.models_folder()):
             item = QListWidgetItem(entry.label)
-            item.setData(Qt.UserRole, str(entry.path))
+            item.setData(Qt.ItemDataRole.UserRole, str(entry.path))
             item.setToolTip(entry.error or str(entry.path))
             if entry.card and entry.card.get("classes"):
                 item.setIcon(palette_icon([c["color"] for c in entry.card["classes"]]))
@@ -107,7 +107,7 @@ class ModelsTab(QWidget):
 
     def current_path(self) -> str:
         item = self.list.currentItem()
-        return item.data(Qt.UserRole) if item is not None else ""
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else ""
 
     def current_entry(self) -> Optional[ModelEntry]:
         path = self.current_path()
@@ -164,7 +164,7 @@ class ModelsTab(QWidget):
         return True
 
     def _ask(self, question: str) -> bool:
-        return QMessageBox.question(self, "RS Seg", question) == QMessageBox.Yes
+        return QMessageBox.question(self, "RS Seg", question) == QMessageBox.StandardButton.Yes
 
     @guarded(lambda self: self.iface)
     def show_card(self, *_: object) -> CardDialog:

@@ -112,7 +112,11 @@ class TrainTab(QWidget):
         self.run.setToolTip("Runs Processing ▸ RS Seg ▸ Train … in the background; loss and "
                             "metrics appear in the log below")
 
+        self.needs_torch = hint("Training needs torch, which is not installed here (ONNX "
+                                "models run without it): Plugins ▸ RS Seg ▸ Install "
+                                "dependencies… ▸ CPU training.")
         form = QFormLayout()
+        form.addRow(self.needs_torch)
         form.addRow("Task", self.task)
         self.images_label = QLabel("Images")
         form.addRow(self.images_label, self.images)
@@ -139,6 +143,7 @@ class TrainTab(QWidget):
         self.label_kind.currentIndexChanged.connect(self.labels.setCurrentIndex)
         self._task_changed()
         self.apply_defaults(force=True)
+        self.refresh_environment()
 
     def _polygons_changed(self, layer: object) -> None:
         """Bind the field combo and guess the class field (class, class_value, label …)."""
@@ -146,6 +151,13 @@ class TrainTab(QWidget):
         guess = class_field(layer) if layer is not None else None
         if guess:
             self.class_field.setField(guess)
+
+    def refresh_environment(self) -> None:
+        """Say here, and only here, that training needs torch when it is missing."""
+        from ..deps import environment
+        torch = environment().torch
+        self.needs_torch.setVisible(not torch)
+        self.run.setEnabled(torch)
 
     def apply_defaults(self, force: bool = False) -> None:
         """Polygons with a class field (not an RS Seg result) and the newest imagery."""

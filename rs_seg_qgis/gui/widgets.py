@@ -89,9 +89,9 @@ class ModelPicker(QWidget):
         super().__init__(parent)
         self.task, self._folder, self._none_label = task, folder, none_label
         self.combo = QComboBox()
-        self.combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.combo.setMinimumContentsLength(12)
-        self.combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.browse = QToolButton()
         self.browse.setText("…")
         self.browse.setToolTip("Choose a model file")
@@ -121,7 +121,7 @@ class ModelPicker(QWidget):
         icon = palette_icon([c["color"] for c in (entry.card or {}).get("classes", [])])
         self.combo.addItem(icon, entry.short_label, str(entry.path))
         self.combo.setItemData(self.combo.count() - 1, f"{entry.label}\n{entry.path}",
-                               Qt.ToolTipRole)
+                               Qt.ItemDataRole.ToolTipRole)
 
     def select(self, path: str) -> None:
         """Make ``path`` current, adding it when it lives outside the models folder."""
@@ -177,7 +177,7 @@ class RasterListCombo(QgsCheckableComboBox):
         for layer in QgsProject.instance().mapLayers().values():
             if isinstance(layer, QgsRasterLayer):
                 self.addItemWithCheckState(layer.name(),
-                                           Qt.Checked if layer.id() in checked else Qt.Unchecked,
+                                           Qt.CheckState.Checked if layer.id() in checked else Qt.CheckState.Unchecked,
                                            layer.id())
 
     def layer_ids(self) -> List[str]:
@@ -185,7 +185,7 @@ class RasterListCombo(QgsCheckableComboBox):
 
     def set_layer_ids(self, ids: Sequence[str]) -> None:
         for i in range(self.count()):
-            self.setItemCheckState(i, Qt.Checked if self.itemData(i) in ids else Qt.Unchecked)
+            self.setItemCheckState(i, Qt.CheckState.Checked if self.itemData(i) in ids else Qt.CheckState.Unchecked)
 
 
 def spin(minimum: int, maximum: int, value: int, special: str = "", step: int = 1) -> QSpinBox:

@@ -20,10 +20,10 @@ from .base import EngineRun, RsSegAlgorithm, help_html, require_engine
 def region_fields() -> QgsFields:
     """Attributes of a segmented region."""
     fields = QgsFields()
-    fields.append(QgsField("class_value", QVariant.Int))
-    fields.append(QgsField("class_name", QVariant.String))
-    fields.append(QgsField("area_m2", QVariant.Double))
-    fields.append(QgsField("confidence", QVariant.Double))
+    fields.append(QgsField("class_value", QVariant.Type.Int))
+    fields.append(QgsField("class_name", QVariant.Type.String))
+    fields.append(QgsField("area_m2", QVariant.Type.Double))
+    fields.append(QgsField("confidence", QVariant.Type.Double))
     return fields
 
 

@@ -11,6 +11,7 @@ TINT = 0.78           # light colours are scaled to this: still light, but visib
 # yellow, green, cyan, blue, white).
 CHANGE_CANDIDATES: List[Tuple[int, int, int]] = [(255, 0, 255), (255, 128, 0), (128, 0, 255),
                                                  (0, 0, 0)]
+FAR_ENOUGH = 150.0    # RGB distance at which two colours are not mistaken for one another
 MAIN_TRANSITIONS = 8  # from-to transitions with their own colour; the rest are "other"
 OTHER_COLOUR = (150, 150, 150, 255)
 
@@ -38,11 +39,14 @@ def _distance(a: RGB, b: RGB) -> float:
 
 
 def change_colour(avoid: Sequence[RGB] = ()) -> Tuple[int, int, int]:
-    """The candidate farthest from every colour in ``avoid`` (magenta when nothing is near)."""
+    """The first candidate (magenta) far enough from every colour in ``avoid``; when none is,
+    the one farthest from them."""
     visible = [c for c in avoid if len(c) < 4 or int(c[3]) > 0]
     if not visible:
         return CHANGE_CANDIDATES[0]
-    return max(CHANGE_CANDIDATES, key=lambda c: min(_distance(c, v) for v in visible))
+    nearest = {c: min(_distance(c, v) for v in visible) for c in CHANGE_CANDIDATES}
+    return next((c for c in CHANGE_CANDIDATES if nearest[c] >= FAR_ENOUGH),
+                max(CHANGE_CANDIDATES, key=nearest.__getitem__))
 
 
 def arrow(name: str) -> str:

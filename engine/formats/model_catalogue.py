@@ -61,6 +61,8 @@ class CatalogueEntry:
         if not self.size_bytes:
             return "unknown"
         mb = self.size_bytes / 1e6
+        if mb < 1:
+            return f"{self.size_bytes / 1e3:.0f} kB"
         return f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb:.0f} MB"
 
     @property

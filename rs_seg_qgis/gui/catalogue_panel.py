@@ -12,6 +12,7 @@ from qgis.PyQt.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QListWidget, QL
 
 from .. import settings
 from ..network import proxy_url
+from ..processing.download_model import entry_label
 from ..tasks import RunOutcome, start_algorithm
 from .messages import guarded, notify, notify_done
 
@@ -48,7 +49,7 @@ class CataloguePanel(QWidget):
         self.entries: List[Any] = []
         self.task: Any = None
         self.list = QListWidget()
-        self.list.setMinimumHeight(90)
+        self.list.setMinimumHeight(120)
         self.list.setWordWrap(True)
         self.details = QLabel()
         self.details.setWordWrap(True)
@@ -102,7 +103,7 @@ class CataloguePanel(QWidget):
         self.list.clear()
         for entry in self.entries:
             have = (folder / entry.file).is_file()
-            item = QListWidgetItem(f"{'✔ ' if have else ''}{entry.title} — {entry.size_text}")
+            item = QListWidgetItem(f"{'✔ ' if have else ''}{entry_label(entry)}")
             item.setToolTip("already in the models folder" if have else entry.url)
             item.setData(Qt.ItemDataRole.UserRole, entry.name)
             self.list.addItem(item)

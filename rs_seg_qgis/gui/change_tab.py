@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from qgis.PyQt.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
+from qgis.PyQt.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout,
                                  QPushButton, QVBoxLayout, QWidget)
 
 from . import defaults
@@ -42,10 +42,9 @@ class ChangeTab(QWidget):
         self.run = QPushButton("Detect change")
         self.run.setToolTip("Runs Processing ▸ RS Seg ▸ Detect change in the background")
 
-        outputs_row = QHBoxLayout()
+        outputs_row = QVBoxLayout()  # stacked: side by side they do not fit a narrow dock
         outputs_row.addWidget(self.polygons)
         outputs_row.addWidget(self.probabilities)
-        outputs_row.addStretch(1)
         form = QFormLayout()
         form.addRow("Before", self.before)
         form.addRow("After", self.after)

@@ -30,6 +30,7 @@ from .params import (CHANGE_ALG, SEGMENT_ALG, change_parameters, run_name,
 from .results import add_change_results, add_segment_results
 from .segment_tab import SegmentTab
 from .train_tab import TrainTab
+from .widgets import fit_narrow
 
 MAX_LOG_LINES = 5000
 
@@ -62,7 +63,9 @@ class RsSegDock(QgsDockWidget):
         self.tabs.addTab(_scrolled(self.segment), "Segment")
         self.tabs.addTab(_scrolled(self.change), "Compare dates")
         self.tabs.addTab(_scrolled(self.train), "Train")
-        self.tabs.addTab(self.models, "Models")
+        self.tabs.addTab(_scrolled(self.models), "Models")
+        for tab in (self.segment, self.change, self.train, self.models):
+            fit_narrow(tab)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
@@ -82,6 +85,7 @@ class RsSegDock(QgsDockWidget):
         log_layout = QVBoxLayout(log_box)
         log_layout.setContentsMargins(2, 2, 2, 2)
         log_layout.addWidget(self.log)
+        log_box.setCollapsed(True)  # opened by training and by a failure
 
         # shown only while torch and onnxruntime are missing or the private folder is damaged
         self.install_deps = QPushButton("Install dependencies…")
@@ -99,6 +103,8 @@ class RsSegDock(QgsDockWidget):
         layout.addWidget(self.tabs, 1)
         layout.addLayout(status)
         layout.addWidget(log_box)
+        # as wide as the tab titles: the dock's default width then shows every tab and control
+        body.setMinimumWidth(self.tabs.tabBar().sizeHint().width() + 16)
         self.setWidget(body)
 
         self.segment.run.clicked.connect(self.run_segment)
@@ -175,6 +181,7 @@ class RsSegDock(QgsDockWidget):
             return
         if not outcome.ok:
             self.append_log(f"✖ {outcome.error}")
+            self.log_box_open()
             notify(self.iface, outcome.error, Qgis.Warning)
             return
         self._handle(done, outcome)
@@ -189,7 +196,8 @@ class RsSegDock(QgsDockWidget):
     def _segment_done(self, name: str, outcome: RunOutcome) -> None:
         add_segment_results(name, outcome.results)
         self.append_log(f"✔ {name}")
-        notify_done(self.iface, f"{name}: added to the layer tree.")
+        notify_done(self.iface, "Segmentation done: its layers are at the top of the layer "
+                                "tree.")
 
     def _change_done(self, name: str, outcome: RunOutcome) -> None:
         add_change_results(name, outcome.results)
@@ -197,7 +205,8 @@ class RsSegDock(QgsDockWidget):
         share = f" ({100 * fraction:.2f} % of the pixels changed)" \
             if isinstance(fraction, (int, float)) else ""
         self.append_log(f"✔ {name}{share}")
-        notify_done(self.iface, f"{name}: added to the layer tree{share}.")
+        notify_done(self.iface, f"Change detection done{share}: its layers are at the top of "
+                                f"the layer tree.")
 
     def _train_done(self, task: str, params: Dict[str, Any], outcome: RunOutcome) -> None:
         model = str(outcome.results.get("OUTPUT_MODEL") or params["OUTPUT_MODEL"])

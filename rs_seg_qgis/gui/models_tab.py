@@ -18,7 +18,7 @@ from .catalogue_panel import CataloguePanel
 from .messages import InputProblem, guarded, notify
 from .model_export import export_onnx
 from .model_manager import ModelEntry, import_model, list_models, read_entry, remove_model
-from .widgets import MODEL_FILTER, folder_widget, hint, palette_icon
+from .widgets import MODEL_FILTER, folder_widget, notice, palette_icon
 
 EMPTY_TEXT = ("No model in the models folder yet. Get one above (pick it, then Download), "
               "open a model file you have (Import…), or train one from polygons (Train tab).")
@@ -56,14 +56,14 @@ class ModelsTab(QWidget):
         catalogue_layout.setContentsMargins(2, 2, 2, 2)
         catalogue_layout.addWidget(self.catalogue)
         self.catalogue.downloaded.connect(lambda path, task: self._downloaded(path))
-        self.empty = hint(EMPTY_TEXT)
+        self.empty = notice(EMPTY_TEXT)
 
         # two rows of two: every button stays reachable at the dock's default width
         buttons = QGridLayout()
         for i, b in enumerate((self.import_button, self.remove_button, self.card_button,
                                self.export_button)):
             buttons.addWidget(b, i // 2, i % 2)
-        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter = self.splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.list)
         splitter.addWidget(self.details)
         splitter.setSizes([120, 220])
@@ -120,7 +120,7 @@ class ModelsTab(QWidget):
         for b in (self.remove_button, self.card_button, self.export_button):
             b.setEnabled(entry is not None)
         self.empty.setVisible(self.list.count() == 0)
-        self.details.setVisible(self.list.count() > 0)
+        self.splitter.setVisible(self.list.count() > 0)
         self.catalogue_box.setCollapsed(self.list.count() > 0)
 
     def _downloaded(self, path: str) -> None:

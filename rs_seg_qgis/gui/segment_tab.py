@@ -16,8 +16,8 @@ from .map_tool import MODE_SAM, MODES, ClickSource
 from .messages import InputProblem
 from .model_manager import read_entry
 from .params import Outputs, SegmentState, extent_text, run_stamp, safe_name
-from .widgets import (DeviceCombo, ModelPicker, TilingBox, folder_widget, hint, raster_combo,
-                      spin)
+from .widgets import (DeviceCombo, ModelPicker, TilingBox, folder_widget, hint, notice,
+                      raster_combo, spin)
 
 EXTENT_LAYER, EXTENT_CANVAS, EXTENT_DRAWN = "layer", "canvas", "drawn"
 SEGMENT_TIP = "Runs Processing ▸ RS Seg ▸ Segment raster in the background"
@@ -80,10 +80,9 @@ class SegmentTab(QWidget):
         extent_row = QHBoxLayout()
         extent_row.addWidget(self.extent, 1)
         extent_row.addWidget(self.draw)
-        outputs_row = QHBoxLayout()
+        outputs_row = QVBoxLayout()  # stacked: side by side they do not fit a narrow dock
         outputs_row.addWidget(self.polygons)
         outputs_row.addWidget(self.probabilities)
-        outputs_row.addStretch(1)
 
         form = QFormLayout()
         form.addRow("Raster layer", self.layer)
@@ -107,9 +106,9 @@ class SegmentTab(QWidget):
         self.empty = QWidget()
         empty_layout = QVBoxLayout(self.empty)
         empty_layout.setContentsMargins(0, 0, 0, 0)
-        empty_layout.addWidget(hint("No segmentation model yet. Get a ready-made one from the "
-                                    "catalogue, open a model file you have, or train one from "
-                                    "polygons you digitised."))
+        empty_layout.addWidget(notice("No segmentation model yet. Get a ready-made one from "
+                                      "the catalogue, open a model file you have, or train one "
+                                      "from polygons you digitised."))
         self.get_models = QPushButton("Get a model…")
         self.open_model = QPushButton("Open a model file…")
         self.train_model = QPushButton("Train from polygons…")

@@ -233,6 +233,27 @@ class TilingBox(QgsCollapsibleGroupBox):
                       batch=self.batch.value() or None)
 
 
+def fit_narrow(widget: QWidget, characters: int = 8) -> None:
+    """Let ``widget``'s combos shrink to ``characters`` (long entries elide, the full text is in
+    the popup) and its forms put labels above fields when a row does not fit: the dock's
+    default width then shows every control."""
+    for combo in widget.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(min(characters, combo.minimumContentsLength() or characters))
+        combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+    for form in widget.findChildren(QFormLayout):
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    for label in widget.findChildren(QLabel):
+        label.setWordWrap(True)
+
+
+def notice(text: str) -> QLabel:
+    """A wrapped label in the normal text colour: what to do next (empty states)."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    return label
+
+
 def folder_widget(placeholder: str) -> QgsFileWidget:
     """A folder chooser (empty = ``placeholder``)."""
     widget = QgsFileWidget()
@@ -245,5 +266,5 @@ def hint(text: str) -> QLabel:
     """A small grey explanatory label."""
     label = QLabel(text)
     label.setWordWrap(True)
-    label.setStyleSheet("color: palette(mid); font-size: small;")
+    label.setStyleSheet("font-style: italic;")  # grey small print was hard to read
     return label

@@ -22,8 +22,9 @@ def builtin_entries() -> List[Any]:
 
 
 def entry_label(entry: Any) -> str:
-    """'Segment Anything ViT-B (click to segment objects) — 375 MB' for the form."""
-    return f"{entry.title} — {entry.size_text}"
+    """'Segment Anything ViT-B (click to segment objects) — 375 MB' for the form (no size
+    when the catalogue does not know it)."""
+    return f"{entry.title} — {entry.size_text}" if entry.size_bytes else entry.title
 
 
 class DownloadModelAlgorithm(RsSegAlgorithm):

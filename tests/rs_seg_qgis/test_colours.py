@@ -19,6 +19,8 @@ def test_change_colour_is_far_from_every_class_colour():
     assert change == (255, 0, 255)
     nearest = min(sum((a - b) ** 2 for a, b in zip(change, c)) ** 0.5 for c in ISPRS)
     assert nearest > 250
+    tinted = [colours.readable(c) for c in ISPRS]  # as the layers show them
+    assert colours.change_colour(tinted) == (255, 0, 255)
     assert colours.change_colour(ISPRS + [[250, 5, 250]]) != (255, 0, 255)
     assert colours.change_colour([[0, 0, 0, 0]]) == (255, 0, 255)  # transparent is no colour
 

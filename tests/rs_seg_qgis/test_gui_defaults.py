@@ -82,7 +82,7 @@ def test_fresh_profile_says_what_to_do_and_segment_waits_for_a_model(
     assert not dock.segment.empty.isHidden() and not dock.segment.run.isEnabled()
     assert not dock.models.empty.isHidden() and not dock.models.catalogue_box.isCollapsed()
     dock.segment.get_models.click()
-    assert dock.tabs.currentWidget() is dock.models
+    assert dock.tabs.currentWidget().widget() is dock.models  # in its scroll area
     dock.refresh_models(str(model))
     assert dock.segment.run.isEnabled() and dock.segment.empty.isHidden()
     second = add(paths["city_2023-06-30"], "newer")

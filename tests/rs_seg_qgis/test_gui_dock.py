@@ -117,7 +117,8 @@ def test_segment_run_adds_a_named_group_of_styled_layers(dock, data, models_dir,
     assert polygons.type() == "categorizedSymbol" and polygons.classAttribute() == "class_name"
     # pushed after QGIS's own task messages, so that it is the one on top
     assert wait_for(lambda: dock.iface.messageBar().get_messages(Qgis.Success), 5)
-    assert "added to the layer tree" in dock.iface.messageBar().get_messages(Qgis.Success)[-1]
+    assert "at the top of the layer tree" in \
+        dock.iface.messageBar().get_messages(Qgis.Success)[-1]
     assert "✔ Segment t1" in dock.log.toPlainText()
 
 

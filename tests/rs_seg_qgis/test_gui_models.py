@@ -155,8 +155,9 @@ def test_diagnostics_names_the_fix(qgis_app, monkeypatch, models_dir):
     monkeypatch.setattr("rs_seg_qgis.gui.diagnostics.importlib.import_module",
                         lambda name: (_ for _ in ()).throw(ImportError(name))
                         if name == "torch" else real(name))
+    monkeypatch.setattr(deps, "environment", lambda: deps.Environment(False, False))
     torch = {c.name: c for c in diagnostics(driver="575.51.03")}["torch"]
-    assert not torch.ok and torch.value == "missing"
+    assert not torch.ok and torch.value == "not installed"
     assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" \
         in torch.fix
     assert deps.cuda_wheel("580.65") == "cu130" and deps.cuda_wheel("bogus") == "cu128"

@@ -41,6 +41,7 @@ FORMAT_HELP = ("FORMAT", "gtiff: tiled, compressed GeoTIFF; cog: Cloud-Optimized
                          "overviews (mode for classes, average for probabilities), for web "
                          "serving and fast zoomed-out display")
 CANCELLED = "cancelled by the user; no output was written"
+MODEL_WRAPPER = "rs_seg_qgis.processing.model_widget.ModelFileWrapper"  # the dialogs' picker
 TEXT_INTERVAL_S = 2.0  # at most one progress text per interval: the text goes to the log too
 
 
@@ -226,9 +227,13 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
 
     def add_model(self, name: str = "MODEL", description: str = "Model file (.rsmodel or .onnx)",
                   optional: bool = False) -> None:
-        self.addParameter(QgsProcessingParameterFile(
+        """A model file; the dialogs offer the models folder's models by name (a path still
+        works: typed, browsed, or from scripts)."""
+        param = QgsProcessingParameterFile(
             name, description, behavior=QgsProcessingParameterFile.File,
-            fileFilter=INPUT_MODEL_FILTER, optional=optional))
+            fileFilter=INPUT_MODEL_FILTER, optional=optional)
+        param.setMetadata({"widget_wrapper": {"class": MODEL_WRAPPER}})
+        self.addParameter(param)
 
     def add_enum(self, name: str, description: str, options: List[str],
                  default: Optional[str] = None, optional: bool = False,

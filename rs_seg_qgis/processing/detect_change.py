@@ -63,7 +63,7 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_T1", "Before (date 1)"))
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_T2", "After (date 2)"))
         self.add_enum("METHOD", "Method", METHODS, "auto", labels=METHOD_LABELS)
-        self.add_model(description="Change model (.rsmodel; METHOD=model)", optional=True)
+        self.add_model(description="Change model (empty: change vector analysis)", optional=True)
         self.add_device()
         self.add_tiling()
         self.add_gsd()

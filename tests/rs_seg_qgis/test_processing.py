@@ -16,6 +16,7 @@ from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordina
 
 from engine.formats.modelfile import read_card
 from engine.click.point import segment_at
+from rs_seg_qgis.colours import readable
 from tests.conftest import labelled_scene, make_model, write_raster
 
 pytestmark = pytest.mark.qgis
@@ -76,13 +77,13 @@ def test_segment_loads_outputs_styled_with_the_model_classes(provider, scene, tm
     renderer = raster.renderer()
     assert isinstance(renderer, QgsPalettedRasterRenderer)
     assert [(c.value, c.label, c.color.getRgb()[:3]) for c in renderer.classes()] == \
-        [(c["value"], c["name"], tuple(c["color"])) for c in classes]
+        [(c["value"], c["name"], tuple(readable(c["color"]))) for c in classes]  # tinted
     polygons = loaded(vec)
     assert polygons.renderer().type() == "categorizedSymbol"
     assert polygons.renderer().classAttribute() == "class_name"
     categories = {c.value(): c.symbol().color().getRgb()[:3]
                   for c in polygons.renderer().categories()}
-    assert categories == {c["name"]: tuple(c["color"]) for c in classes}
+    assert categories == {c["name"]: tuple(readable(c["color"])) for c in classes}
     names = {f["class_name"] for f in polygons.getFeatures()}
     assert names == {c["name"] for c in classes if c["value"] in present}
 

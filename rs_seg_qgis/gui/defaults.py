@@ -109,7 +109,11 @@ def training_polygons(project: Optional[QgsProject] = None) -> Optional[QgsVecto
 
 
 def apply(combo: "object", layer: Optional[QgsMapLayer], force: bool = False) -> None:
-    """Set a layer combo to ``layer`` when it is empty or shows a result (or ``force``)."""
+    """Set a layer combo to ``layer`` when it is empty or shows a result (or ``force``); a
+    combo that may be empty is emptied rather than left on a result."""
     current = combo.currentLayer()
     if layer is not None and (force or current is None or is_output(current)):
         combo.setLayer(layer)
+    elif layer is None and current is not None and is_output(current) and \
+            combo.allowEmptyLayer():
+        combo.setLayer(None)

@@ -8,8 +8,8 @@ from typing import Callable, Optional
 from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
 from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsMapCanvas, QgsMapToolExtent
 from qgis.PyQt.QtCore import pyqtSignal
-from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton,
-                                 QToolButton, QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLineEdit,
+                                 QPushButton, QToolButton, QVBoxLayout, QWidget)
 
 from . import defaults
 from .map_tool import MODE_SAM, MODES, ClickSource
@@ -42,6 +42,10 @@ class SegmentTab(QWidget):
         self.aux.setToolTip("Only for models that take an auxiliary input (e.g. a DSM)")
         self.model = ModelPicker("segmentation", models_folder)
         self.device = DeviceCombo()
+        self.bands = QLineEdit()
+        self.bands.setPlaceholderText("the model's (e.g. 1,2,3)")
+        self.bands.setToolTip("Which layer bands feed the model, in the model's order (what "
+                              "error messages call --bands / BANDS)")
         self.extent = QComboBox()
         self.extent.addItem("Whole layer", EXTENT_LAYER)
         self.extent.addItem("Map view", EXTENT_CANVAS)
@@ -88,6 +92,7 @@ class SegmentTab(QWidget):
         form.addRow("Raster layer", self.layer)
         form.addRow("Model", self.model)
         form.addRow("Auxiliary layer", self.aux)
+        form.addRow("Bands", self.bands)
         form.addRow("Device", self.device)
         form.addRow("Extent", extent_row)
         form.addRow("Also write", outputs_row)
@@ -198,7 +203,8 @@ class SegmentTab(QWidget):
                             extent=self.extent_value(),
                             probabilities=self.probabilities.isChecked(),
                             polygons=self.polygons.isChecked(),
-                            outputs=Outputs(self.output_folder.filePath(), stem))
+                            outputs=Outputs(self.output_folder.filePath(), stem),
+                            bands=self.bands.text())
 
     def click_source(self) -> ClickSource:
         """What the click-to-segment tool uses."""

@@ -38,6 +38,7 @@ class TrainTab(QWidget):
         self.label_kind.addItem("Label rasters (one per image)", LABELS_RASTERS)
         self.polygons = QgsMapLayerComboBox()
         self.polygons.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.polygons.setAllowEmptyLayer(True)  # rather empty than an RS Seg result
         self.class_field = QgsFieldComboBox()
         self.polygons.layerChanged.connect(self._polygons_changed)
         self._polygons_changed(self.polygons.currentLayer())

@@ -92,6 +92,15 @@ def test_fresh_profile_says_what_to_do_and_segment_waits_for_a_model(
     assert dock.segment.layer.currentLayer() is first  # a choice is kept
     assert dock.change.before.currentLayer() is not dock.change.after.currentLayer()
     assert second in (dock.change.before.currentLayer(), dock.change.after.currentLayer())
+    # result polygons are never offered for training; the user's labels are, once added
+    result_polygons = QgsVectorLayer("Polygon?crs=EPSG:32633&field=class_value:integer",
+                                     "Class polygons", "memory")
+    defaults.mark_output(result_polygons)
+    QgsProject.instance().addMapLayer(result_polygons)
+    assert dock.train.polygons.currentLayer() is None
+    labels = polygons("my labels", "landcover")
+    assert dock.train.polygons.currentLayer() is labels
+    assert dock.train.class_field.currentField() == "landcover"
     dock.deleteLater()
 
 

@@ -90,6 +90,9 @@ def test_segment_tab_state_becomes_segment_parameters(dock, data, models_dir, tm
     assert params["TILE_SIZE"] == 64 and params["OVERLAP"] == 16 and "BATCH_SIZE" not in params
     assert params["OUTPUT"].startswith(str(tmp_path / "t1_unet_"))
     assert params["OUTPUT_VECTOR"].endswith("_classes.gpkg") and "EXTENT" not in params
+    assert "BANDS" not in params
+    tab.bands.setText(" 3,2,1,4 ")  # what a band error suggests (--bands / BANDS)
+    assert segment_parameters(tab.state())["BANDS"] == "3,2,1,4"
     tab.set_drawn_extent(layer.extent(), layer.crs())
     assert tab.state().extent.endswith("[EPSG:32633]")
     models = [tab.model.combo.itemData(i) for i in range(tab.model.combo.count())]

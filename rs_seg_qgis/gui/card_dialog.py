@@ -41,6 +41,10 @@ def fill_card_table(table: QTableWidget, card: Optional[Dict[str, Any]], error: 
     table.horizontalHeader().setStretchLastSection(True)
     table.setWordWrap(True)  # long values (bands, per-class scores) wrap instead of "…"
     table.resizeRowsToContents()
+    if not table.property("rs_seg_rows_follow"):  # rows grow again when the column narrows
+        table.horizontalHeader().sectionResized.connect(
+            lambda *_: table.resizeRowsToContents())
+        table.setProperty("rs_seg_rows_follow", True)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.resizeRowsToContents()
 

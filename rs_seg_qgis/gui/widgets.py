@@ -13,6 +13,7 @@ from qgis.PyQt.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayou
                                  QSizePolicy, QSpinBox, QToolButton, QWidget)
 
 from .. import deps
+from ..colours import readable
 from .model_manager import ModelEntry, list_models, read_entry
 
 MODEL_FILTER = ("Models (*.rsmodel *.onnx);;RS Seg models (*.rsmodel);;ONNX models (*.onnx)"
@@ -22,7 +23,7 @@ MODEL_FILTER = ("Models (*.rsmodel *.onnx);;RS Seg models (*.rsmodel);;ONNX mode
 def swatch(rgb: Sequence[int], size: int = 14) -> QIcon:
     """A small square icon of colour ``rgb`` (class colours in lists and tables)."""
     pixmap = QPixmap(size, size)
-    pixmap.fill(QColor(*[int(v) for v in list(rgb)[:3]]))
+    pixmap.fill(QColor(*readable(list(rgb)[:3])))  # as the map shows it: white is tinted
     return QIcon(pixmap)
 
 
@@ -33,7 +34,7 @@ def palette_icon(colours: Sequence[Sequence[int]], size: int = 14) -> QIcon:
     painter = QPainter(pixmap)
     step = size / len(colours)
     for i, rgb in enumerate(colours):
-        painter.fillRect(QRectF(i * step, 0, step + 1, size), QColor(*[int(v) for v in rgb[:3]]))
+        painter.fillRect(QRectF(i * step, 0, step + 1, size), QColor(*readable(list(rgb)[:3])))
     painter.end()
     return QIcon(pixmap)
 

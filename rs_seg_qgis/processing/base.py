@@ -191,8 +191,8 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
         """``text`` with each ``<dt>`` parameter id shown as its label on the form (id after)."""
         def label(match: "re.Match[str]") -> str:
             ids = match.group(1).split(" / ")
-            names = [self.parameterDefinition(i).description()
-                     if self.parameterDefinition(i) is not None else i for i in ids]
+            found = [self.parameterDefinition(i) or self.outputDefinition(i) for i in ids]
+            names = [d.description() if d is not None else i for d, i in zip(found, ids)]
             if names == ids:
                 return match.group(0)
             return (f"<dt><b>{html.escape(' / '.join(names), quote=False)}</b> "

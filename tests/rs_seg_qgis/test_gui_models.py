@@ -175,3 +175,9 @@ def test_remove_takes_the_engine_checkpoint_and_report_along(tmp_path):
         f.write_text("x")
     model_manager.remove_model(model)
     assert not any(f.exists() for f in files)
+
+
+def test_swatches_show_light_classes_as_the_map_does(qgis_app):
+    from rs_seg_qgis.gui.widgets import swatch
+    image = swatch([255, 255, 255]).pixmap(14, 14).toImage()
+    assert image.pixelColor(5, 5).getRgb()[:3] == (199, 199, 199)  # visible on white

@@ -56,6 +56,7 @@ def test_the_builtin_catalogue_is_offered_with_titles_and_sizes(provider):
     options = alg.parameterDefinition("MODEL").options()
     assert any(o.startswith("Segment Anything ViT-B") and o.endswith("375 MB") for o in options)
     assert "Model name in that catalogue" in alg.shortHelpString()
+    assert "<b>Downloaded model</b> <small>(OUTPUT)</small>" in alg.shortHelpString()
 
 
 def test_proxy_url_follows_qgis_network_settings():

@@ -56,6 +56,11 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
+def _amount(size: int) -> str:
+    """'12.3 MiB' or '3 kB': a byte count as a person reads it."""
+    return f"{size / 2 ** 20:.1f} MiB" if size >= 2 ** 20 else f"{size / 1000:.0f} kB"
+
+
 def file_digest(path: Path) -> "hashlib._Hash":
     """The running SHA-256 of the bytes in ``path`` (to continue or compare)."""
     digest = hashlib.sha256()
@@ -115,8 +120,7 @@ def download(url: str, target: str | os.PathLike, sha256: Optional[str] = None,
                     digest.update(block)
                     have += len(block)
                     if total:
-                        job.report(have / total, f"{have / 2 ** 20:.1f} of "
-                                                 f"{total / 2 ** 20:.1f} MiB")
+                        job.report(have / total, f"{_amount(have)} of {_amount(total)}")
             if total and have < total:
                 raise DownloadError(f"the download of {url} stopped at {have} of {total} bytes; "
                                     f"try again: it resumes where it stopped")

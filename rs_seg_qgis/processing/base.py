@@ -267,6 +267,8 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
         raw = parameters.get(name)
         if isinstance(raw, str) and raw in values:
             return raw
+        if raw in (None, "") and self.parameterDefinition(name).defaultValue() is None:
+            return ""  # an optional choice left unset: the engine's default applies
         index = self.parameterAsEnum(parameters, name, context)
         return values[index] if 0 <= index < len(values) else ""
 

@@ -79,7 +79,7 @@ class DownloadModelAlgorithm(RsSegAlgorithm):
         run = EngineRun(context, feedback)
         entries = run.call(load_catalogues, [catalogue] if catalogue else [], proxy, job=False)
         entry = run.call(find_entry, entries, name, job=False)
-        feedback.pushInfo(f"{entry.title}: {entry.url} ({entry.size_text}; licence: "
+        feedback.pushInfo(f"{entry.title}: {entry.url} (size {entry.size_text}; licence: "
                           f"{entry.licence}; {entry.checksum_text})")
         path = run.call(get_model, entry, folder, proxy,
                         cancel_message="cancelled; the part downloaded so far is kept and the "

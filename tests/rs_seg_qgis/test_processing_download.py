@@ -86,5 +86,9 @@ def test_labelled_options_accept_the_value_the_index_and_default(provider):
     assert alg.parameterAsEnumString({"DEVICE": 1}, "DEVICE", context) == "cpu"
     assert alg.parameterAsEnumString({}, "DEVICE", context) == "auto"
     assert alg.parameterAsEnumString({}, "METHOD", context) == "auto"
+    train = QgsApplication.processingRegistry().algorithmById("rs_seg:train_segmentation")
+    assert train.parameterAsEnumString({}, "NORMALISATION", context) == ""  # unset stays unset
+    assert train.parameterAsEnumString({"NORMALISATION": 1}, "NORMALISATION", context) == \
+        "percentile"
     help_text = alg.shortHelpString()
     assert "<b>Before (date 1) / After (date 2)</b>" in help_text and "INPUT_T1" in help_text

@@ -78,6 +78,9 @@ def test_no_qt5_only_api():
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr == "exec_":
                 problems.append(f"{path.name}:{node.lineno}: exec_() → exec()")
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                    node.value.id == "QVariant":  # Qt 6 has QMetaType.Type (QGIS >= 3.38)
+                problems.append(f"{path.name}:{node.lineno}: QVariant.{node.attr}")
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 modules = [a.name for a in node.names] if isinstance(node, ast.Import) \
                     else [node.module or ""]

@@ -62,8 +62,9 @@ qgis: setup gui-deps      # QGIS desktop with the plugin from this tree (opens b
 package:                  # dist/rs_seg_qgis.zip for Plugins ▸ Install from ZIP (stdlib only)
 	$(SYS_PY) scripts/package.py
 
-gui-shot: setup gui-deps  # dock screenshot under Xvfb → build/test-output/gui_dock.png
+gui-shot: setup gui-deps  # screenshots under Xvfb → build/test-output/gui_dock.png, gui_1..7_*.png
 	$(VPY) scripts/gui_smoke.py --out build/test-output/gui_dock.png
+	$(VPY) scripts/gui_states.py --out build/test-output
 
 gui-deps:
 	@dpkg -s $(GUI_PKGS) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \

@@ -40,9 +40,15 @@ def fill_card_table(table: QTableWidget, card: Optional[Dict[str, Any]], error: 
         table.setItem(row, 0, QTableWidgetItem("Class" if j == 0 else ""))
         item = QTableWidgetItem(swatch(c["color"]), f"{c['value']}  {c['name']}")
         table.setItem(row, 1, item)
-    table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
+    table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
     table.horizontalHeader().setStretchLastSection(True)
-    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    table.setWordWrap(True)  # long values (bands, per-class scores) wrap instead of "…"
+    table.resizeRowsToContents()
+    if not table.property("rs_seg_rows_follow"):  # rows grow again when the column narrows
+        table.horizontalHeader().sectionResized.connect(
+            lambda *_: table.resizeRowsToContents())
+        table.setProperty("rs_seg_rows_follow", True)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.resizeRowsToContents()
 
 
@@ -57,7 +63,7 @@ class CardDialog(QDialog):
         fill_card_table(self.table, card, error)
         layout = QVBoxLayout(self)
         title = QLabel(f"<b>{Path(path).name}</b><br><small>{path}</small>")
-        title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(title)
         layout.addWidget(self.table)
         if card is not None:
@@ -66,9 +72,9 @@ class CardDialog(QDialog):
         curves = curves_path(path)
         if curves.is_file():
             image = QLabel()
-            image.setPixmap(QPixmap(str(curves)).scaledToWidth(520, Qt.SmoothTransformation))
+            image.setPixmap(QPixmap(str(curves)).scaledToWidth(520, Qt.TransformationMode.SmoothTransformation))
             layout.addWidget(image)
-        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         self.resize(560, 820 if curves.is_file() else 660)
@@ -140,13 +146,13 @@ class ReportDialog(QDialog):
         layout = QVBoxLayout(self)
         score = f"{best:.4f}" if isinstance(best, (int, float)) else "n/a"
         text = QLabel(f"Model saved as <b>{model}</b><br>Best validation score: <b>{score}</b>")
-        text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         text.setWordWrap(True)
         layout.addWidget(text)
         if curves and Path(curves).is_file():
             image = QLabel()
-            image.setPixmap(QPixmap(str(curves)).scaledToWidth(640, Qt.SmoothTransformation))
+            image.setPixmap(QPixmap(str(curves)).scaledToWidth(640, Qt.TransformationMode.SmoothTransformation))
             layout.addWidget(image)
-        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)

@@ -40,6 +40,8 @@ demo: setup
 # One torch thread: the tests use tiny models, where thread start-up costs more than it saves,
 # and the pipeline's reader/writer threads get the other core.
 test: setup
+	$(VPY) -m pip install -q --disable-pip-version-check -r requirements-test.txt -c constraints.txt
+	$(VPY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-test-nodeps.txt
 	OMP_NUM_THREADS=1 $(VPY) -m pytest
 
 bench: setup

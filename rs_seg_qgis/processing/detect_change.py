@@ -14,6 +14,7 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
 from ..layers import (style_change_polygons, style_change_raster, style_from_to_raster,
                       style_on_load, style_probability_raster)
 from .base import FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
+from .model_options import HELP, add_model_options, load_model
 
 METHODS = ["auto", "model", "cva", "pcc"]
 METHOD_LABELS = {"auto": "Change model when one is given, else change vector analysis",
@@ -57,7 +58,7 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
              ("OUTPUT_FROM_TO", "optional from-to raster (code = from × classes + to + 1; "
                                 "0 unchanged)"),
              ("OUTPUT_FROM_TO_TABLE", "optional CSV of from-to areas (a JSON copy beside it)"),
-             FORMAT_HELP])
+             HELP, FORMAT_HELP])
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_T1", "Before (date 1)"))
@@ -75,6 +76,7 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
             minValue=0.0, maxValue=1.0))
         self.add_model("SEGMENTATION_MODEL", "Segmentation model (for from-to change)",
                        optional=True)
+        add_model_options(self, threshold=False)
         self.add_format()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Change"))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -115,14 +117,16 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
             # in the temporary folder rather than beside OUTPUT
             from_to = QgsProcessingUtils.generateTempFilename("from_to.tif")
         run = EngineRun(context, feedback, [output, probability, vector, from_to, table])
+        device = self.parameterAsEnumString(parameters, "DEVICE", context)
+        if method == "model":
+            model = load_model(self, run, model, device, parameters, context)
         result = run.call(
             detect_change, model if method == "model" else method,
             self.raster_input(parameters, "INPUT_T1", context, feedback),
             self.raster_input(parameters, "INPUT_T2", context, feedback), output,
             probabilities=probability, polygons=vector,
             threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
-            device=self.parameterAsEnumString(parameters, "DEVICE", context),
-            segmentation_model=segmentation, from_to=from_to, from_to_table=table,
+            device=device, segmentation_model=segmentation, from_to=from_to, from_to_table=table,
             produces=[output, probability, vector, from_to, table],
             match_histograms=self.parameterAsBoolean(parameters, "MATCH_HISTOGRAMS", context),
             output_format=self.output_format(parameters, context),

@@ -181,3 +181,27 @@ def test_swatches_show_light_classes_as_the_map_does(qgis_app):
     from rs_seg_qgis.gui.widgets import swatch
     image = swatch([255, 255, 255]).pixmap(14, 14).toImage()
     assert image.pixelColor(5, 5).getRgb()[:3] == (199, 199, 199)  # visible on white
+
+
+def test_card_dialog_shows_edits_and_saves_the_definition(qgis_app, tmp_path):
+    import json
+
+    from engine.formats.modelfile import read_card
+    from rs_seg_qgis.gui.card_dialog import CardDialog
+    model = make_model(tmp_path / "m.rsmodel", bands=3, classes=2, base=4, depth=2, tile=64,
+                       overlap=16)
+    dialog = CardDialog(model, read_card(model))
+    editor = dialog.definition
+    shown = json.loads(editor.text.toPlainText())
+    assert shown["bands"] == ["R", "G", "B"] and shown["tile"] == 64
+    assert "no definition yet" in editor.status.text()
+    editor.text.setPlainText(json.dumps(dict(shown, classes=["a", "b", "c"])))
+    assert not editor.save_definition() and "3 classes were given" in editor.status.text()
+    assert not (tmp_path / "m.rsmodel.json").exists()
+    editor.text.setPlainText(json.dumps(dict(shown, classes=["soil", "water"], input_scale=1)))
+    assert editor.save_definition() and "saved m.rsmodel.json" in editor.status.text()
+    assert [c["name"] for c in read_card(model)["classes"]] == ["soil", "water"]
+    rows = [dialog.table.item(r, 1).text() for r in range(dialog.table.rowCount())]
+    assert any(r.endswith("soil") for r in rows)
+    reopened = CardDialog(model, read_card(model)).definition
+    assert json.loads(reopened.text.toPlainText())["input_scale"] == 1

@@ -65,6 +65,7 @@ class SegmentState:
     polygons: bool = False
     outlines: str = OUTLINES_MODEL
     outputs: Outputs = field(default_factory=Outputs)
+    bands: str = ""  # "1,2,3": the layer bands feeding the model, in its order ("": the model's)
 
 
 @dataclass
@@ -154,6 +155,8 @@ def segment_parameters(state: SegmentState) -> Dict[str, Any]:
                               **state.tiling.parameters()}
     if state.aux_layer:
         params["AUX_INPUT"] = state.aux_layer
+    if state.bands.strip():
+        params["BANDS"] = state.bands.strip()
     if state.extent:
         params["EXTENT"] = state.extent
     if state.probabilities:

@@ -76,8 +76,15 @@ def decode(sam: Sam, emb: Embedding, points: Optional[np.ndarray] = None,
         box_t = (torch.as_tensor(np.asarray(box, np.float32), device=device).view(1, 2, 2)
                  * scale).view(1, 4)
     masks, iou = sam.decode(emb.features, prompt, box_t, multimask, emb.pe)
+    return best_mask(masks, iou, emb, sam.img_size)
+
+
+def best_mask(masks: torch.Tensor, iou: torch.Tensor, emb: Embedding,
+              size: int) -> MaskResult:
+    """The candidate with the highest predicted IoU, its 256² logits up-sampled to the model
+    frame, cropped to the resized window, up-sampled to the window and thresholded at 0."""
+    (h, w), (nh, nw) = emb.size, emb.resized
     best = int(iou[0].argmax())
-    size = sam.img_size
     low = masks[:, best:best + 1].float()
     up = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
     up = F.interpolate(up[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False)

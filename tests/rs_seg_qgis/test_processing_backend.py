@@ -43,3 +43,17 @@ def test_segment_backends_agree_and_int8_needs_its_graph(provider, tmp_path):
                                           "DEVICE": "cpu", "PRECISION": "int8",
                                           "OUTPUT": str(tmp_path / "int8.tif")})
     assert not (tmp_path / "int8.tif").exists()
+
+
+def test_quantize_int8_then_segment_with_int8(provider, tmp_path):
+    import processing
+    rng = np.random.default_rng(3)
+    image = write_raster(tmp_path / "image.tif", rng.integers(0, 255, (4, 96, 96), np.uint8))
+    model = make_model(tmp_path / "p.rsmodel", arch="test-pointwise", bands=4, classes=5,
+                       tile=64, overlap=16)
+    result = processing.run("rs_seg:quantize_int8", {"MODEL": str(model),
+                                                     "CALIBRATION": str(image), "WINDOWS": 2})
+    assert 0.99 <= result["AGREEMENT"] <= 1.0
+    processing.run("rs_seg:segment", {"INPUT": str(image), "MODEL": str(model), "DEVICE": "cpu",
+                                      "PRECISION": "int8", "OUTPUT": str(tmp_path / "q.tif")})
+    assert (tmp_path / "q.tif").exists()

@@ -54,7 +54,7 @@ bench-transfer: setup      # transfer to other GSD/radiometry, fine-tuning (long
 bench-zoo: setup           # the model zoo on real data at equal time budgets (long)
 	$(VPY) bench/zoo.py
 
-gpu-check: setup           # on a CUDA machine: CUDA tests + GPU benchmarks (< 8 min) → docs/benchmarks.md
+gpu-check: setup           # CUDA machine: CUDA tests + GPU benchmarks (< 8 min) → docs
 	$(VPY) bench/gpu.py
 
 qgis: setup gui-deps      # QGIS desktop with the plugin from this tree (opens build/demo/demo.qgz)

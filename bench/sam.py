@@ -126,7 +126,8 @@ def bench_click(dev: torch.device) -> dict:
         dx, dy = next(positions)
         try:
             sam_segment_at(src, left + dx * 0.5, top - dy * 0.5, weights, window=1024,
-                           device=str(dev), session=session, cached_only=True)
+                           device=str(dev), session=session, cached_only=True,
+                           preview=4)  # the map tool's HOVER_COARSER
         except Exception:  # random weights may find no object at a position: timed anyway
             pass
     hover_ms = _median_ms(hover)

@@ -16,6 +16,7 @@ from typing import Any, Dict, Hashable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from rasterio import Affine
 from rasterio.features import shapes
 from scipy import ndimage
 from shapely.affinity import affine_transform
@@ -83,7 +84,8 @@ def sam_segment_at(input: str | Path, x: float, y: float, weights: str | Path, *
                    box: Optional[Tuple[float, float, float, float]] = None,
                    multimask: bool = True, bands: Optional[Sequence[int]] = None,
                    device: str = "auto", session: Optional[SamSession] = None,
-                   cached_only: bool = False, progress: Optional[ProgressFn] = None,
+                   cached_only: bool = False, preview: int = 1,
+                   progress: Optional[ProgressFn] = None,
                    cancelled: Optional[CancelledFn] = None) -> Optional[Dict[str, Any]]:
     """Segment the object at map point (x, y) of ``input`` (its CRS) with SAM.
 
@@ -93,7 +95,8 @@ def sam_segment_at(input: str | Path, x: float, y: float, weights: str | Path, *
     ``truncated`` (the mask touches a window edge inside the raster), ``cached`` (the window
     embedding was reused) and, for the same layer as :func:`engine.click.point.segment_at`,
     ``class_name`` "object (SAM)", ``class_value`` 0 and ``confidence`` = ``score``.
-    ``cached_only`` (the hover preview): None instead of encoding a window not yet encoded.
+    ``cached_only`` (the hover preview): None instead of encoding a window not yet encoded;
+    ``preview`` > 1 makes the mask and its polygon that many times coarser (a cheap outline).
     Decoding runs through onnxruntime on the CPU when it is installed (:mod:`.sam_onnx`).
     """
     job = Job(progress, cancelled)
@@ -124,9 +127,14 @@ def sam_segment_at(input: str | Path, x: float, y: float, weights: str | Path, *
         job.check()
         to_win = ~ds.window_transform(win)
         transform, crs = ds.window_transform(win), ds.crs
+        mask_shape = (-(-int(win.height) // preview), -(-int(win.width) // preview))
+        if preview > 1:
+            transform = transform * Affine.scale(win.width / mask_shape[1],
+                                                 win.height / mask_shape[0])
         edges = (win.col_off > 0, win.row_off > 0, win.col_off + win.width < ds.width,
                  win.row_off + win.height < ds.height)
     click = to_win * (x, y)
+    click_px = (click[0] * mask_shape[1] / win.width, click[1] * mask_shape[0] / win.height)
     points = np.array([click] + [to_win * p for p in background], np.float32)
     labels = np.array([1] + [0] * len(background), np.int64)
     box_px = None
@@ -134,13 +142,14 @@ def sam_segment_at(input: str | Path, x: float, y: float, weights: str | Path, *
         (c0, r0), (c1, r1) = to_win * (box[0], box[3]), to_win * (box[2], box[1])
         box_px = (min(c0, c1), min(r0, r1), max(c0, c1), max(r0, r1))
     decoder = session.decoder(sam, dev)
-    result = decoder.decode(emb, points, labels, box_px, multimask) if decoder is not None \
-        else decode(sam, emb, points, labels, box_px, multimask)
-    mask = result.mask & valid
+    result = decoder.decode(emb, points, labels, box_px, multimask, mask_shape) \
+        if decoder is not None else decode(sam, emb, points, labels, box_px, multimask,
+                                           mask_shape)
+    mask = result.mask & valid[::preview, ::preview]
     if not mask.any():
         raise InputError("SAM found no object at the point; click inside the object, or draw a "
                          "box around it")
-    geom_px = _part(mask, click)
+    geom_px = _part(mask, click_px)
     h, w = mask.shape
     x0, y0, x1, y1 = geom_px.bounds
     left, top, right, bottom = edges

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import io
 import warnings
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -117,7 +117,7 @@ class OnnxSamDecoder:
 
     def decode(self, emb: Embedding, points: Optional[np.ndarray] = None,
                labels: Optional[np.ndarray] = None, box: Optional[Sequence[float]] = None,
-               multimask: bool = True) -> MaskResult:
+               multimask: bool = True, shape: Optional[Tuple[int, int]] = None) -> MaskResult:
         """As :func:`engine.models.sam.predictor.decode`, through onnxruntime."""
         coords, codes = prompts(emb, points, labels, box)
         features = emb.features.detach().cpu().numpy()
@@ -125,7 +125,7 @@ class OnnxSamDecoder:
             "image_embeddings": features, "point_coords": coords, "point_labels": codes})
         pick = slice(1, None) if multimask else slice(0, 1)
         return best_mask(torch.from_numpy(masks[:, pick]), torch.from_numpy(iou[:, pick]), emb,
-                         self.img_size)
+                         self.img_size, shape)
 
 
 def prompts(emb: Embedding, points: Optional[np.ndarray], labels: Optional[np.ndarray],

@@ -42,6 +42,7 @@ MODES = ((MODE_MODEL, "class region (model)"), (MODE_SAM, "objects (SAM)"))
 SAM_CLASSES = [{"value": 0, "name": "object (SAM)", "color": [255, 170, 0]}]
 PREVIEW_FILL_ALPHA, HOVER_FILL_ALPHA = 110, 60
 HOVER_INTERVAL_S = 0.04  # at most 25 hover decodes a second: the canvas keeps its share
+HOVER_COARSER = 4  # the hover outline at 1/4 resolution: 16× fewer pixels to label and trace
 
 
 @dataclass
@@ -213,7 +214,7 @@ class SegmentMapTool(QgsMapTool):
         from engine.click.sam_click import sam_segment_at
         path, x, y, weights, window, device, _ = request
         return sam_segment_at(path, x, y, weights, window=window, device=device,
-                              session=self.sam_session, cached_only=True)
+                              session=self.sam_session, cached_only=True, preview=HOVER_COARSER)
 
     def _hovered(self, request: tuple, result: Optional[Dict[str, Any]]) -> None:
         """Main thread: show the hover mask (or none)."""

@@ -58,9 +58,10 @@ def encode(sam: Sam, rgb: np.ndarray, device: torch.device) -> Embedding:
 
 def decode(sam: Sam, emb: Embedding, points: Optional[np.ndarray] = None,
            labels: Optional[np.ndarray] = None, box: Optional[Sequence[float]] = None,
-           multimask: bool = True) -> MaskResult:
+           multimask: bool = True, shape: Optional[Tuple[int, int]] = None) -> MaskResult:
     """Mask of the prompts (window pixel coordinates x, y; labels 1 object / 0 background; box
-    x0, y0, x1, y1).  ``multimask``: three candidates, the best-scoring kept."""
+    x0, y0, x1, y1).  ``multimask``: three candidates, the best-scoring kept; ``shape``: the
+    mask's (h, w), default the window's."""
     if points is None and box is None:
         raise ValueError("give at least one point or a box")
     (h, w), (nh, nw) = emb.size, emb.resized
@@ -76,14 +77,15 @@ def decode(sam: Sam, emb: Embedding, points: Optional[np.ndarray] = None,
         box_t = (torch.as_tensor(np.asarray(box, np.float32), device=device).view(1, 2, 2)
                  * scale).view(1, 4)
     masks, iou = sam.decode(emb.features, prompt, box_t, multimask, emb.pe)
-    return best_mask(masks, iou, emb, sam.img_size)
+    return best_mask(masks, iou, emb, sam.img_size, shape)
 
 
-def best_mask(masks: torch.Tensor, iou: torch.Tensor, emb: Embedding,
-              size: int) -> MaskResult:
+def best_mask(masks: torch.Tensor, iou: torch.Tensor, emb: Embedding, size: int,
+              shape: Optional[Tuple[int, int]] = None) -> MaskResult:
     """The candidate with the highest predicted IoU, its 256² logits up-sampled to the model
-    frame, cropped to the resized window, up-sampled to the window and thresholded at 0."""
-    (h, w), (nh, nw) = emb.size, emb.resized
+    frame, cropped to the resized window, up-sampled to the window (or to ``shape``) and
+    thresholded at 0."""
+    (h, w), (nh, nw) = shape or emb.size, emb.resized
     best = int(iou[0].argmax())
     low = masks[:, best:best + 1].float()
     up = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)

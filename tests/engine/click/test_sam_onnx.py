@@ -78,3 +78,25 @@ def test_hover_decodes_only_windows_already_encoded(tmp_path, monkeypatch):
         pass
     assert len(session.embeddings) == 1
     assert isinstance(session.decoder(sam, torch.device("cpu")), OnnxSamDecoder)
+
+
+def test_a_coarser_preview_outlines_the_same_object(tmp_path, monkeypatch):
+    sam = build_sam("tiny", seed=3)
+    with torch.no_grad():  # every mask logit positive: the whole window is the object
+        sam.mask_decoder.output_upscaling[3].weight.zero_()
+        sam.mask_decoder.output_upscaling[3].bias.fill_(1.0)
+        for mlp in sam.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[2].weight.zero_()
+            mlp.layers[2].bias.fill_(1.0)
+    session = sam_click.SamSession()
+    monkeypatch.setattr(session, "model", lambda weights, device: sam)
+    img = np.random.default_rng(0).integers(0, 255, (3, 96, 128), dtype=np.uint8)
+    raster = write_raster(tmp_path / "img.tif", img)
+    with rasterio.open(raster) as ds:
+        x0, y0 = ds.transform * (0, 0)
+    args = (raster, x0 + 20.25, y0 - 10.25, tmp_path / "sam.pth")
+    full = sam_click.sam_segment_at(*args, window=128, session=session, device="cpu")
+    coarse = sam_click.sam_segment_at(*args, window=128, session=session, device="cpu",
+                                      cached_only=True, preview=4)
+    assert coarse["cached"] and coarse["geometry"].equals(full["geometry"])
+    assert coarse["area_m2"] == pytest.approx(full["area_m2"])

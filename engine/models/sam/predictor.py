@@ -7,6 +7,7 @@ and thresholded at 0.  With several candidate masks the one with the highest pre
 """
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -83,13 +84,19 @@ def decode(sam: Sam, emb: Embedding, points: Optional[np.ndarray] = None,
 def best_mask(masks: torch.Tensor, iou: torch.Tensor, emb: Embedding, size: int,
               shape: Optional[Tuple[int, int]] = None) -> MaskResult:
     """The candidate with the highest predicted IoU, its 256² logits up-sampled to the model
-    frame, cropped to the resized window, up-sampled to the window (or to ``shape``) and
-    thresholded at 0."""
+    frame, cropped to the resized window, up-sampled to the window and thresholded at 0.  A
+    ``shape`` smaller than the window (a preview) skips the model frame: the logits are cropped
+    and resized to it in one step."""
     (h, w), (nh, nw) = shape or emb.size, emb.resized
     best = int(iou[0].argmax())
     low = masks[:, best:best + 1].float()
-    up = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
-    up = F.interpolate(up[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False)
+    if (h, w) != tuple(emb.size):
+        scale = low.shape[-1] / size
+        up = low[..., :math.ceil(nh * scale), :math.ceil(nw * scale)]
+    else:
+        up = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[
+            ..., :nh, :nw]
+    up = F.interpolate(up, size=(h, w), mode="bilinear", align_corners=False)
     return MaskResult((up[0, 0] > 0).cpu().numpy(), float(iou[0, best]),
                       [float(v) for v in iou[0]])
 

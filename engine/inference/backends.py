@@ -98,8 +98,6 @@ def _torch_reason(lm: LoadedModel, device: Any, backend: str) -> Optional[str]:
         return "--backend torch was asked for"
     if backend == "auto" and getattr(device, "type", "cpu") != "cpu":
         return f"the model runs on {device} (onnxruntime's speed-up is on the CPU)"
-    if lm.path is None:
-        return "the model has no file to cache its graph by"
     if lm.card["task"] == "pretrained":
         return "a pre-trained backbone has no classes to predict"
     try:

@@ -164,9 +164,8 @@ def predict_many(model: str | Path | LoadedModel, inputs: Sequence[str | Path],
     """
     job = Job(progress, cancelled)
     check_format(output_format)
-    if not isinstance(model, LoadedModel):
-        model = load_for_inference(model, sharded.rank_device(resolve_device(device)), backend,
-                                   precision, job)
+    model = load_for_inference(model, sharded.rank_device(resolve_device(device)), backend,
+                               precision, job)
     paths = collect_inputs(inputs)
     items, skipped = plan_outputs(paths, output_dir, output_name, probabilities, skip_existing)
     rank, size = sharded.world()

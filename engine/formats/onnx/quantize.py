@@ -23,8 +23,7 @@ from ...io.radiometry import effective_affine, image_statistics, needs_statistic
 from ...io.rasters import WindowReader, normalise, open_raster, resolve_bands
 from ...jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn
 from ..modelfile import load_model, save_model
-from .runtime_graph import (OUTPUT_NAME, cached_path, class_agreement, export_runtime_graph,
-                            file_hash, store)
+from .runtime_graph import OUTPUT_NAME, cached_path, export_runtime_graph, store
 
 MIN_AGREEMENT = 0.99
 WINDOWS = 16
@@ -176,9 +175,8 @@ def export_int8(model: str | Path, calibration: Optional[str | Path] = None,
               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     card = dict(card)
     card["quantization"] = {**(card.get("quantization") or {}), "int8": record}
+    store(cached_path(lm, "fp32"), fp32)
+    graph = store(cached_path(lm, "int8"), int8)
     save_model(model, card, lm.network)
-    digest = file_hash(model)
-    store(cached_path(model, "fp32", digest), fp32)
-    graph = store(cached_path(model, "int8", digest), int8)
     job.report(1.0, "int8: done")
     return {**record, "graph": str(graph), "model": str(model)}

@@ -1,21 +1,22 @@
-"""The ONNX Runtime graph of an ``.rsmodel``: exported once, cached by the model file's hash.
+"""The ONNX Runtime graph of an ``.rsmodel``: exported once, cached by a hash of its weights.
 
 Unlike ``engine export`` (a graph for other tools: 0–1 inputs, normalisation folded in, Deepness
 metadata), this graph is RS Seg's own fast path: it takes the pipeline's already normalised
 windows, one input per card group, and returns the softmax probabilities, with the batch and
 the window size dynamic (``--tile`` and GSD resampling change the window).  It lives in the
 cache folder (``RS_SEG_CACHE``, else ``$XDG_CACHE_HOME/rs-seg``, else ``~/.cache/rs-seg``),
-not beside the model, so model folders never list it as a model; its name carries the SHA-256
-of the model file, so a changed file gets a new graph and a stale one is never used.
+not beside the model, so model folders never list it as a model.  Its name carries a SHA-256
+of what the graph is made of — the architecture, its hyper-parameters, the input groups and
+every weight tensor — so a changed model file, or a network changed in memory, gets a new graph
+and a stale one is never used, while a card-only change (an int8 record) keeps it.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Dict, Optional
-
-import numpy as np
 
 from ...jobs import EngineError, ModelFileError, atomic_output
 from ..card import LoadedModel
@@ -35,19 +36,24 @@ def cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
-def file_hash(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+def weights_key(lm: LoadedModel) -> str:
+    """SHA-256 (hex) of the architecture, hyper-parameters, input groups and weights of a torch
+    model: everything its runtime graph is made of."""
+    card = lm.card
+    digest = hashlib.sha256(json.dumps(
+        [card["architecture"], card.get("hparams", {}),
+         {g: len(spec["bands"]) for g, spec in card["inputs"].items()}],
+        sort_keys=True).encode())
+    for name, tensor in lm.network.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
-def cached_path(model: str | Path, precision: str = "fp32", digest: Optional[str] = None) -> Path:
-    """Where the ``precision`` graph of ``model`` is (or will be) cached."""
-    digest = digest or file_hash(model)
-    return cache_dir() / f"{Path(model).stem}-{digest[:24]}-{precision}.onnx"
+def cached_path(lm: LoadedModel, precision: str = "fp32") -> Path:
+    """Where the ``precision`` graph of ``lm`` is (or will be) cached."""
+    stem = lm.path.stem if lm.path is not None else lm.card["architecture"]
+    return cache_dir() / f"{stem}-{weights_key(lm)[:24]}-{precision}.onnx"
 
 
 def runtime_spec(card: Dict[str, Any]) -> Dict[str, Any]:
@@ -93,8 +99,6 @@ def export_runtime_graph(lm: LoadedModel) -> bytes:
     """The fp32 runtime graph of a torch model, checked against torch (max |Δp| ≤ 1e-4)."""
     card = lm.card
     arch = card["architecture"]
-    if arch in NOT_EXPORTABLE:
-        raise ModelFileError(f"{arch} cannot run through onnxruntime: {NOT_EXPORTABLE[arch]}")
     wrapper = probabilities_module(lm.network, card["inputs"])
     example = example_batch(card)
     data = _trace(wrapper, example, list(card["inputs"]), OPSET, True, arch)
@@ -118,20 +122,18 @@ def store(path: Path, data: bytes) -> Path:
 
 
 def runtime_graph(lm: LoadedModel, precision: str = "fp32") -> Path:
-    """The cached runtime graph of ``lm`` (a torch ``.rsmodel`` with its ``path``); the fp32
-    graph is exported on first use, the int8 one only by ``engine export --quantize int8``."""
-    if lm.path is None:
-        raise ModelFileError("a model without a file cannot be cached for onnxruntime")
-    path = cached_path(lm.path, precision)
+    """The cached runtime graph of ``lm`` (a torch model); the fp32 graph is exported on first
+    use, the int8 one only by ``engine export --quantize int8``."""
+    arch = lm.card["architecture"]
+    if arch in NOT_EXPORTABLE:
+        raise ModelFileError(f"{arch} cannot run through onnxruntime: {NOT_EXPORTABLE[arch]}")
+    path = cached_path(lm, precision)
     if path.is_file():
         return path
     if precision == "int8":
-        raise ModelFileError(f"{lm.path.name} has no int8 graph on this computer; make it with: "
-                             f"python -m engine export --model {lm.path} --quantize int8 "
+        name = lm.path or "MODEL.rsmodel"
+        raise ModelFileError(f"{Path(name).name} has no int8 graph on this computer; make it "
+                             f"with: python -m engine export --model {name} --quantize int8 "
                              f"--calibration RASTER")
     return store(path, export_runtime_graph(lm))
 
-
-def class_agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of pixels whose arg-max class is the same in two B×K×H×W probability arrays."""
-    return float(np.mean(a.argmax(1) == b.argmax(1)))

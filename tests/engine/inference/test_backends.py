@@ -8,6 +8,7 @@ import pytest
 import rasterio
 
 from engine.analysis.change import detect_change
+from engine.formats.modelfile import load_model
 from engine.formats.onnx import runtime_graph
 from engine.inference.backends import backend_name, check_choice, load_for_inference
 from engine.inference.pipeline import predict
@@ -67,16 +68,23 @@ def test_auto_picks_onnxruntime_and_caches_by_hash(tmp_path, scene):
     assert backend_name(lm) == "onnxruntime"
     assert any(m.startswith("backend: onnxruntime") for m in messages)
     assert any(m.startswith("threads: ") for m in messages)
-    cached = runtime_graph.cached_path(model)
+    cached = runtime_graph.cached_path(load_model(model))
     assert cached.is_file() and cached.parent == runtime_graph.cache_dir()
     stamp = cached.stat().st_mtime_ns
     load_for_inference(model, torch.device("cpu"), "auto")
     assert cached.stat().st_mtime_ns == stamp  # reused, not rebuilt
     # a changed model file (other weights) gets its own graph: a stale one is never used
     make_model(model, bands=4, classes=6, base=4, depth=2, seed=9)
-    assert runtime_graph.cached_path(model) != cached
+    assert runtime_graph.cached_path(load_model(model)) != cached
     load_for_inference(model, torch.device("cpu"), "auto")
-    assert runtime_graph.cached_path(model).is_file()
+    assert runtime_graph.cached_path(load_model(model)).is_file()
+    # so does a network changed in memory after loading (a model being trained)
+    lm = load_model(model)
+    with torch.no_grad():
+        next(lm.network.parameters()).add_(1.0)
+    assert runtime_graph.cached_path(lm) != runtime_graph.cached_path(load_model(model))
+    assert backend_name(load_for_inference(lm, torch.device("cpu"), "auto")) == "onnxruntime"
+    assert runtime_graph.cached_path(lm).is_file()
     assert not list(runtime_graph.cache_dir().glob("*.partial"))
 
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 import engine.models.cafe as cafe  # registers "cafe"
 from engine.models import architecture, build
-from engine.training.loop import recipe_of, wants_targets
+from engine.training.config import recipe_of
+from engine.training.loop import wants_targets
 from engine.training.losses import IGNORE, build_loss, cross_entropy, enhancement_weights
 
 

@@ -10,7 +10,7 @@ import engine.models.srcbtfusion as sr  # registers "srcbtfusion"
 from engine.formats.card import default_card
 from engine.formats.modelfile import load_model, save_model
 from engine.models import architecture, build
-from engine.training.loop import recipe_of
+from engine.training.config import recipe_of
 
 
 def _tiny(in_channels: int = 3, num_classes: int = 6, seed: int = 0, **extra) -> sr.SRCBTFusionNet:

@@ -13,7 +13,7 @@ from engine.jobs import InputError
 from engine.formats.modelfile import load_model, save_model
 from engine.models import architecture
 from engine.models.vit import expected_shapes
-from engine.training.loop import make_optimiser, recipe_of
+from engine.training.config import make_optimiser, recipe_of
 from engine.training.losses import cross_entropy, dice
 
 

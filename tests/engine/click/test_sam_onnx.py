@@ -13,6 +13,7 @@ from engine.formats.onnx.runtime_graph import cache_dir
 from engine.models.sam import build_sam
 from engine.models.sam.predictor import Embedding, decode, encode
 from tests.conftest import write_raster
+from tests.engine.models.test_sam import _constant_positive
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +61,20 @@ def test_prompts_pad_points_and_scale_to_the_model_frame():
         prompts(emb, None, None, None)
 
 
-def test_hover_decodes_only_windows_already_encoded(tmp_path, monkeypatch):
-    sam = build_sam("tiny", seed=3)
+def _click_on(tmp_path, monkeypatch, sam):
+    """A session serving ``sam`` and the arguments of a click on a 128×96 raster."""
     session = sam_click.SamSession()
     monkeypatch.setattr(session, "model", lambda weights, device: sam)
     img = np.random.default_rng(0).integers(0, 255, (3, 96, 128), dtype=np.uint8)
     raster = write_raster(tmp_path / "img.tif", img)
     with rasterio.open(raster) as ds:
         x0, y0 = ds.transform * (0, 0)
-    args = (raster, x0 + 20.25, y0 - 10.25, tmp_path / "sam.pth")
+    return session, (raster, x0 + 20.25, y0 - 10.25, tmp_path / "sam.pth")
+
+
+def test_hover_decodes_only_windows_already_encoded(tmp_path, monkeypatch):
+    sam = build_sam("tiny", seed=3)
+    session, args = _click_on(tmp_path, monkeypatch, sam)
     assert sam_click.sam_segment_at(*args, window=128, session=session, device="cpu",
                                     cached_only=True) is None
     assert len(session.embeddings) == 0
@@ -81,20 +87,8 @@ def test_hover_decodes_only_windows_already_encoded(tmp_path, monkeypatch):
 
 
 def test_a_coarser_preview_outlines_the_same_object(tmp_path, monkeypatch):
-    sam = build_sam("tiny", seed=3)
-    with torch.no_grad():  # every mask logit positive: the whole window is the object
-        sam.mask_decoder.output_upscaling[3].weight.zero_()
-        sam.mask_decoder.output_upscaling[3].bias.fill_(1.0)
-        for mlp in sam.mask_decoder.output_hypernetworks_mlps:
-            mlp.layers[2].weight.zero_()
-            mlp.layers[2].bias.fill_(1.0)
-    session = sam_click.SamSession()
-    monkeypatch.setattr(session, "model", lambda weights, device: sam)
-    img = np.random.default_rng(0).integers(0, 255, (3, 96, 128), dtype=np.uint8)
-    raster = write_raster(tmp_path / "img.tif", img)
-    with rasterio.open(raster) as ds:
-        x0, y0 = ds.transform * (0, 0)
-    args = (raster, x0 + 20.25, y0 - 10.25, tmp_path / "sam.pth")
+    sam = _constant_positive(build_sam("tiny", seed=3))  # the whole window is the object
+    session, args = _click_on(tmp_path, monkeypatch, sam)
     full = sam_click.sam_segment_at(*args, window=128, session=session, device="cpu")
     coarse = sam_click.sam_segment_at(*args, window=128, session=session, device="cpu",
                                       cached_only=True, preview=4)

@@ -12,6 +12,9 @@ VENV        := .venv
 VPY         := $(VENV)/bin/python
 STAMP       := $(VENV)/.setup-stamp
 DEMO        := build/demo
+# torchvision's ResNet-50 source (read from its wheel, never installed: its compiled operators
+# need CUDA torch) is the reference tests/engine/weights/test_resnet_reference.py checks against
+TORCHVISION_REFERENCE := 0.28.0
 export QT_QPA_PLATFORM := offscreen
 export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
@@ -42,6 +45,8 @@ demo: setup
 test: setup
 	$(VPY) -m pip install -q --disable-pip-version-check -r requirements-test.txt -c constraints.txt
 	$(VPY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-test-nodeps.txt
+	$(VPY) -m pip download -q --disable-pip-version-check --no-deps -d build/reference \
+	  torchvision==$(TORCHVISION_REFERENCE) || echo "torchvision wheel not downloaded: its reference test skips"
 	OMP_NUM_THREADS=1 $(VPY) -m pytest
 
 bench: setup

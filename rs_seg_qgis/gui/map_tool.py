@@ -156,24 +156,24 @@ class SegmentMapTool(QgsMapTool):
                      Qt.PenStyle.DashLine)
         self.hover = LatestOnly(self._hover_call, HOVER_INTERVAL_S)
         self.hover.done.connect(self._hovered)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
 
     # ---- Qt / QGIS events ----------------------------------------------------------------------
 
     def canvasReleaseEvent(self, event: QgsMapMouseEvent) -> None:  # noqa: N802 (QGIS API)
-        if event.button() == Qt.RightButton:
+        if event.button() == Qt.MouseButton.RightButton:
             self.discard()
-        elif event.button() == Qt.LeftButton:
+        elif event.button() == Qt.MouseButton.LeftButton:
             self.click(self.toMapCoordinates(event.pos()))
 
     def canvasMoveEvent(self, event: QgsMapMouseEvent) -> None:  # noqa: N802 (QGIS API)
         self.hover_at(self.toMapCoordinates(event.pos()))
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (QGIS API)
-        if event.key() in (Qt.Key_Return, Qt.Key_Enter) and self.preview is not None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.preview is not None:
             self.confirm()
             event.accept()
-        elif event.key() == Qt.Key_Escape and self.preview is not None:
+        elif event.key() == Qt.Key.Key_Escape and self.preview is not None:
             self.discard()
             event.accept()
         else:

@@ -12,12 +12,15 @@ VENV        := .venv
 VPY         := $(VENV)/bin/python
 STAMP       := $(VENV)/.setup-stamp
 DEMO        := build/demo
+# torchvision's ResNet-50 source (read from its wheel, never installed: its compiled operators
+# need CUDA torch) is the reference tests/engine/weights/test_resnet_reference.py checks against
+TORCHVISION_REFERENCE := 0.28.0
 export QT_QPA_PLATFORM := offscreen
 export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt-deps demo test bench bench-realdata bench-transfer bench-zoo qgis package gui-shot gui-deps clean
+.PHONY: setup apt-deps demo test bench bench-realdata bench-transfer bench-zoo bench-polygons gpu-check qgis package gui-shot gui-deps clean
 
 setup: apt-deps $(STAMP)
 
@@ -40,6 +43,10 @@ demo: setup
 # One torch thread: the tests use tiny models, where thread start-up costs more than it saves,
 # and the pipeline's reader/writer threads get the other core.
 test: setup
+	$(VPY) -m pip install -q --disable-pip-version-check -r requirements-test.txt -c constraints.txt
+	$(VPY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-test-nodeps.txt
+	$(VPY) -m pip download -q --disable-pip-version-check --no-deps -d build/reference \
+	  torchvision==$(TORCHVISION_REFERENCE) || echo "torchvision wheel not downloaded: its reference test skips"
 	OMP_NUM_THREADS=1 $(VPY) -m pytest
 
 bench: setup
@@ -54,14 +61,21 @@ bench-transfer: setup      # transfer to other GSD/radiometry, fine-tuning (long
 bench-zoo: setup           # the model zoo on real data at equal time budgets (long)
 	$(VPY) bench/zoo.py
 
+bench-polygons: setup      # building polygons raw / simplified / regularised on ../shared/data
+	OMP_NUM_THREADS=1 $(VPY) bench/polygons.py
+
+gpu-check: setup           # CUDA machine: CUDA tests + GPU benchmarks (< 8 min) → docs
+	$(VPY) bench/gpu.py
+
 qgis: setup gui-deps      # QGIS desktop with the plugin from this tree (opens build/demo/demo.qgz)
 	$(VPY) scripts/gui_smoke.py --desktop
 
 package:                  # dist/rs_seg_qgis.zip for Plugins ▸ Install from ZIP (stdlib only)
 	$(SYS_PY) scripts/package.py
 
-gui-shot: setup gui-deps  # dock screenshot under Xvfb → build/test-output/gui_dock.png
+gui-shot: setup gui-deps  # screenshots under Xvfb → build/test-output/gui_dock.png, gui_1..7_*.png
 	$(VPY) scripts/gui_smoke.py --out build/test-output/gui_dock.png
+	$(VPY) scripts/gui_states.py --out build/test-output
 
 gui-deps:
 	@dpkg -s $(GUI_PKGS) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \

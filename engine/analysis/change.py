@@ -26,7 +26,7 @@ from ..compute.devices import resolve_device
 from ..inference.pipeline import (PROBABILITY_SCALE, Source, prepare_network, resolve_tiling,
                         run_sliding_window, softmax_forward, write_rows)
 from ..io.rasters import (WindowReader, bounded_gdal_cache, class_tags, data_band_indexes, intersection_grid,
-                         open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
+                         match_bands, open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
                          without_alpha_flags)
 from ..io.cog import AVERAGE, MODE, add_format_argument, check_format
 from ..io.writer import StripWriter
@@ -34,10 +34,13 @@ from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, at
                    check_writable_output)
 from ..formats.card import LoadedModel
 from ..formats.modelfile import load_model
+from ..formats.overrides import add_model_arguments, overrides_from_args
+from ..inference.backends import add_backend_arguments, load_for_inference
 from ..io.rasters import CLASS_NODATA
 from ..inference.guard import EMPTY_CHANGE, empty_change_note, fraction_note, input_notes
 from ..io.gsd import GsdPlan
 from ..io.radiometry import BandStats, effective_affine, histogram_matcher, sample_pixels
+from ..inference.range_guard import check_range
 from ..inference.tiling import Block, Grid, with_margin
 from ..inference.tta import add_tta_argument, check_tta, with_tta
 from ..inference.views import View, ViewOptions, add_gsd_arguments, make_view, native_view, normalisation
@@ -50,8 +53,9 @@ CHANGE_NAMES = [{"value": 0, "name": "no change", "color": [0, 0, 0]},
 CLASSICAL_TILE = 512
 
 
-def _load(model: str | Path | LoadedModel, device: Any, task: str, role: str) -> LoadedModel:
-    lm = model if isinstance(model, LoadedModel) else load_model(model, device)
+def _load(model: str | Path | LoadedModel, device: Any, task: str, role: str,
+          backend: str = "auto", precision: str = "fp32", job: Optional[Job] = None) -> LoadedModel:
+    lm = load_for_inference(model, device, backend, precision, job)
     if lm.task != task:
         hint = ("use it as --segmentation-model for from-to change" if lm.task == "segmentation"
                 else "use it as --model")
@@ -146,9 +150,9 @@ def _date_sources(card: Dict[str, Any], g1, g2, view: View,
                   options: ViewOptions) -> Tuple[List[Source], List[str]]:
     """The change model's t1/t2 sources (normalised per the card, t2 optionally histogram-matched
     to t1) and the domain guard's notes."""
-    plain = [WindowReader(ds, resolve_bands(ds, card["inputs"][name]["bands"], None,
-                                            f"date {name}"))
-             for name, ds in (("t1", g1), ("t2", g2))]
+    matched = [match_bands(ds, card["inputs"][name]["bands"], None, f"date {name}")
+               for name, ds in (("t1", g1), ("t2", g2))]
+    plain = [WindowReader(ds, bands) for ds, (bands, _) in zip((g1, g2), matched)]
     s1, s2 = (BandStats.of(p) for p in sample_pixels(plain))
     matcher = histogram_matcher(s2, s1) if options.match_histograms else None
     sources = []
@@ -159,7 +163,11 @@ def _date_sources(card: Dict[str, Any], g1, g2, view: View,
         sources.append(Source(name, view.reader(ds, reader.bands),
                               *effective_affine(spec, stats),
                               transform=matcher if name == "t2" else None))
-    notes = input_notes(card, "t1", s1, view.plan) + input_notes(card, "t2", s2, None)
+    ranges = [check_range(card, name, stats, ds.dtypes[0])
+              for name, ds, stats in (("t1", g1, s1), ("t2", g2, s2))]
+    bands = list(dict.fromkeys(note for _, note in matched if note))
+    notes = bands + [n for n in ranges if n] + input_notes(card, "t1", s1, view.plan) + \
+        input_notes(card, "t2", s2, None)
     return sources, notes
 
 
@@ -176,7 +184,8 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
                   from_to: Optional[str | Path] = None, from_to_table: Optional[str | Path] = None,
                   gsd: str = "auto", input_gsd: Optional[float] = None,
                   match_histograms: bool = False, output_format: str = "gtiff",
-                  tta: str = "none", progress: Optional[ProgressFn] = None,
+                  backend: str = "auto", precision: str = "fp32", tta: str = "none",
+                  progress: Optional[ProgressFn] = None,
                   cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Write a change map (uint8 0/1, nodata 255 where either date is nodata) between ``t1`` and
     ``t2``; optionally a change probability, change polygons and from-to change products.
@@ -185,8 +194,10 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
     ``"pcc"`` (post-classification comparison; needs ``segmentation_model``).  ``gsd`` and
     ``input_gsd`` work as in :func:`engine.inference.pipeline.predict` (the grid is t1's);
     ``match_histograms`` maps t2's band distributions onto t1's before the network sees them;
-    ``output_format`` ``cog`` writes the rasters as Cloud-Optimized GeoTIFFs; ``tta`` averages
-    the networks' probabilities over flips or D4 (:mod:`engine.inference.tta`; CVA is per pixel).
+    ``output_format`` ``cog`` writes the rasters as Cloud-Optimized GeoTIFFs; ``backend`` and
+    ``precision`` pick the runtime of the networks (:mod:`engine.inference.backends`); ``tta``
+    averages the networks' probabilities over flips or D4 (:mod:`engine.inference.tta`; CVA is
+    per pixel).
     """
     job = Job(progress, cancelled)
     dev = sharded.rank_device(resolve_device(device))
@@ -204,8 +215,10 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
     if polygons is not None and Path(polygons).suffix.lower() != ".gpkg":
         raise InputError(f"change polygons are written as a GeoPackage; name it *.gpkg "
                          f"(got {Path(polygons).name})")
-    change_model = _load(model, dev, "change", "--model") if method == "model" else None
-    seg = (_load(segmentation_model, dev, "segmentation", "--segmentation-model")
+    change_model = _load(model, dev, "change", "--model", backend, precision, job) \
+        if method == "model" else None
+    seg = (_load(segmentation_model, dev, "segmentation", "--segmentation-model", backend,
+                 precision, job)
            if segmentation_model is not None else None)
     if seg is not None and from_to is None:
         from_to = Path(output).with_name(Path(output).stem + "_from_to.tif")
@@ -414,20 +427,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--match-histograms", action="store_true",
                    help="map t2's band distributions onto t1's before the model sees them")
+    add_model_arguments(p, threshold=False)
     add_gsd_arguments(p)
     add_format_argument(p)
+    add_backend_arguments(p)
     add_tta_argument(p)
 
 
 def run(args: argparse.Namespace, progress=None) -> None:
     """Run ``change`` and print where the results went."""
-    r = detect_change(args.model, args.t1, args.t2, args.output, probabilities=args.probabilities,
+    model = args.model
+    if model not in ("cva", "pcc"):
+        overrides = overrides_from_args(args)
+        overrides.threshold = None  # the change threshold is --threshold's own
+        model = load_model(model, args.device, overrides)
+    r = detect_change(model, args.t1, args.t2, args.output, probabilities=args.probabilities,
                       polygons=args.polygons, threshold=args.threshold, device=args.device,
                       tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                       segmentation_model=args.segmentation_model, from_to=args.from_to,
                       from_to_table=args.from_to_table, gsd=args.gsd, input_gsd=args.input_gsd,
                       match_histograms=args.match_histograms, output_format=args.format,
-                      tta=args.tta, progress=progress)
+                      backend=args.backend, precision=args.precision, tta=args.tta,
+                      progress=progress)
     print(f"wrote {r['output']} ({r['method']}): {100 * r['changed_fraction']:.2f} % changed, "
           f"{r['changed_area']:,.0f} CRS units² in {r['seconds']:.1f} s")
     for key in ("probabilities", "polygons", "from_to", "from_to_table"):

@@ -22,19 +22,23 @@ from ..compute import backend as xp
 from . import sharded
 from ..compute.devices import resolve_device
 from ..io.rasters import (WindowReader, bounded_gdal_cache, check_overlap, class_colormap, class_tags,
-                         data_band_indexes, normalise, open_raster, output_profile, resolve_bands,
-                         warp_to_grid, without_alpha_flags)
+                         data_band_indexes, match_bands, normalise, open_raster, output_profile,
+                         resolve_bands, warp_to_grid, without_alpha_flags)
 from ..io.cog import AVERAGE, MODE, check_format
 from ..io.writer import StripWriter
 from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn,
                    check_writable_output)
 from ..formats.card import LoadedModel
-from ..formats.modelfile import load_model
+from ..compute.threads import plan_threads
+from .backends import backend_name, load_for_inference
 from ..io.rasters import CLASS_NODATA
 from ..formats.onnx.model import OnnxNetwork, check_tile
 from ..compute.backend import logits_of
 from .guard import fraction_note, input_notes
 from ..io.radiometry import BandStats, image_statistics
+from .range_guard import check_range
+from .small_segments import small_segment_filter
+from .thresholds import thresholded
 from .tiling import Block, Grid, Stitcher, check_tiling, with_margin
 from .tta import check_tta, with_tta
 from .views import View, ViewOptions, class_fractions, make_view, native_view, normalisation
@@ -213,16 +217,18 @@ def run_sliding_window(forward: Callable[..., Any], sources: Sequence[Source],
         reader.join()
 
 
-def softmax_forward(network: Any) -> Callable[[Dict[str, Any]], Any]:
+def softmax_forward(network: Any, card: Optional[Dict[str, Any]] = None
+                    ) -> Callable[[Dict[str, Any]], Any]:
     """Class probabilities (softmax over channels) of a network called with named inputs; an
-    ONNX network gives probabilities itself."""
+    ONNX network gives probabilities itself.  With a ``card`` that sets a threshold, Deepness's
+    threshold rule follows (:mod:`engine.inference.thresholds`)."""
     if isinstance(network, OnnxNetwork):
-        return network
+        return thresholded(network, card or {})
     import torch
 
     def forward(inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.softmax(logits_of(network(**inputs)).float(), dim=1)
-    return forward
+    return thresholded(forward, card or {})
 
 
 def prepare_network(model: LoadedModel, device: Any) -> Any:
@@ -288,7 +294,8 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             device: str = "auto", tile: Optional[int] = None, overlap: Optional[int] = None,
             batch_size: int = 8, bands: Optional[Sequence[int]] = None,
             gsd: str = "auto", input_gsd: Optional[float] = None,
-            output_format: str = "gtiff", tta: str = "none",
+            output_format: str = "gtiff", backend: str = "auto", precision: str = "fp32",
+            tta: str = "none",
             progress: Optional[ProgressFn] = None,
             cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Segment ``input`` with ``model`` and write a class raster (and optional probabilities).
@@ -296,13 +303,16 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     ``gsd``: ``auto`` reads the input resampled to the model's GSD when they differ by more
     than 25 %, ``native`` never resamples, a number of metres reads at that GSD; ``input_gsd``
     gives the pixel size of a raster without georeferencing; ``output_format`` is ``gtiff`` or
-    ``cog`` (Cloud-Optimized GeoTIFF with overviews, :mod:`engine.io.cog`); ``tta`` averages
-    each window's probabilities over flips or D4 (:mod:`.tta`).  Returns a summary: output paths,
-    raster size, windows, seconds, MPix/s, the area share of each class and any domain notes.
+    ``cog`` (Cloud-Optimized GeoTIFF with overviews, :mod:`engine.io.cog`); ``backend`` and
+    ``precision`` pick the runtime (:mod:`engine.inference.backends`); ``tta`` averages each
+    window's probabilities over flips or D4 (:mod:`.tta`).  Returns a summary: output
+    paths, raster size, windows, seconds, MPix/s, the backend, the area share of each class and
+    any domain notes.
     """
     job = Job(progress, cancelled)
     dev = sharded.rank_device(resolve_device(device))
-    lm = model if isinstance(model, LoadedModel) else load_model(model, dev)
+    plan = plan_threads()
+    lm = load_for_inference(model, dev, backend, precision, job, plan)
     card = lm.card
     if card["task"] == "pretrained":
         raise ModelFileError(f"{lm.path or 'the model'} is a self-supervised pre-trained backbone "
@@ -321,14 +331,17 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
+        stack.enter_context(rasterio.Env(GDAL_NUM_THREADS=str(plan.writer)))
         ds = stack.enter_context(open_raster(input))
         # a finer input is blended at the model's GSD, except in a sharded run (its part files
         # are cut along the grid's rows)
         view = make_view(ds, card, t, o, ViewOptions(gsd, input_gsd,
                                                      model_grid=sharded.world()[1] == 1))
-        stats = image_statistics(WindowReader(ds, resolve_bands(ds, card["inputs"]["image"]["bands"],
-                                                                bands)))
-        notes = input_notes(card, "image", stats, view.plan)
+        indexes, band_note = match_bands(ds, card["inputs"]["image"]["bands"], bands)
+        stats = image_statistics(WindowReader(ds, indexes))
+        range_note = check_range(card, "image", stats, ds.dtypes[indexes[0] - 1])
+        notes = [n for n in [band_note, range_note, *(card.get("onnx") or {}).get("notes", [])]
+                 if n] + input_notes(card, "image", stats, view.plan)
         for note in notes:
             job.log(note)
         sources = open_sources(card, ds, aux, bands, stack, view, stats)
@@ -355,12 +368,19 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             return out
 
         totals = np.zeros(len(classes), np.int64)  # summed over the ranks of a sharded run
+        # Deepness's small-segment filter needs rows across shard borders: one process only
+        median = None if shard else small_segment_filter(card.get("small_segment"),
+                                                         write_rows(writers))
+        if shard and card.get("small_segment"):
+            job.log("the small-segment filter is not applied in a sharded run")
         with sharded.collective(shard, writers, [totals]):
-            on_rows = view.input_rows(write_rows(writers), sources[0].reader, stack)
-            forward = view.wrap(with_tta(softmax_forward(net), tta))
+            on_rows = view.input_rows(median or write_rows(writers), sources[0].reader, stack)
+            forward = view.wrap(with_tta(softmax_forward(net, card), tta))
             run_sliding_window(forward, sources, grid, len(classes), dev,
                                batch_size, convert, shard.keep(on_rows) if shard else on_rows, job,
                                label="segment: window", rows=shard.rows if shard else None)
+            if median is not None:
+                median.finish()
             totals += xp.to_numpy(counts)
     seconds = time.perf_counter() - started
     fractions = class_fractions(totals, classes)
@@ -368,7 +388,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     job.report(1.0, "segment: done")
     return {"output": str(output), "probabilities": str(probabilities) if probabilities else None,
             "width": ds.width, "height": ds.height, "windows": len(grid),
-            "device": str(dev), "seconds": seconds,
+            "device": str(dev), "backend": backend_name(lm), "seconds": seconds,
             "mpix_per_s": ds.width * ds.height / 1e6 / max(seconds, 1e-9),
             "gsd_scale": view.plan.scale, "class_fractions": fractions, "notes": notes}
 

@@ -17,6 +17,7 @@ from .messages import InputProblem
 SEGMENT_ALG = "rs_seg:segment"
 CHANGE_ALG = "rs_seg:detect_change"
 TRAIN_ALGS = {"segmentation": "rs_seg:train_segmentation", "change": "rs_seg:train_change"}
+OUTLINES_MODEL, OUTLINES_PIXEL = "model", "pixel"  # Segment tab: class polygons shaped or not
 
 
 @dataclass
@@ -62,7 +63,9 @@ class SegmentState:
     extent: str = ""  # 'xmin,xmax,ymin,ymax [EPSG:…]'; '' = the whole layer
     probabilities: bool = False
     polygons: bool = False
+    outlines: str = OUTLINES_MODEL
     outputs: Outputs = field(default_factory=Outputs)
+    bands: str = ""  # "1,2,3": the layer bands feeding the model, in its order ("": the model's)
 
 
 @dataclass
@@ -152,12 +155,16 @@ def segment_parameters(state: SegmentState) -> Dict[str, Any]:
                               **state.tiling.parameters()}
     if state.aux_layer:
         params["AUX_INPUT"] = state.aux_layer
+    if state.bands.strip():
+        params["BANDS"] = state.bands.strip()
     if state.extent:
         params["EXTENT"] = state.extent
     if state.probabilities:
         params["OUTPUT_PROBABILITY"] = state.outputs.path("probabilities.tif")
     if state.polygons:
         params["OUTPUT_VECTOR"] = state.outputs.path("classes.gpkg")
+        if state.outlines == OUTLINES_PIXEL:
+            params["AS_IS"] = "all"
     return params
 
 

@@ -16,6 +16,7 @@ from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordina
 
 from engine.formats.modelfile import read_card
 from engine.click.point import segment_at
+from rs_seg_qgis.colours import readable
 from tests.conftest import labelled_scene, make_model, write_raster
 
 pytestmark = pytest.mark.qgis
@@ -76,15 +77,34 @@ def test_segment_loads_outputs_styled_with_the_model_classes(provider, scene, tm
     renderer = raster.renderer()
     assert isinstance(renderer, QgsPalettedRasterRenderer)
     assert [(c.value, c.label, c.color.getRgb()[:3]) for c in renderer.classes()] == \
-        [(c["value"], c["name"], tuple(c["color"])) for c in classes]
+        [(c["value"], c["name"], tuple(readable(c["color"]))) for c in classes]  # tinted
     polygons = loaded(vec)
     assert polygons.renderer().type() == "categorizedSymbol"
     assert polygons.renderer().classAttribute() == "class_name"
     categories = {c.value(): c.symbol().color().getRgb()[:3]
                   for c in polygons.renderer().categories()}
-    assert categories == {c["name"]: tuple(c["color"]) for c in classes}
+    assert categories == {c["name"]: tuple(readable(c["color"])) for c in classes}
     names = {f["class_name"] for f in polygons.getFeatures()}
     assert names == {c["name"] for c in classes if c["value"] in present}
+    shape_of = {c["name"]: c["shape"] for c in classes}
+    for f in polygons.getFeatures():  # the card's shapes, probabilities and provenance
+        assert f["shape"] == shape_of[f["class_name"]]
+        assert 0 <= f["prob_min"] <= f["prob_mean"] <= 1
+        assert f["model"] == read_card(model)["name"] and len(f["model_sha256"]) == 64
+
+
+def test_vectorize_regularises_and_smooths_named_classes(provider, tmp_path):
+    _, labels = labelled_scene(tmp_path, size=64)
+    vec = tmp_path / "v.gpkg"
+    run("vectorize", {"INPUT": str(labels), "REGULARIZE": "2", "SMOOTH": "3",
+                      "TOLERANCE": 2.0, "OUTPUT": str(vec)})
+    shapes = {(f["class_value"], f["shape"]) for f in QgsVectorLayer(str(vec)).getFeatures()}
+    assert shapes == {(1, "as-is"), (2, "building"), (3, "natural")}
+    with pytest.raises(QgsProcessingException, match="has no class 'roof'; its classes are"):
+        run("vectorize", {"INPUT": str(labels), "REGULARIZE": "roof", "OUTPUT": str(vec)})
+    with pytest.raises(QgsProcessingException, match="below the pixel size"):
+        run("vectorize", {"INPUT": str(labels), "REGULARIZE": "2", "TOLERANCE": 0.5,
+                          "OUTPUT": str(vec)})
 
 
 def test_segment_extent_bands_and_engine_errors(provider, scene, tmp_path):
@@ -265,7 +285,8 @@ def test_vectorize_then_evaluate_against_raster_and_polygons(provider, tmp_path)
     run("vectorize", {"INPUT": str(labels), "MIN_AREA": 0, "OUTPUT": str(polygons)})
     layer = QgsVectorLayer(str(polygons), "labels", "ogr")
     assert layer.featureCount() > 3
-    assert [f.name() for f in layer.fields()][-3:] == ["class_value", "class_name", "area_m2"]
+    assert [f.name() for f in layer.fields()][1:5] == ["class_value", "class_name", "shape",
+                                                       "area_m2"]
     assert sum(f["area_m2"] for f in layer.getFeatures()) == pytest.approx(64 * 64)
     by_raster = run("evaluate", {"PREDICTION": str(labels), "REFERENCE_RASTER": str(labels),
                                  "OUTPUT_REPORT": str(tmp_path / "r.json"),
@@ -343,11 +364,15 @@ def test_train_change_then_detect_change_with_it(provider, tmp_path):
     with rasterio.open(out) as ds:
         assert set(np.unique(ds.read(1)).tolist()) <= {0, 1}
     with pytest.raises(QgsProcessingException, match="no MODEL was given"):
-        run("detect_change", {"INPUT_T1": str(t1), "INPUT_T2": str(t2),
+        run("detect_change", {"INPUT_T1": str(t1), "INPUT_T2": str(t2), "METHOD": "model",
                               "OUTPUT": str(tmp_path / "x.tif")})
+    # the default method runs the model when one is given, change vector analysis otherwise
+    cva = run("detect_change", {"INPUT_T1": str(t1), "INPUT_T2": str(t2), "DEVICE": 1,
+                                "OUTPUT": str(tmp_path / "auto_cva.tif")})
+    assert (tmp_path / "auto_cva.tif").is_file() and 0 <= cva["CHANGED_FRACTION"] <= 1
 
 
-def test_detect_change_cva_loads_red_change_and_polygons(provider, tmp_path, qgis_new_project):
+def test_detect_change_cva_loads_magenta_change_and_polygons(provider, tmp_path, qgis_new_project):
     pytest.importorskip("engine.analysis.change")
     import processing
     rng = np.random.default_rng(4)
@@ -369,7 +394,7 @@ def test_detect_change_cva_loads_red_change_and_polygons(provider, tmp_path, qgi
     renderer = loaded(out).renderer()
     assert isinstance(renderer, QgsPalettedRasterRenderer)
     colours = {c.value: c.color.getRgb() for c in renderer.classes()}
-    assert colours[0][3] == 0 and colours[1] == (255, 0, 0, 255)
+    assert colours[0][3] == 0 and colours[1] == (255, 0, 255, 255)
     polygons = loaded(vec)
     assert polygons.featureCount() >= 1 and polygons.renderer().type() == "singleSymbol"
 

@@ -114,8 +114,14 @@ class ModelGridReader(ResampledWindowReader):
 
     def read(self, x: int, y: int, size: int) -> WindowData:
         s = self.scale
-        data = super().read(int(round(x / s)), int(round(y / s)), max(1, int(round(size / s))))
-        return WindowData(data.pixels, data.valid)
+        n = max(1, int(round(size / s)))
+        data = super().read(int(round(x / s)), int(round(y / s)), n)
+        # a model pixel is valid when any input pixel it stands for is: every valid input pixel
+        # then gets a class, and the input's own nodata is restored on the input grid
+        starts = np.searchsorted(np.floor((np.arange(n) + 0.5) * self.tile / n), np.arange(self.tile))
+        valid = np.logical_or.reduceat(np.logical_or.reduceat(data.output_valid, starts, axis=0),
+                                       starts, axis=1)
+        return WindowData(data.pixels, valid)
 
 
 def model_grid_size(width: int, height: int, scale: float) -> Tuple[int, int]:

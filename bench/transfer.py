@@ -10,6 +10,8 @@
   segment    a U-Net trained on the ISPRS Potsdam tile (5 cm) applied to the UAV orthophoto
              (2 cm) with --gsd auto vs native: class shares and PNGs for a visual check
   cost       resampled inference vs native inference for the same ground area
+  tta        test-time augmentation (none / flips / d4) of the default change model: F1 on the
+             native and shifted LEVIR test pairs and seconds
 
 Results go to bench/results/transfer-*.json (and PNGs beside them); record them in
 docs/benchmarks.md with the machine.
@@ -237,14 +239,31 @@ def bench_segment(device: str, epochs: int, samples: int) -> None:
     save("transfer-segment", result)
 
 
-def bench_cost(device: str) -> None:
+def bench_tta(device: str, base: Path) -> None:
+    """F1 and seconds of the default change model with each test-time augmentation."""
+    folder = WORK / "tta"
+    test_names = pairs(("test",))
+    sets = {"native": native_set(test_names),
+            "shifted": shifted_set(test_names, WORK / "change" / "shifted")}
+    result: dict = {"model": str(base), "test_pairs": test_names, "runs": {}}
+    for mode in ("none", "flips", "d4"):
+        entry = {}
+        for name, data in sets.items():
+            started = time.perf_counter()
+            entry[name] = score(base, data, folder / "pred", f"{mode}-{name}", device, tta=mode)
+            entry[name]["seconds"] = round(time.perf_counter() - started, 2)
+        result["runs"][mode] = entry
+    save("transfer-tta", result)
+
+
+def bench_cost(device: str, size: int = 2048) -> None:
     """Resampled vs native inference over the same ground area: a 0.5 m model on a 0.5 m scene
     (native) and on the same scene at 1.0 m (read at 0.5 m: the same network windows)."""
     from engine.formats.create import init_model
     from engine.sample import make_sample
     folder = WORK / "cost"
     folder.mkdir(parents=True, exist_ok=True)
-    scene = make_sample(folder / "scene", size=2048, seed=0)
+    scene = make_sample(folder / "scene", size=size, seed=0)
     coarse = shifted(Path(scene["t1"]), folder / "t1_1m.tif", 2, None)
     fine = shifted(Path(scene["t1"]), folder / "t1_025m.tif", 0.5, None)
     model = init_model("unet", 4, 6, folder / "m.rsmodel", tile_size=512, overlap=64, gsd_m=0.5)
@@ -258,35 +277,41 @@ def bench_cost(device: str) -> None:
     # the same ground area and network windows; the 0.25 m scene reads and writes 4× the pixels
     ratios = {name: round(t / times["native 0.5 m scene"], 3) for name, t in times.items()
               if name.startswith("resampled")}
-    save("transfer-cost", {"device": device, "seconds": times, "ratio": ratios,
+    save("transfer-cost", {"device": device, "scene_px": size, "seconds": times, "ratio": ratios,
                            "target": "<= 1.2"})
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--only", choices=("change", "finetune", "segment", "cost"), action="append")
+    p.add_argument("--only", choices=("change", "finetune", "segment", "cost", "tta"),
+                   action="append")
     p.add_argument("--device", default="auto")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--samples", type=int, default=64, help="training windows per epoch")
+    p.add_argument("--cost-size", type=int, default=2048, help="scene edge of the cost run (px)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="fit the base model's training into this time (a reduced run)")
     a = p.parse_args()
     if not DATA.exists():
         sys.exit(f"real data not found at {DATA}; this benchmark needs ../shared/data")
     device = a.device if a.device != "auto" else ("cuda" if __import__("torch").cuda.is_available()
                                                   else "cpu")
-    only = a.only or ["cost", "change", "finetune", "segment"]
+    only = a.only or ["cost", "change", "finetune", "segment", "tta"]
     base = WORK / "change" / f"model{len(TRAIN_VARIANTS) - 1}.rsmodel"
     if "cost" in only:
-        bench_cost(device)
+        bench_cost(device, a.cost_size)
     if "change" in only:
         base = bench_change(device, a.epochs, a.samples)
+    if ("finetune" in only or "tta" in only) and not base.exists():
+        base.parent.mkdir(parents=True, exist_ok=True)  # the change benchmark's default model
+        train_change(base, native_set(pairs(("train", "val"))), a.epochs, a.samples, device,
+                     time_budget_s=a.time_budget, **TRAIN_VARIANTS["defaults (image + sensor aug)"])
     if "finetune" in only:
-        if not base.exists():  # the change benchmark's default model, trained alone
-            base.parent.mkdir(parents=True, exist_ok=True)
-            train_change(base, native_set(pairs(("train", "val"))), a.epochs, a.samples, device,
-                         **TRAIN_VARIANTS["defaults (image + sensor aug)"])
         bench_finetune(device, base, max(10, a.epochs // 2), a.samples)
     if "segment" in only:
         bench_segment(device, a.epochs, a.samples)
+    if "tta" in only:
+        bench_tta(device, base)
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def _predict_one(a: argparse.Namespace, model, output: str, probabilities) -> No
         model, a.input[0], output, probabilities=probabilities, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
         input_gsd=a.input_gsd, output_format=a.format, backend=a.backend,
-        precision=a.precision, progress=bar))
+        precision=a.precision, tta=a.tta, progress=bar))
     print(f"wrote {result['output']}" + (f" and {result['probabilities']}"
                                          if result["probabilities"] else ""))
     print(f"{result['width']}x{result['height']} px, {result['windows']} windows on "
@@ -172,7 +172,7 @@ def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
         skip_existing=a.skip_existing, fail_fast=a.fail_fast, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
         input_gsd=a.input_gsd, output_format=a.format, backend=a.backend, precision=a.precision,
-        progress=bar))
+        tta=a.tta, progress=bar))
     for w in result["written"]:
         print(f"wrote {w['output']}" + (f" and {w['probabilities']}" if w["probabilities"] else ""))
     for path in result["skipped"]:
@@ -274,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_format_argument(s)
     from .inference.backends import add_backend_arguments
     add_backend_arguments(s)
+    from .inference.tta import add_tta_argument
+    add_tta_argument(s)
     s.set_defaults(func=cmd_predict, fail_fast=False)
 
     for name in COMMAND_MODULES:

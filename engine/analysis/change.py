@@ -42,6 +42,7 @@ from ..io.gsd import GsdPlan
 from ..io.radiometry import BandStats, effective_affine, histogram_matcher, sample_pixels
 from ..inference.range_guard import check_range
 from ..inference.tiling import Block, Grid, with_margin
+from ..inference.tta import add_tta_argument, check_tta, with_tta
 from ..inference.views import View, ViewOptions, add_gsd_arguments, make_view, native_view, normalisation
 
 COMMAND = "change"
@@ -183,7 +184,7 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
                   from_to: Optional[str | Path] = None, from_to_table: Optional[str | Path] = None,
                   gsd: str = "auto", input_gsd: Optional[float] = None,
                   match_histograms: bool = False, output_format: str = "gtiff",
-                  backend: str = "auto", precision: str = "fp32",
+                  backend: str = "auto", precision: str = "fp32", tta: str = "none",
                   progress: Optional[ProgressFn] = None,
                   cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Write a change map (uint8 0/1, nodata 255 where either date is nodata) between ``t1`` and
@@ -194,7 +195,9 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
     ``input_gsd`` work as in :func:`engine.inference.pipeline.predict` (the grid is t1's);
     ``match_histograms`` maps t2's band distributions onto t1's before the network sees them;
     ``output_format`` ``cog`` writes the rasters as Cloud-Optimized GeoTIFFs; ``backend`` and
-    ``precision`` pick the runtime of the networks (:mod:`engine.inference.backends`).
+    ``precision`` pick the runtime of the networks (:mod:`engine.inference.backends`); ``tta``
+    averages the networks' probabilities over flips or D4 (:mod:`engine.inference.tta`; CVA is
+    per pixel).
     """
     job = Job(progress, cancelled)
     dev = sharded.rank_device(resolve_device(device))
@@ -204,6 +207,7 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1 (got {batch_size})")
     check_format(output_format)
+    check_tta(tta)
     if method == "pcc" and segmentation_model is None:
         raise InputError("post-classification comparison (pcc) needs --segmentation-model")
     if from_to is not None and segmentation_model is None:
@@ -240,7 +244,7 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
             sources, notes = _date_sources(card, g1, g2, view, options)
             for note in notes:
                 job.log(note)
-            change_forward = softmax_forward(prepare_network(change_model, dev))
+            change_forward = with_tta(softmax_forward(prepare_network(change_model, dev)), tta)
             forwards.append(lambda x: change_forward({"t1": x["t1"], "t2": x["t2"]}))
         else:
             t = int(tile or (seg.card["tile_size"] if seg else CLASSICAL_TILE))
@@ -264,7 +268,7 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
             for name, ds in (("s1", g1), ("s2", g2)):
                 reader = view.reader(ds, resolve_bands(ds, spec["bands"], None, "the dates"))
                 sources.append(Source(name, reader, *normalisation(spec, reader)))
-            seg_forward = softmax_forward(prepare_network(seg, dev))
+            seg_forward = with_tta(softmax_forward(prepare_network(seg, dev)), tta)
             k = len(seg.card["classes"])
             forwards.append(lambda x: xp.concat(
                 [seg_forward({"image": x[s]}) for s in ("s1", "s2")], axis=1))
@@ -427,6 +431,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_gsd_arguments(p)
     add_format_argument(p)
     add_backend_arguments(p)
+    add_tta_argument(p)
 
 
 def run(args: argparse.Namespace, progress=None) -> None:
@@ -442,7 +447,8 @@ def run(args: argparse.Namespace, progress=None) -> None:
                       segmentation_model=args.segmentation_model, from_to=args.from_to,
                       from_to_table=args.from_to_table, gsd=args.gsd, input_gsd=args.input_gsd,
                       match_histograms=args.match_histograms, output_format=args.format,
-                      backend=args.backend, precision=args.precision, progress=progress)
+                      backend=args.backend, precision=args.precision, tta=args.tta,
+                      progress=progress)
     print(f"wrote {r['output']} ({r['method']}): {100 * r['changed_fraction']:.2f} % changed, "
           f"{r['changed_area']:,.0f} CRS units² in {r['seconds']:.1f} s")
     for key in ("probabilities", "polygons", "from_to", "from_to_table"):

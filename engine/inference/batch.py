@@ -150,7 +150,7 @@ def predict_many(model: str | Path | LoadedModel, inputs: Sequence[str | Path],
                  overlap: Optional[int] = None, batch_size: int = 8,
                  bands: Optional[Sequence[int]] = None, gsd: str = "auto",
                  input_gsd: Optional[float] = None, output_format: str = "gtiff",
-                 backend: str = "auto", precision: str = "fp32",
+                 backend: str = "auto", precision: str = "fp32", tta: str = "none",
                  progress: Optional[ProgressFn] = None,
                  cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Segment every raster of ``inputs`` (files, or folders standing for their rasters) with
@@ -178,8 +178,8 @@ def predict_many(model: str | Path | LoadedModel, inputs: Sequence[str | Path],
     with sharded.local():
         result = _run(model, items, output_dir, job, aux=aux, device=device, tile=tile,
                       overlap=overlap, batch_size=batch_size, bands=bands, gsd=gsd,
-                      input_gsd=input_gsd, output_format=output_format, fail_fast=fail_fast,
-                      cancelled=cancelled)
+                      input_gsd=input_gsd, output_format=output_format, tta=tta,
+                      fail_fast=fail_fast, cancelled=cancelled)
     result["skipped"] = [str(p) for p in skipped]
     if size > 1:
         parts = sharded.gather({k: result[k] for k in ("written", "failed", "not_run")})
@@ -192,7 +192,7 @@ def predict_many(model: str | Path | LoadedModel, inputs: Sequence[str | Path],
 def _run(model: LoadedModel, items: Sequence[_Item], output_dir: str | Path,
          job: Job, *, aux: Optional[str | Path], device: str, tile: Optional[int],
          overlap: Optional[int], batch_size: int, bands: Optional[Sequence[int]], gsd: str,
-         input_gsd: Optional[float], output_format: str, fail_fast: bool,
+         input_gsd: Optional[float], output_format: str, tta: str, fail_fast: bool,
          cancelled: Optional[CancelledFn]) -> Dict[str, Any]:
     """:func:`predict_many` over this process's ``items`` (already planned)."""
     started = time.perf_counter()
@@ -218,7 +218,7 @@ def _run(model: LoadedModel, items: Sequence[_Item], output_dir: str | Path,
             result = predict(lm, item.input, item.output, probabilities=item.probabilities,
                              aux=aux, device=device, tile=tile, overlap=overlap,
                              batch_size=batch_size, bands=bands, gsd=gsd, input_gsd=input_gsd,
-                             output_format=output_format, progress=file_progress,
+                             output_format=output_format, tta=tta, progress=file_progress,
                              cancelled=cancelled)
             written.append({"input": str(item.input), **result})
         except (Cancelled, ModelFileError):  # a model of the wrong task fails every file alike

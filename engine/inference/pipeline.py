@@ -40,6 +40,7 @@ from .range_guard import check_range
 from .small_segments import small_segment_filter
 from .thresholds import thresholded
 from .tiling import Block, Grid, Stitcher, check_tiling, with_margin
+from .tta import check_tta, with_tta
 from .views import View, ViewOptions, class_fractions, make_view, native_view, normalisation
 
 PROBABILITY_SCALE = 254  # uint8 probability = round(p * 254); 255 is nodata
@@ -294,6 +295,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             batch_size: int = 8, bands: Optional[Sequence[int]] = None,
             gsd: str = "auto", input_gsd: Optional[float] = None,
             output_format: str = "gtiff", backend: str = "auto", precision: str = "fp32",
+            tta: str = "none",
             progress: Optional[ProgressFn] = None,
             cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Segment ``input`` with ``model`` and write a class raster (and optional probabilities).
@@ -302,7 +304,8 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     than 25 %, ``native`` never resamples, a number of metres reads at that GSD; ``input_gsd``
     gives the pixel size of a raster without georeferencing; ``output_format`` is ``gtiff`` or
     ``cog`` (Cloud-Optimized GeoTIFF with overviews, :mod:`engine.io.cog`); ``backend`` and
-    ``precision`` pick the runtime (:mod:`engine.inference.backends`).  Returns a summary: output
+    ``precision`` pick the runtime (:mod:`engine.inference.backends`); ``tta`` averages each
+    window's probabilities over flips or D4 (:mod:`.tta`).  Returns a summary: output
     paths, raster size, windows, seconds, MPix/s, the backend, the area share of each class and
     any domain notes.
     """
@@ -320,6 +323,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1 (got {batch_size})")
     check_format(output_format)
+    check_tta(tta)
     t, o = resolve_tiling(card, tile, overlap)
     for path in (output, probabilities):
         if path is not None:
@@ -329,7 +333,10 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         stack.enter_context(bounded_gdal_cache())
         stack.enter_context(rasterio.Env(GDAL_NUM_THREADS=str(plan.writer)))
         ds = stack.enter_context(open_raster(input))
-        view = make_view(ds, card, t, o, ViewOptions(gsd, input_gsd))
+        # a finer input is blended at the model's GSD, except in a sharded run (its part files
+        # are cut along the grid's rows)
+        view = make_view(ds, card, t, o, ViewOptions(gsd, input_gsd,
+                                                     model_grid=sharded.world()[1] == 1))
         indexes, band_note = match_bands(ds, card["inputs"]["image"]["bands"], bands)
         stats = image_statistics(WindowReader(ds, indexes))
         range_note = check_range(card, "image", stats, ds.dtypes[indexes[0] - 1])
@@ -367,8 +374,9 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         if shard and card.get("small_segment"):
             job.log("the small-segment filter is not applied in a sharded run")
         with sharded.collective(shard, writers, [totals]):
-            on_rows = median or write_rows(writers)
-            run_sliding_window(view.wrap(softmax_forward(net, card)), sources, grid, len(classes), dev,
+            on_rows = view.input_rows(median or write_rows(writers), sources[0].reader, stack)
+            forward = view.wrap(with_tta(softmax_forward(net, card), tta))
+            run_sliding_window(forward, sources, grid, len(classes), dev,
                                batch_size, convert, shard.keep(on_rows) if shard else on_rows, job,
                                label="segment: window", rows=shard.rows if shard else None)
             if median is not None:
@@ -379,9 +387,9 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     job.log(fraction_note(fractions))
     job.report(1.0, "segment: done")
     return {"output": str(output), "probabilities": str(probabilities) if probabilities else None,
-            "width": grid.width, "height": grid.height, "windows": len(grid),
+            "width": ds.width, "height": ds.height, "windows": len(grid),
             "device": str(dev), "backend": backend_name(lm), "seconds": seconds,
-            "mpix_per_s": grid.width * grid.height / 1e6 / max(seconds, 1e-9),
+            "mpix_per_s": ds.width * ds.height / 1e6 / max(seconds, 1e-9),
             "gsd_scale": view.plan.scale, "class_fractions": fractions, "notes": notes}
 
 

@@ -3,11 +3,14 @@
 Predict, change detection and click-to-segment all build their inputs here, so the resolution
 and radiometry rules (``--gsd``, ``--input-gsd``, the card's normalisation mode, histogram
 matching) hold the same everywhere.  The grid and the stitcher stay on the input raster; a
-resampled view only changes what one window of it looks like to the network.
+resampled view only changes what one window of it looks like to the network.  Where the caller
+allows it (``ViewOptions.model_grid``, predict), an input finer than the model is blended on the
+model's grid instead and only the output values come to the input grid (:mod:`engine.io.resample`).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -16,8 +19,9 @@ import rasterio
 
 from ..io.gsd import GsdPlan, plan_gsd
 from ..io.radiometry import BandStats, effective_affine, image_statistics, needs_statistics
-from ..io.rasters import WindowReader
-from ..io.resample import ResampledWindowReader, input_tiling, scores_to_input_grid
+from ..io.rasters import WindowReader, open_raster
+from ..io.resample import (ModelGridReader, ResampledWindowReader, RowsFn, input_tiling,
+                           model_grid_size, rows_to_input_grid, scores_to_input_grid)
 from ..jobs import InputError
 from .tiling import Grid, check_tiling
 
@@ -29,6 +33,7 @@ class ViewOptions:
     gsd: str = "auto"
     input_gsd: Optional[float] = None
     match_histograms: bool = False
+    model_grid: bool = False  # blend an input finer than the model at the model's GSD
 
 
 @dataclass
@@ -40,22 +45,37 @@ class View:
     overlap: int
     grid_tile: int  # window edge in input pixels
     grid_overlap: int
+    model_grid: bool = False  # grid and stitcher at the model's GSD (an input finer than it)
 
     def grid(self, width: int, height: int) -> Grid:
         """The sliding-window grid over a ``width``×``height`` input."""
+        if self.model_grid:
+            return Grid(*model_grid_size(width, height, self.plan.scale), self.tile, self.overlap)
         return Grid(width, height, self.grid_tile, self.grid_overlap)
 
     def reader(self, ds: rasterio.io.DatasetReader, bands: Sequence[int]) -> WindowReader:
         """A reader delivering network-sized windows of ``ds``."""
+        if self.model_grid:
+            return ModelGridReader(ds, bands, self.tile, self.plan.scale)
         if self.plan.resampled:
             return ResampledWindowReader(ds, bands, self.tile)
         return WindowReader(ds, bands)
 
     def wrap(self, forward: Callable[[Dict[str, Any]], Any]) -> Callable[[Dict[str, Any]], Any]:
         """``forward`` with its scores brought back to the input grid's window size."""
-        if not self.plan.resampled:
+        if not self.plan.resampled or self.model_grid:
             return forward
         return scores_to_input_grid(forward, self.tile, self.grid_tile)
+
+    def input_rows(self, on_rows: RowsFn, reader: WindowReader,
+                   stack: contextlib.ExitStack) -> RowsFn:
+        """``on_rows`` (rows of the input grid) fed from rows of this view's grid; ``reader``:
+        the input's, whose nodata the output keeps (read through a handle of its own, as the
+        reader thread reads the input meanwhile)."""
+        if not self.model_grid:
+            return on_rows
+        ds = stack.enter_context(open_raster(reader.ds.name))
+        return rows_to_input_grid(on_rows, ds, reader.bands, self.plan.scale)
 
 
 def make_view(ds: rasterio.io.DatasetReader, card: Mapping[str, Any], tile: int, overlap: int,
@@ -64,6 +84,8 @@ def make_view(ds: rasterio.io.DatasetReader, card: Mapping[str, Any], tile: int,
     plan = plan_gsd(ds, card.get("gsd_m"), options.gsd, options.input_gsd)
     if not plan.resampled:
         return View(plan, tile, overlap, tile, overlap)
+    if options.model_grid and plan.scale < 1:
+        return View(plan, tile, overlap, tile, overlap, model_grid=True)
     size, ov = input_tiling(tile, overlap, plan.scale)
     if size < 8:
         raise InputError(f"at {plan.input_gsd:g} m a {tile}-pixel window of the model "

@@ -7,13 +7,19 @@ pixels before the one stitcher blends them on the input grid.  So every output p
 exactly as in native inference, memory stays that of one window, and the output keeps the input's
 grid.
 
+An input finer than the model (0.25 m for a 0.5 m model) is blended on the model's grid instead
+(:class:`ModelGridReader`, :func:`rows_to_input_grid`): the grid and the stitcher run at the model's
+GSD, so scores are never enlarged and blended at four times their pixels; only the final class
+codes (and probabilities when asked) are brought to the input grid, by nearest neighbour, with
+the input's own nodata.  That keeps resampled inference at about native cost.
+
 Score resizing is two small matrix products (rows then columns) with a triangle (bilinear,
 antialiased when shrinking) kernel whose rows sum to one, so probabilities stay probabilities and
 the same code runs on numpy arrays and torch tensors.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import rasterio
@@ -74,7 +80,7 @@ class ResampledWindowReader(WindowReader):
         resampling = Resampling.average if t < size else Resampling.bilinear
         pixels = self.ds.read(self.bands, window=win, out_shape=(len(self.bands), oh, ow),
                               out_dtype="float32", resampling=resampling)
-        native = self._native_validity(win)
+        native = self.input_validity(win)
         finite = np.isfinite(pixels).all(axis=0)
         valid = _nearest(native, (oh, ow)) & finite
         if not finite.all():
@@ -86,13 +92,71 @@ class ResampledWindowReader(WindowReader):
         grid_valid = np.pad(native, ((0, size - ch), (0, size - cw)), constant_values=False)
         return WindowData(pixels, valid, grid_valid)
 
-    def _native_validity(self, win: Window) -> np.ndarray:
+    def input_validity(self, win: Window) -> np.ndarray:
+        """Validity of the input pixels of ``win`` (nodata value, alpha band or mask)."""
         if not self._alpha_is_data:
             return self.ds.dataset_mask(window=win) > 0
         nodata = self.ds.nodata
         if nodata is None:
             return np.ones((int(win.height), int(win.width)), dtype=bool)
         return (self.ds.read(self.bands, window=win) != nodata).any(axis=0)
+
+
+class ModelGridReader(ResampledWindowReader):
+    """A :class:`ResampledWindowReader` addressed in pixels of the model's grid over a finer
+    input (``scale`` < 1 model pixels per input pixel): window (x, y, size) covers the input
+    pixels from x/scale, y/scale over size/scale, delivered as ``tile`` pixels."""
+
+    def __init__(self, ds: rasterio.io.DatasetReader, bands: Sequence[int], tile: int,
+                 scale: float) -> None:
+        super().__init__(ds, bands, tile)
+        self.scale = scale
+
+    def read(self, x: int, y: int, size: int) -> WindowData:
+        s = self.scale
+        n = max(1, int(round(size / s)))
+        data = super().read(int(round(x / s)), int(round(y / s)), n)
+        # a model pixel is valid when any input pixel it stands for is: every valid input pixel
+        # then gets a class, and the input's own nodata is restored on the input grid
+        starts = np.searchsorted(np.floor((np.arange(n) + 0.5) * self.tile / n), np.arange(self.tile))
+        valid = np.logical_or.reduceat(np.logical_or.reduceat(data.output_valid, starts, axis=0),
+                                       starts, axis=1)
+        return WindowData(data.pixels, valid)
+
+
+def model_grid_size(width: int, height: int, scale: float) -> Tuple[int, int]:
+    """Width and height of the model's grid over a ``width``×``height`` input."""
+    return max(1, int(np.ceil(width * scale))), max(1, int(np.ceil(height * scale)))
+
+
+RowsFn = Callable[[int, List[np.ndarray]], None]
+
+
+def rows_to_input_grid(on_rows: RowsFn, ds: rasterio.io.DatasetReader, bands: Sequence[int],
+                       scale: float, nodata: int = 255) -> RowsFn:
+    """Wrap ``on_rows`` (full-width rows of the input grid) to take rows of the model's grid:
+    each input pixel takes the value of the model pixel holding its centre, and ``nodata``
+    where the input itself is nodata."""
+    width_m, height_m = model_grid_size(ds.width, ds.height, scale)
+    cols = np.minimum(np.floor((np.arange(ds.width) + 0.5) * scale).astype(np.int64), width_m - 1)
+    owner = np.minimum(np.floor((np.arange(ds.height) + 0.5) * scale).astype(np.int64),
+                       height_m - 1)
+    mask_reader = ResampledWindowReader(ds, bands, 1)
+
+    def on_model_rows(y: int, rows: List[np.ndarray]) -> None:
+        h = rows[0].shape[-2]
+        first, end = np.searchsorted(owner, [y, y + h])
+        if end <= first:
+            return
+        index = owner[first:end] - y
+        valid = mask_reader.input_validity(Window(0, int(first), ds.width, int(end - first)))
+        out = []
+        for a in rows:
+            fine = a[..., index[:, None], cols[None, :]]
+            fine[..., ~valid] = nodata
+            out.append(fine)
+        on_rows(int(first), out)
+    return on_model_rows
 
 
 Forward = Callable[[Dict[str, Any]], Any]

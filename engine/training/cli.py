@@ -50,7 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="randomly swap the dates while training change models (default: on)")
     p.add_argument("--samples-per-epoch", type=int)
     p.add_argument("--time-budget", type=float, dest="time_budget_s", metavar="SECONDS",
-                   help="stop after the epoch that exceeds this training time (best model kept)")
+                   help="fit the epochs into this training time (fewer, shorter epochs when "
+                        "the first steps show they would not fit); checked after every step, "
+                        "the best model is kept")
     p.add_argument("--workers", type=int, default=1, help="data-loading processes")
     p.add_argument("--device", default="auto")
     p.add_argument("--init", help="fine-tune from this model file (matching layers load; its "
@@ -65,6 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random scale 0.5-2x, blur, noise, gain and gamma, per date (default on)")
     p.add_argument("--gsd", type=float, metavar="METRES",
                    help="train at this ground sampling distance (windows are resampled)")
+    p.add_argument("--input-gsd", type=float, metavar="METRES",
+                   help="pixel size of training images without georeferencing (e.g. PNG pairs)")
     p.add_argument("--backbone-weights", metavar="FILE",
                    help="published pre-trained encoder weights (ResNet torchvision/timm, "
                         "R50+ViT-B_16.npz, DINOv2), recognised by their key layout")

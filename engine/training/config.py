@@ -11,6 +11,7 @@ import torch
 from ..jobs import InputError
 from ..models import architecture
 from .encoder import split_groups
+from .schedule import fit_to_run
 
 
 @dataclass
@@ -52,6 +53,7 @@ class TrainConfig:
     normalisation: Optional[str] = None  # default: the --init model's, else DEFAULT_NORMALISATION
     sensor_augment: bool = True
     gsd: Optional[float] = None  # train at this GSD (m); default: the images' own (or --init's)
+    input_gsd: Optional[float] = None  # pixel size (m) of images without georeferencing
     backbone_weights: Optional[str] = None
     encoder_lr_scale: Optional[float] = None
     freeze_encoder_epochs: Optional[int] = None  # default: a third of the epochs with --init
@@ -86,26 +88,30 @@ def resolve_recipe(cfg: TrainConfig, steps_per_epoch: int) -> Dict[str, Any]:
         value = getattr(cfg, key)
         out[key] = value if value is not None else recipe.get(key, default)
     out["loss"] = cfg.loss or recipe.get("loss") or ("bce_dice" if cfg.task == "change" else "ce")
-    recipe_warmup = recipe.get("warmup_steps",
-                               int(recipe.get("warmup_epochs", 1) * steps_per_epoch))
-    out["warmup_steps"] = cfg.warmup_steps if cfg.warmup_steps is not None else recipe_warmup
+    lengths = fit_to_run(recipe, steps_per_epoch, cfg.epochs, cfg.patience, cfg.warmup_steps)
+    out["warmup_steps"] = lengths.warmup_steps
     out["warmup_start"] = recipe.get("warmup_start_lr", 0.0) / out["lr"] if out["lr"] else 0.0
     out["momentum"] = recipe.get("momentum", 0.9)
     out["betas"] = tuple(recipe.get("betas", (0.9, 0.999)))
     out["plateau_factor"] = recipe.get("plateau_factor", 0.1)
-    out["plateau_patience"] = recipe.get("plateau_patience", 10)
-    out["step_every"] = int(recipe.get("lr_step_epochs", 30) * steps_per_epoch)
+    out["plateau_patience"] = lengths.plateau_patience
+    out["step_every"] = lengths.step_every
     out["step_gamma"] = recipe.get("lr_step_gamma", 0.1)
     # a published pre-trained encoder moves 10× slower than the new decoder unless told otherwise
     out["encoder_lr_scale"] = (cfg.encoder_lr_scale if cfg.encoder_lr_scale is not None
                                else 0.1 if cfg.backbone_weights else 1.0)
-    # fine-tuning (--init) keeps the base encoder fixed for the first third of the epochs:
-    # +0.04 F1 from one labelled pair, +0.006 from three (docs/benchmarks.md, Transfer)
+    out["freeze_encoder_epochs"] = freeze_epochs(cfg, cfg.epochs)
+    return out
+
+
+def freeze_epochs(cfg: TrainConfig, epochs: int) -> int:
+    """Epochs the encoder stays fixed in a run of ``epochs`` (the time budget may shorten it):
+    the user's number, else a third with --init (+0.04 F1 from one labelled pair, +0.006 from
+    three: docs/benchmarks.md, Transfer), else none."""
     freeze = cfg.freeze_encoder_epochs
     if freeze is None:
-        freeze = cfg.epochs // FINETUNE_FREEZE_SHARE if cfg.init else 0
-    out["freeze_encoder_epochs"] = max(0, int(freeze))
-    return out
+        freeze = epochs // FINETUNE_FREEZE_SHARE if cfg.init else 0
+    return max(0, int(freeze))
 
 
 def make_optimiser(net: torch.nn.Module, hp: Dict[str, Any],

@@ -82,16 +82,31 @@ def image_gsd(path: str) -> Optional[float]:
         return raster_gsd(ds)
 
 
-def window_read_size(cfg: TrainConfig, scenes: List[Scene]) -> int:
-    """Input pixels behind one training window: the tile, scaled when training at --gsd."""
+def training_gsd(cfg: TrainConfig, scenes: List[Scene]) -> Optional[float]:
+    """Pixel size (m) of the training images: ``--input-gsd``, else their georeferencing."""
+    if cfg.input_gsd is not None:
+        if cfg.input_gsd <= 0:
+            raise InputError(f"--input-gsd must be a positive number of metres "
+                             f"(got {cfg.input_gsd})")
+        return cfg.input_gsd
+    return image_gsd(scenes[0].inputs[scenes[0].base])
+
+
+def window_read_size(cfg: TrainConfig, scenes: List[Scene], gsd_from_init: bool = False) -> int:
+    """Input pixels behind one training window: the tile, scaled when training at --gsd (or at
+    the --init model's GSD, ``gsd_from_init``)."""
     if cfg.gsd is None:
         return cfg.tile
     if cfg.gsd <= 0:
         raise InputError(f"--gsd must be a positive number of metres (got {cfg.gsd})")
-    native = image_gsd(scenes[0].inputs[scenes[0].base])
+    native = training_gsd(cfg, scenes)
+    if native is None and gsd_from_init:
+        raise InputError(f"fine-tuning trains at the --init model's GSD ({cfg.gsd:g} m), but the "
+                         f"training images are not georeferenced (their pixel size is unknown); "
+                         f"give it with --input-gsd METRES, or train at another --gsd")
     if native is None:
-        raise InputError("training at a chosen --gsd needs georeferenced images (their pixel "
-                         "size is unknown); georeference them or leave out --gsd")
+        raise InputError("training at a chosen --gsd needs the images' pixel size: they are not "
+                         "georeferenced; give it with --input-gsd METRES, or leave out --gsd")
     return max(8, int(round(cfg.tile * cfg.gsd / native)))
 
 
@@ -117,7 +132,7 @@ def model_card(cfg: TrainConfig, scenes: List[Scene], spec: LabelSpec,
     return {"name": Path(cfg.out).stem, "task": cfg.task, "architecture": cfg.arch,
             "hparams": hparams, "inputs": inputs, "classes": spec.classes,
             "tile_size": cfg.tile, "overlap": max(8, cfg.tile // 8) // 8 * 8,
-            "gsd_m": cfg.gsd or image_gsd(scenes[0].inputs[scenes[0].base]), "training": {}}
+            "gsd_m": cfg.gsd or training_gsd(cfg, scenes), "training": {}}
 
 
 def network_hparams(cfg: TrainConfig, scenes: List[Scene], num_classes: int) -> Dict[str, Any]:

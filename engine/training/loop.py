@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, astuple, replace
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -31,7 +31,9 @@ from ..models import architecture, build
 from ..io.radiometry import check_mode
 from . import finetune
 from .augment import SensorShift
-from .config import DEFAULT_NORMALISATION, TrainConfig, make_optimiser, resolve_recipe
+from .budget import PROBE_STEPS, EpochPlan, TimeBudget, epoch_samples, resumed_plan
+from .config import (DEFAULT_NORMALISATION, TrainConfig, freeze_epochs, make_optimiser, recipe_of,
+                     resolve_recipe)
 from .data import (SceneReader, WindowDataset, band_statistics, batch_to, network_inputs,
                    scan_cells, split_cells)
 from ..weights import inspect_backbone, load_backbone
@@ -43,7 +45,7 @@ from .inputs import (backbone_statistics, band_count, label_spec, model_card, ne
                      training_scenes, window_read_size)
 from .losses import IGNORE, build_loss
 from .report import write_report
-from .schedule import LRSchedule
+from .schedule import LRSchedule, fit_to_run
 from .validation import compact_scores, metric_of, validate
 
 
@@ -85,6 +87,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     scenes = training_scenes(cfg)
     spec = label_spec(cfg, scenes)
     base = finetune.base_card(cfg.init) if cfg.init else None
+    gsd_from_init = base is not None and cfg.gsd is None and base.get("gsd_m") is not None
     if base is not None:
         finetune.check_compatible(base, cfg.task, band_count(scenes[0].inputs[scenes[0].base]),
                                   [c["value"] for c in spec.classes], cfg.init_head)
@@ -95,7 +98,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     # a published backbone expects the normalisation it was trained with (e.g. ImageNet's)
     default = "dataset" if cfg.backbone_weights else DEFAULT_NORMALISATION
     cfg = replace(cfg, normalisation=check_mode(cfg.normalisation or default))
-    read_size = window_read_size(cfg, scenes)
+    read_size = window_read_size(cfg, scenes, gsd_from_init)
     readers = [SceneReader(s, spec, cfg.normalisation) for s in scenes]
     try:
         job.report(0.0, "train: scanning labels")
@@ -129,7 +132,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         job.log(f"init from {cfg.init}: {init_report['loaded']} tensors loaded, "
                 f"{init_report['skipped']} new")
 
-    samples = cfg.samples_per_epoch or max(cfg.batch_size * 4, len(train_cells) * 4)
+    samples = epoch_samples(cfg.samples_per_epoch, cfg.batch_size, len(train_cells))
     steps_per_epoch = max(1, math.ceil(math.ceil(samples / world) / cfg.batch_size))
     hp = resolve_recipe(cfg, steps_per_epoch)
     if cfg.init and cfg.lr is None:
@@ -180,15 +183,23 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
 
     history: List[Dict[str, Any]] = []
     best, bad_epochs, start_epoch = -1.0, 0, 0
+    plan = EpochPlan(cfg.epochs, steps_per_epoch)
     if resume_state is not None:
         history, best, bad_epochs, start_epoch = restore_train_state(resume_state, net, optimiser,
                                                                      scheduler, scaler)
+        plan = resumed_plan(json.loads(resume_state["config"]), plan)
+        scheduler.resize(fit_to_run(recipe_of(cfg.arch), plan.steps_per_epoch, plan.epochs,
+                                    cfg.patience, cfg.warmup_steps))
+        hp["freeze_encoder_epochs"] = freeze_epochs(cfg, plan.epochs)
         job.log(f"resumed from {cfg.resume} at epoch {start_epoch + 1}")
 
     ckpt = checkpoint_path(cfg.out)
     needs_targets = wants_targets(net)
-    started = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
+    metric_name = "F1(change)" if cfg.task == "change" else "mIoU"
+    budget = TimeBudget(cfg.time_budget_s, world)
+    started, probed, stopped = budget.started, cfg.time_budget_s is None, False
+    epoch = start_epoch
+    while epoch < plan.epochs and not stopped:
         train_ds.set_epoch(epoch)
         model.train()
         frozen = epoch < hp["freeze_encoder_epochs"]
@@ -225,8 +236,27 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
             scheduler.step()
             running[0] += float(loss.detach()) * len(b["target"])
             running[1] += len(b["target"])
-            job.report((epoch + (step + 1) / steps_per_epoch) / cfg.epochs,
-                       f"epoch {epoch + 1}/{cfg.epochs} loss {float(running[0] / running[1]):.4f}")
+            job.report((epoch + (step + 1) / plan.steps_per_epoch) / plan.epochs,
+                       f"epoch {epoch + 1}/{plan.epochs} loss {float(running[0] / running[1]):.4f}")
+            if step == 0:
+                first_step_done = time.perf_counter()
+            if not probed and (step == PROBE_STEPS or step + 1 == plan.steps_per_epoch):
+                probed = True
+                timed = (time.perf_counter() - first_step_done) / step if step \
+                    else time.perf_counter() - t0
+                fitted = budget.fit(plan, epoch, step + 1, timed, len(val_loader))
+                if fitted != plan:
+                    plan = fitted
+                    scheduler.resize(fit_to_run(recipe_of(cfg.arch), plan.steps_per_epoch,
+                                                plan.epochs, cfg.patience, cfg.warmup_steps))
+                    hp["freeze_encoder_epochs"] = freeze_epochs(cfg, plan.epochs)  # from the next epoch
+                    job.log(f"time budget {cfg.time_budget_s:.0f} s at {timed:.2f} s a step: "
+                            f"{plan.epochs} epoch(s) of {plan.steps_per_epoch} step(s)")
+            if step + 1 >= plan.steps_per_epoch:
+                break
+            if budget.spent():
+                stopped = True
+                break
         all_sum(running, world)
         train_loss = float(running[0] / running[1].clamp_min(1))
         train_seconds = time.perf_counter() - t0
@@ -244,22 +274,22 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
             best, bad_epochs = metric, 0
         else:
             bad_epochs += 1
-        metric_name = "F1(change)" if cfg.task == "change" else "mIoU"
-        job.log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, val loss "
+        job.log(f"epoch {epoch + 1}/{plan.epochs}: train loss {train_loss:.4f}, val loss "
                 f"{val_loss:.4f}, {metric_name} {metric:.4f}" + (" (best)" if improved else ""))
         if rank == 0:
             if improved:
                 write_best_model(cfg.out, card, net, _training_summary(
                     summary, history, epoch + 1, val_scores, metric_name, metric))
             save_train_state(ckpt, card, net, optimiser, scheduler, scaler, epoch + 1, history,
-                             best, bad_epochs, asdict(cfg))
+                             best, bad_epochs, {**asdict(cfg), "plan": list(astuple(plan))})
         barrier(world)
+        epoch += 1
         if bad_epochs >= cfg.patience:
             job.log(f"early stop: no improvement of {metric_name} for {cfg.patience} epochs")
             break
-        if _over_budget(cfg, started, world):
-            job.log(f"time budget of {cfg.time_budget_s:.0f} s reached after epoch {epoch + 1}")
-            break
+        if stopped or budget.spent():
+            stopped = True
+            job.log(f"time budget of {cfg.time_budget_s:.0f} s reached in epoch {epoch}")
 
     report = {}
     if rank == 0:
@@ -270,16 +300,6 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     return {"model": str(cfg.out), "checkpoint": str(ckpt), **report,
             "best_metric": best, "epochs_run": len(history),
             "seconds": time.perf_counter() - started, "rank": rank, "world_size": world}
-
-
-def _over_budget(cfg: TrainConfig, started: float, world: int) -> bool:
-    """True once the time budget is spent (rank 0 decides, so all ranks stop together)."""
-    if cfg.time_budget_s is None:
-        return False
-    flag = torch.tensor([float(time.perf_counter() - started >= cfg.time_budget_s)])
-    if world > 1:
-        torch.distributed.broadcast(flag, src=0)
-    return bool(flag.item())
 
 
 def _training_summary(summary: Dict[str, Any], history: List[Dict[str, Any]], best_epoch: int,

@@ -2,17 +2,62 @@
 
 One small object steps per batch (warm-up and decay) and per epoch (plateau on the validation
 metric), and saves its state for exact resume.
+
+Recipes are written for the run their paper made (SGSLN: 500 warm-up steps of a 500-epoch run on
+all of LEVIR-CD); :func:`fit_to_run` scales their lengths to the steps this run really has, so a
+fine-tune of a few hundred steps warms up, decays and steps down within itself.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Dict
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional
 
 import torch
 
 from ..jobs import InputError
 
 SCHEDULES = ("poly", "cosine", "step", "constant", "plateau")
+WARMUP_MAX_SHARE = 0.1  # a recipe's warm-up never takes more than this share of the run's steps
+
+
+@dataclass(frozen=True)
+class RunLengths:
+    """The schedule's lengths for one run, in optimiser steps (plateau patience in epochs)."""
+
+    warmup_steps: int
+    total_steps: int
+    step_every: int
+    plateau_patience: int
+
+
+def fit_to_run(recipe: Mapping[str, Any], steps_per_epoch: int, epochs: int,
+               early_stop_patience: int, warmup_steps: Optional[int] = None) -> RunLengths:
+    """The recipe's warm-up, step interval and plateau patience scaled to a run of ``epochs`` ×
+    ``steps_per_epoch`` steps; ``warmup_steps`` (the user's) is kept as given.
+
+    Lengths the recipe gives in epochs keep their share of the recipe's epochs (CaFE's drop after
+    100 of 150 epochs comes after two thirds of any run); a warm-up in steps, or the default of one
+    epoch, is capped at :data:`WARMUP_MAX_SHARE` of the run; reduce-on-plateau waits at most half
+    the early-stopping patience, so it reduces before the run would stop.
+    """
+    total = max(1, steps_per_epoch * epochs)
+    recipe_epochs = recipe.get("epochs")
+    share = (lambda n: n / recipe_epochs) if recipe_epochs else (lambda n: n / max(epochs, 1))
+    if warmup_steps is None:
+        if "warmup_steps" in recipe:
+            warmup = int(recipe["warmup_steps"])
+        elif "warmup_epochs" in recipe:
+            warmup = int(round(share(recipe["warmup_epochs"]) * total))
+        else:
+            warmup = steps_per_epoch
+        warmup_steps = min(warmup, int(WARMUP_MAX_SHARE * total))
+    step_epochs = recipe.get("lr_step_epochs", 30)
+    step_every = max(1, int(round(min(share(step_epochs), 1.0) * total))) if recipe_epochs \
+        else int(step_epochs * steps_per_epoch)
+    patience = int(recipe.get("plateau_patience", 10))
+    return RunLengths(max(0, int(warmup_steps)), total, step_every,
+                      max(1, min(patience, early_stop_patience // 2)))
 
 
 class LRSchedule:
@@ -60,6 +105,12 @@ class LRSchedule:
         """Keep the encoder groups at LR 0 (a freeze that works under DDP: every parameter still
         gets a gradient, none of the encoder's moves) or release them."""
         self.encoder_held = bool(held)
+        self._apply()
+
+    def resize(self, lengths: RunLengths) -> None:
+        """Take a run's new lengths (the time budget resized its epochs) from the current step."""
+        self.warmup_steps, self.total_steps = lengths.warmup_steps, max(1, lengths.total_steps)
+        self.step_every, self.plateau_patience = lengths.step_every, lengths.plateau_patience
         self._apply()
 
     def step(self) -> None:

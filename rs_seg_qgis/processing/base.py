@@ -46,6 +46,10 @@ FORMAT_LABELS = {"gtiff": "GeoTIFF (tiled, compressed)",
 FORMAT_HELP = ("FORMAT", "gtiff: tiled, compressed GeoTIFF; cog: Cloud-Optimized GeoTIFF with "
                          "overviews (mode for classes, average for probabilities), for web "
                          "serving and fast zoomed-out display")
+TTA_MODES = ["none", "flips", "d4"]  # engine.inference.tta.TTA_MODES (not imported, as FORMATS)
+TTA_HELP = ("TTA", "test-time augmentation: each window is also seen flipped (flips: 4 passes) "
+                   "or flipped and turned by quarter turns (d4: 8 passes) and the probabilities "
+                   "are averaged; that many times slower, often a little more accurate")
 CANCELLED = "cancelled by the user; no output was written"
 MODEL_WRAPPER = "rs_seg_qgis.processing.model_widget.ModelFileWrapper"  # the dialogs' picker
 TEXT_INTERVAL_S = 2.0  # at most one progress text per interval: the text goes to the log too
@@ -357,7 +361,19 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
         own.setFlags(own.flags() | own.FlagAdvanced)
         self.addParameter(own)
 
+    def add_tta(self) -> None:
+        """TTA (none | flips | d4), read with :meth:`tta_option`."""
+        param = QgsProcessingParameterEnum("TTA", "Test-time augmentation", options=TTA_MODES,
+                                           defaultValue="none", optional=True)
+        param.setUsesStaticStrings(True)
+        param.setFlags(param.flags() | param.FlagAdvanced)
+        self.addParameter(param)
+
     # ---- reading parameters -------------------------------------------------------------------
+
+    def tta_option(self, parameters: Dict[str, Any], context: QgsProcessingContext) -> Dict[str, str]:
+        """``tta`` keyword argument for the engine ("none" when not set)."""
+        return {"tta": self.parameterAsEnumString(parameters, "TTA", context) or "none"}
 
     def gsd_options(self, parameters: Dict[str, Any],
                     context: QgsProcessingContext) -> Dict[str, Any]:

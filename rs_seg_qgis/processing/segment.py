@@ -10,7 +10,7 @@ from qgis.core import (QgsProcessing, QgsProcessingContext,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
 from ..layers import raster_classes, style_class_polygons, style_class_raster, style_on_load
-from .base import (BACKEND_HELP, FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html,
+from .base import (BACKEND_HELP, FORMAT_HELP, TTA_HELP, EngineRun, RsSegAlgorithm, help_html,
                    require_engine)
 from .model_options import (HELP, add_model_options, comma_numbers, layer_name, load_model,
                             other_outputs)
@@ -54,7 +54,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
                                "says, with class, area, perimeter, mean/minimum class "
                                "probability and provenance (model, its SHA-256, date)"),
              *OUTLINE_HELP,
-             HELP, FORMAT_HELP, BACKEND_HELP],
+             HELP, TTA_HELP, FORMAT_HELP, BACKEND_HELP],
             "Web and other non-file layers are first saved over the extent at the model's "
             "ground sampling distance.")
 
@@ -67,6 +67,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         self.add_tiling()
         self.add_backend()
         self.add_gsd()
+        self.add_tta()
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent", optional=True))
         self.addParameter(QgsProcessingParameterString(
             "BANDS", "Bands (e.g. 1,2,3; empty: the model's)", optional=True))
@@ -121,7 +122,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
                        bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
                        output_format=self.output_format(parameters, context),
                        **self.backend_options(parameters, context),
-                       **self.tiling(parameters, context), **self.gsd_options(parameters, context))
+                       **self.tiling(parameters, context), **self.gsd_options(parameters, context),
+                       **self.tta_option(parameters, context))
         if vector and not probability:  # the polygons' prob_mean / prob_min need them
             probability_for_polygons = QgsProcessingUtils.generateTempFilename("probabilities.tif")
         else:

@@ -38,7 +38,11 @@ COMMON_HELP: List[Tuple[str, str]] = [
     ("SENSOR_AUGMENT", "random scale 0.5–2×, blur, noise, per-band gain and gamma (each date "
                        "on its own) so the model holds up on other sensors"),
     ("TRAIN_GSD", "train at this ground sampling distance (windows are resampled)"),
-    ("TIME_BUDGET", "stop after the epoch that spends this many seconds (best model kept)"),
+    ("INPUT_GSD", "pixel size of training images without georeferencing (PNG pairs), needed "
+                  "to train at TRAIN_GSD or at the GSD of INIT_MODEL"),
+    ("TIME_BUDGET", "fit the epochs into this many seconds (fewer, shorter epochs when the "
+                    "first steps show they would not fit; checked after every step; best model "
+                    "kept)"),
     ("BACKBONE_WEIGHTS", "optional published pre-trained encoder weights, as downloaded "
                          "(ResNet-50 torchvision/timm .pth/.safetensors for cafe/glcnet/"
                          "srcbtfusion, R50+ViT-B_16.npz for srcbtfusion, DINOv2 .pth for "
@@ -106,6 +110,9 @@ class TrainAlgorithm(RsSegAlgorithm):
             "TRAIN_GSD", "Train at GSD (m; empty: the images' own)",
             QgsProcessingParameterNumber.Double, optional=True, minValue=0.0))
         self.addParameter(QgsProcessingParameterNumber(
+            "INPUT_GSD", "Pixel size of images without georeferencing (m)",
+            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber(
             "TIME_BUDGET", "Time budget (seconds; empty: none)",
             QgsProcessingParameterNumber.Double, optional=True, minValue=0.0))
         self.addParameter(QgsProcessingParameterFile(
@@ -147,6 +154,7 @@ class TrainAlgorithm(RsSegAlgorithm):
             sensor_augment=self.parameterAsBoolean(parameters, "SENSOR_AUGMENT", context)
             if parameters.get("SENSOR_AUGMENT") is not None else True,
             gsd=self.optional_float(parameters, "TRAIN_GSD", context),
+            input_gsd=self.optional_float(parameters, "INPUT_GSD", context),
             time_budget_s=self.optional_float(parameters, "TIME_BUDGET", context),
             backbone_weights=self.parameterAsFile(parameters, "BACKBONE_WEIGHTS", context) or None,
             device=self.parameterAsEnumString(parameters, "DEVICE", context),

@@ -29,6 +29,14 @@ def test_init_model_info_and_predict(tmp_path, rng):
     with rasterio.open(out) as o:
         assert set(np.unique(o.read(1))) <= {1, 2, 3, 4}
         assert o.tags(1)["CLASS_3"] == "forest"
+    d4 = tmp_path / "d4.tif"
+    r = engine("predict", "--model", model, "--input", img, "--output", d4, "--device", "cpu",
+               "--tta", "d4")
+    assert r.returncode == 0, r.stderr
+    with rasterio.open(d4) as o:
+        assert set(np.unique(o.read(1))) <= {1, 2, 3, 4}
+    r = engine("predict", "--model", model, "--input", img, "--output", d4, "--tta", "d8")
+    assert r.returncode == 2 and "invalid choice: 'd8'" in r.stderr
 
 
 def test_errors_are_sentences_not_tracebacks(tmp_path, rng):

@@ -153,6 +153,27 @@ def test_segment_reads_at_the_models_gsd_and_says_so(provider, scene, tmp_path):
                         "OUTPUT": str(tmp_path / "bad.tif")})
 
 
+def test_segment_and_detect_change_with_test_time_augmentation(provider, scene, tmp_path):
+    from engine.inference.pipeline import predict
+    image, model = scene
+    for tta in ("none", "flips"):
+        run("segment", {"INPUT": str(image), "MODEL": str(model), "DEVICE": "cpu", "TTA": tta,
+                        "OUTPUT": str(tmp_path / f"{tta}.tif"),
+                        "OUTPUT_PROBABILITY": str(tmp_path / f"{tta}_p.tif")})
+    predict(model, image, tmp_path / "engine.tif", probabilities=tmp_path / "engine_p.tif",
+            device="cpu", tta="flips")
+    with rasterio.open(tmp_path / "flips_p.tif") as f, rasterio.open(tmp_path / "none_p.tif") as n, \
+            rasterio.open(tmp_path / "engine_p.tif") as e:
+        assert (f.read() == e.read()).all() and (f.read() != n.read()).any()
+    cd = make_model(tmp_path / "cd.rsmodel", arch="fcsiamdiff", bands=4, classes=2, base=4,
+                    depth=2, tile=64, overlap=16)
+    out = tmp_path / "change_d4.tif"
+    run("detect_change", {"INPUT_T1": str(image), "INPUT_T2": str(image), "METHOD": "model",
+                          "MODEL": str(cd), "DEVICE": "cpu", "TTA": "d4", "OUTPUT": str(out)})
+    with rasterio.open(out) as ds:
+        assert set(np.unique(ds.read(1)).tolist()) <= {0, 1}
+
+
 def test_segment_reads_a_layer_gdal_cannot_open_as_a_file(provider, scene, tmp_path):
     image, _ = scene
     source = QgsRasterLayer(str(image), "image")

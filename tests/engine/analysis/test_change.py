@@ -157,6 +157,35 @@ def test_bad_change_inputs_write_nothing(tmp_path, scene, rng):
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_tta_makes_a_change_model_flip_equivariant(tmp_path, rng):
+    """Averaged over flips, flipping both dates flips the change probability (one window); a
+    random network alone is not symmetric."""
+    import torch
+    from engine.formats.modelfile import load_model, save_model
+    cd = make_model(tmp_path / "cd.rsmodel", arch="fcsiamdiff", bands=4, classes=2, base=4,
+                    depth=2, tile=64, overlap=16)
+    m = load_model(cd)
+    with torch.no_grad():
+        m.network.decoder.head.weight.mul_(100)
+        m.network.decoder.head.bias.zero_()
+    save_model(cd, m.card, m.network)
+    dates = rng.integers(1, 255, (2, 4, 64, 64), dtype=np.uint8)
+    paths = {}
+    for name, flip in (("", False), ("f", True)):
+        for i, d in enumerate(dates):
+            paths[name + str(i)] = write_raster(tmp_path / f"{name}t{i}.tif",
+                                                d[..., ::-1].copy() if flip else d)
+    probs = {}
+    for tta in ("none", "flips"):
+        for name in ("", "f"):
+            out = tmp_path / f"p{name}{tta}.tif"
+            detect_change(cd, paths[name + "0"], paths[name + "1"], tmp_path / f"c{name}{tta}.tif",
+                          probabilities=out, device="cpu", tta=tta)
+            probs[name + tta] = read(out)[0].astype(int)
+    assert np.abs(probs["fflips"][:, ::-1] - probs["flips"]).max() <= 1
+    assert np.abs(probs["fnone"][:, ::-1] - probs["none"]).max() > 10
+
+
 def test_cli_change(tmp_path, scene):
     r = subprocess.run([sys.executable, "-m", "engine", "change", "--t1", str(scene["t1"]),
                         "--t2", str(scene["t2"]), "--output", str(tmp_path / "c.tif")],

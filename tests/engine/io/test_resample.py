@@ -151,3 +151,47 @@ def test_enlarged_scores_match_the_interpolation_matrix(tile, size):
     got = scores_to_input_grid(lambda x: torch.from_numpy(scores), tile, size)({})
     assert got.shape == (2, 3, size, size)
     assert np.abs(got.numpy() - expected).max() < 1e-5
+
+
+def _half_gsd_model(tmp_path):
+    model = make_model(tmp_path / "m.rsmodel", base=4, depth=2, tile=32, overlap=8)
+    lm = load_model(model)
+    lm.card["gsd_m"] = 1.0  # the images below are 0.5 m: twice as fine as the model's data
+    save_model(model, lm.card, lm.network)
+    return model
+
+
+def test_finer_input_is_blended_at_the_model_gsd_then_brought_to_its_grid(tmp_path, rng):
+    """A 0.5 m input for a 1 m model costs what the 1 m image would: the same windows, the
+    same blend, the classes and probabilities then repeated onto the input's pixels."""
+    fine = write_raster(tmp_path / "fine.tif", rng.integers(0, 255, (4, 130, 110), np.uint8))
+    with rasterio.open(fine) as ds:
+        coarse = ds.read(out_shape=(4, 65, 55), resampling=rasterio.enums.Resampling.average)
+    coarse_path = write_raster(tmp_path / "coarse.tif", coarse, res=1.0)
+    model = _half_gsd_model(tmp_path)
+    r_fine = predict(model, fine, tmp_path / "f.tif", probabilities=tmp_path / "fp.tif",
+                     device="cpu")
+    r_coarse = predict(model, coarse_path, tmp_path / "c.tif", probabilities=tmp_path / "cp.tif",
+                       device="cpu")
+    assert r_fine["windows"] == r_coarse["windows"]
+    assert (r_fine["width"], r_fine["height"]) == (110, 130)
+    for f, c in (("f.tif", "c.tif"), ("fp.tif", "cp.tif")):
+        with rasterio.open(tmp_path / f) as a, rasterio.open(tmp_path / c) as b, \
+                rasterio.open(fine) as src:
+            assert (a.width, a.height, a.transform) == (src.width, src.height, src.transform)
+            expected = b.read()[:, np.arange(130) // 2][:, :, np.arange(110) // 2]
+            assert np.array_equal(a.read(), expected)
+
+
+def test_finer_input_keeps_its_own_nodata_pixel_for_pixel(tmp_path, rng):
+    data = rng.integers(1, 255, (4, 130, 110), np.uint8)
+    yy, xx = np.mgrid[:130, :110]
+    hole = ((xx + 2 * yy) < 97) | (rng.random((130, 110)) < 0.2)  # finer than the model's pixels
+    data[:, hole] = 0
+    fine = write_raster(tmp_path / "fine.tif", data, nodata=0)
+    model = _half_gsd_model(tmp_path)
+    predict(model, fine, tmp_path / "f.tif", probabilities=tmp_path / "fp.tif", device="cpu")
+    with rasterio.open(tmp_path / "f.tif") as c, rasterio.open(tmp_path / "fp.tif") as p:
+        classes, probs = c.read(1), p.read()
+    assert np.array_equal(classes == 255, hole)
+    assert np.array_equal((probs == 255).all(0), hole) and (probs != 255).any(0)[~hole].all()

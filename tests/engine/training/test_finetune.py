@@ -75,3 +75,23 @@ def test_a_base_model_for_other_bands_is_refused(tmp_path, scene):
                         np.concatenate([rasterio.open(image).read()] * 2)[:4], res=1.0)
     with pytest.raises(InputError, match=r"expects 3 bands \(R,G,B\); the training images have 4"):
         _train(tmp_path, four, labels, "x.rsmodel", init=base["model"])
+
+
+def _png(path, data):
+    c, h, w = data.shape
+    with rasterio.open(path, "w", driver="PNG", width=w, height=h, count=c, dtype="uint8") as dst:
+        dst.write(data)
+    return path
+
+
+def test_fine_tuning_on_pngs_at_the_base_gsd_needs_input_gsd(tmp_path, scene):
+    image, labels = scene
+    base = _train(tmp_path, image, labels, "base.rsmodel", gsd=2.0)
+    png = _png(tmp_path / "a.png", rasterio.open(image).read())
+    png_labels = _png(tmp_path / "a_labels.png", rasterio.open(labels).read())
+    with pytest.raises(InputError, match=r"--init model's GSD \(2 m\).*give it with --input-gsd"):
+        _train(tmp_path, png, png_labels, "x.rsmodel", init=base["model"])
+    tuned = _train(tmp_path, png, png_labels, "tuned.rsmodel", init=base["model"], input_gsd=1.0)
+    assert read_card(tuned["model"])["gsd_m"] == 2.0
+    native = _train(tmp_path, png, png_labels, "native.rsmodel", input_gsd=1.0)
+    assert read_card(native["model"])["gsd_m"] == 1.0

@@ -250,7 +250,64 @@ def test_each_epoch_draws_new_windows_with_worker_processes(tmp_path, scene):
     assert not torch.equal(epochs[0], epochs[1])
 
 
-def test_time_budget_stops_after_the_epoch_that_spends_it(tmp_path, scene):
-    result = _train(tmp_path, scene, epochs=50, time_budget_s=0.01)
+def test_time_budget_is_checked_after_every_step(tmp_path, scene):
+    messages = []
+    result = _train(tmp_path, scene, epochs=50, samples_per_epoch=320, time_budget_s=0.01,
+                    progress=lambda f, m: messages.append(m))
     assert result["epochs_run"] == 1
     assert read_card(result["model"])["training"]["epochs"] == 1
+    steps = [m for m in messages if m.startswith("epoch 1/")]
+    assert 1 <= len(steps) < 40  # stopped inside the first of 40-step epochs
+
+
+class _Clock:
+    """A clock that advances 0.5 s each time it is read: step times are known exactly."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def perf_counter(self):
+        self.t += 0.5
+        return self.t
+
+
+def test_time_budget_sizes_the_epochs_to_fit(tmp_path, scene, monkeypatch):
+    from engine.training import budget as budget_module
+    clock = _Clock()
+    monkeypatch.setattr(loop_module, "time", clock)
+    monkeypatch.setattr(budget_module, "time", clock)
+    messages = []
+    result = _train(tmp_path, scene, epochs=50, samples_per_epoch=320, time_budget_s=60,
+                    progress=lambda f, m: messages.append(m))
+    fitted = [m for m in messages if m.startswith("time budget 60 s at")]
+    assert len(fitted) == 1
+    history = json.loads(open(result["history"]).read())["epochs"]
+    assert 1 < result["epochs_run"] < 50  # several short epochs instead of 1.5 long ones
+    planned = int(fitted[0].split(": ")[1].split()[0])
+    assert planned - 2 <= result["epochs_run"] <= planned  # the estimate fits; per-step checks end it
+    assert history[-1]["lr"] < 0.2 * 5e-3  # the schedule decayed within the budget
+
+
+def test_resume_with_no_epochs_left_writes_the_report(tmp_path, scene):
+    done = _train(tmp_path, scene, epochs=2)
+    again = _train(tmp_path, scene, epochs=2, resume=done["checkpoint"])
+    assert again["epochs_run"] == 2 and again["history"]
+    assert json.loads(open(again["history"]).read())["epochs"][-1]["epoch"] == 2
+
+
+def test_a_budget_that_shortens_a_fine_tune_shortens_its_frozen_epochs(tmp_path, scene, monkeypatch):
+    from engine.training import budget as budget_module
+    base = _train(tmp_path, scene, name="base.rsmodel", epochs=1)
+    clock = _Clock()
+    monkeypatch.setattr(loop_module, "time", clock)
+    monkeypatch.setattr(budget_module, "time", clock)
+    messages = []
+    tuned = _train(tmp_path, scene, name="tuned.rsmodel", init=base["model"], epochs=30,
+                   samples_per_epoch=320, time_budget_s=20, progress=lambda f, m: messages.append(m))
+    planned = int([m for m in messages if m.startswith("time budget")][0].split(": ")[1].split()[0])
+    assert planned < 10  # fewer epochs than the 30 // 3 the encoder would stay frozen for
+    history = json.loads(open(tuned["history"]).read())["epochs"]
+    assert len(history) > planned // 3 + 1  # epochs after the (shortened) frozen third ran
+    a = load_model(base["model"]).network.state_dict()["encoder.stem.0.weight"]
+    b = load_model(tuned["model"]).network.state_dict()["encoder.stem.0.weight"]
+    assert not torch.allclose(a, b)  # the encoder trained: 30 // 3 = 10 frozen epochs would not

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from engine.training.config import TrainConfig, resolve_recipe
-from engine.training.schedule import LRSchedule
+from engine.training.schedule import WARMUP_MAX_SHARE, LRSchedule, fit_to_run
 
 
 def _opt(lr=1.0):
@@ -36,7 +36,7 @@ def test_recipe_gives_defaults_but_the_user_wins():
     cfg = TrainConfig(out="x.rsmodel", images=["a.tif"], task="change", arch="sgsln")
     hp = resolve_recipe(cfg, steps_per_epoch=7)
     assert hp["lr"] == 2e-4 and hp["schedule"] == "plateau" and hp["grad_clip"] == 20.0
-    assert hp["warmup_steps"] == 500 and hp["loss"] == "bce_dice"
+    assert hp["warmup_steps"] == 14 and hp["loss"] == "bce_dice"  # 500, capped at 10 % of 140
     cfg.lr, cfg.warmup_steps = 1e-3, 3
     hp = resolve_recipe(cfg, steps_per_epoch=7)
     assert hp["lr"] == 1e-3 and hp["warmup_steps"] == 3
@@ -65,9 +65,10 @@ def test_step_schedule_multiplies_by_gamma_every_step_interval():
     assert lrs[7:12] == pytest.approx([0.8] * 5) and lrs[12] == pytest.approx(0.64)
 
 
-def test_cafe_recipe_steps_lr_by_0_8_every_100_epochs():
+def test_cafe_recipe_steps_lr_by_0_8_after_two_thirds_of_the_run():
     hp = resolve_recipe(TrainConfig(out="x", images=["a"], arch="cafe"), steps_per_epoch=3)
-    assert hp["schedule"] == "step" and hp["step_every"] == 300 and hp["step_gamma"] == 0.8
+    assert hp["schedule"] == "step" and hp["step_gamma"] == 0.8
+    assert hp["step_every"] == 40  # 100 of the recipe's 150 epochs: 2/3 of 20 epochs × 3 steps
 
 
 def test_architecture_parameter_groups_reach_the_optimiser():
@@ -83,3 +84,51 @@ def test_architecture_parameter_groups_reach_the_optimiser():
     assert all((id(p) in decayed) == (p.ndim >= 2) for p in net.parameters())
     plain = make_optimiser(net, hp, "unet").param_groups
     assert len(plain) == 1 and plain[0]["weight_decay"] == 0.01
+
+
+def _peak_reached_at(hp, steps_per_epoch, epochs):
+    s = LRSchedule(_opt(), hp["schedule"], hp["warmup_steps"], steps_per_epoch * epochs,
+                   warmup_start=hp["warmup_start"], step_every=hp["step_every"],
+                   step_gamma=hp["step_gamma"])
+    lrs = []
+    for _ in range(steps_per_epoch * epochs):
+        lrs.append(s.lr)
+        s.step()
+    return lrs.index(max(lrs)), lrs
+
+
+@pytest.mark.parametrize("arch", ["sgsln", "vsgnet", "unet", "cafe", "srcbtfusion"])
+def test_every_recipe_warms_up_within_a_short_run(arch):
+    """11 LEVIR pairs make 9 steps an epoch: SGSLN's 500-step warm-up must end in a 30-epoch
+    fine-tune (it used to reach 2.2e-5 of a 2e-4 peak after 6 epochs)."""
+    task = "change" if arch == "sgsln" else "segmentation"
+    cfg = TrainConfig(out="x", images=["a"], arch=arch, task=task, epochs=30, init="base.rsmodel")
+    hp = resolve_recipe(cfg, steps_per_epoch=9)
+    peak, lrs = _peak_reached_at(hp, 9, 30)
+    assert peak <= WARMUP_MAX_SHARE * 270
+    assert lrs[6 * 9] > 0.5 * max(lrs)  # after 6 epochs the rate is near its peak, not 1 %
+
+
+def test_run_lengths_scale_with_the_run_and_the_user_wins():
+    sgsln = {"warmup_steps": 500, "epochs": 500, "schedule": "plateau", "plateau_patience": 12}
+    long = fit_to_run(sgsln, steps_per_epoch=28, epochs=500, early_stop_patience=50)
+    assert long.warmup_steps == 500 and long.plateau_patience == 12  # the paper's run: as written
+    short = fit_to_run(sgsln, steps_per_epoch=9, epochs=30, early_stop_patience=10)
+    assert short.warmup_steps == 27 and short.total_steps == 270
+    assert short.plateau_patience == 5  # reduces before early stopping ends the run
+    assert fit_to_run(sgsln, 9, 30, 10, warmup_steps=100).warmup_steps == 100
+    vsg = fit_to_run({"warmup_epochs": 10, "epochs": 300}, steps_per_epoch=10, epochs=30,
+                     early_stop_patience=10)
+    assert vsg.warmup_steps == 10  # 10 of 300 epochs: 1/30 of the run's 300 steps
+    cafe = fit_to_run({"lr_step_epochs": 100, "epochs": 150}, 10, 30, 10)
+    assert cafe.step_every == 200
+
+
+def test_resize_keeps_the_step_and_applies_new_lengths():
+    s = LRSchedule(_opt(), "poly", warmup_steps=10, total_steps=100)
+    for _ in range(5):
+        s.step()
+    assert s.lr == pytest.approx(0.6)
+    s.resize(fit_to_run({}, steps_per_epoch=2, epochs=10, early_stop_patience=10))
+    assert s.warmup_steps == 2 and s.total_steps == 20 and s.step_count == 5
+    assert s.lr == pytest.approx((1 - 3 / 18) ** 0.9)

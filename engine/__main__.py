@@ -147,13 +147,17 @@ def cmd_predict(a: argparse.Namespace) -> None:
                           "for several inputs")
     model = _load(a, resolve_device(a.device))
     if a.output_dir is not None:
+        if a.uncertainty:
+            raise EngineError("--uncertainty writes the raster of one input; use it with "
+                              "--output FILE")
         return _predict_many(a, model, inputs)
     result = _with_bar("segment", lambda bar: predict(
         model, a.input[0], a.output, probabilities=a.probabilities, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
-        input_gsd=a.input_gsd, output_format=a.format, progress=bar))
-    print(f"wrote {result['output']}" + (f" and {result['probabilities']}"
-                                         if result["probabilities"] else ""))
+        input_gsd=a.input_gsd, output_format=a.format, progress=bar,
+        uncertainty=a.uncertainty, uncertainty_measure=a.uncertainty_measure))
+    extras = [result[k] for k in ("probabilities", "uncertainty") if result[k]]
+    print(f"wrote {result['output']}" + "".join(f" and {e}" for e in extras))
     print(f"{result['width']}x{result['height']} px, {result['windows']} windows on "
           f"{result['device']} in {result['seconds']:.1f} s ({result['mpix_per_s']:.2f} MPix/s)")
 
@@ -254,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with several inputs: stop at the first failure")
     s.add_argument("--probabilities", help="optional per-class probability raster (uint8); "
                                            "with --output-dir a pattern, e.g. {stem}_prob.tif")
+    s.add_argument("--uncertainty", metavar="FILE",
+                   help="optional per-pixel uncertainty raster (uint8, 0 certain … 254 unsure), "
+                        "from the same probabilities")
+    s.add_argument("--uncertainty-measure", choices=("margin", "entropy"), default="margin",
+                   help="margin: 1 - (p1 - p2) of the two likeliest classes (default); entropy: "
+                        "normalised class entropy")
     s.add_argument("--aux", help="auxiliary raster (e.g. DSM) for multimodal models")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     s.add_argument("--tile", type=int, help="window edge in pixels (default: model card)")

@@ -182,7 +182,8 @@ def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
 
 
 # Commands living in their own modules: each has COMMAND, HELP, add_arguments(p), run(args, progress).
-COMMAND_MODULES = ("engine.training.cli", "engine.training.pretrain", "engine.analysis.change", "engine.analysis.vectorize",
+COMMAND_MODULES = ("engine.training.cli", "engine.training.pretrain", "engine.training.refine",
+                   "engine.analysis.change", "engine.analysis.vectorize",
                    "engine.analysis.evaluation", "engine.analysis.derive", "engine.formats.onnx.cli")
 
 

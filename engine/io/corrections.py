@@ -9,6 +9,8 @@ the model was right there.  :func:`create_corrections` makes an empty file for a
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -17,7 +19,7 @@ from osgeo import ogr, osr
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 
-from ..jobs import InputError, OutputError, atomic_output
+from ..jobs import InputError, OutputError, check_writable_output
 from .vectors import _field_index, _field_kind, _layer_crs, _open_layer, _read_value, layer_names
 
 CORRECTIONS_LAYER = "corrections"
@@ -44,16 +46,20 @@ def create_corrections(path: str | Path, crs: Any) -> Path:
     srs = osr.SpatialReference()
     srs.ImportFromWkt(CRS.from_user_input(crs).to_wkt())
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    with atomic_output(out) as tmp:
-        tmp.unlink()  # the GeoPackage driver creates the file itself
-        ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
+    check_writable_output(out)
+    # made under its own name in a hidden folder beside it (GDAL wants the .gpkg extension),
+    # then moved in: never a half-made file at ``path``
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as folder:
+        part = Path(folder) / out.name
+        ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(part))
         if ds is None:
             raise OutputError(f"cannot create a GeoPackage at {out}; check the folder")
         for name in (CORRECTIONS_LAYER, REVIEWED_LAYER):
             lyr = ds.CreateLayer(name, srs, ogr.wkbMultiPolygon)
             if name == CORRECTIONS_LAYER:
                 lyr.CreateField(ogr.FieldDefn(CLASS_FIELD, ogr.OFTInteger))
-        ds = None
+        ds = lyr = None
+        os.replace(part, out)
     return out
 
 

@@ -42,6 +42,8 @@ COMMAND = "refine"
 HELP = "fine-tune a model on the analyst's corrections (one round of the loop)"
 DEFAULT_BUDGET_S = 120.0  # two minutes on a CPU: a round the analyst waits for
 REFINE_TILE = 256
+# Short epochs: the time budget is checked after each, so a round ends close to its budget.
+EPOCH_WINDOWS = 32
 SCORE_CONTEXT_PX = 32  # image around the held-out corrections the network sees when scoring
 
 
@@ -50,12 +52,14 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
            uncertainty: Optional[str | Path] = None, time_budget_s: float = DEFAULT_BUDGET_S,
            init_head: str = "keep", held_out_share: float = HELD_OUT_SHARE,
            pseudo_ratio: float = PSEUDO_RATIO, device: str = "auto", seed: int = 0,
-           progress: Optional[ProgressFn] = None,
+           reviewed: Optional[str | Path] = None, progress: Optional[ProgressFn] = None,
            cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Write ``out``, the next version of ``model`` fine-tuned on ``corrections`` of ``image``.
 
     ``prediction``/``uncertainty``: the parent's class and uncertainty rasters of ``image``
-    (``predict --uncertainty``); computed on the corrected window when not given.  Returns the
+    (``predict --uncertainty``); computed on the corrected window when not given.
+    ``reviewed``: the places checked (polygons; default: the ``reviewed`` layer of a corrections
+    GeoPackage).  Returns the
     lineage entry of the round, with ``model``, ``notes`` and the training summary.
     """
     job = Job(progress, cancelled)
@@ -70,14 +74,13 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
         raster_bounds = tuple(ds.bounds)
     layer = corrections_layer(corrections)
     features = read_layer(corrections, layer, crs, class_field)
-    reviewed = (read_layer(corrections, REVIEWED_LAYER, crs)
-                if layer is not None and has_layer(corrections, REVIEWED_LAYER) else [])
+    places = _reviewed_places(corrections, layer, reviewed, crs)
     keep, outside = inside(features, raster_bounds)
     if outside:
         notes.append(f"correction(s) {', '.join(map(str, outside))} lie outside {Path(image).name} "
                      f"and are skipped")
     features = [features[i] for i in keep]
-    reviewed = [reviewed[i] for i in inside(reviewed, raster_bounds)[0]]
+    reviewed = [places[i] for i in inside(places, raster_bounds)[0]]
     if not features and not reviewed:
         raise InputError(f"no correction or reviewed place lies on {Path(image).name}: draw "
                          f"corrections over the image (or mark places reviewed) first")
@@ -111,7 +114,8 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                           arch=parent["architecture"], hparams=hparams, init=str(model),
                           init_head=init_head, classes=classes, ignore_value=IGNORE,
                           epochs=1000, patience=8, time_budget_s=time_budget_s, tile=tile,
-                          batch_size=4, freeze_encoder_epochs=0, device=device, seed=seed)
+                          batch_size=4, samples_per_epoch=EPOCH_WINDOWS, val_fraction=0.1,
+                          freeze_encoder_epochs=0, device=device, seed=seed)
         job.log(f"refine: {labels.counts['corrections_trained']} correction(s), "
                 f"{labels.counts['corrected_pixels']} corrected, "
                 f"{labels.counts['confirmed_pixels']} confirmed and "
@@ -159,6 +163,17 @@ def _parent_card(model: str | Path) -> Dict[str, Any]:
         raise ModelFileError(f"{Path(model).name} also reads an auxiliary raster; refining "
                              f"supports image-only models")
     return card
+
+
+def _reviewed_places(corrections, layer: Optional[str], reviewed, crs) -> List[Any]:
+    """The reviewed places: from ``reviewed`` (its ``reviewed`` layer, else its only layer),
+    else from the corrections GeoPackage's own ``reviewed`` layer, else none."""
+    if reviewed is not None:
+        return read_layer(reviewed, REVIEWED_LAYER if has_layer(reviewed, REVIEWED_LAYER)
+                          else None, crs)
+    if layer is not None and has_layer(corrections, REVIEWED_LAYER):
+        return read_layer(corrections, REVIEWED_LAYER, crs)
+    return []
 
 
 def _crop(image: str | Path, window: Window, path: Path) -> Path:
@@ -280,6 +295,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prediction", help="the parent's class raster of --image (else predicted "
                                         "around the corrections)")
     p.add_argument("--uncertainty", help="the parent's uncertainty raster (predict --uncertainty)")
+    p.add_argument("--reviewed", help="places checked, as polygons (default: the 'reviewed' "
+                                      "layer of the corrections GeoPackage)")
     p.add_argument("--time-budget", type=float, default=DEFAULT_BUDGET_S, dest="time_budget_s",
                    metavar="SECONDS", help=f"training time (default {DEFAULT_BUDGET_S:.0f})")
     p.add_argument("--init-head", choices=("keep", "new"), default="keep",
@@ -307,7 +324,7 @@ def run(args: argparse.Namespace, progress=None) -> None:
     result = refine(args.model, args.image, args.corrections, args.out, args.class_field,
                     args.prediction, args.uncertainty, args.time_budget_s, args.init_head,
                     args.held_out_share, args.pseudo_ratio, args.device, args.seed,
-                    progress=progress)
+                    args.reviewed, progress=progress)
     print(f"wrote {result['model']} (round {result['round']}, {result['corrections']} "
           f"correction(s), {result['training']['epochs_run']} epoch(s))")
     print(format_score(result))

@@ -67,9 +67,9 @@ def class_values(features: Sequence[Feature], classes: List[Dict[str, Any]],
         values.append(v)
     if unknown and not new_head:
         raise InputError(f"the corrections use class value(s) {', '.join(map(str, unknown))} "
-                         f"that the model does not have (its classes: {class_table(classes)}); to "
-                         f"learn new classes add --init-head new (the classifier is trained "
-                         f"anew, the rest of the model is kept)")
+                         f"that the model does not have (its classes: {class_table(classes)}); "
+                         f"to learn new classes add --init-head new / INIT_HEAD new (the "
+                         f"classifier is trained anew, the rest of the model is kept)")
     extended = [dict(c) for c in classes] + [
         {"value": v, "name": f"class {v}", "color": class_colour(len(classes) + i)}
         for i, v in enumerate(sorted(unknown))]

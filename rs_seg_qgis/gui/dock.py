@@ -28,6 +28,7 @@ from .models_tab import ModelsTab
 from .params import (CHANGE_ALG, SEGMENT_ALG, change_parameters, run_name,
                      segment_parameters, train_parameters)
 from .results import add_change_results, add_segment_results
+from .review_tab import ReviewTab
 from .segment_tab import SegmentTab
 from .train_tab import TrainTab
 
@@ -63,6 +64,8 @@ class RsSegDock(QgsDockWidget):
         self.tabs.addTab(_scrolled(self.change), "Compare dates")
         self.tabs.addTab(_scrolled(self.train), "Train")
         self.tabs.addTab(self.models, "Models")
+        self.review = ReviewTab(iface, settings.models_folder, self._start)
+        self.tabs.addTab(_scrolled(self.review), "Review")
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
@@ -106,6 +109,7 @@ class RsSegDock(QgsDockWidget):
         self.train.run.clicked.connect(self.run_train)
         self.cancel.clicked.connect(self.cancel_runs)
         self.models.models_changed.connect(self.refresh_models)
+        self.review.model_written.connect(self.refresh_models)
 
     # ---- runs ----------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from .detect_change import DetectChangeAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .export_onnx import ExportOnnxAlgorithm
 from .pretrain import PretrainAlgorithm
+from .refine_model import RefineModelAlgorithm
 from .segment import SegmentAlgorithm
 from .segment_folder import SegmentFolderAlgorithm
 from .segment_point import SegmentPointAlgorithm
@@ -21,7 +22,8 @@ from .vectorize import VectorizeAlgorithm
 
 ALGORITHMS = (SegmentAlgorithm, SegmentPointAlgorithm, VectorizeAlgorithm, DetectChangeAlgorithm,
               TrainSegmentationAlgorithm, TrainChangeAlgorithm, PretrainAlgorithm,
-              EvaluateAlgorithm, ExportOnnxAlgorithm, SegmentFolderAlgorithm)
+              EvaluateAlgorithm, ExportOnnxAlgorithm, SegmentFolderAlgorithm,
+              RefineModelAlgorithm)
 
 
 class RsSegProvider(QgsProcessingProvider):

@@ -51,6 +51,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
                                  "INPUT_GSD is the pixel size of a raster without a CRS"),
              ("OUTPUT", "class raster (GeoTIFF, nodata 255)"),
              ("OUTPUT_PROBABILITY", "optional per-class probabilities (uint8, 254 = 1.0)"),
+             ("OUTPUT_UNCERTAINTY", "optional per-pixel uncertainty (uint8, 0 certain … 254 "
+                                    "a tie between the two likeliest classes), for review"),
              ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage) with class_value, "
                                "class_name and area_m2"),
              FORMAT_HELP],
@@ -72,6 +74,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Classes"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_PROBABILITY", "Class probabilities", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            "OUTPUT_UNCERTAINTY", "Uncertainty", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterVectorDestination(
             "OUTPUT_VECTOR", "Class polygons", QgsProcessing.TypeVectorPolygon, optional=True,
             createByDefault=False))
@@ -86,7 +90,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
         output = self.output(parameters, "OUTPUT", context)
         probability = self.output(parameters, "OUTPUT_PROBABILITY", context)
         vector = self.output(parameters, "OUTPUT_VECTOR", context)
-        run = EngineRun(context, feedback, [output, probability, vector])
+        unsure = self.output(parameters, "OUTPUT_UNCERTAINTY", context)
+        run = EngineRun(context, feedback, [output, probability, vector, unsure])
         model = self.parameterAsFile(parameters, "MODEL", context)
         card = run.call(read_card, model, job=False)
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
@@ -101,7 +106,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
                           device=self.parameterAsEnumString(parameters, "DEVICE", context),
                           bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
                           output_format=self.output_format(parameters, context),
-                          produces=[output, probability], end=0.9 if vector else 1.0,
+                          uncertainty=unsure, produces=[output, probability, unsure],
+                          end=0.9 if vector else 1.0,
                           **self.tiling(parameters, context), **self.gsd_options(parameters, context))
         feedback.pushInfo(f"{result['width']}×{result['height']} px, {result['windows']} "
                           f"windows on {result['device']} in {result['seconds']:.1f} s "
@@ -111,4 +117,5 @@ class SegmentAlgorithm(RsSegAlgorithm):
             style_on_load(context, vector, functools.partial(
                 style_class_polygons, classes=raster_classes(output)))
         style_on_load(context, output, style_class_raster)
-        return {"OUTPUT": output, "OUTPUT_PROBABILITY": probability, "OUTPUT_VECTOR": vector}
+        return {"OUTPUT": output, "OUTPUT_PROBABILITY": probability, "OUTPUT_VECTOR": vector,
+                "OUTPUT_UNCERTAINTY": unsure}

@@ -44,6 +44,7 @@ DEFAULT_BUDGET_S = 120.0  # two minutes on a CPU: a round the analyst waits for
 REFINE_TILE = 256
 # Short epochs: the time budget is checked after each, so a round ends close to its budget.
 EPOCH_WINDOWS = 32
+MAX_EPOCHS = 1000  # in practice the time budget ends a round
 SCORE_CONTEXT_PX = 32  # image around the held-out corrections the network sees when scoring
 
 
@@ -52,19 +53,23 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
            uncertainty: Optional[str | Path] = None, time_budget_s: float = DEFAULT_BUDGET_S,
            init_head: str = "keep", held_out_share: float = HELD_OUT_SHARE,
            pseudo_ratio: float = PSEUDO_RATIO, device: str = "auto", seed: int = 0,
-           reviewed: Optional[str | Path] = None, progress: Optional[ProgressFn] = None,
+           reviewed: Optional[str | Path] = None, max_epochs: int = MAX_EPOCHS,
+           progress: Optional[ProgressFn] = None,
            cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Write ``out``, the next version of ``model`` fine-tuned on ``corrections`` of ``image``.
 
     ``prediction``/``uncertainty``: the parent's class and uncertainty rasters of ``image``
     (``predict --uncertainty``); computed on the corrected window when not given.
     ``reviewed``: the places checked (polygons; default: the ``reviewed`` layer of a corrections
-    GeoPackage).  Returns the
+    GeoPackage).  Training stops at the time budget or after ``max_epochs`` short epochs
+    (``EPOCH_WINDOWS`` windows each), whichever comes first.  Returns the
     lineage entry of the round, with ``model``, ``notes`` and the training summary.
     """
     job = Job(progress, cancelled)
     parent = _parent_card(model)
     check_writable_output(out)
+    if max_epochs < 1:
+        raise InputError(f"--max-epochs must be at least 1 (got {max_epochs})")
     if time_budget_s <= 0:
         raise InputError(f"the time budget must be a positive number of seconds "
                          f"(got {time_budget_s})")
@@ -113,7 +118,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
         cfg = TrainConfig(out=str(out), images=[str(crop)], labels=[str(label_path)],
                           arch=parent["architecture"], hparams=hparams, init=str(model),
                           init_head=init_head, classes=classes, ignore_value=IGNORE,
-                          epochs=1000, patience=8, time_budget_s=time_budget_s, tile=tile,
+                          epochs=max_epochs, patience=8, time_budget_s=time_budget_s, tile=tile,
                           batch_size=4, samples_per_epoch=EPOCH_WINDOWS, val_fraction=0.1,
                           freeze_encoder_epochs=0, device=device, seed=seed)
         job.log(f"refine: {labels.counts['corrections_trained']} correction(s), "
@@ -313,6 +318,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --repredict: its uncertainty raster (for the next round)")
     p.add_argument("--difference", metavar="RASTER",
                    help="with --repredict and --prediction: the new class where it changed")
+    p.add_argument("--max-epochs", type=int, default=MAX_EPOCHS,
+                   help=f"stop after this many epochs of {EPOCH_WINDOWS} windows even within "
+                        f"the time budget")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
 
@@ -324,7 +332,7 @@ def run(args: argparse.Namespace, progress=None) -> None:
     result = refine(args.model, args.image, args.corrections, args.out, args.class_field,
                     args.prediction, args.uncertainty, args.time_budget_s, args.init_head,
                     args.held_out_share, args.pseudo_ratio, args.device, args.seed,
-                    args.reviewed, progress=progress)
+                    args.reviewed, args.max_epochs, progress=progress)
     print(f"wrote {result['model']} (round {result['round']}, {result['corrections']} "
           f"correction(s), {result['training']['epochs_run']} epoch(s))")
     print(format_score(result))

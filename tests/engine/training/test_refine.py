@@ -49,7 +49,8 @@ def test_refining_learns_the_corrections(tmp_path):
     image, parent = scene(tmp_path)
     gpkg = _left_is_1_right_is_2(tmp_path)
     out = tmp_path / "r.rsmodel"
-    refine(parent, image, gpkg, out, time_budget_s=6.0, device="cpu", held_out_share=0)
+    refine(parent, image, gpkg, out, time_budget_s=600.0, max_epochs=25, device="cpu",
+           held_out_share=0)
     for model, name in ((parent, "before.tif"), (out, "after.tif")):
         predict(model, image, tmp_path / name, device="cpu")
     with rasterio.open(tmp_path / "before.tif") as b, rasterio.open(tmp_path / "after.tif") as a:

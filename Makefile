@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt-deps demo test bench bench-realdata bench-transfer bench-zoo qgis package gui-shot gui-deps clean
+.PHONY: setup apt-deps demo test bench bench-realdata bench-transfer bench-zoo bench-loop qgis package gui-shot gui-deps clean
 
 setup: apt-deps $(STAMP)
 
@@ -53,6 +53,9 @@ bench-transfer: setup      # transfer to other GSD/radiometry, fine-tuning (long
 
 bench-zoo: setup           # the model zoo on real data at equal time budgets (long)
 	$(VPY) bench/zoo.py
+
+bench-loop: setup          # the analyst's loop simulated on LoveDA: guided vs random vs scratch (long)
+	$(VPY) bench/loop.py
 
 qgis: setup gui-deps      # QGIS desktop with the plugin from this tree (opens build/demo/demo.qgz)
 	$(VPY) scripts/gui_smoke.py --desktop

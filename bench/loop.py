@@ -212,10 +212,10 @@ def time_2048(base: Path, k: int, cell: int, budget: float) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--k", type=int, default=6, help="windows corrected per round")
+    p.add_argument("--k", type=int, default=4, help="windows corrected per round")
     p.add_argument("--cell", type=int, default=64, help="window edge (px)")
-    p.add_argument("--budget", type=float, default=60.0, help="refine budget per round (s)")
-    p.add_argument("--base-budget", type=float, default=240.0, help="base model training (s)")
+    p.add_argument("--budget", type=float, default=30.0, help="refine budget per round (s)")
+    p.add_argument("--base-budget", type=float, default=120.0, help="base model training (s)")
     p.add_argument("--round-budget", type=float, default=120.0,
                    help="refine budget of the timed 2048² round (s; the product default)")
     p.add_argument("--part", choices=("all", "accuracy", "round2048"), default="all")

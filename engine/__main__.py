@@ -117,6 +117,13 @@ def format_card(card: dict) -> str:
     for c in card["classes"]:
         r, g, b = c["color"]
         lines.append(f"    {c['value']:3d}  {c['name']:20s} #{r:02x}{g:02x}{b:02x}")
+    lineage = card.get("lineage")
+    if lineage:  # a model refined on corrections (engine refine)
+        held = (lineage.get("scores") or {}).get("held_out") or {}
+        score = (f", held-out accuracy {held['accuracy']:.3f}"
+                 if held.get("accuracy") is not None else "")
+        lines.append(f"  lineage       round {lineage['round']} of {lineage.get('parent_name')} "
+                     f"({lineage['date']}): {lineage['corrections']} corrections{score}")
     training = card.get("training") or {}
     for k, v in training.items():
         lines.append(f"  training.{k:12s} {v if not isinstance(v, (dict, list)) else json.dumps(v)}")

@@ -131,6 +131,11 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
         score = _held_out_scores(out, model, crop, labels.held_out, pred, pred_nodata, device,
                                  work, job)
     entry = _lineage_entry(model, parent, classes, labels.counts, score, time_budget_s)
+    if score and score["held_out"]["accuracy"] < score["parent_held_out"]["accuracy"]:
+        note = ("the refined model is less accurate than its parent on the held-out "
+                "corrections: keep the parent, or correct more places and refine again")
+        job.log(note)
+        notes.append(note)
     _write_lineage(out, parent, entry)
     job.report(1.0, "refine: done")
     return {"model": str(out), **entry, "notes": notes, "training": summary}

@@ -127,12 +127,15 @@ def hold_out(pixels: np.ndarray, share: float, seed: int) -> Tuple[List[int], Op
         return [], (f"too few corrected pixels ({total} in {len(present)} correction(s)) to hold "
                     f"any out: the score on held-out corrections is not available this round; "
                     f"training still runs")
+    # whole polygons in a seeded order, each taken while it keeps the share at most ``share``
+    # (the first always), so a few large corrections do not hold out most of the pixels
     held, count = [], 0
     for i in np.random.default_rng(seed).permutation(present):
-        if count >= total * share or len(held) == len(present) - 1:
+        if len(held) == len(present) - 1:
             break
-        held.append(int(i))
-        count += int(pixels[i])
+        if not held or count + pixels[i] <= total * share:
+            held.append(int(i))
+            count += int(pixels[i])
     return held, None
 
 

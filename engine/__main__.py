@@ -13,11 +13,8 @@ from .jobs import Cancelled, EngineError
 
 
 def _bands(text: str) -> List[int]:
-    try:
-        return [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bands must be comma-separated numbers, e.g. 1,2,3 "
-                                         f"(got {text!r})") from None
+    from .formats.overrides import comma_numbers
+    return comma_numbers(int, "bands", "1,2,3")(text)
 
 
 class _Bar:
@@ -73,26 +70,17 @@ def cmd_init_model(a: argparse.Namespace) -> None:
     print(f"wrote {path} ({a.arch}, {a.bands} bands, {a.classes} classes, {weights})")
 
 
-def _onnx_overrides(a: argparse.Namespace) -> dict:
-    """``--classes``/``--input-scale`` (and ``--tile``) for an ONNX model, when given."""
-    return {k: v for k, v in (("classes", a.classes), ("input_scale", a.input_scale),
-                              ("tile", getattr(a, "tile", None))) if v is not None}
-
-
-def _load(a: argparse.Namespace, device: str):
-    """The model path, or the loaded ONNX model when the user overrides what it says."""
-    from .formats.card import is_onnx
-    overrides = _onnx_overrides(a)
-    if not is_onnx(a.model) or not overrides:
-        return a.model
-    from .formats.onnx.model import load_onnx
-    return load_onnx(a.model, device, **overrides)
+def _load(a: argparse.Namespace, device, output: Optional[int] = None):
+    """The model with the definition beside it and the command line's overrides applied."""
+    from .formats.overrides import load_defined, overrides_from_args
+    overrides = overrides_from_args(a)
+    if output is not None:
+        overrides.output = output
+    return load_defined(a.model, device, overrides)
 
 
 def cmd_info(a: argparse.Namespace) -> None:
-    from .formats.modelfile import read_card
-    model = _load(a, "cpu")
-    card = read_card(model) if isinstance(model, str) else model.card
+    card = _load(a, "cpu").card
     if a.json:
         print(json.dumps(card, indent=2))
         return
@@ -113,6 +101,12 @@ def format_card(card: dict) -> str:
         lines.append(f"                normalisation {spec.get('normalisation', 'dataset')}: {stats}")
     lines.append(f"  tiling        tile {card['tile_size']}, overlap {card['overlap']}, "
                  f"GSD {card.get('gsd_m') or 'unknown'} m")
+    if card.get("threshold") is not None:
+        lines.append(f"  threshold     {card['threshold']:g} (probabilities below it count as 0)")
+    if card.get("small_segment"):
+        lines.append(f"  small segments median filter of {card['small_segment']} px")
+    if card.get("definition"):
+        lines.append(f"  definition    {json.dumps(card['definition'])}")
     lines.append(f"  classes       {len(card['classes'])}")
     for c in card["classes"]:
         r, g, b = c["color"]
@@ -140,7 +134,6 @@ def format_card(card: dict) -> str:
 def cmd_predict(a: argparse.Namespace) -> None:
     from .inference.batch import collect_inputs
     from .compute.devices import resolve_device
-    from .inference.pipeline import predict
     inputs = collect_inputs(a.input or (), a.input_list)
     single = len(inputs) == 1 and inputs[0] == Path(a.input[0]) if a.input else False
     if a.output is not None and a.output_dir is not None:
@@ -158,8 +151,20 @@ def cmd_predict(a: argparse.Namespace) -> None:
             raise EngineError("--uncertainty writes the raster of one input; use it with "
                               "--output FILE")
         return _predict_many(a, model, inputs)
+    from .formats.outputs import each_output, output_names
+    names = output_names(model)
+    for index, name, output in each_output(a.output, names, a.output_index or 0):
+        lm = model if index == (a.output_index or 0) else _load(a, resolve_device(a.device), index)
+        _predict_one(a, lm, output, a.probabilities if len(names) == 1 else None)
+    if len(names) > 1 and "{output}" not in a.output:
+        print(f"note: the model has {len(names)} outputs ({', '.join(names)}); this wrote "
+              f"'{names[a.output_index or 0]}' only: put {{output}} in --output to write each")
+
+
+def _predict_one(a: argparse.Namespace, model, output: str, probabilities) -> None:
+    from .inference.pipeline import predict
     result = _with_bar("segment", lambda bar: predict(
-        model, a.input[0], a.output, probabilities=a.probabilities, aux=a.aux, device=a.device,
+        model, a.input[0], output, probabilities=probabilities, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
         input_gsd=a.input_gsd, output_format=a.format, progress=bar,
         uncertainty=a.uncertainty, uncertainty_measure=a.uncertainty_measure))
@@ -191,7 +196,8 @@ def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
 # Commands living in their own modules: each has COMMAND, HELP, add_arguments(p), run(args, progress).
 COMMAND_MODULES = ("engine.training.cli", "engine.training.pretrain", "engine.training.refine",
                    "engine.analysis.change", "engine.analysis.vectorize",
-                   "engine.analysis.evaluation", "engine.analysis.derive", "engine.formats.onnx.cli")
+                   "engine.analysis.evaluation", "engine.analysis.derive", "engine.formats.onnx.cli",
+                   "engine.formats.catalogue_cli", "engine.formats.describe")
 
 
 def _module_command(module_name: str):
@@ -204,10 +210,8 @@ def _module_command(module_name: str):
 
 
 def _add_onnx_options(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--classes", type=lambda t: [c.strip() for c in t.split(",")],
-                   help="ONNX models without metadata: comma-separated class names")
-    s.add_argument("--input-scale", type=float,
-                   help="ONNX models: the pixel value the model reads as 1.0 (default 255)")
+    from .formats.overrides import add_model_arguments
+    add_model_arguments(s)
 
 
 def build_parser() -> argparse.ArgumentParser:

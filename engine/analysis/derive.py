@@ -40,6 +40,7 @@ from scipy import ndimage
 
 from ..io.rasters import check_overlap, data_band_indexes, open_raster, output_profile
 from ..io.writer import StripWriter
+from ..formats.overrides import comma_numbers
 from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output, check_writable_output
 
 COMMAND = "derive"
@@ -362,12 +363,7 @@ def derive(kind: str, input: str | Path, output: str | Path, *, dsm: Optional[st
     raise InputError(f"unknown structure kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
-def _band_list(text: str) -> List[int]:
-    try:
-        return [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bands must be comma-separated numbers, e.g. 1,2,3 "
-                                         f"(got {text!r})") from None
+_band_list = comma_numbers(int, "bands", "1,2,3")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -115,7 +115,9 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
         label_path = _write_labels(crop, labels.train, work / "labels.tif")
         hparams = {k: v for k, v in parent.get("hparams", {}).items()
                    if k not in ("in_channels", "num_classes", "aux_channels")}
-        cfg = TrainConfig(out=str(out), images=[str(crop)], labels=[str(label_path)],
+        # trained inside the work folder: ``out`` appears only once it carries its lineage
+        trained = work / "refined.rsmodel"
+        cfg = TrainConfig(out=str(trained), images=[str(crop)], labels=[str(label_path)],
                           arch=parent["architecture"], hparams=hparams, init=str(model),
                           init_head=init_head, classes=classes, ignore_value=IGNORE,
                           epochs=max_epochs, patience=8, time_budget_s=time_budget_s, tile=tile,
@@ -128,16 +130,19 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                 f"{labels.counts['held_out']} held out")
         summary = train(cfg, progress=lambda f, m: job.report(0.05 + 0.85 * f, m)
                         if f >= 0 else job.log(m), cancelled=cancelled)
-        score = _held_out_scores(out, model, crop, labels.held_out, pred, pred_nodata, device,
-                                 work, job)
-    entry = _lineage_entry(model, parent, classes, labels.counts, score, time_budget_s)
-    if score and score["held_out"]["accuracy"] < score["parent_held_out"]["accuracy"]:
-        note = ("the refined model is less accurate than its parent on the held-out "
-                "corrections: keep the parent, or correct more places and refine again")
-        job.log(note)
-        notes.append(note)
-    _write_lineage(out, parent, entry)
+        score = _held_out_scores(trained, crop, labels.held_out, pred, device, work, job,
+                                 cancelled)
+        entry = _lineage_entry(model, parent, classes, labels.counts, score, time_budget_s)
+        if score and score["held_out"]["accuracy"] < score["parent_held_out"]["accuracy"]:
+            note = ("the refined model is less accurate than its parent on the held-out "
+                    "corrections: keep the parent, or correct more places and refine again")
+            job.log(note)
+            notes.append(note)
+        job.check()
+        _write_lineage(trained, out, parent, entry)
     job.report(1.0, "refine: done")
+    summary = {k: v for k, v in summary.items() if k not in ("model", "checkpoint", "history",
+                                                             "curves")}  # files of the work folder
     return {"model": str(out), **entry, "notes": notes, "training": summary}
 
 
@@ -230,8 +235,9 @@ def _write_labels(crop: Path, labels: np.ndarray, path: Path) -> Path:
     return path
 
 
-def _held_out_scores(out, parent, crop: Path, held_out: np.ndarray, parent_pred: np.ndarray,
-                     pred_nodata: int, device: str, work: Path, job: Job) -> Dict[str, Any]:
+def _held_out_scores(trained: Path, crop: Path, held_out: np.ndarray, parent_pred: np.ndarray,
+                     device: str, work: Path, job: Job,
+                     cancelled: Optional[CancelledFn]) -> Dict[str, Any]:
     """Accuracy and mIoU of the new model and of its parent on the held-out corrections."""
     rows, cols = np.nonzero(held_out != IGNORE)
     if not len(rows):
@@ -242,7 +248,8 @@ def _held_out_scores(out, parent, crop: Path, held_out: np.ndarray, parent_pred:
     sub = Window(c0, r0, c1 - c0, r1 - r0)
     job.report(0.92, "refine: scoring on held-out corrections")
     new_pred = work / "scored.tif"
-    predict(out, _crop(crop, sub, work / "scored.vrt"), new_pred, device=device)
+    predict(trained, _crop(crop, sub, work / "scored.vrt"), new_pred, device=device,
+            cancelled=cancelled)
     with open_raster(new_pred) as ds:
         new = ds.read(1)
     ref = held_out[r0:r1, c0:c1]
@@ -283,10 +290,11 @@ def _lineage_entry(model, parent: Dict[str, Any], classes, counts: Dict[str, int
                             if c["value"] not in {p["value"] for p in parent["classes"]}]}
 
 
-def _write_lineage(out: str | Path, parent: Dict[str, Any], entry: Dict[str, Any]) -> None:
-    """Add the round to the new model's card: ``lineage`` = the latest round's fields and
-    every round so far."""
-    refined = load_model(out)
+def _write_lineage(trained: Path, out: str | Path, parent: Dict[str, Any],
+                   entry: Dict[str, Any]) -> None:
+    """Write ``trained`` as ``out`` with the round in its card: ``lineage`` = the latest round's
+    fields and every round so far."""
+    refined = load_model(trained)
     rounds = list((parent.get("lineage") or {}).get("rounds", [])) + [entry]
     refined.card["lineage"] = {**entry, "rounds": rounds}
     save_model(out, refined.card, refined.network)

@@ -120,3 +120,22 @@ def test_held_out_share_is_whole_polygons_at_most_the_share(seed):
     assert why is None and held and 4 not in held
     assert pixels[held].sum() <= 0.25 * pixels.sum() or len(held) == 1
     assert len(held) < 5  # at least one correction stays for training
+
+
+def test_a_round_leaves_only_the_model_and_cancel_leaves_nothing(tmp_path):
+    from engine.jobs import Cancelled
+    image, parent = scene(tmp_path)
+    gpkg = _left_is_1_right_is_2(tmp_path)
+    before = set(tmp_path.iterdir())
+    asked = []
+
+    def cancelled():
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(Cancelled):
+        refine(parent, image, gpkg, tmp_path / "r.rsmodel", time_budget_s=BUDGET, device="cpu",
+               cancelled=cancelled)
+    assert set(tmp_path.iterdir()) == before
+    refine(parent, image, gpkg, tmp_path / "r.rsmodel", time_budget_s=BUDGET, device="cpu")
+    assert set(tmp_path.iterdir()) - before == {tmp_path / "r.rsmodel"}

@@ -31,6 +31,7 @@ from .widgets import DeviceCombo, ModelPicker, hint, raster_combo, spin
 from .. import layers
 
 REFINE_ALG = "rs_seg:refine_model"
+SEGMENT_ALG = "rs_seg:segment"
 PLACES = 10
 PLACE_PX = 64  # a place is a square of this many pixels of the uncertainty raster
 ROUND_LAYERS = (
@@ -88,6 +89,9 @@ class ReviewTab(QWidget):
         self.new_corrections = QPushButton("New…")
         self.new_corrections.setToolTip("Create a corrections GeoPackage beside the project, "
                                         "with the model's classes")
+        self.segment = QPushButton("Segment with uncertainty")
+        self.segment.setToolTip("Runs Processing ▸ RS Seg ▸ Segment raster with its uncertainty "
+                                "output; the classes and uncertainty layers are then used here")
         self.find = QPushButton("List unsure places in view")
         self.places = QListWidget()
         self.places.setMinimumHeight(80)
@@ -118,6 +122,7 @@ class ReviewTab(QWidget):
         form.addRow("Corrections", row)
         check = QGroupBox("1. Where the model is unsure")
         box = QVBoxLayout(check)
+        box.addWidget(self.segment)
         box.addWidget(self.find)
         box.addWidget(self.places)
         buttons = QHBoxLayout()
@@ -139,14 +144,16 @@ class ReviewTab(QWidget):
         refine_form.addRow(self.score)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(hint("Segment the image with an uncertainty output first; its classes "
-                              "and uncertainty layers are picked up here."))
+        layout.addWidget(hint("Start with 'Segment with uncertainty', or choose the classes and "
+                              "uncertainty layers of an earlier run (Segment raster with "
+                              "Uncertainty)."))
         for group in (check, correct, refine):
             layout.addWidget(group)
         layout.addStretch(1)
 
         self.model.changed.connect(self._model_changed)
         self.new_corrections.clicked.connect(self.create_corrections)
+        self.segment.clicked.connect(self.run_segment)
         self.find.clicked.connect(self.find_places)
         self.next.clicked.connect(self.next_place)
         self.reviewed.clicked.connect(self.mark_reviewed)
@@ -195,6 +202,29 @@ class ReviewTab(QWidget):
         return layer
 
     # ---- 1. places -----------------------------------------------------------------------------
+
+    @guarded(lambda self: self.iface)
+    def run_segment(self, *_: object) -> Any:
+        """Segment the image with the model, writing its uncertainty too, in the background."""
+        image = self._need(self.image, "the image")
+        model = self.model.path()
+        if not model:
+            raise InputProblem("choose the model first")
+        params = {"INPUT": image.source(), "MODEL": model, "DEVICE": self.device.value(),
+                  "OUTPUT": "TEMPORARY_OUTPUT", "OUTPUT_UNCERTAINTY": "TEMPORARY_OUTPUT"}
+        name = f"Review {image.name()} with {Path(model).stem}"
+        return self._start(SEGMENT_ALG, params, name,
+                           lambda outcome: self._use(add_results(name, outcome.results,
+                                                                 ROUND_LAYERS)))
+
+    def _use(self, group: Any) -> None:
+        """Make a result group's classes and uncertainty the layers the tab works on."""
+        found = {layer.name(): layer for layer in (n.layer() for n in group.findLayers())}
+        if "Classes" in found:
+            self.prediction.setLayer(found["Classes"])
+        if "Uncertainty" in found:
+            self.uncertainty.setLayer(found["Uncertainty"])
+        self.places.clear()
 
     @guarded(lambda self: self.iface)
     def find_places(self, *_: object) -> int:
@@ -326,13 +356,7 @@ class ReviewTab(QWidget):
     def _refine_done(self, outcome: RunOutcome) -> None:
         results = outcome.results
         model = str(results.get("OUTPUT_MODEL"))
-        group = add_results(f"Round {results.get('ROUND')}", results, ROUND_LAYERS)
-        found = {layer.name(): layer for layer in (n.layer() for n in group.findLayers())}
-        if "Classes" in found:
-            self.prediction.setLayer(found["Classes"])
-        if "Uncertainty" in found:
-            self.uncertainty.setLayer(found["Uncertainty"])
+        self._use(add_results(f"Round {results.get('ROUND')}", results, ROUND_LAYERS))
         self.model.refresh(model)
         self.model_written.emit(model)
-        self.places.clear()
         self.score.setText(score_text(results, read_entry(model).card or {}))

@@ -130,3 +130,17 @@ def test_bad_input_goes_to_the_message_bar(loop, qgis_iface):
     messages = qgis_iface.messageBar().get_messages(Qgis.Warning)
     assert any("uncertainty" in m for m in messages)
     assert any("corrections layer" in m for m in messages)
+
+
+def test_segment_with_uncertainty_feeds_the_tab(loop):
+    from qgis.core import QgsApplication
+    tab, _layers, _folder = loop
+    tab.prediction.setLayer(None)
+    tab.uncertainty.setLayer(None)
+    tab.device.set_value("cpu")
+    assert tab.run_segment() is not None
+    assert wait_for(lambda: running_tasks() == 0, 120)
+    QgsApplication.processEvents()
+    assert tab.uncertainty.currentLayer().name() == "Uncertainty"
+    assert tab.prediction.currentLayer().name() == "Classes"
+    assert tab.find_places() > 0

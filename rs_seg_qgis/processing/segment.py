@@ -10,7 +10,8 @@ from qgis.core import (QgsProcessing, QgsProcessingContext,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
 from ..layers import raster_classes, style_class_polygons, style_class_raster, style_on_load
-from .base import FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
+from .base import (BACKEND_HELP, FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html,
+                   require_engine)
 from .model_options import (HELP, add_model_options, comma_numbers, layer_name, load_model,
                             other_outputs)
 
@@ -51,7 +52,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
                                     "a tie between the two likeliest classes), for review"),
              ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage) with class_value, "
                                "class_name and area_m2"),
-             HELP, FORMAT_HELP],
+             HELP, FORMAT_HELP, BACKEND_HELP],
             "Web and other non-file layers are first saved over the extent at the model's "
             "ground sampling distance.")
 
@@ -62,6 +63,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         self.add_model()
         self.add_device()
         self.add_tiling()
+        self.add_backend()
         self.add_gsd()
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent", optional=True))
         self.addParameter(QgsProcessingParameterString(
@@ -118,6 +120,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         options = dict(aux=aux, device=device,
                        bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
                        output_format=self.output_format(parameters, context),
+                       **self.backend_options(parameters, context),
                        **self.tiling(parameters, context), **self.gsd_options(parameters, context))
         result = run.call(predict, lm, image, output, probabilities=probability,
                           uncertainty=unsure, produces=[output, probability, unsure],

@@ -16,6 +16,8 @@ from rs_seg_qgis.gui.review_tab import next_model_path, score_text
 from rs_seg_qgis.tasks import running_tasks, wait_for
 from tests.engine.training.refine_helpers import box, scene
 
+from .test_processing import _clear_leaked_frames  # noqa: F401 (autouse fixture)
+
 pytestmark = pytest.mark.qgis
 
 

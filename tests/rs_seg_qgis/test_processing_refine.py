@@ -8,6 +8,8 @@ from qgis.core import QgsProcessingException
 from engine.formats.modelfile import read_card
 from tests.engine.training.refine_helpers import box, corrections, scene
 
+from .test_processing import _clear_leaked_frames  # noqa: F401 (autouse fixture)
+
 pytestmark = pytest.mark.qgis
 
 

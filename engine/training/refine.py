@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -22,6 +21,7 @@ import rasterio
 from osgeo import gdal
 from rasterio.windows import Window
 
+from ..analysis.attributes import file_sha256
 from ..analysis.metrics import confusion_matrix, scores
 from ..analysis.rounds import compare_rounds
 from ..formats.card import is_onnx
@@ -269,20 +269,12 @@ def _score(reference: np.ndarray, predicted: np.ndarray) -> Dict[str, Optional[f
     return {"accuracy": s["overall_accuracy"], "miou": s["miou"]}
 
 
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _lineage_entry(model, parent: Dict[str, Any], classes, counts: Dict[str, int],
                    score: Dict[str, Any], budget: float) -> Dict[str, Any]:
     rounds = (parent.get("lineage") or {}).get("rounds", [])
     previous = rounds[-1]["scores"].get("held_out") if rounds and rounds[-1].get("scores") else None
     return {"round": len(rounds) + 1, "parent": str(Path(model).resolve()),
-            "parent_name": parent.get("name"), "parent_sha256": _sha256(model),
+            "parent_name": parent.get("name"), "parent_sha256": file_sha256(model),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "time_budget_s": budget, **counts,
             "scores": {**score, "previous_round": previous} if score else {},

@@ -20,7 +20,7 @@ export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt-deps demo test bench bench-realdata bench-transfer bench-zoo bench-polygons gpu-check qgis package gui-shot gui-deps clean
+.PHONY: setup apt-deps demo test bench bench-realdata bench-transfer bench-zoo bench-polygons bench-loop gpu-check qgis package gui-shot gui-deps clean
 
 setup: apt-deps $(STAMP)
 
@@ -63,6 +63,9 @@ bench-zoo: setup           # the model zoo on real data at equal time budgets (l
 
 bench-polygons: setup      # building polygons raw / simplified / regularised on ../shared/data
 	OMP_NUM_THREADS=1 $(VPY) bench/polygons.py
+
+bench-loop: setup          # the analyst's loop simulated on LoveDA: guided vs random vs scratch (long)
+	$(VPY) bench/loop.py
 
 gpu-check: setup           # CUDA machine: CUDA tests + GPU benchmarks (< 8 min) → docs
 	$(VPY) bench/gpu.py

@@ -111,6 +111,13 @@ def format_card(card: dict) -> str:
     for c in card["classes"]:
         r, g, b = c["color"]
         lines.append(f"    {c['value']:3d}  {c['name']:20s} #{r:02x}{g:02x}{b:02x}")
+    lineage = card.get("lineage")
+    if lineage:  # a model refined on corrections (engine refine)
+        held = (lineage.get("scores") or {}).get("held_out") or {}
+        score = (f", held-out accuracy {held['accuracy']:.3f}"
+                 if held.get("accuracy") is not None else "")
+        lines.append(f"  lineage       round {lineage['round']} of {lineage.get('parent_name')} "
+                     f"({lineage['date']}): {lineage['corrections']} corrections{score}")
     training = card.get("training") or {}
     for k, v in training.items():
         lines.append(f"  training.{k:12s} {v if not isinstance(v, (dict, list)) else json.dumps(v)}")
@@ -140,6 +147,9 @@ def cmd_predict(a: argparse.Namespace) -> None:
                           "for several inputs")
     model = _load(a, resolve_device(a.device))
     if a.output_dir is not None:
+        if a.uncertainty:
+            raise EngineError("--uncertainty writes the raster of one input; use it with "
+                              "--output FILE")
         return _predict_many(a, model, inputs)
     from .formats.outputs import each_output, output_names
     names = output_names(model)
@@ -157,9 +167,10 @@ def _predict_one(a: argparse.Namespace, model, output: str, probabilities) -> No
         model, a.input[0], output, probabilities=probabilities, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
         input_gsd=a.input_gsd, output_format=a.format, backend=a.backend,
-        precision=a.precision, tta=a.tta, progress=bar))
-    print(f"wrote {result['output']}" + (f" and {result['probabilities']}"
-                                         if result["probabilities"] else ""))
+        precision=a.precision, tta=a.tta, progress=bar,
+        uncertainty=a.uncertainty, uncertainty_measure=a.uncertainty_measure))
+    extras = [result[k] for k in ("probabilities", "uncertainty") if result[k]]
+    print(f"wrote {result['output']}" + "".join(f" and {e}" for e in extras))
     print(f"{result['width']}x{result['height']} px, {result['windows']} windows on "
           f"{result['device']} ({result['backend']}) in {result['seconds']:.1f} s "
           f"({result['mpix_per_s']:.2f} MPix/s)")
@@ -186,7 +197,8 @@ def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
 
 
 # Commands living in their own modules: each has COMMAND, HELP, add_arguments(p), run(args, progress).
-COMMAND_MODULES = ("engine.training.cli", "engine.training.pretrain", "engine.analysis.change", "engine.analysis.vectorize",
+COMMAND_MODULES = ("engine.training.cli", "engine.training.pretrain", "engine.training.refine",
+                   "engine.analysis.change", "engine.analysis.vectorize",
                    "engine.analysis.evaluation", "engine.analysis.derive", "engine.formats.onnx.cli",
                    "engine.formats.catalogue_cli", "engine.formats.describe")
 
@@ -261,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with several inputs: stop at the first failure")
     s.add_argument("--probabilities", help="optional per-class probability raster (uint8); "
                                            "with --output-dir a pattern, e.g. {stem}_prob.tif")
+    s.add_argument("--uncertainty", metavar="FILE",
+                   help="optional per-pixel uncertainty raster (uint8, 0 certain … 254 unsure), "
+                        "from the same probabilities")
+    s.add_argument("--uncertainty-measure", choices=("margin", "entropy"), default="margin",
+                   help="margin: 1 - (p1 - p2) of the two likeliest classes (default); entropy: "
+                        "normalised class entropy")
     s.add_argument("--aux", help="auxiliary raster (e.g. DSM) for multimodal models")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     s.add_argument("--tile", type=int, help="window edge in pixels (default: model card)")

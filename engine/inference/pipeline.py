@@ -20,6 +20,7 @@ import rasterio
 
 from ..compute import backend as xp
 from . import sharded
+from . import uncertainty as unsure
 from ..compute.devices import resolve_device
 from ..io.rasters import (WindowReader, bounded_gdal_cache, check_overlap, class_colormap, class_tags,
                          data_band_indexes, match_bands, normalise, open_raster, output_profile,
@@ -297,8 +298,12 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             output_format: str = "gtiff", backend: str = "auto", precision: str = "fp32",
             tta: str = "none",
             progress: Optional[ProgressFn] = None,
-            cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
+            cancelled: Optional[CancelledFn] = None, uncertainty: Optional[str | Path] = None,
+            uncertainty_measure: str = "margin") -> Dict[str, Any]:
     """Segment ``input`` with ``model`` and write a class raster (and optional probabilities).
+
+    ``uncertainty``: also write a uint8 per-pixel uncertainty raster (``uncertainty_measure``
+    ``margin`` or ``entropy``, :mod:`engine.inference.uncertainty`) from the same probabilities.
 
     ``gsd``: ``auto`` reads the input resampled to the model's GSD when they differ by more
     than 25 %, ``native`` never resamples, a number of metres reads at that GSD; ``input_gsd``
@@ -324,8 +329,9 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         raise InputError(f"batch size must be at least 1 (got {batch_size})")
     check_format(output_format)
     check_tta(tta)
+    unsure.check_measure(uncertainty_measure)
     t, o = resolve_tiling(card, tile, overlap)
-    for path in (output, probabilities):
+    for path in (output, probabilities, uncertainty):
         if path is not None:
             check_writable_output(path)
     started = time.perf_counter()
@@ -351,7 +357,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         counts = xp.zeros((len(classes),), dev, "int64")
         shard = sharded.current(grid)
         writers = _segmentation_writers(stack, ds, card, output, probabilities, shard,
-                                        output_format)
+                                        output_format, uncertainty)
         net = prepare_network(lm, dev)
 
         def convert(block: Block) -> List[np.ndarray]:
@@ -361,10 +367,13 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             labels = lut[index]
             labels[invalid] = CLASS_NODATA
             out = [xp.to_numpy(labels[None])]
-            if len(writers) > 1:
+            if probabilities is not None:
                 p = xp.to_uint8(block.scores * PROBABILITY_SCALE)
                 p[:, invalid] = 255
                 out.append(xp.to_numpy(p))
+            if uncertainty is not None:
+                out.append(xp.to_numpy(unsure.to_uint8(block.scores, block.valid,
+                                                       uncertainty_measure)))
             return out
 
         totals = np.zeros(len(classes), np.int64)  # summed over the ranks of a sharded run
@@ -387,6 +396,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     job.log(fraction_note(fractions))
     job.report(1.0, "segment: done")
     return {"output": str(output), "probabilities": str(probabilities) if probabilities else None,
+            "uncertainty": str(uncertainty) if uncertainty else None,
             "width": ds.width, "height": ds.height, "windows": len(grid),
             "device": str(dev), "backend": backend_name(lm), "seconds": seconds,
             "mpix_per_s": ds.width * ds.height / 1e6 / max(seconds, 1e-9),
@@ -397,7 +407,8 @@ def _segmentation_writers(stack: contextlib.ExitStack, ds: rasterio.io.DatasetRe
                           card: Dict[str, Any], output: str | Path,
                           probabilities: Optional[str | Path],
                           shard: Optional[sharded.Shard] = None,
-                          output_format: str = "gtiff") -> List[StripWriter]:
+                          output_format: str = "gtiff",
+                          uncertainty: Optional[str | Path] = None) -> List[StripWriter]:
     classes = card["classes"]
     writers = [sharded.open_writer(shard, stack, output, output_format, MODE,
                                    output_profile(ds, 1, "uint8", CLASS_NODATA),
@@ -409,4 +420,9 @@ def _segmentation_writers(stack: contextlib.ExitStack, ds: rasterio.io.DatasetRe
             output_profile(ds, len(classes), "uint8", 255),
             descriptions=[f"p({c['name']})" for c in classes],
             scales=[1.0 / PROBABILITY_SCALE] * len(classes), tags=class_tags(classes)))
+    if uncertainty is not None:
+        writers.append(sharded.open_writer(
+            shard, stack, uncertainty, output_format, AVERAGE,
+            output_profile(ds, 1, "uint8", unsure.NODATA), descriptions=["uncertainty"],
+            scales=[1.0 / unsure.SCALE]))
     return writers

@@ -28,6 +28,7 @@ class TrainConfig:
     polygons: Optional[str] = None
     class_field: Optional[str] = None
     ignore_value: Optional[int] = None
+    classes: Optional[List[Dict[str, Any]]] = None  # the classes to learn; default: the labels'
     epochs: int = 20
     batch_size: int = 8
     tile: int = 256

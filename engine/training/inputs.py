@@ -51,6 +51,8 @@ def label_spec(cfg: TrainConfig, scenes: List[Scene]) -> LabelSpec:
     """The classes to learn: change / no change, the polygons' classes or the label values."""
     if cfg.task == "change":
         return ChangeLabelSpec(classes=CHANGE_CLASSES, ignore_value=cfg.ignore_value)
+    if cfg.classes:  # fixed by the caller (refine: the model's classes, present or not)
+        return LabelSpec(classes=[dict(c) for c in cfg.classes], ignore_value=cfg.ignore_value)
     if cfg.polygons:
         return polygon_label_spec(scenes)
     return discover_label_classes(scenes, cfg.ignore_value)

@@ -28,6 +28,7 @@ from .models_tab import ModelsTab
 from .params import (CHANGE_ALG, SEGMENT_ALG, change_parameters, run_name,
                      segment_parameters, train_parameters)
 from .results import add_change_results, add_segment_results
+from .review_tab import ReviewTab
 from .segment_tab import SegmentTab
 from .train_tab import TrainTab
 from .widgets import fit_narrow
@@ -64,7 +65,9 @@ class RsSegDock(QgsDockWidget):
         self.tabs.addTab(_scrolled(self.change), "Compare dates")
         self.tabs.addTab(_scrolled(self.train), "Train")
         self.tabs.addTab(_scrolled(self.models), "Models")
-        for tab in (self.segment, self.change, self.train, self.models):
+        self.review = ReviewTab(iface, settings.models_folder, self._start)
+        self.tabs.addTab(_scrolled(self.review), "Review")
+        for tab in (self.segment, self.change, self.train, self.models, self.review):
             fit_narrow(tab)
 
         self.progress = QProgressBar()
@@ -112,6 +115,7 @@ class RsSegDock(QgsDockWidget):
         self.train.run.clicked.connect(self.run_train)
         self.cancel.clicked.connect(self.cancel_runs)
         self.models.models_changed.connect(self.refresh_models)
+        self.review.model_written.connect(self.refresh_models)
         self.models.catalogue.downloaded.connect(self._downloaded)
         self.segment.wants_tab.connect(self.show_tab)
         # new layers: combos showing nothing or a result move to the new imagery

@@ -14,6 +14,7 @@ from .evaluate import EvaluateAlgorithm
 from .export_onnx import ExportOnnxAlgorithm
 from .pretrain import PretrainAlgorithm
 from .quantize_int8 import QuantizeInt8Algorithm
+from .refine_model import RefineModelAlgorithm
 from .segment import SegmentAlgorithm
 from .segment_folder import SegmentFolderAlgorithm
 from .segment_point import SegmentPointAlgorithm
@@ -24,7 +25,7 @@ from .vectorize import VectorizeAlgorithm
 ALGORITHMS = (SegmentAlgorithm, SegmentPointAlgorithm, VectorizeAlgorithm, DetectChangeAlgorithm,
               TrainSegmentationAlgorithm, TrainChangeAlgorithm, PretrainAlgorithm,
               EvaluateAlgorithm, ExportOnnxAlgorithm, QuantizeInt8Algorithm,
-              SegmentFolderAlgorithm, DownloadModelAlgorithm)
+              SegmentFolderAlgorithm, DownloadModelAlgorithm, RefineModelAlgorithm)
 
 
 class RsSegProvider(QgsProcessingProvider):

@@ -49,6 +49,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
                                  "INPUT_GSD is the pixel size of a raster without a CRS"),
              ("OUTPUT", "class raster (GeoTIFF, nodata 255)"),
              ("OUTPUT_PROBABILITY", "optional per-class probabilities (uint8, 254 = 1.0)"),
+             ("OUTPUT_UNCERTAINTY", "optional per-pixel uncertainty (uint8, 0 certain … 254 "
+                                    "a tie between the two likeliest classes), for review"),
              ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage): buildings "
                                "regularised and natural classes smoothed as the model card "
                                "says, with class, area, perimeter, mean/minimum class "
@@ -76,6 +78,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Classes"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_PROBABILITY", "Class probabilities", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            "OUTPUT_UNCERTAINTY", "Uncertainty", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterVectorDestination(
             "OUTPUT_VECTOR", "Class polygons", QgsProcessing.TypeVectorPolygon, optional=True,
             createByDefault=False))
@@ -105,7 +109,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
         output = self.output(parameters, "OUTPUT", context)
         probability = self.output(parameters, "OUTPUT_PROBABILITY", context)
         vector = self.output(parameters, "OUTPUT_VECTOR", context)
-        run = EngineRun(context, feedback, [output, probability, vector])
+        unsure = self.output(parameters, "OUTPUT_UNCERTAINTY", context)
+        run = EngineRun(context, feedback, [output, probability, vector, unsure])
         model = self.parameterAsFile(parameters, "MODEL", context)
         device = self.parameterAsEnumString(parameters, "DEVICE", context)
         lm = load_model(self, run, model, device, parameters, context)
@@ -129,7 +134,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
         else:
             probability_for_polygons = probability
         result = run.call(predict, lm, image, output, probabilities=probability_for_polygons,
-                          produces=[output, probability], end=0.9 if vector else 1.0, **options)
+                          uncertainty=unsure, produces=[output, probability, unsure],
+                          end=0.9 if vector else 1.0, **options)
         self.name_layer(context, output, layer_name(card))
         chosen = self.optional_int(parameters, "OUTPUT_INDEX", context)
         for index, name, path in other_outputs(lm, output, chosen):
@@ -148,4 +154,5 @@ class SegmentAlgorithm(RsSegAlgorithm):
             style_on_load(context, vector, functools.partial(
                 style_class_polygons, classes=raster_classes(output)))
         style_on_load(context, output, style_class_raster)
-        return {"OUTPUT": output, "OUTPUT_PROBABILITY": probability, "OUTPUT_VECTOR": vector}
+        return {"OUTPUT": output, "OUTPUT_PROBABILITY": probability, "OUTPUT_VECTOR": vector,
+                "OUTPUT_UNCERTAINTY": unsure}

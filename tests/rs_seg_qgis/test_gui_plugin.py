@@ -24,7 +24,7 @@ def test_init_gui_dock_tool_and_unload(qgis_iface, qgis_new_project):
         dock = plugin.dock
         assert dock is not None and dock.windowTitle() == "RS Seg"
         assert [dock.tabs.tabText(i) for i in range(dock.tabs.count())] == \
-            ["Segment", "Compare dates", "Train", "Models"]
+            ["Segment", "Compare dates", "Train", "Models", "Review"]
         canvas = qgis_iface.mapCanvas()
         plugin.click_action.setChecked(True)
         assert canvas.mapTool() is plugin.map_tool and dock.segment.pick.isChecked()

@@ -1,0 +1,371 @@
+"""``engine refine``: one round of the analyst's loop.
+
+The parent model fine-tunes (``train --init``) for a time budget on the analyst's corrections,
+the places they confirmed and a sample of its own confident predictions
+(:mod:`.refine_labels`), on the window of the image around the corrections.  A share of the
+corrections is held out: the round's score is the accuracy of the new model, and of its parent,
+on them.  The new model's card records its lineage: parent, round, corrections, date, scores,
+and every earlier round.  ``repredict`` then segments the whole image with the new model and
+compares it with the previous round's class raster (:mod:`engine.analysis.rounds`).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import rasterio
+from osgeo import gdal
+from rasterio.windows import Window
+
+from ..analysis.attributes import file_sha256
+from ..analysis.metrics import confusion_matrix, scores
+from ..analysis.rounds import compare_rounds
+from ..formats.card import is_onnx
+from ..formats.modelfile import load_model, read_card, save_model
+from ..inference.pipeline import predict
+from ..io.corrections import (CLASS_FIELD, REVIEWED_LAYER, corrections_layer, has_layer,
+                              read_layer)
+from ..io.rasters import CLASS_NODATA, open_raster
+from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn,
+                    check_writable_output)
+from ..models import architecture
+from .config import TrainConfig
+from .loop import train
+from .refine_labels import (HELD_OUT_SHARE, IGNORE, PSEUDO_RATIO, class_values, inside,
+                            round_labels, training_window)
+
+COMMAND = "refine"
+HELP = "fine-tune a model on the analyst's corrections (one round of the loop)"
+DEFAULT_BUDGET_S = 120.0  # two minutes on a CPU: a round the analyst waits for
+REFINE_TILE = 256
+# Short epochs: the time budget is checked after each, so a round ends close to its budget.
+EPOCH_WINDOWS = 32
+MAX_EPOCHS = 1000  # in practice the time budget ends a round
+SCORE_CONTEXT_PX = 32  # image around the held-out corrections the network sees when scoring
+
+
+def refine(model: str | Path, image: str | Path, corrections: str | Path, out: str | Path,
+           class_field: str = CLASS_FIELD, prediction: Optional[str | Path] = None,
+           uncertainty: Optional[str | Path] = None, time_budget_s: float = DEFAULT_BUDGET_S,
+           init_head: str = "keep", held_out_share: float = HELD_OUT_SHARE,
+           pseudo_ratio: float = PSEUDO_RATIO, device: str = "auto", seed: int = 0,
+           reviewed: Optional[str | Path] = None, max_epochs: int = MAX_EPOCHS,
+           progress: Optional[ProgressFn] = None,
+           cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
+    """Write ``out``, the next version of ``model`` fine-tuned on ``corrections`` of ``image``.
+
+    ``prediction``/``uncertainty``: the parent's class and uncertainty rasters of ``image``
+    (``predict --uncertainty``); computed on the corrected window when not given.
+    ``reviewed``: the places checked (polygons; default: the ``reviewed`` layer of a corrections
+    GeoPackage).  Training stops at the time budget or after ``max_epochs`` short epochs
+    (``EPOCH_WINDOWS`` windows each), whichever comes first.  Returns the
+    lineage entry of the round, with ``model``, ``notes`` and the training summary.
+    """
+    job = Job(progress, cancelled)
+    parent = _parent_card(model)
+    check_writable_output(out)
+    if max_epochs < 1:
+        raise InputError(f"--max-epochs must be at least 1 (got {max_epochs})")
+    if time_budget_s <= 0:
+        raise InputError(f"the time budget must be a positive number of seconds "
+                         f"(got {time_budget_s})")
+    notes: List[str] = []
+    with open_raster(image) as ds:
+        crs, transform, width, height = ds.crs, ds.transform, ds.width, ds.height
+        raster_bounds = tuple(ds.bounds)
+    layer = corrections_layer(corrections)
+    features = read_layer(corrections, layer, crs, class_field)
+    places = _reviewed_places(corrections, layer, reviewed, crs)
+    keep, outside = inside(features, raster_bounds)
+    if outside:
+        notes.append(f"correction(s) {', '.join(map(str, outside))} lie outside {Path(image).name} "
+                     f"and are skipped")
+    features = [features[i] for i in keep]
+    reviewed = [places[i] for i in inside(places, raster_bounds)[0]]
+    if not features and not reviewed:
+        raise InputError(f"no correction or reviewed place lies on {Path(image).name}: draw "
+                         f"corrections over the image (or mark places reviewed) first")
+    values, classes = class_values(features, parent["classes"], init_head == "new")
+    multiple = architecture(parent["architecture"]).input_multiple
+    tile = max(multiple, min(REFINE_TILE, width, height) // multiple * multiple)
+    window = training_window(features + reviewed, transform, width, height, tile, tile // 2)
+    for note in notes:
+        job.log(note)
+
+    with tempfile.TemporaryDirectory(prefix=".rs-seg-refine-",
+                                     dir=Path(out).parent if str(Path(out).parent) else ".") as tmp:
+        work = Path(tmp)
+        crop = _crop(image, window, work / "image.vrt")
+        job.report(0.02, "refine: the parent's predictions")
+        pred, unsure, pred_nodata = _parent_predictions(model, crop, window, prediction,
+                                                        uncertainty, (width, height, transform),
+                                                        device, work, job, cancelled)
+        labels = round_labels(features, values, reviewed, window, transform, pred, unsure,
+                              pred_nodata, held_out_share, pseudo_ratio, seed)
+        for note in labels.notes:
+            job.log(note)
+        notes += labels.notes
+        if not (labels.train != IGNORE).any():
+            raise InputError("nothing to train on: the corrections hold no pixel and the parent "
+                             "model is confident nowhere around them; draw larger corrections")
+        label_path = _write_labels(crop, labels.train, work / "labels.tif")
+        hparams = {k: v for k, v in parent.get("hparams", {}).items()
+                   if k not in ("in_channels", "num_classes", "aux_channels")}
+        # trained inside the work folder: ``out`` appears only once it carries its lineage
+        trained = work / "refined.rsmodel"
+        cfg = TrainConfig(out=str(trained), images=[str(crop)], labels=[str(label_path)],
+                          arch=parent["architecture"], hparams=hparams, init=str(model),
+                          init_head=init_head, classes=classes, ignore_value=IGNORE,
+                          epochs=max_epochs, patience=8, time_budget_s=time_budget_s, tile=tile,
+                          batch_size=4, samples_per_epoch=EPOCH_WINDOWS, val_fraction=0.1,
+                          freeze_encoder_epochs=0, device=device, seed=seed)
+        job.log(f"refine: {labels.counts['corrections_trained']} correction(s), "
+                f"{labels.counts['corrected_pixels']} corrected, "
+                f"{labels.counts['confirmed_pixels']} confirmed and "
+                f"{labels.counts['pseudo_pixels']} pseudo-labelled pixels; "
+                f"{labels.counts['held_out']} held out")
+        summary = train(cfg, progress=lambda f, m: job.report(0.05 + 0.85 * f, m)
+                        if f >= 0 else job.log(m), cancelled=cancelled)
+        score = _held_out_scores(trained, crop, labels.held_out, pred, device, work, job,
+                                 cancelled)
+        entry = _lineage_entry(model, parent, classes, labels.counts, score, time_budget_s)
+        if score and score["held_out"]["accuracy"] < score["parent_held_out"]["accuracy"]:
+            note = ("the refined model is less accurate than its parent on the held-out "
+                    "corrections: keep the parent, or correct more places and refine again")
+            job.log(note)
+            notes.append(note)
+        job.check()
+        _write_lineage(trained, out, parent, entry)
+    job.report(1.0, "refine: done")
+    summary = {k: v for k, v in summary.items() if k not in ("model", "checkpoint", "history",
+                                                             "curves")}  # files of the work folder
+    return {"model": str(out), **entry, "notes": notes, "training": summary}
+
+
+def repredict(model: str | Path, image: str | Path, output: str | Path,
+              previous: Optional[str | Path] = None, difference: Optional[str | Path] = None,
+              uncertainty: Optional[str | Path] = None, device: str = "auto",
+              progress: Optional[ProgressFn] = None,
+              cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
+    """Segment ``image`` with the refined ``model`` and compare with ``previous`` (the parent's
+    class raster): changed pixels and m², and the ``difference`` raster when asked."""
+    if difference is not None and previous is None:
+        raise InputError("a difference layer needs the previous round's class raster "
+                         "(--prediction / PREDICTION)")
+    job = Job(progress, cancelled)
+    result = predict(model, image, output, uncertainty=uncertainty, device=device,
+                     progress=lambda f, m: job.report(0.9 * f, m) if f >= 0 else job.log(m),
+                     cancelled=cancelled)
+    if previous is not None:
+        result["compare"] = compare_rounds(previous, output, difference, cancelled=cancelled)
+    job.report(1.0, "re-predict: done")
+    return result
+
+
+def _parent_card(model: str | Path) -> Dict[str, Any]:
+    if is_onnx(model):
+        raise ModelFileError(f"{Path(model).name} is an ONNX model; refining needs the "
+                             f".rsmodel it was exported from")
+    card = read_card(model)
+    if card["task"] != "segmentation":
+        raise ModelFileError(f"{Path(model).name} is a {card['task']} model; refining works on "
+                             f"segmentation models")
+    if "aux" in card["inputs"]:
+        raise ModelFileError(f"{Path(model).name} also reads an auxiliary raster; refining "
+                             f"supports image-only models")
+    return card
+
+
+def _reviewed_places(corrections, layer: Optional[str], reviewed, crs) -> List[Any]:
+    """The reviewed places: from ``reviewed`` (its ``reviewed`` layer, else its only layer),
+    else from the corrections GeoPackage's own ``reviewed`` layer, else none."""
+    if reviewed is not None:
+        return read_layer(reviewed, REVIEWED_LAYER if has_layer(reviewed, REVIEWED_LAYER)
+                          else None, crs)
+    if layer is not None and has_layer(corrections, REVIEWED_LAYER):
+        return read_layer(corrections, REVIEWED_LAYER, crs)
+    return []
+
+
+def _crop(image: str | Path, window: Window, path: Path) -> Path:
+    """A VRT of ``window`` of the image (no pixels copied)."""
+    src = str(Path(image).resolve())
+    done = gdal.Translate(str(path), src, format="VRT",
+                          srcWin=[int(window.col_off), int(window.row_off), int(window.width),
+                                  int(window.height)])
+    if done is None:
+        raise InputError(f"cannot read {image} with GDAL: {gdal.GetLastErrorMsg()}")
+    done = None
+    return path
+
+
+def _parent_predictions(model, crop: Path, window: Window, prediction, uncertainty, grid,
+                        device: str, work: Path, job: Job, cancelled: Optional[CancelledFn]):
+    """The parent's class and uncertainty arrays on ``window``: read from the given rasters
+    (checked to be on the image grid), else predicted on the crop."""
+    if (prediction is None) != (uncertainty is None):
+        raise InputError("give both the parent's class raster and its uncertainty raster "
+                         "(predict --uncertainty), or neither")
+    if prediction is None:
+        prediction, uncertainty = work / "parent.tif", work / "parent_unsure.tif"
+        predict(model, crop, prediction, uncertainty=uncertainty, device=device,
+                progress=lambda f, m: job.log(m) if f < 0 else None, cancelled=cancelled)
+        window, grid = Window(0, 0, window.width, window.height), None
+    arrays = []
+    for path in (prediction, uncertainty):
+        with open_raster(path) as ds:
+            if grid is not None and (ds.width, ds.height, ds.transform) != grid:
+                raise InputError(f"{Path(path).name} is not on the grid of the image; give the "
+                                 f"class and uncertainty rasters predicted from this image")
+            arrays.append((ds.read(1, window=window), ds.nodata))
+    (pred, nodata), (unsure, _) = arrays
+    return pred, unsure, int(nodata) if nodata is not None else CLASS_NODATA
+
+
+def _write_labels(crop: Path, labels: np.ndarray, path: Path) -> Path:
+    with rasterio.open(crop) as ds:
+        profile = {"driver": "GTiff", "width": ds.width, "height": ds.height, "count": 1,
+                   "dtype": "uint8", "crs": ds.crs, "transform": ds.transform, "nodata": IGNORE}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(labels[None])
+    return path
+
+
+def _held_out_scores(trained: Path, crop: Path, held_out: np.ndarray, parent_pred: np.ndarray,
+                     device: str, work: Path, job: Job,
+                     cancelled: Optional[CancelledFn]) -> Dict[str, Any]:
+    """Accuracy and mIoU of the new model and of its parent on the held-out corrections."""
+    rows, cols = np.nonzero(held_out != IGNORE)
+    if not len(rows):
+        return {}
+    r0, c0 = max(0, rows.min() - SCORE_CONTEXT_PX), max(0, cols.min() - SCORE_CONTEXT_PX)
+    r1 = min(held_out.shape[0], rows.max() + 1 + SCORE_CONTEXT_PX)
+    c1 = min(held_out.shape[1], cols.max() + 1 + SCORE_CONTEXT_PX)
+    sub = Window(c0, r0, c1 - c0, r1 - r0)
+    job.report(0.92, "refine: scoring on held-out corrections")
+    new_pred = work / "scored.tif"
+    predict(trained, _crop(crop, sub, work / "scored.vrt"), new_pred, device=device,
+            cancelled=cancelled)
+    with open_raster(new_pred) as ds:
+        new = ds.read(1)
+    ref = held_out[r0:r1, c0:c1]
+    old = parent_pred[r0:r1, c0:c1]
+    return {"held_out": _score(ref, new), "parent_held_out": _score(ref, old),
+            "held_out_pixels": int((ref != IGNORE).sum())}
+
+
+def _score(reference: np.ndarray, predicted: np.ndarray) -> Dict[str, Optional[float]]:
+    mask = reference != IGNORE
+    values = np.union1d(np.unique(reference[mask]), np.unique(predicted[mask]))
+    index = {v: i for i, v in enumerate(values)}
+    lut = np.zeros(256, np.int64)
+    for v, i in index.items():
+        lut[v] = i
+    s = scores(confusion_matrix(lut[reference[mask]], lut[predicted[mask]], len(values)))
+    return {"accuracy": s["overall_accuracy"], "miou": s["miou"]}
+
+
+def _lineage_entry(model, parent: Dict[str, Any], classes, counts: Dict[str, int],
+                   score: Dict[str, Any], budget: float) -> Dict[str, Any]:
+    rounds = (parent.get("lineage") or {}).get("rounds", [])
+    previous = rounds[-1]["scores"].get("held_out") if rounds and rounds[-1].get("scores") else None
+    return {"round": len(rounds) + 1, "parent": str(Path(model).resolve()),
+            "parent_name": parent.get("name"), "parent_sha256": file_sha256(model),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "time_budget_s": budget, **counts,
+            "scores": {**score, "previous_round": previous} if score else {},
+            "new_classes": [c["value"] for c in classes
+                            if c["value"] not in {p["value"] for p in parent["classes"]}]}
+
+
+def _write_lineage(trained: Path, out: str | Path, parent: Dict[str, Any],
+                   entry: Dict[str, Any]) -> None:
+    """Write ``trained`` as ``out`` with the round in its card: ``lineage`` = the latest round's
+    fields and every round so far."""
+    refined = load_model(trained)
+    rounds = list((parent.get("lineage") or {}).get("rounds", [])) + [entry]
+    refined.card["lineage"] = {**entry, "rounds": rounds}
+    save_model(out, refined.card, refined.network)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``refine``."""
+    p.add_argument("--model", required=True, help="the model to refine (.rsmodel)")
+    p.add_argument("--image", required=True, help="the raster the corrections were drawn on")
+    p.add_argument("--corrections", required=True,
+                   help="corrections GeoPackage (layers 'corrections' and 'reviewed') or any "
+                        "polygon layer with a class field")
+    p.add_argument("--class-field", default=CLASS_FIELD,
+                   help=f"field holding the class value or name (default {CLASS_FIELD})")
+    p.add_argument("--out", required=True, help="the refined model to write (.rsmodel)")
+    p.add_argument("--prediction", help="the parent's class raster of --image (else predicted "
+                                        "around the corrections)")
+    p.add_argument("--uncertainty", help="the parent's uncertainty raster (predict --uncertainty)")
+    p.add_argument("--reviewed", help="places checked, as polygons (default: the 'reviewed' "
+                                      "layer of the corrections GeoPackage)")
+    p.add_argument("--time-budget", type=float, default=DEFAULT_BUDGET_S, dest="time_budget_s",
+                   metavar="SECONDS", help=f"training time (default {DEFAULT_BUDGET_S:.0f})")
+    p.add_argument("--init-head", choices=("keep", "new"), default="keep",
+                   help="'new' re-initialises the classifier so corrections may add classes")
+    p.add_argument("--held-out", type=float, default=HELD_OUT_SHARE, dest="held_out_share",
+                   help=f"share of corrected pixels held out for the score (default "
+                        f"{HELD_OUT_SHARE})")
+    p.add_argument("--pseudo-ratio", type=float, default=PSEUDO_RATIO,
+                   help=f"confident predicted pixels kept per corrected pixel (default "
+                        f"{PSEUDO_RATIO:g})")
+    p.add_argument("--repredict", metavar="RASTER",
+                   help="then segment the whole image with the new model into this raster")
+    p.add_argument("--repredict-uncertainty", metavar="RASTER",
+                   help="with --repredict: its uncertainty raster (for the next round)")
+    p.add_argument("--difference", metavar="RASTER",
+                   help="with --repredict and --prediction: the new class where it changed")
+    p.add_argument("--max-epochs", type=int, default=MAX_EPOCHS,
+                   help=f"stop after this many epochs of {EPOCH_WINDOWS} windows even within "
+                        f"the time budget")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace, progress=None) -> None:
+    """Run one round from parsed arguments and print its lineage and score."""
+    if args.difference and not args.repredict:
+        raise InputError("--difference compares the re-predicted raster: add --repredict FILE")
+    result = refine(args.model, args.image, args.corrections, args.out, args.class_field,
+                    args.prediction, args.uncertainty, args.time_budget_s, args.init_head,
+                    args.held_out_share, args.pseudo_ratio, args.device, args.seed,
+                    args.reviewed, args.max_epochs, progress=progress)
+    print(f"wrote {result['model']} (round {result['round']}, {result['corrections']} "
+          f"correction(s), {result['training']['epochs_run']} epoch(s))")
+    print(format_score(result))
+    if args.repredict:
+        again = repredict(args.out, args.image, args.repredict, args.prediction, args.difference,
+                          args.repredict_uncertainty, args.device, progress=progress)
+        print(f"wrote {again['output']}")
+        if again.get("compare"):
+            print(format_change(again["compare"]))
+
+
+def format_score(entry: Dict[str, Any]) -> str:
+    """One line: the round's held-out accuracy next to the parent's and the previous round's."""
+    s = entry.get("scores") or {}
+    if not s:
+        return "score: not available this round (no corrections held out)"
+    return (f"held-out accuracy {_pct(s['held_out'])} on {s['held_out_pixels']} px "
+            f"(parent {_pct(s['parent_held_out'])}, previous round "
+            f"{_pct(s.get('previous_round'))})")
+
+
+def _pct(score: Optional[Dict[str, Any]]) -> str:
+    return (f"{100 * score['accuracy']:.1f} %" if score and score.get("accuracy") is not None
+            else "n/a")
+
+
+def format_change(compare: Dict[str, Any]) -> str:
+    """One line: how much changed class between rounds."""
+    area = (f"{compare['changed_m2']:.0f} m², " if compare.get("changed_m2") is not None else "")
+    return (f"changed class: {area}{compare['changed_pixels']} px "
+            f"({100 * compare['changed_share']:.1f} %)")

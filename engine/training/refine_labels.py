@@ -1,0 +1,190 @@
+"""The labels of one refinement round, on a window of the image grid.
+
+Corrections are burnt with their class; a seeded share of them (whole polygons) is held out for
+the round's score and never trained on.  Reviewed places with no correction in them are
+confirmed: every pixel takes the parent model's class.  Elsewhere a sample of the parent's
+confident pixels (uncertainty margin ≥ ``CONFIDENT_MARGIN``) becomes pseudo-labels, so the model
+keeps what it already did right; everything else is ignored (255).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+from affine import Affine
+from rasterio.features import rasterize
+from rasterio.windows import Window, from_bounds
+from shapely.geometry import shape
+
+from ..inference.uncertainty import SCALE
+from ..io.classes import class_colour
+from ..io.corrections import Feature
+from ..jobs import InputError
+
+IGNORE = 255
+CONFIDENT_MARGIN = 0.5  # p1 − p2 at least this: a pseudo-label
+HELD_OUT_SHARE = 0.25
+MIN_HELD_OUT_PIXELS = 64
+PSEUDO_RATIO = 3.0  # pseudo-labelled pixels per trained corrected pixel
+
+
+@dataclass
+class RoundLabels:
+    """Training and held-out labels (class values, 255 elsewhere) on ``window``, with counts."""
+
+    window: Window
+    train: np.ndarray
+    held_out: np.ndarray
+    counts: Dict[str, int] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+
+def class_values(features: Sequence[Feature], classes: List[Dict[str, Any]],
+                 new_head: bool) -> Tuple[List[int], List[Dict[str, Any]]]:
+    """Each correction's class value, and the classes to learn.
+
+    A class field holds the model's class values (integers) or names.  An unknown class is an
+    error offering ``--init-head new``; with it the new classes are appended.
+    """
+    by_name = {str(c["name"]).lower(): int(c["value"]) for c in classes}
+    known = {int(c["value"]) for c in classes}
+    values, unknown = [], []
+    for f in features:
+        v = f.value
+        if isinstance(v, str) and v.strip().lower() in by_name:
+            v = by_name[v.strip().lower()]
+        elif isinstance(v, str) and v.strip().isdigit():
+            v = int(v.strip())
+        elif isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int) or not 0 <= v < IGNORE:
+            raise InputError(f"correction {f.fid} has class {f.value!r}, which is neither a "
+                             f"class value (0..254) nor a class name of the model "
+                             f"({', '.join(c['name'] for c in classes)})")
+        if v not in known and v not in unknown:
+            unknown.append(v)
+        values.append(v)
+    if unknown and not new_head:
+        raise InputError(f"the corrections use class value(s) {', '.join(map(str, unknown))} "
+                         f"that the model does not have (its classes: {class_table(classes)}); "
+                         f"to learn new classes add --init-head new / INIT_HEAD new (the "
+                         f"classifier is trained anew, the rest of the model is kept)")
+    extended = [dict(c) for c in classes] + [
+        {"value": v, "name": f"class {v}", "color": class_colour(len(classes) + i)}
+        for i, v in enumerate(sorted(unknown))]
+    return values, sorted(extended, key=lambda c: c["value"])
+
+
+def inside(features: Sequence[Feature], raster_bounds: Tuple[float, float, float, float]
+           ) -> Tuple[List[int], List[int]]:
+    """Indexes of the features meeting the raster, and fids of those entirely outside it."""
+    left, bottom, right, top = raster_bounds
+    keep, outside = [], []
+    for i, f in enumerate(features):
+        x0, y0, x1, y1 = shape(f.geometry).bounds
+        if x1 <= left or x0 >= right or y1 <= bottom or y0 >= top:
+            outside.append(f.fid)
+        else:
+            keep.append(i)
+    return keep, outside
+
+
+def training_window(features: Sequence[Feature], transform: Affine, width: int, height: int,
+                    tile: int, margin: int) -> Window:
+    """The window around every feature (plus ``margin`` px), at least ``tile`` a side, inside
+    the raster."""
+    boxes = [shape(f.geometry).bounds for f in features]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    win = from_bounds(x0, y0, x1, y1, transform=transform)
+    c0, r0 = int(np.floor(win.col_off)) - margin, int(np.floor(win.row_off)) - margin
+    c1 = int(np.ceil(win.col_off + win.width)) + margin
+    r1 = int(np.ceil(win.row_off + win.height)) + margin
+    c0, c1 = _at_least(c0, c1, tile, width)
+    r0, r1 = _at_least(r0, r1, tile, height)
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def _at_least(lo: int, hi: int, size: int, limit: int) -> Tuple[int, int]:
+    lo, hi = max(lo, 0), min(hi, limit)
+    missing = size - (hi - lo)
+    if missing > 0:
+        lo = max(0, lo - missing // 2 - missing % 2)
+        hi = min(limit, lo + max(size, hi - lo))
+        lo = max(0, hi - size)
+    return lo, hi
+
+
+def hold_out(pixels: np.ndarray, share: float, seed: int) -> Tuple[List[int], Optional[str]]:
+    """Indexes of corrections to hold out (whole polygons, seeded) so that about ``share`` of
+    the corrected pixels are held out; none, with the reason, when there are too few."""
+    present = [i for i in range(len(pixels)) if pixels[i] > 0]
+    total = int(pixels.sum())
+    if share <= 0:
+        return [], "no corrections are held out (held-out share 0): no score this round"
+    if len(present) < 2 or total * share < MIN_HELD_OUT_PIXELS:
+        return [], (f"too few corrected pixels ({total} in {len(present)} correction(s)) to hold "
+                    f"any out: the score on held-out corrections is not available this round; "
+                    f"training still runs")
+    # whole polygons in a seeded order, each taken while it keeps the share at most ``share``
+    # (the first always), so a few large corrections do not hold out most of the pixels
+    held, count = [], 0
+    for i in np.random.default_rng(seed).permutation(present):
+        if len(held) == len(present) - 1:
+            break
+        if not held or count + pixels[i] <= total * share:
+            held.append(int(i))
+            count += int(pixels[i])
+    return held, None
+
+
+def round_labels(corrections: Sequence[Feature], values: Sequence[int],
+                 reviewed: Sequence[Feature], window: Window, transform: Affine,
+                 prediction: np.ndarray, uncertainty: np.ndarray, pred_nodata: Optional[int],
+                 held_out_share: float = HELD_OUT_SHARE, pseudo_ratio: float = PSEUDO_RATIO,
+                 seed: int = 0) -> RoundLabels:
+    """Training and held-out labels on ``window`` (``prediction``/``uncertainty``: the parent's
+    class and uint8 uncertainty rasters read on that window)."""
+    from rasterio.windows import transform as window_transform
+    shape_ = (int(window.height), int(window.width))
+    at = window_transform(window, transform)
+    ids = (rasterize(((f.geometry, i + 1) for i, f in enumerate(corrections)), out_shape=shape_,
+                     transform=at, fill=0, dtype="int32")
+           if corrections else np.zeros(shape_, np.int32))
+    pixels = np.bincount(ids.ravel(), minlength=len(corrections) + 1)[1:]
+    empty = [str(corrections[i].fid) for i in np.nonzero(pixels == 0)[0]]
+    notes = [f"correction(s) {', '.join(empty)} cover no pixel centre and are skipped"] \
+        if empty else []
+    held, why = hold_out(pixels, held_out_share, seed)
+    if why:
+        notes.append(why)
+    lut = np.full(len(corrections) + 1, IGNORE, np.uint8)
+    lut[1:] = values
+    classes = lut[ids]
+    held_mask = np.isin(ids, np.asarray(held, np.int32) + 1)
+    corrected = ids > 0
+    train = np.where(corrected & ~held_mask, classes, IGNORE).astype(np.uint8)
+    held_out = np.where(held_mask, classes, IGNORE).astype(np.uint8)
+
+    valid = prediction != (pred_nodata if pred_nodata is not None else IGNORE)
+    seen = (rasterize((f.geometry for f in reviewed), out_shape=shape_, transform=at, fill=0,
+                      dtype="uint8").astype(bool) if reviewed else np.zeros(shape_, bool))
+    confirmed = seen & ~corrected & valid
+    train[confirmed] = prediction[confirmed]
+    confident = ~seen & ~corrected & valid & (uncertainty <= (1 - CONFIDENT_MARGIN) * SCALE)
+    candidates = np.flatnonzero(confident)
+    n_train = int((train != IGNORE).sum() - confirmed.sum())
+    n_pseudo = min(len(candidates), int(pseudo_ratio * max(n_train, 1)))
+    chosen = np.random.default_rng(seed + 1).choice(candidates, n_pseudo, replace=False)
+    train.flat[chosen] = prediction.flat[chosen]
+    counts = {"corrections": len(corrections), "corrections_trained": len(corrections) - len(held),
+              "held_out": len(held), "corrected_pixels": n_train,
+              "held_out_pixels": int(held_mask.sum()), "confirmed_pixels": int(confirmed.sum()),
+              "pseudo_pixels": int(n_pseudo)}
+    return RoundLabels(window, train, held_out, counts, notes)
+
+
+def class_table(classes: Sequence[Mapping[str, Any]]) -> str:
+    """``value name`` pairs for messages."""
+    return ", ".join(f"{c['value']} {c['name']}" for c in classes)

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from engine.analysis.unsure import unsure_places
+from engine.inference.uncertainty import NODATA
+from engine.jobs import InputError
+from tests.conftest import write_raster
+
+
+def _raster(tmp_path, data):
+    return write_raster(tmp_path / "u.tif", data[None].astype(np.uint8), nodata=NODATA,
+                        origin=(0.0, 256.0), res=1.0)
+
+
+def test_ranks_the_most_unsure_cells_first(tmp_path, rng):
+    data = rng.integers(0, 40, (256, 256))
+    data[64:128, 128:192] = 200          # the most unsure cell
+    data[0:64, 0:64] = 120               # the second
+    data[192:256, 192:256] = NODATA      # no data: never a place
+    places = unsure_places(_raster(tmp_path, data), count=3, cell_px=64)
+    assert [p.window for p in places[:2]] == [(128, 64, 64, 64), (0, 0, 64, 64)]
+    assert places[0].bounds == (128.0, 128.0, 192.0, 192.0)
+    assert places[0].uncertainty == pytest.approx(200 / 254)
+    assert [p.rank for p in places] == [1, 2, 3]
+    assert all(p.window != (192, 192, 64, 64) for p in places)
+
+
+def test_extent_and_reviewed_places_narrow_the_list(tmp_path, rng):
+    data = rng.integers(0, 40, (256, 256))
+    data[64:128, 128:192] = 200
+    data[0:64, 0:64] = 120
+    path = _raster(tmp_path, data)
+    # the map extent covers the left half only
+    assert unsure_places(path, bounds=(0, 0, 128, 256), count=1, cell_px=64)[0].window == \
+        (0, 0, 64, 64)
+    # the top place was reviewed: the second comes first
+    first = unsure_places(path, count=1, cell_px=64)[0]
+    assert unsure_places(path, count=1, cell_px=64, exclude=[first.bounds])[0].window == \
+        (0, 0, 64, 64)
+    assert unsure_places(path, bounds=(1000, 1000, 2000, 2000)) == []
+
+
+def test_large_rasters_are_read_decimated(tmp_path, rng, monkeypatch):
+    import engine.analysis.unsure as unsure
+    monkeypatch.setattr(unsure, "MAX_READ", 64)
+    data = rng.integers(0, 40, (256, 256))
+    data[128:192, 64:128] = 250
+    top = unsure_places(_raster(tmp_path, data), count=1, cell_px=64)[0]
+    assert top.window == (64, 128, 64, 64) and top.uncertainty > 0.9
+
+
+def test_bad_count(tmp_path, rng):
+    with pytest.raises(InputError, match="at least 1"):
+        unsure_places(_raster(tmp_path, rng.integers(0, 9, (8, 8))), count=0)

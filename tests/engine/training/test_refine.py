@@ -1,0 +1,141 @@
+import numpy as np
+import pytest
+import rasterio
+
+from engine.formats.modelfile import read_card
+from engine.inference.pipeline import predict
+from engine.jobs import InputError
+from engine.training.refine import format_score, refine, repredict
+from tests.engine.training.refine_helpers import box, corrections, scene
+
+BUDGET = 2.0
+
+
+def _left_is_1_right_is_2(tmp_path, name="c.gpkg"):
+    """Eight corrections: bright left half → class 1, dark right half → class 2."""
+    boxes = [(box(c, r, c + 16, r + 16), 1) for c in (4, 24) for r in (8, 40)]
+    boxes += [(box(c, r, c + 16, r + 16), 2) for c in (56, 76) for r in (8, 40)]
+    return corrections(tmp_path / name, boxes, reviewed=[box(0, 70, 40, 96)])
+
+
+def test_round_writes_lineage_and_scores_on_held_out_corrections(tmp_path):
+    image, parent = scene(tmp_path)
+    gpkg = _left_is_1_right_is_2(tmp_path)
+    out = tmp_path / "round1.rsmodel"
+    result = refine(parent, image, gpkg, out, time_budget_s=BUDGET, device="cpu")
+    card = read_card(out)
+    lineage = card["lineage"]
+    assert lineage["round"] == 1 and len(lineage["rounds"]) == 1
+    assert lineage["parent"] == str(parent.resolve()) and len(lineage["parent_sha256"]) == 64
+    assert lineage["corrections"] == 8 and lineage["held_out"] >= 1
+    assert lineage["corrections_trained"] + lineage["held_out"] == 8
+    assert lineage["confirmed_pixels"] > 0 and lineage["date"]
+    s = lineage["scores"]
+    assert s["held_out_pixels"] == lineage["held_out_pixels"] > 0
+    assert 0.0 <= s["held_out"]["accuracy"] <= 1.0 and s["previous_round"] is None
+    assert [c["value"] for c in card["classes"]] == [c["value"] for c in read_card(parent)["classes"]]
+    assert "parent" in format_score(result)
+
+    # the next round starts from this one: round 2, both rounds listed, previous score carried
+    out2 = tmp_path / "round2.rsmodel"
+    refine(out, image, gpkg, out2, time_budget_s=BUDGET, device="cpu", seed=1)
+    second = read_card(out2)["lineage"]
+    assert second["round"] == 2 and [r["round"] for r in second["rounds"]] == [1, 2]
+    assert second["scores"]["previous_round"] == s["held_out"]
+
+
+def test_refining_learns_the_corrections(tmp_path):
+    """A round on consistent corrections beats the random parent on the pixels they cover."""
+    image, parent = scene(tmp_path)
+    gpkg = _left_is_1_right_is_2(tmp_path)
+    out = tmp_path / "r.rsmodel"
+    refine(parent, image, gpkg, out, time_budget_s=600.0, max_epochs=25, device="cpu",
+           held_out_share=0)
+    for model, name in ((parent, "before.tif"), (out, "after.tif")):
+        predict(model, image, tmp_path / name, device="cpu")
+    with rasterio.open(tmp_path / "before.tif") as b, rasterio.open(tmp_path / "after.tif") as a:
+        before, after = b.read(1), a.read(1)
+    truth = np.where(np.arange(96) < 48, 1, 2)[None, :].repeat(96, 0)
+    assert (after == truth).mean() > max(0.8, (before == truth).mean())
+
+
+def test_given_prediction_and_repredict_compare(tmp_path):
+    image, parent = scene(tmp_path)
+    gpkg = _left_is_1_right_is_2(tmp_path)
+    pred, unsure = tmp_path / "p0.tif", tmp_path / "u0.tif"
+    predict(parent, image, pred, uncertainty=unsure, device="cpu")
+    out = tmp_path / "r.rsmodel"
+    refine(parent, image, gpkg, out, prediction=pred, uncertainty=unsure, time_budget_s=BUDGET,
+           device="cpu")
+    result = repredict(out, image, tmp_path / "p1.tif", previous=pred,
+                       difference=tmp_path / "d.tif", device="cpu")
+    with rasterio.open(pred) as a, rasterio.open(tmp_path / "p1.tif") as b, \
+            rasterio.open(tmp_path / "d.tif") as d:
+        old, new, diff = a.read(1), b.read(1), d.read(1)
+    changed = old != new
+    assert result["compare"]["changed_pixels"] == int(changed.sum())
+    assert result["compare"]["changed_m2"] == pytest.approx(changed.sum() * 0.25)
+    assert (diff[changed] == new[changed]).all() and (diff[~changed] == 255).all()
+
+
+def test_class_the_model_lacks_offers_a_new_head(tmp_path):
+    image, parent = scene(tmp_path)
+    gpkg = corrections(tmp_path / "c.gpkg", [(box(4, 4, 40, 40), 7), (box(50, 50, 90, 90), 1)])
+    with pytest.raises(InputError, match="--init-head new"):
+        refine(parent, image, gpkg, tmp_path / "r.rsmodel", time_budget_s=BUDGET, device="cpu")
+    assert not (tmp_path / "r.rsmodel").exists()
+    refine(parent, image, gpkg, tmp_path / "r.rsmodel", time_budget_s=BUDGET, device="cpu",
+           init_head="new")
+    card = read_card(tmp_path / "r.rsmodel")
+    assert 7 in [c["value"] for c in card["classes"]] and card["lineage"]["new_classes"] == [7]
+
+
+def test_outside_corrections_are_named_and_skipped(tmp_path):
+    image, parent = scene(tmp_path)
+    boxes = [(box(4, 4, 40, 40), 1), (box(50, 50, 90, 90), 2), (box(500, 500, 520, 520), 1)]
+    gpkg = corrections(tmp_path / "c.gpkg", boxes)
+    logs = []
+    result = refine(parent, image, gpkg, tmp_path / "r.rsmodel", time_budget_s=BUDGET,
+                    device="cpu", progress=lambda f, m: logs.append(m) if f < 0 else None)
+    assert any("correction(s) 3 lie outside image.tif and are skipped" in m for m in logs)
+    assert result["corrections"] == 2
+
+
+def test_too_few_pixels_to_hold_out_still_trains(tmp_path):
+    image, parent = scene(tmp_path)
+    gpkg = corrections(tmp_path / "c.gpkg", [(box(4, 4, 8, 8), 1)])
+    result = refine(parent, image, gpkg, tmp_path / "r.rsmodel", time_budget_s=BUDGET,
+                    device="cpu")
+    assert any("score on held-out corrections is not available this round" in n
+               for n in result["notes"])
+    assert result["scores"] == {} and (tmp_path / "r.rsmodel").exists()
+    assert "not available" in format_score(result)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_held_out_share_is_whole_polygons_at_most_the_share(seed):
+    from engine.training.refine_labels import hold_out
+    pixels = np.array([1296, 1600, 1440, 1440, 0, 300])
+    held, why = hold_out(pixels, 0.25, seed)
+    assert why is None and held and 4 not in held
+    assert pixels[held].sum() <= 0.25 * pixels.sum() or len(held) == 1
+    assert len(held) < 5  # at least one correction stays for training
+
+
+def test_a_round_leaves_only_the_model_and_cancel_leaves_nothing(tmp_path):
+    from engine.jobs import Cancelled
+    image, parent = scene(tmp_path)
+    gpkg = _left_is_1_right_is_2(tmp_path)
+    before = set(tmp_path.iterdir())
+    asked = []
+
+    def cancelled():
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(Cancelled):
+        refine(parent, image, gpkg, tmp_path / "r.rsmodel", time_budget_s=BUDGET, device="cpu",
+               cancelled=cancelled)
+    assert set(tmp_path.iterdir()) == before
+    refine(parent, image, gpkg, tmp_path / "r.rsmodel", time_budget_s=BUDGET, device="cpu")
+    assert set(tmp_path.iterdir()) - before == {tmp_path / "r.rsmodel"}

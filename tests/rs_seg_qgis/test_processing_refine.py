@@ -1,0 +1,57 @@
+"""``rs_seg:refine_model`` (and ``segment``'s uncertainty output) through processing.run."""
+from __future__ import annotations
+
+import pytest
+import rasterio
+from qgis.core import QgsProcessingException
+
+from engine.formats.modelfile import read_card
+from tests.engine.training.refine_helpers import box, corrections, scene
+
+from .test_processing import _clear_leaked_frames  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.qgis
+
+
+def run(alg, params):
+    import processing
+    return processing.run(f"rs_seg:{alg}", params)
+
+
+def test_segment_uncertainty_then_refine_repredict_and_compare(provider, tmp_path):
+    image, parent = scene(tmp_path)
+    seg = run("segment", {"INPUT": str(image), "MODEL": str(parent), "DEVICE": "cpu",
+                          "OUTPUT": str(tmp_path / "p0.tif"),
+                          "OUTPUT_UNCERTAINTY": str(tmp_path / "u0.tif")})
+    with rasterio.open(seg["OUTPUT_UNCERTAINTY"]) as u:
+        assert u.nodata == 255 and u.read(1).max() <= 254
+    gpkg = corrections(tmp_path / "c.gpkg", [(box(4, 4, 40, 40), 1), (box(50, 50, 90, 90), 2),
+                                             (box(4, 50, 40, 90), 1), (box(50, 4, 90, 40), 2)],
+                       reviewed=[box(40, 40, 50, 50)])
+    result = run("refine_model", {
+        "INPUT": str(image), "MODEL": str(parent),
+        "CORRECTIONS": f"{gpkg}|layername=corrections", "CLASS_FIELD": "class",
+        "REVIEWED": f"{gpkg}|layername=reviewed", "PREDICTION": seg["OUTPUT"],
+        "UNCERTAINTY": seg["OUTPUT_UNCERTAINTY"], "TIME_BUDGET": 2, "DEVICE": "cpu",
+        "OUTPUT_MODEL": str(tmp_path / "r1.rsmodel"), "OUTPUT": str(tmp_path / "p1.tif"),
+        "OUTPUT_UNCERTAINTY": str(tmp_path / "u1.tif"),
+        "OUTPUT_DIFFERENCE": str(tmp_path / "d1.tif")})
+    lineage = read_card(result["OUTPUT_MODEL"])["lineage"]
+    assert result["ROUND"] == lineage["round"] == 1 and lineage["corrections"] == 4
+    assert lineage["confirmed_pixels"] > 0
+    assert result["HELD_OUT_ACCURACY"] == lineage["scores"]["held_out"]["accuracy"]
+    assert result["CHANGED_M2"] is not None and result["CHANGED_M2"] >= 0
+    for key in ("OUTPUT", "OUTPUT_UNCERTAINTY", "OUTPUT_DIFFERENCE"):
+        with rasterio.open(result[key]) as ds:
+            assert ds.count == 1
+
+
+def test_a_class_the_model_lacks_is_a_sentence(provider, tmp_path):
+    image, parent = scene(tmp_path)
+    gpkg = corrections(tmp_path / "c.gpkg", [(box(4, 4, 40, 40), 9)])
+    with pytest.raises(QgsProcessingException, match="--init-head new"):
+        run("refine_model", {"INPUT": str(image), "MODEL": str(parent),
+                             "CORRECTIONS": f"{gpkg}|layername=corrections",
+                             "CLASS_FIELD": "class", "TIME_BUDGET": 1, "DEVICE": "cpu",
+                             "OUTPUT_MODEL": str(tmp_path / "r.rsmodel")})
+    assert not (tmp_path / "r.rsmodel").exists()

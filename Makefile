@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt-deps demo test bench bench-realdata bench-transfer bench-zoo qgis package gui-shot gui-deps clean
+.PHONY: setup apt-deps demo test bad-input-table bench bench-realdata bench-transfer bench-zoo qgis package gui-shot gui-deps clean
 
 setup: apt-deps $(STAMP)
 
@@ -41,6 +41,11 @@ demo: setup
 # and the pipeline's reader/writer threads get the other core.
 test: setup
 	OMP_NUM_THREADS=1 $(VPY) -m pytest
+
+bad-input-table: setup   # docs/bad-input.md: bad input → message, written by the tests themselves
+	rm -f docs/bad-input.md
+	RS_SEG_WRITE_BAD_INPUT=1 OMP_NUM_THREADS=1 $(VPY) -m pytest -q tests/engine/test_bad_input.py \
+	  tests/engine/test_cli_interrupt.py
 
 bench: setup
 	$(VPY) bench/run.py

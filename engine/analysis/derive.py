@@ -38,9 +38,10 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from scipy import ndimage
 
+from ..io.cog import check_raster_outputs
 from ..io.rasters import check_overlap, data_band_indexes, open_raster, output_profile
 from ..io.writer import StripWriter
-from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output, check_writable_output
+from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output
 
 COMMAND = "derive"
 HELP = "write a structure-modality raster (edges, aligned DSM, SAM masks) on an image's grid"
@@ -162,7 +163,7 @@ def derive_edges(input: str | Path, output: str | Path, *, bands: Optional[Seque
     if sigma < 0 or gain <= 0:
         raise InputError("sigma must be ≥ 0 and gain > 0")
     job = Job(progress, cancelled)
-    check_writable_output(output)
+    check_raster_outputs({"--output": output}, [input])
     started = time.perf_counter()
     with open_raster(input) as ds:
         use = _bands(ds, bands, str(input))
@@ -208,7 +209,7 @@ def derive_dsm(input: str | Path, output: str | Path, dsm: str | Path, *, ndsm: 
         raise InputError(f"unknown resampling {resampling!r}; use nearest, bilinear or "
                          f"cubic") from None
     job = Job(progress, cancelled)
-    check_writable_output(output)
+    check_raster_outputs({"--output": output}, [input, dsm])
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         ds = stack.enter_context(open_raster(input))
@@ -307,7 +308,7 @@ def derive_sam(input: str | Path, output: str | Path, checkpoint: Optional[str |
                          "--kind dsm --dsm DSM.tif")
     from ..compute.devices import resolve_device
     job = Job(progress, cancelled)
-    check_writable_output(output)
+    check_raster_outputs({"--output": output}, [input, checkpoint])
     started = time.perf_counter()
     with open_raster(input) as ds:
         use = _bands(ds, bands, str(input))

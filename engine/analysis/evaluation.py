@@ -20,7 +20,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import transform as window_transform
 
 from ..io.rasters import CLASS_NODATA, bounded_gdal_cache, check_overlap, open_raster, same_grid, warp_to_grid
-from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output, check_writable_output
+from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output, check_outputs
 from .metrics import area_based_accuracy, confusion_matrix, scores
 
 COMMAND = "evaluate"
@@ -41,9 +41,7 @@ def evaluate(prediction: str | Path, reference: str | Path, report: str | Path,
              cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Compare ``prediction`` with ``reference``; write the JSON (and HTML) report."""
     job = Job(progress, cancelled)
-    for out in (report, html_report):
-        if out is not None:
-            check_writable_output(out)
+    check_outputs({"--report": report, "--html": html_report}, [prediction, reference])
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
         pred = stack.enter_context(open_raster(prediction))

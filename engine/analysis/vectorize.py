@@ -44,7 +44,7 @@ from shapely.ops import unary_union
 
 from ..io.rasters import bounded_gdal_cache, open_raster
 from ..io.area import AreaMeter
-from ..jobs import CancelledFn, InputError, Job, OutputError, ProgressFn, atomic_output
+from ..jobs import CancelledFn, InputError, Job, OutputError, ProgressFn, atomic_output, check_outputs
 
 COMMAND = "vectorize"
 HELP = "polygons from a class raster"
@@ -395,6 +395,7 @@ def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
         raise InputError(f"block must be a positive number of pixels (got {block})")
     if min_area < 0 or simplify < 0:
         raise InputError("min-area and simplify must not be negative")
+    check_outputs({"--output": out}, [input])
     block = int(block)
     with bounded_gdal_cache():
         return _vectorize(input, out, min_area, simplify, block, values, job)

@@ -24,10 +24,9 @@ from ..compute.devices import resolve_device
 from ..io.rasters import (WindowReader, bounded_gdal_cache, check_overlap, class_colormap, class_tags,
                          data_band_indexes, normalise, open_raster, output_profile, resolve_bands,
                          warp_to_grid, without_alpha_flags)
-from ..io.cog import AVERAGE, MODE, check_format
+from ..io.cog import AVERAGE, MODE, check_format, check_raster_outputs
 from ..io.writer import StripWriter
-from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn,
-                   check_writable_output)
+from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn
 from ..formats.card import LoadedModel
 from ..formats.modelfile import load_model
 from ..io.rasters import CLASS_NODATA
@@ -105,6 +104,13 @@ def _read_batches(sources: Sequence[Source], grid: Grid, rows: range, batch_size
         _put(out, exc, stop)
 
 
+def _read_in_gdal_env(*args: Any) -> None:
+    """:func:`_read_batches` under the engine's GDAL environment: environments are per thread,
+    and outside one GDAL prints its own error lines beside the engine's sentence."""
+    with bounded_gdal_cache():
+        _read_batches(*args)
+
+
 def _put(out: "queue.Queue[Any]", item: Any, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
@@ -170,7 +176,7 @@ def run_sliding_window(forward: Callable[..., Any], sources: Sequence[Source],
     q: "queue.Queue[Any]" = queue.Queue(maxsize=3)
     stop = threading.Event()
     rows = range(len(grid.ys)) if rows is None else rows
-    reader = threading.Thread(target=_read_batches, name="rs-seg-reader", daemon=True,
+    reader = threading.Thread(target=_read_in_gdal_env, name="rs-seg-reader", daemon=True,
                               args=(sources, grid, rows, batch_size, device.type == "cuda", stop,
                                     q))
     reader.start()
@@ -298,6 +304,8 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     raster size, windows, seconds, MPix/s, the area share of each class and any domain notes.
     """
     job = Job(progress, cancelled)
+    check_raster_outputs({"--output": output, "--probabilities": probabilities},
+                         [input, aux, model.path if isinstance(model, LoadedModel) else model])
     dev = sharded.rank_device(resolve_device(device))
     lm = model if isinstance(model, LoadedModel) else load_model(model, dev)
     card = lm.card
@@ -311,9 +319,6 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         raise InputError(f"batch size must be at least 1 (got {batch_size})")
     check_format(output_format)
     t, o = resolve_tiling(card, tile, overlap)
-    for path in (output, probabilities):
-        if path is not None:
-            check_writable_output(path)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())

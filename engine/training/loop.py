@@ -26,7 +26,7 @@ from ..formats.catalog import NEEDS_AUX
 from ..compute.backend import amp_dtype
 from ..compute.devices import resolve_device
 from ..compute.backend import logits_of
-from ..jobs import CancelledFn, EngineError, InputError, Job, ProgressFn, check_writable_output
+from ..jobs import CancelledFn, EngineError, InputError, Job, ProgressFn, check_outputs
 from ..analysis.metrics import ConfusionMatrix, change_scores, scores
 from ..formats.modelfile import load_model, save_model
 from ..models import architecture, build
@@ -361,7 +361,8 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                          f"(e.g. a DSM); give one per image with --aux")
     if cfg.tile % arch.input_multiple:
         raise InputError(f"--tile must be a multiple of {arch.input_multiple} for {cfg.arch}")
-    check_writable_output(cfg.out)
+    check_outputs({"--out": cfg.out}, [*cfg.images, *cfg.images2, *cfg.aux, *cfg.labels,
+                                       cfg.polygons, cfg.init, cfg.resume, cfg.backbone_weights])
     backbone = inspect_backbone(cfg.arch, cfg.backbone_weights) if cfg.backbone_weights else None
     device = resolve_device(cfg.device)
     rank, world = init_distributed(device)

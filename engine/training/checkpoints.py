@@ -1,13 +1,21 @@
-"""Training checkpoints: written atomically (the previous one survives a crash or a full disk),
-loaded with ``torch.load(weights_only=True)`` so a checkpoint can never run code.  torch loads
-only inside the functions that need it, so ``checkpoint_path`` is free for the plugin to use."""
+"""What a run keeps on disk while it trains: the last state as a checkpoint, written atomically
+(the previous one survives a crash or a full disk) and loaded with ``torch.load(weights_only=True)``
+so a checkpoint can never run code; what ``train`` puts in it and takes back on resume; and the
+best model so far.  torch and the model-file writer load only inside the functions that need
+them, so ``checkpoint_path`` is free for the plugin to use."""
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple
 
 from ..jobs import InputError, ModelFileError, OutputError, atomic_output
+
+if TYPE_CHECKING:
+    import torch
+
+    from .schedule import LRSchedule
 
 TRAIN_FORMAT = "rs_seg.checkpoint"
 PRETRAIN_FORMAT = "rs_seg.pretrain_checkpoint"
@@ -52,3 +60,60 @@ def load_checkpoint(path: str | Path, expected: str = TRAIN_FORMAT) -> Dict[str,
         raise ModelFileError(f"{p} is not an RS Seg {'pre-' if expected == PRETRAIN_FORMAT else ''}"
                              f"training checkpoint{other}")
     return state
+
+
+def save_train_state(path: Path, card: Dict[str, Any], net: torch.nn.Module,
+                     optimiser: torch.optim.Optimizer, scheduler: LRSchedule,
+                     scaler: torch.amp.GradScaler, epoch: int, history: List[Dict[str, Any]],
+                     best: float, bad_epochs: int, config: Dict[str, Any]) -> None:
+    """Write the state of ``train`` after ``epoch`` epochs: all an exact resume needs."""
+    import torch
+    save_checkpoint(path, {
+        "format": TRAIN_FORMAT, "card": json.dumps(card), "model": net.state_dict(),
+        "optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "epoch": epoch, "history": json.dumps(history), "best": best,
+        "bad_epochs": bad_epochs, "torch_rng": torch.get_rng_state(),
+        "config": json.dumps(config)})
+
+
+class Resumed(NamedTuple):
+    """Where a resumed ``train`` goes on from."""
+
+    history: List[Dict[str, Any]]
+    best: float
+    bad_epochs: int
+    epoch: int  # epochs done
+
+
+def restore_train_state(state: Dict[str, Any], net: torch.nn.Module,
+                        optimiser: torch.optim.Optimizer, scheduler: LRSchedule,
+                        scaler: torch.amp.GradScaler) -> Resumed:
+    """Load a ``train`` checkpoint into the run's network, optimiser, schedule, scaler and
+    torch's random state; returns the history and counters to go on with."""
+    import torch
+    net.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    return Resumed(json.loads(state["history"]), float(state["best"]), int(state["bad_epochs"]),
+                   int(state["epoch"]))
+
+
+def write_best_model(out: str | Path, card: Dict[str, Any], net: torch.nn.Module,
+                     training: Dict[str, Any]) -> None:
+    """Write ``net`` as the model file ``out``; ``card`` (also kept in the checkpoint) takes
+    ``training`` as its record of the run."""
+    from ..formats.modelfile import save_model
+    card["training"] = training
+    save_model(out, card, net)
+
+
+def record_epochs_run(out: str | Path, epochs: int) -> None:
+    """The best model was saved mid-run; its card also says how long training went on."""
+    from ..formats.modelfile import load_model, save_model
+    best = load_model(out)
+    best.card["training"]["epochs"] = epochs
+    save_model(out, best.card, best.network)

@@ -378,6 +378,16 @@ class WindowDataset(torch.utils.data.Dataset):
         return out
 
 
+def batch_to(batch: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, torch.Tensor]:
+    """A :class:`WindowDataset` batch on ``device``."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def network_inputs(batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The network's keyword inputs of a batch: everything but the labels and their mask."""
+    return {k: v for k, v in batch.items() if k not in ("target", "valid")}
+
+
 def band_statistics(readers: Sequence[SceneReader], cells: Sequence[Cell], tile: int,
                     seed: int, max_cells: int = 48,
                     raw: bool = False) -> Dict[str, Tuple[List[float], List[float]]]:

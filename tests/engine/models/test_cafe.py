@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import engine.models.cafe as cafe  # registers "cafe"
 from engine.models import architecture, build
+from engine.training.config import recipe_of
 from engine.training.loop import wants_targets
 from engine.training.losses import IGNORE, build_loss, cross_entropy, enhancement_weights
 
@@ -360,3 +361,4 @@ def test_recipe_values():
     assert r["batch_size"] == 8 and r["epochs"] == 150 and r["tile"] == 512
     assert r["lr_step_epochs"] == 100 and r["lr_step_gamma"] == 0.8
     assert r["loss"] == "cafe" and r["aux_weight"] == 1.0
+    assert recipe_of("cafe") == r       # the loop finds it beside the registered builder

@@ -6,7 +6,7 @@ import torch
 
 import engine.models.glcnet as glcnet
 from engine.models import architecture, build
-from engine.training.loop import TrainConfig, resolve_recipe
+from engine.training.config import TrainConfig, resolve_recipe
 
 
 @pytest.fixture(autouse=True, scope="module")

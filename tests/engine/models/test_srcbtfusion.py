@@ -10,6 +10,7 @@ import engine.models.srcbtfusion as sr  # registers "srcbtfusion"
 from engine.formats.card import default_card
 from engine.formats.modelfile import load_model, save_model
 from engine.models import architecture, build
+from engine.training.config import recipe_of
 
 
 def _tiny(in_channels: int = 3, num_classes: int = 6, seed: int = 0, **extra) -> sr.SRCBTFusionNet:
@@ -266,6 +267,7 @@ def test_recipe_values():
     assert r["schedule"] == "cosine" and r["eta_min"] < r["lr"]
     assert r["epochs"] == 60 and r["batch_size"] == 16 and r["tile"] == 256
     assert r["loss"] == "ce_dual_task" and r["amp"] is True and r["grad_clip"] > 0
+    assert recipe_of("srcbtfusion") == r       # the loop finds it beside the registered builder
 
 
 # ---- learning ---------------------------------------------------------------------------------

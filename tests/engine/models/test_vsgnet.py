@@ -13,6 +13,7 @@ from engine.jobs import InputError
 from engine.formats.modelfile import load_model, save_model
 from engine.models import architecture
 from engine.models.vit import expected_shapes
+from engine.training.config import make_optimiser, recipe_of
 from engine.training.losses import cross_entropy, dice
 
 
@@ -133,10 +134,15 @@ def test_loss_recipe_and_param_groups():
     gammas = {id(p) for n, p in net.named_parameters() if n.endswith("gamma")}
     assert gammas and gammas <= {id(p) for p in no_decay["params"]}
     assert all(p.ndim >= 2 for p in decay["params"]) and no_decay["weight_decay"] == 0.0
+    # the training loop finds both beside the registered builder
+    assert recipe_of("vsgnet") == r
+    opt = make_optimiser(net, {"lr": 1e-4, "weight_decay": 0.01, "optimizer": "adamw",
+                               "betas": (0.9, 0.999)}, arch="vsgnet")
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
 
 
 def test_random_encoder_warns_once(monkeypatch):
-    monkeypatch.setattr(vsg, "_RANDOM_WARNED", False)
+    monkeypatch.setattr(vsg.foundation, "_RANDOM_WARNED", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _tiny()

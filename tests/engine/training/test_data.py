@@ -5,7 +5,7 @@ import torch
 from engine.jobs import InputError
 from engine.training.data import (Scene, SceneReader, WindowDataset, d4, discover_label_classes,
                                   scan_cells, split_cells)
-from engine.training.loop import ChangeLabelSpec
+from engine.training.inputs import ChangeLabelSpec
 from engine.training.losses import IGNORE
 from tests.conftest import labelled_scene, write_raster
 
@@ -121,7 +121,7 @@ def test_bad_label_inputs(tmp_path, rng):
 def test_colour_jitter_changes_each_date_differently_and_keeps_labels(tmp_path):
     import numpy as np
     from engine.training.data import Scene, SceneReader, WindowDataset, scan_cells
-    from engine.training.loop import ChangeLabelSpec
+    from engine.training.inputs import ChangeLabelSpec
     from tests.conftest import write_raster
     rng = np.random.default_rng(0)
     img = rng.integers(50, 200, (3, 64, 64)).astype(np.uint8)

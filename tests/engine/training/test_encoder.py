@@ -7,7 +7,7 @@ from engine.__main__ import main
 from engine.formats.modelfile import load_model, read_card
 from engine.models import architecture, build
 from engine.training import train
-from engine.training.loop import make_optimiser
+from engine.training.config import make_optimiser
 from engine.training.schedule import LRSchedule
 from tests.conftest import labelled_scene
 from tests.engine.weights.published import random_tensors, resnet_shapes
@@ -97,7 +97,7 @@ def test_init_model_cli_with_backbone_weights(tmp_path, capsys):
 
 
 def test_fine_tuning_freezes_the_encoder_for_a_third_of_the_epochs_unless_told():
-    from engine.training.loop import TrainConfig, resolve_recipe
+    from engine.training.config import TrainConfig, resolve_recipe
 
     def recipe(**options):
         return resolve_recipe(TrainConfig(out="m.rsmodel", images=["a.tif"], epochs=9, **options),

@@ -7,7 +7,7 @@ from engine.jobs import InputError
 from engine.formats.modelfile import load_model, read_card
 from engine.training import train
 from engine.training.finetune import FINETUNE_LR_SCALE, class_dependent_keys
-from engine.training.loop import recipe_of
+from engine.training.config import recipe_of
 from tests.conftest import labelled_scene, write_raster
 
 SMALL = {"base": 4, "depth": 2}

@@ -14,7 +14,7 @@ from engine.jobs import Cancelled, InputError, OutputError
 from engine.formats.modelfile import load_model, read_card
 from engine.training import TrainingError, train
 from engine.training import loop as loop_module
-from engine.training.loop import checkpoint_path, load_checkpoint
+from engine.training.checkpoints import checkpoint_path, load_checkpoint
 from tests.conftest import ROOT, labelled_scene, write_raster
 
 SMALL = {"base": 4, "depth": 2}

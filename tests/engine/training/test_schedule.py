@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from engine.training.loop import TrainConfig, resolve_recipe
+from engine.training.config import TrainConfig, resolve_recipe
 from engine.training.schedule import LRSchedule
 
 
@@ -45,7 +45,7 @@ def test_recipe_gives_defaults_but_the_user_wins():
 
 
 def test_recipe_optimizer_is_built():
-    from engine.training.loop import make_optimiser
+    from engine.training.config import make_optimiser
     net = torch.nn.Linear(2, 2)
     cafe = resolve_recipe(TrainConfig(out="x", images=["a"], arch="cafe"), steps_per_epoch=3)
     opt = make_optimiser(net, cafe)
@@ -73,7 +73,7 @@ def test_cafe_recipe_steps_lr_by_0_8_every_100_epochs():
 def test_architecture_parameter_groups_reach_the_optimiser():
     """VSGNet publishes no-decay groups (norms, biases); other architectures decay everything."""
     from engine.models import build
-    from engine.training.loop import make_optimiser
+    from engine.training.config import make_optimiser
     net = build("unet", in_channels=3, num_classes=2, base=4, depth=2)
     assert {p.ndim for p in net.parameters()} >= {1, 4}
     hp = resolve_recipe(TrainConfig(out="x", images=["a"], arch="vsgnet"), steps_per_epoch=3)

@@ -1,0 +1,132 @@
+"""What a training run is asked for (``TrainConfig``, mirroring the CLI) and the
+hyper-parameters in force: the user's, else the architecture's ``RECIPE``, else the defaults;
+with the optimiser they make."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from ..jobs import InputError
+from ..models import architecture
+from .encoder import split_groups
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``train`` needs; mirrors the CLI."""
+
+    out: str
+    images: List[str]
+    task: str = "segmentation"
+    arch: str = "unet"
+    aux: List[str] = field(default_factory=list)
+    images2: List[str] = field(default_factory=list)
+    labels: List[str] = field(default_factory=list)
+    polygons: Optional[str] = None
+    class_field: Optional[str] = None
+    ignore_value: Optional[int] = None
+    epochs: int = 20
+    batch_size: int = 8
+    tile: int = 256
+    lr: Optional[float] = None
+    weight_decay: Optional[float] = None
+    optimizer: Optional[str] = None
+    schedule: Optional[str] = None
+    warmup_steps: Optional[int] = None
+    val_fraction: float = 0.2
+    patience: int = 10
+    grad_clip: Optional[float] = None
+    loss: Optional[str] = None
+    aux_weight: Optional[float] = None
+    balanced: bool = False
+    color_jitter: float = 0.0
+    date_swap: Optional[bool] = None
+    samples_per_epoch: Optional[int] = None
+    time_budget_s: Optional[float] = None
+    workers: int = 0
+    device: str = "auto"
+    init: Optional[str] = None
+    init_head: str = "keep"
+    normalisation: Optional[str] = None  # default: the --init model's, else DEFAULT_NORMALISATION
+    sensor_augment: bool = True
+    gsd: Optional[float] = None  # train at this GSD (m); default: the images' own (or --init's)
+    backbone_weights: Optional[str] = None
+    encoder_lr_scale: Optional[float] = None
+    freeze_encoder_epochs: Optional[int] = None  # default: a third of the epochs with --init
+    resume: Optional[str] = None
+    seed: int = 0
+    hparams: Dict[str, Any] = field(default_factory=dict)
+
+
+# Used where neither the user nor the architecture's RECIPE sets a value.
+DEFAULT_NORMALISATION = "image"  # transfers best to other sensors (docs/benchmarks.md)
+FINETUNE_FREEZE_SHARE = 3  # with --init the encoder is frozen for epochs // 3
+DEFAULTS = {"lr": 1e-3, "weight_decay": 1e-4, "schedule": "poly", "grad_clip": 1.0,
+            "aux_weight": 0.2, "date_swap": True, "optimizer": "adamw"}
+OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
+def _architecture_module(arch: str) -> Any:
+    import sys
+    return sys.modules[architecture(arch).builder.__module__]
+
+
+def recipe_of(arch: str) -> Dict[str, Any]:
+    """The training recipe an architecture module publishes as ``RECIPE`` (may be empty)."""
+    return dict(getattr(_architecture_module(arch), "RECIPE", {}))
+
+
+def resolve_recipe(cfg: TrainConfig, steps_per_epoch: int) -> Dict[str, Any]:
+    """Hyper-parameters in force: the user's, else the architecture's recipe, else defaults."""
+    recipe = recipe_of(cfg.arch)
+    out = {}
+    for key, default in DEFAULTS.items():
+        value = getattr(cfg, key)
+        out[key] = value if value is not None else recipe.get(key, default)
+    out["loss"] = cfg.loss or recipe.get("loss") or ("bce_dice" if cfg.task == "change" else "ce")
+    recipe_warmup = recipe.get("warmup_steps",
+                               int(recipe.get("warmup_epochs", 1) * steps_per_epoch))
+    out["warmup_steps"] = cfg.warmup_steps if cfg.warmup_steps is not None else recipe_warmup
+    out["warmup_start"] = recipe.get("warmup_start_lr", 0.0) / out["lr"] if out["lr"] else 0.0
+    out["momentum"] = recipe.get("momentum", 0.9)
+    out["betas"] = tuple(recipe.get("betas", (0.9, 0.999)))
+    out["plateau_factor"] = recipe.get("plateau_factor", 0.1)
+    out["plateau_patience"] = recipe.get("plateau_patience", 10)
+    out["step_every"] = int(recipe.get("lr_step_epochs", 30) * steps_per_epoch)
+    out["step_gamma"] = recipe.get("lr_step_gamma", 0.1)
+    # a published pre-trained encoder moves 10× slower than the new decoder unless told otherwise
+    out["encoder_lr_scale"] = (cfg.encoder_lr_scale if cfg.encoder_lr_scale is not None
+                               else 0.1 if cfg.backbone_weights else 1.0)
+    # fine-tuning (--init) keeps the base encoder fixed for the first third of the epochs:
+    # +0.04 F1 from one labelled pair, +0.006 from three (docs/benchmarks.md, Transfer)
+    freeze = cfg.freeze_encoder_epochs
+    if freeze is None:
+        freeze = cfg.epochs // FINETUNE_FREEZE_SHARE if cfg.init else 0
+    out["freeze_encoder_epochs"] = max(0, int(freeze))
+    return out
+
+
+def make_optimiser(net: torch.nn.Module, hp: Dict[str, Any],
+                   arch: Optional[str] = None) -> torch.optim.Optimizer:
+    """AdamW (default), Adam or SGD with momentum, as the recipe or the user asks.
+
+    An architecture module's ``param_groups(net, weight_decay)`` (e.g. no decay on norms and
+    biases) is used when ``arch`` publishes one; otherwise every parameter decays alike.
+    """
+    lr, wd = hp["lr"], hp["weight_decay"]
+    groups = getattr(_architecture_module(arch), "param_groups", None) if arch else None
+    params = list(groups(net, wd)) if groups else [{"params": list(net.parameters())}]
+    prefixes = architecture(arch).encoder if arch else ()
+    if prefixes and (hp.get("encoder_lr_scale", 1.0) != 1.0 or hp.get("freeze_encoder_epochs")):
+        params = split_groups(net, params, prefixes, lr, hp.get("encoder_lr_scale", 1.0))
+    kind = hp["optimizer"]
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=hp["betas"])
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=hp["betas"])
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=hp["momentum"])
+    raise InputError(f"unknown optimizer '{kind}'; use one of {', '.join(OPTIMIZERS)}")
+

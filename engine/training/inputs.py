@@ -1,0 +1,153 @@
+"""What a training run trains on: its scenes and label classes from the ``TrainConfig``, the
+input pixels behind a window at ``--gsd``, the network's hyper-parameters, the input statistics
+of a pre-trained backbone and the model card describing it all."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from ..io.classes import CHANGE_CLASSES
+from ..io.weight_layouts import pretrained_statistics
+from ..jobs import InputError, Job
+from .config import TrainConfig
+from .data import (IMAGERY_GROUPS, LabelSpec, Scene, band_names, discover_label_classes,
+                   polygon_label_spec)
+from .losses import IGNORE
+
+
+def training_scenes(cfg: TrainConfig) -> List[Scene]:
+    """One scene per ``--image`` with its other date, auxiliary raster and labels; the
+    combination of inputs is checked first."""
+    if not cfg.images:
+        raise InputError("give at least one training image (--image)")
+    if bool(cfg.labels) == bool(cfg.polygons):
+        raise InputError("give labels either as a raster (--labels) or as polygons "
+                         "(--polygons with --class-field), not both / neither")
+    if cfg.labels and len(cfg.labels) != len(cfg.images):
+        raise InputError(f"{len(cfg.images)} image(s) but {len(cfg.labels)} label raster(s); "
+                         f"give one --labels per --image")
+    if cfg.polygons and not cfg.class_field:
+        raise InputError("--polygons needs --class-field (the attribute holding the class)")
+    for name, extra in (("--aux", cfg.aux), ("--image2", cfg.images2)):
+        if extra and len(extra) != len(cfg.images):
+            raise InputError(f"give one {name} per --image ({len(cfg.images)})")
+    if cfg.task == "change" and not cfg.images2:
+        raise InputError("change training needs the later date of each image (--image2)")
+    scenes = []
+    for i, img in enumerate(cfg.images):
+        inputs = {("t1" if cfg.task == "change" else "image"): img}
+        if cfg.task == "change":
+            inputs["t2"] = cfg.images2[i]
+        if cfg.aux:
+            inputs["aux"] = cfg.aux[i]
+        scenes.append(Scene(inputs, labels=cfg.labels[i] if cfg.labels else None,
+                            polygons=cfg.polygons, class_field=cfg.class_field))
+    return scenes
+
+
+def label_spec(cfg: TrainConfig, scenes: List[Scene]) -> LabelSpec:
+    """The classes to learn: change / no change, the polygons' classes or the label values."""
+    if cfg.task == "change":
+        return ChangeLabelSpec(classes=CHANGE_CLASSES, ignore_value=cfg.ignore_value)
+    if cfg.polygons:
+        return polygon_label_spec(scenes)
+    return discover_label_classes(scenes, cfg.ignore_value)
+
+
+class ChangeLabelSpec(LabelSpec):
+    """Change labels: 0 is no change, any other value (1, 255 …) is change."""
+
+    def lut(self) -> np.ndarray:
+        table = np.ones(256, dtype=np.uint8)
+        table[0] = 0
+        if self.ignore_value is not None and 0 <= self.ignore_value < 256:
+            table[self.ignore_value] = IGNORE
+        return table
+
+
+def band_count(path: str) -> int:
+    """Number of data bands of the raster at ``path`` (an alpha band is not data)."""
+    from ..io.rasters import data_band_indexes, open_raster
+    with open_raster(path) as ds:
+        return len(data_band_indexes(ds))
+
+
+def image_gsd(path: str) -> Optional[float]:
+    """Ground sampling distance (m) of the raster at ``path``; None when it is unknown."""
+    from ..io.gsd import raster_gsd
+    from ..io.rasters import open_raster
+    with open_raster(path) as ds:
+        return raster_gsd(ds)
+
+
+def window_read_size(cfg: TrainConfig, scenes: List[Scene]) -> int:
+    """Input pixels behind one training window: the tile, scaled when training at --gsd."""
+    if cfg.gsd is None:
+        return cfg.tile
+    if cfg.gsd <= 0:
+        raise InputError(f"--gsd must be a positive number of metres (got {cfg.gsd})")
+    native = image_gsd(scenes[0].inputs[scenes[0].base])
+    if native is None:
+        raise InputError("training at a chosen --gsd needs georeferenced images (their pixel "
+                         "size is unknown); georeference them or leave out --gsd")
+    return max(8, int(round(cfg.tile * cfg.gsd / native)))
+
+
+def model_card(cfg: TrainConfig, scenes: List[Scene], spec: LabelSpec,
+               stats: Dict[str, tuple], hparams: Dict[str, Any],
+               raw_stats: Dict[str, tuple]) -> Dict[str, Any]:
+    """The card of the model to write (its ``training`` record is filled in as it trains)."""
+    from ..io.rasters import open_raster
+    inputs = {}
+    for group in scenes[0].inputs:
+        path = scenes[0].inputs[group]
+        n = band_count(path)
+        with open_raster(path) as ds:
+            dtype, nodata = ds.dtypes[0], ds.nodata
+        mean, std = stats[group]
+        inputs[group] = {"bands": [{"index": i + 1, "name": nm}
+                                   for i, nm in enumerate(band_names(path, n))],
+                         "dtype": dtype, "mean": mean, "std": std, "nodata": nodata,
+                         "normalisation": cfg.normalisation if group in IMAGERY_GROUPS
+                         else "dataset",
+                         "raw_statistics": {"mean": raw_stats[group][0],
+                                            "std": raw_stats[group][1]}}
+    return {"name": Path(cfg.out).stem, "task": cfg.task, "architecture": cfg.arch,
+            "hparams": hparams, "inputs": inputs, "classes": spec.classes,
+            "tile_size": cfg.tile, "overlap": max(8, cfg.tile // 8) // 8 * 8,
+            "gsd_m": cfg.gsd or image_gsd(scenes[0].inputs[scenes[0].base]), "training": {}}
+
+
+def network_hparams(cfg: TrainConfig, scenes: List[Scene], num_classes: int) -> Dict[str, Any]:
+    """Hyper-parameters of the network to build: band counts, classes, then ``--hparams``."""
+    base = scenes[0].inputs[scenes[0].base]
+    hp = {"in_channels": band_count(base), "num_classes": num_classes}
+    if "aux" in scenes[0].inputs:
+        hp["aux_channels"] = band_count(scenes[0].inputs["aux"])
+    hp.update(cfg.hparams)
+    return hp
+
+
+def backbone_statistics(cfg: TrainConfig, scenes: List[Scene], stats: Dict[str, tuple],
+                        normalisation: Optional[str], job: Job) -> Dict[str, tuple]:
+    """The image normalisation a pre-trained backbone was trained with (8-bit data under the
+    default dataset normalisation), else the data statistics unchanged."""
+    from ..io.rasters import open_raster
+    if not normalisation or getattr(cfg, "normalisation", None) not in (None, "dataset"):
+        return stats
+    out = dict(stats)
+    for group in ("image", "t1", "t2"):
+        if group not in stats:
+            continue
+        with open_raster(scenes[0].inputs[group]) as ds:
+            dtype = ds.dtypes[0]
+        mean, std, used = pretrained_statistics(list(stats[group][0]), list(stats[group][1]),
+                                                dtype, normalisation)
+        out[group] = (mean, std)
+        job.log(f"{group}: {normalisation} normalisation of the backbone" if used else
+                f"{group}: {dtype} data keep their own statistics (the backbone's "
+                f"{normalisation} normalisation assumes 8-bit RGB)")
+    return out
+

@@ -35,14 +35,6 @@ from . import __version__
 from .jobs import Cancelled, EngineError
 
 
-def _bands(text: str) -> List[int]:
-    try:
-        return [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bands must be comma-separated numbers, e.g. 1,2,3 "
-                                         f"(got {text!r})") from None
-
-
 class _Bar:
     """tqdm progress bar fed by the job protocol's ``progress(fraction, message)``."""
 
@@ -282,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile", type=int, help="window edge in pixels (default: model card)")
     s.add_argument("--overlap", type=int, help="pixels shared by neighbouring windows")
     s.add_argument("--batch-size", type=int, default=8)
-    s.add_argument("--bands", type=_bands, help="raster bands to use, in the model's order")
+    from .io.rasters import band_list
+    s.add_argument("--bands", type=band_list, help="raster bands to use, in the model's order")
     _add_onnx_options(s)
     from .inference.views import add_gsd_arguments
     add_gsd_arguments(s)

@@ -39,7 +39,7 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from ..io.cog import check_raster_outputs
-from ..io.rasters import check_overlap, data_band_indexes, open_raster, output_profile
+from ..io.rasters import band_list, check_overlap, data_band_indexes, open_raster, output_profile
 from ..io.writer import StripWriter
 from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output
 
@@ -363,14 +363,6 @@ def derive(kind: str, input: str | Path, output: str | Path, *, dsm: Optional[st
     raise InputError(f"unknown structure kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
-def _band_list(text: str) -> List[int]:
-    try:
-        return [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bands must be comma-separated numbers, e.g. 1,2,3 "
-                                         f"(got {text!r})") from None
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", required=True, choices=KINDS,
                    help="edges: gradient structure map (no model); dsm: align a DSM/depth raster; "
@@ -384,7 +376,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sam-checkpoint", help="local SAM checkpoint (e.g. sam_vit_b_01ec64.pth)")
     p.add_argument("--sam-model", choices=SAM_TYPES,
                    help="SAM variant the checkpoint must be (default: read from the file)")
-    p.add_argument("--bands", type=_band_list, help="image bands to use (default: first three)")
+    p.add_argument("--bands", type=band_list, help="image bands to use (default: first three)")
     p.add_argument("--sigma", type=float, default=1.0, help="edges: Gaussian σ in pixels")
     p.add_argument("--gain", type=float, default=4.0,
                    help="edges: uint8 scale, 254 at |∇| ≥ 1/gain (luminance range per pixel)")

@@ -23,7 +23,7 @@ from . import sharded
 from ..compute.devices import resolve_device
 from ..io.rasters import (WindowReader, bounded_gdal_cache, check_overlap, class_colormap, class_tags,
                          data_band_indexes, normalise, open_raster, output_profile, resolve_bands,
-                         warp_to_grid, without_alpha_flags)
+                         warp_to_grid, without_alpha_flags, alpha_note)
 from ..io.cog import AVERAGE, MODE, check_format, check_raster_outputs
 from ..io.writer import StripWriter
 from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn
@@ -327,6 +327,8 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         stats = image_statistics(WindowReader(ds, resolve_bands(ds, card["inputs"]["image"]["bands"],
                                                                 bands)))
         notes = input_notes(card, "image", stats, view.plan)
+        alpha = alpha_note(ds, resolve_bands(ds, card["inputs"]["image"]["bands"], bands))
+        notes += [alpha] if alpha else []
         for note in notes:
             job.log(note)
         sources = open_sources(card, ds, aux, bands, stack, view, stats)

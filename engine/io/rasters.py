@@ -2,6 +2,7 @@
 tiled compressed GeoTIFF writers for class, probability and change rasters."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import re
@@ -101,6 +102,33 @@ def reading(ds: rasterio.io.DatasetReader, window: Optional[Window] = None) -> I
 def data_band_indexes(ds: rasterio.io.DatasetReader) -> List[int]:
     """1-based indexes of the bands that carry data (an alpha band is a mask, not data)."""
     return [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha]
+
+
+def band_list(text: str) -> List[int]:
+    """``--bands``: comma-separated 1-based band numbers, e.g. ``1,2,3``."""
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bands must be comma-separated numbers, e.g. 1,2,3 "
+                                         f"(got {text!r})") from None
+
+
+def alpha_note(ds: rasterio.io.DatasetReader, used: Sequence[int],
+               option: str = "--bands") -> Optional[str]:
+    """One sentence when ``ds`` flags a band as alpha: it is read as a mask and not as data
+    (NIR bands of RGBIR tiles are often flagged so), or ``used`` reads it as data anyway."""
+    alpha = [i for i in range(1, ds.count + 1) if ds.colorinterp[i - 1] == ColorInterp.alpha]
+    if not alpha:
+        return None
+    name = Path(ds.name).name
+    dropped = [b for b in alpha if b not in used]
+    if dropped:
+        every = ",".join(str(b) for b in range(1, ds.count + 1))
+        return (f"{name}: band {', '.join(map(str, dropped))} is flagged as alpha, so it is used "
+                f"as a mask (transparent where 0), not as data; if it holds data (e.g. NIR), "
+                f"choose it with {option} {every}")
+    return (f"{name}: band {', '.join(map(str, alpha))} is flagged as alpha but read as data; "
+            f"pixels are masked by the nodata value only")
 
 
 def resolve_bands(ds: rasterio.io.DatasetReader, card_bands: Sequence[Mapping[str, Any]],

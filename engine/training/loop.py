@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, replace
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
 
 from .. import __version__
@@ -39,8 +40,9 @@ from .encoder import hold_statistics
 from .checkpoints import (checkpoint_path, load_checkpoint, record_epochs_run, restore_train_state,
                           save_train_state, write_best_model)
 from .distributed import all_sum, barrier, init_distributed
-from .inputs import (backbone_statistics, band_count, label_spec, model_card, network_hparams,
-                     training_scenes, window_read_size)
+from .verdict import training_warnings
+from .inputs import (backbone_statistics, band_count, band_notes, label_spec, model_card,
+                     network_hparams, training_scenes, window_read_size)
 from .losses import IGNORE, build_loss
 from .report import write_report
 from .schedule import LRSchedule
@@ -85,9 +87,12 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
 
     scenes = training_scenes(cfg)
     spec = label_spec(cfg, scenes)
+    for note in band_notes(scenes) + spec.notes:
+        job.log(note)
     base = finetune.base_card(cfg.init) if cfg.init else None
     if base is not None:
-        finetune.check_compatible(base, cfg.task, band_count(scenes[0].inputs[scenes[0].base]),
+        finetune.check_compatible(base, cfg.task, band_count(scenes[0].inputs[scenes[0].base],
+                                                             cfg.bands),
                                   [c["value"] for c in spec.classes], cfg.init_head)
         cfg = replace(cfg, **finetune.inherited(base, cfg.normalisation, cfg.gsd))
     if backbone is not None and backbone.normalisation and cfg.normalisation is None:
@@ -181,6 +186,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
 
     history: List[Dict[str, Any]] = []
     best, bad_epochs, start_epoch = -1.0, 0, 0
+    best_matrix = matrix = None  # the saved model's and the last validation matrices
     if resume_state is not None:
         history, best, bad_epochs, start_epoch = restore_train_state(resume_state, net, optimiser,
                                                                      scheduler, scaler)
@@ -242,7 +248,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         scheduler.epoch_end(metric)
         improved = metric > best
         if improved:
-            best, bad_epochs = metric, 0
+            best, bad_epochs, best_matrix = metric, 0, matrix
         else:
             bad_epochs += 1
         metric_name = "F1(change)" if cfg.task == "change" else "mIoU"
@@ -267,10 +273,20 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         report = write_report(cfg.out, history, metric_name)
         record_epochs_run(cfg.out, len(history))
     barrier(world)
+    # a resumed run that never improved judges its last epoch (the saved model's is not kept)
+    warnings = _warn(job, best_matrix if best_matrix is not None else matrix, names)
     job.report(1.0, "train: done")
-    return {"model": str(cfg.out), "checkpoint": str(ckpt), **report,
+    return {"model": str(cfg.out), "checkpoint": str(ckpt), **report, "warnings": warnings,
             "best_metric": best, "epochs_run": len(history),
             "seconds": time.perf_counter() - started, "rank": rank, "world_size": world}
+
+
+def _warn(job: Job, matrix: Optional[np.ndarray], names: List[str]) -> List[str]:
+    """Log :func:`training_warnings` of ``matrix`` (none without one) and return them."""
+    warnings = training_warnings(matrix, names) if matrix is not None else []
+    for w in warnings:
+        job.log(f"warning: {w}")
+    return warnings
 
 
 def _over_budget(cfg: TrainConfig, started: float, world: int) -> bool:
@@ -318,7 +334,9 @@ def _fit_closed_form(cfg: TrainConfig, net: torch.nn.Module, card: Dict[str, Any
                          _training_summary(summary, history, 1, val_scores, "mIoU", metric))
         report = write_report(cfg.out, history, "mIoU")
     barrier(world)
+    warnings = _warn(job, matrix, names)
     job.report(1.0, "train: done")
-    return {"model": str(cfg.out), "checkpoint": None, **report, "best_metric": metric,
+    return {"model": str(cfg.out), "checkpoint": None, **report, "warnings": warnings,
+            "best_metric": metric,
             "epochs_run": 1, "seconds": time.perf_counter() - started, "rank": rank,
             "world_size": world}

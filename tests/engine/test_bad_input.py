@@ -71,6 +71,12 @@ def _text(s: Scene) -> Path:
     return s.notes_tif
 
 
+def _colour_labels(s: Scene) -> Path:
+    rgb = np.zeros((3, 96, 96), np.uint8)
+    rgb[2, :, 48:] = 255  # left black, right blue (ISPRS building)
+    return write_raster(s.folder / "colours.tif", rgb, photometric="RGB")
+
+
 def _linked(s: Scene) -> Path:
     s.link_tif.symlink_to(s.image)
     return s.link_tif
@@ -121,6 +127,16 @@ CASES: Dict[str, Callable[[Scene], List[object]]] = {
                                               "--output", s.image],
     "train: model file is the image": lambda s: [
         "train", "--image", s.image, "--labels", s.classes, "--out", s.image, "--epochs", "1"],
+    "train: colour-coded labels without --label-colours": lambda s: [
+        "train", "--image", s.image, "--labels", _colour_labels(s), "--out", s.out_rsmodel,
+        "--epochs", "1"],
+    "train: colour labels of another table": lambda s: [
+        "train", "--image", s.image, "--labels", _colour_labels(s), "--label-colours",
+        s.table_txt.write_text("1,2,3,a\n4,5,6,b\n") and s.table_txt, "--out", s.out_rsmodel,
+        "--epochs", "1"],
+    "train: band that does not exist": lambda s: [
+        "train", "--image", s.image, "--labels", s.classes, "--bands", "1,2,7", "--out",
+        s.out_rsmodel, "--epochs", "1"],
 }
 LOCKED = {"predict: another run writes the output": "out.tif",
           "vectorize: another run writes the output": "out.gpkg"}

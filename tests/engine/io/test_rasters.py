@@ -83,3 +83,23 @@ def test_a_block_that_cannot_be_read_is_named_in_pixels(clean, tmp_path):
             for y in range(0, 128, 32):
                 for x in range(0, 128, 32):
                     reader.read(x, y, 32)
+
+
+def test_inference_says_when_a_band_flagged_alpha_is_a_mask_or_data(tmp_path):
+    from rasterio.enums import ColorInterp
+    from engine.inference.pipeline import predict
+    from tests.conftest import write_raster
+    rng = np.random.default_rng(1)
+    path = write_raster(tmp_path / "rgba.tif", rng.integers(1, 255, (4, 64, 64), np.uint8),
+                        photometric="RGB")
+    with rasterio.open(path, "r+") as ds:
+        ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    three = make_model(tmp_path / "m3.rsmodel", arch="test-pointwise", bands=3, classes=2,
+                       tile=32, overlap=8)
+    four = make_model(tmp_path / "m4.rsmodel", arch="test-pointwise", bands=4, classes=2,
+                      tile=32, overlap=8)
+    masked = predict(three, path, tmp_path / "a.tif", device="cpu")["notes"]
+    assert any("band 4 is flagged as alpha, so it is used as a mask" in n and
+               "--bands 1,2,3,4" in n for n in masked)
+    as_data = predict(four, path, tmp_path / "b.tif", device="cpu")["notes"]
+    assert any("band 4 is flagged as alpha but read as data" in n for n in as_data)

@@ -13,15 +13,18 @@ Processing algorithm runs on its output paths before any work.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
 import tempfile
+import threading
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, Mapping, Optional, Union
+from typing import Callable, Dict, Iterable, Iterator, Mapping, Optional, TypeVar, Union
 
 ProgressFn = Callable[[float, str], None]
 CancelledFn = Callable[[], bool]
+T = TypeVar("T")
 
 
 class EngineError(Exception):
@@ -108,8 +111,9 @@ def check_outputs(outputs: Mapping[str, Optional[PathLike]],
 
     Each output's folder must exist and be writable (``folders``: labels of outputs that are
     folders, created when missing), no run still alive may be writing it, and — resolved through
-    symlinks — it must differ from every input and from every other output.  Returns the given
-    outputs as Paths.
+    symlinks — it must differ from every input and from every other output.  Inside an entry
+    point marked :func:`job_outputs` each output is locked from here until the entry point
+    returns.  Returns the given outputs as Paths.
     """
     checked = check_distinct(outputs, inputs)
     folder_labels = set(folders)
@@ -119,7 +123,7 @@ def check_outputs(outputs: Mapping[str, Optional[PathLike]],
                 raise OutputError(f"{label} {out} is a file; give a folder")
         else:
             check_writable_output(out)
-            _refuse_if_locked(out)
+            _claim(out)
     return checked
 
 
@@ -241,14 +245,8 @@ def _refuse_if_locked(out: Path) -> None:
         os.close(fd)  # closing releases the probe's lock
 
 
-@contextlib.contextmanager
-def output_lock(path: PathLike) -> Iterator[None]:
-    """Hold the lock of ``path`` for the body, or refuse when a live run holds it.
-
-    The lock is an OS file lock, released by the kernel when its process dies, so a killed run
-    never blocks the next one; the lock file is removed on exit.
-    """
-    out = Path(path)
+def _acquire(out: Path) -> int:
+    """Open and lock ``out``'s lock file (the descriptor), or refuse when a live run holds it."""
     lock = lock_path(out)
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_current_umask())
@@ -260,16 +258,99 @@ def output_lock(path: PathLike) -> Iterator[None]:
         except FileNotFoundError:  # the holder removed it between our open and lock
             same = False
         if same:
-            break
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            return fd
         os.close(fd)
+
+
+def _release(out: Path, fd: int) -> None:
+    with contextlib.suppress(OSError):
+        lock_path(out).unlink()
+    os.close(fd)
+
+
+# Locks held for whole jobs: lock key → (descriptor, the job scope holding it).  Scopes are per
+# thread (QGIS runs tasks side by side); the lock files make them exclusive across processes.
+_held: Dict[Path, tuple] = {}
+_held_guard = threading.Lock()
+_scopes = threading.local()
+
+
+def _scope_stack() -> list:
+    if not hasattr(_scopes, "stack"):
+        _scopes.stack = []
+    return _scopes.stack
+
+
+def _mine(key: Path) -> Optional[bool]:
+    """None: nobody in this process holds ``key``; True: a job of this thread; False: another."""
+    with _held_guard:
+        holder = _held.get(key)
+    if holder is None:
+        return None
+    return any(holder[1] is scope for scope in _scope_stack())
+
+
+def _claim(out: Path) -> None:
+    """Lock ``out`` for the current job scope (outside one: refuse if a live run holds it)."""
+    if int(os.environ.get("RANK", "0") or 0) > 0:  # a torchrun rank: rank 0 holds the outputs
+        return
+    key = same_file_key(out)
+    mine = _mine(key)
+    if mine is False:
+        raise _busy(out, lock_path(out))
+    stack = _scope_stack()
+    if mine or not stack:
+        if not stack:
+            _refuse_if_locked(out)
+        return
+    fd = _acquire(out)
+    with _held_guard:
+        _held[key] = (fd, stack[-1])
+    stack[-1].append((key, out))
+
+
+def job_outputs(fn: Callable[..., T]) -> Callable[..., T]:
+    """Mark an engine entry point: the outputs its :func:`check_outputs` locks stay locked
+    until it returns, so a second run writing one is refused from its start, not only while
+    the first one writes."""
+    @functools.wraps(fn)
+    def run(*args: object, **kwargs: object) -> T:
+        stack = _scope_stack()
+        scope: list = []
+        stack.append(scope)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            stack.pop()
+            for key, out in scope:
+                with _held_guard:
+                    fd = _held.pop(key)[0]
+                _release(out, fd)
+    return run
+
+
+@contextlib.contextmanager
+def output_lock(path: PathLike) -> Iterator[None]:
+    """Hold the lock of ``path`` for the body (kept when this job already holds it), or refuse
+    when a live run holds it.
+
+    The lock is an OS file lock, released by the kernel when its process dies, so a killed run
+    never blocks the next one; the lock file is removed on exit.
+    """
+    out = Path(path)
+    mine = _mine(same_file_key(out))
+    if mine:
+        yield
+        return
+    if mine is False:
+        raise _busy(out, lock_path(out))
+    fd = _acquire(out)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
         yield
     finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()
-        os.close(fd)
+        _release(out, fd)
 
 
 @contextlib.contextmanager

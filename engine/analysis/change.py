@@ -30,7 +30,8 @@ from ..io.rasters import (WindowReader, bounded_gdal_cache, class_tags, data_ban
                          without_alpha_flags)
 from ..io.cog import AVERAGE, MODE, add_format_argument, check_format, check_raster_outputs
 from ..io.writer import StripWriter
-from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output
+from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
+                   job_outputs)
 from ..formats.card import LoadedModel
 from ..formats.modelfile import load_model
 from ..io.rasters import CLASS_NODATA
@@ -166,6 +167,7 @@ def _from_to_codes(k: int) -> Tuple[str, int]:
     return ("uint8", 255) if k * k + 1 < 255 else ("uint16", 65535)
 
 
+@job_outputs
 def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: str | Path,
                   output: str | Path, probabilities: Optional[str | Path] = None,
                   polygons: Optional[str | Path] = None, threshold: float = 0.5,

@@ -41,7 +41,7 @@ from scipy import ndimage
 from ..io.cog import check_raster_outputs
 from ..io.rasters import band_list, check_overlap, data_band_indexes, open_raster, output_profile
 from ..io.writer import StripWriter
-from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output
+from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output, job_outputs
 
 COMMAND = "derive"
 HELP = "write a structure-modality raster (edges, aligned DSM, SAM masks) on an image's grid"
@@ -153,6 +153,7 @@ def luminance_range(ds, bands: Sequence[int], max_side: int = 1024) -> Tuple[flo
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
+@job_outputs
 def derive_edges(input: str | Path, output: str | Path, *, bands: Optional[Sequence[int]] = None,
                  sigma: float = 1.0, gain: float = 4.0, dtype: str = "uint8", tile: int = 1024,
                  rows: int = 256, progress: Optional[ProgressFn] = None,
@@ -196,6 +197,7 @@ def derive_edges(input: str | Path, output: str | Path, *, bands: Optional[Seque
 
 # ---- DSM ---------------------------------------------------------------------------------------
 
+@job_outputs
 def derive_dsm(input: str | Path, output: str | Path, dsm: str | Path, *, ndsm: bool = False,
                ndsm_window: int = 65, band: int = 1, tile: int = 1024, rows: int = 256,
                resampling: str = "bilinear", progress: Optional[ProgressFn] = None,
@@ -295,6 +297,7 @@ def to_uint8_rgb(pixels: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.ascontiguousarray(np.round(scaled).astype(np.uint8).transpose(1, 2, 0))
 
 
+@job_outputs
 def derive_sam(input: str | Path, output: str | Path, checkpoint: Optional[str | Path], *,
                model_type: Optional[str] = None, bands: Optional[Sequence[int]] = None,
                tile: int = 1024, halo: int = 64, device: str = "auto",

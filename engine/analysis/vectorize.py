@@ -44,7 +44,8 @@ from shapely.ops import unary_union
 
 from ..io.rasters import bounded_gdal_cache, open_raster
 from ..io.area import AreaMeter
-from ..jobs import CancelledFn, InputError, Job, OutputError, ProgressFn, atomic_output, check_outputs
+from ..jobs import (CancelledFn, InputError, Job, OutputError, ProgressFn, atomic_output,
+                   check_outputs, job_outputs)
 
 COMMAND = "vectorize"
 HELP = "polygons from a class raster"
@@ -374,6 +375,7 @@ def _open_class_raster(path: str | Path) -> Any:
     return ds
 
 
+@job_outputs
 def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
               simplify: float = 0.0, block: int = DEFAULT_BLOCK,
               values: Optional[Collection[int]] = None,

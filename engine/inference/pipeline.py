@@ -26,7 +26,7 @@ from ..io.rasters import (WindowReader, bounded_gdal_cache, check_overlap, class
                          warp_to_grid, without_alpha_flags, alpha_note)
 from ..io.cog import AVERAGE, MODE, check_format, check_raster_outputs
 from ..io.writer import StripWriter
-from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn
+from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn, job_outputs
 from ..formats.card import LoadedModel
 from ..formats.modelfile import load_model
 from ..io.rasters import CLASS_NODATA
@@ -288,6 +288,7 @@ def open_sources(card: Dict[str, Any], image: rasterio.io.DatasetReader,
     return sources
 
 
+@job_outputs
 def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Path,
             probabilities: Optional[str | Path] = None, aux: Optional[str | Path] = None,
             device: str = "auto", tile: Optional[int] = None, overlap: Optional[int] = None,

@@ -27,7 +27,8 @@ from .. import __version__
 from ..formats.catalog import NEEDS_AUX
 from ..compute.backend import amp_dtype
 from ..compute.devices import resolve_device
-from ..jobs import CancelledFn, EngineError, InputError, Job, ProgressFn, check_outputs
+from ..jobs import (CancelledFn, EngineError, InputError, Job, ProgressFn, check_outputs,
+                   job_outputs)
 from ..models import architecture, build
 from ..io.radiometry import check_mode
 from . import finetune
@@ -60,6 +61,7 @@ def wants_targets(net: torch.nn.Module) -> bool:
     return "targets" in inspect.signature(net.forward).parameters
 
 
+@job_outputs
 def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] = None,
           cancelled: Optional[CancelledFn] = None, **kwargs: Any) -> Dict[str, Any]:
     """Train a model; returns a summary (paths, best epoch, validation scores)."""

@@ -103,3 +103,26 @@ def test_temporary_names_carry_the_process_id(tmp_path):
     with atomic_output(tmp_path / "a.tif") as tmp:
         assert tmp.name.startswith(f".a.tif.{os.getpid()}.") and tmp.name.endswith(".partial")
         assert lock_path(tmp_path / "a.tif").read_text() == str(os.getpid())
+
+
+def test_a_job_holds_its_outputs_from_the_guard_to_its_end(tmp_path):
+    from engine.jobs import job_outputs
+    out = tmp_path / "a.tif"
+    seen = {}
+
+    @job_outputs
+    def job():
+        check_outputs({"--output": out})
+        seen["locked"] = lock_path(out).exists()
+        other = subprocess.run(  # another process, same path
+            [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+                                   f"from engine.jobs import check_outputs\n"
+                                   f"check_outputs({{'--output': {str(out)!r}}})"],
+            capture_output=True, text=True)
+        assert other.returncode == 1 and f"another run (process {os.getpid()}) is writing" \
+            in other.stderr
+        with atomic_output(out) as tmp:  # the job's own writer keeps the lock
+            tmp.write_text("x")
+        return "done"
+    assert job() == "done" and seen["locked"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]

@@ -20,7 +20,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from ...jobs import CancelledFn, Job, ModelFileError, ProgressFn, atomic_output, check_outputs
+from ...jobs import (CancelledFn, Job, ModelFileError, ProgressFn, atomic_output, check_outputs,
+                    job_outputs)
 from .metadata import DEEPNESS_SCALE, export_metadata
 from ...compute.onnx_runtime import ONNX_PIN, require
 
@@ -37,6 +38,7 @@ NOT_EXPORTABLE: Dict[str, str] = {
 }
 
 
+@job_outputs
 def export_onnx(model: str | Path, output: str | Path, opset: int = OPSET,
                 dynamic_size: bool = False, progress: Optional[ProgressFn] = None,
                 cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:

@@ -12,6 +12,9 @@ VENV        := .venv
 VPY         := $(VENV)/bin/python
 STAMP       := $(VENV)/.setup-stamp
 DEMO        := build/demo
+# torchvision's ResNet-50 source (read from its wheel, never installed: its compiled operators
+# need CUDA torch) is the reference tests/engine/weights/test_resnet_reference.py checks against
+TORCHVISION_REFERENCE := 0.28.0
 export QT_QPA_PLATFORM := offscreen
 export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
@@ -40,6 +43,10 @@ demo: setup
 # One torch thread: the tests use tiny models, where thread start-up costs more than it saves,
 # and the pipeline's reader/writer threads get the other core.
 test: setup
+	$(VPY) -m pip install -q --disable-pip-version-check -r requirements-test.txt -c constraints.txt
+	$(VPY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-test-nodeps.txt
+	$(VPY) -m pip download -q --disable-pip-version-check --no-deps -d build/reference \
+	  torchvision==$(TORCHVISION_REFERENCE) || echo "torchvision wheel not downloaded: its reference test skips"
 	OMP_NUM_THREADS=1 $(VPY) -m pytest
 
 bad-input-table: setup   # docs/bad-input.md: bad input → message, written by the tests themselves
@@ -65,8 +72,9 @@ qgis: setup gui-deps      # QGIS desktop with the plugin from this tree (opens b
 package:                  # dist/rs_seg_qgis.zip for Plugins ▸ Install from ZIP (stdlib only)
 	$(SYS_PY) scripts/package.py
 
-gui-shot: setup gui-deps  # dock screenshot under Xvfb → build/test-output/gui_dock.png
+gui-shot: setup gui-deps  # screenshots under Xvfb → build/test-output/gui_dock.png, gui_1..7_*.png
 	$(VPY) scripts/gui_smoke.py --out build/test-output/gui_dock.png
+	$(VPY) scripts/gui_states.py --out build/test-output
 
 gui-deps:
 	@dpkg -s $(GUI_PKGS) >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \

@@ -35,6 +35,11 @@ from . import __version__
 from .jobs import Cancelled, EngineError
 
 
+def _bands(text: str) -> List[int]:
+    from .formats.overrides import comma_numbers
+    return comma_numbers(int, "bands", "1,2,3")(text)
+
+
 class _Bar:
     """tqdm progress bar fed by the job protocol's ``progress(fraction, message)``."""
 
@@ -88,26 +93,17 @@ def cmd_init_model(a: argparse.Namespace) -> None:
     print(f"wrote {path} ({a.arch}, {a.bands} bands, {a.classes} classes, {weights})")
 
 
-def _onnx_overrides(a: argparse.Namespace) -> dict:
-    """``--classes``/``--input-scale`` (and ``--tile``) for an ONNX model, when given."""
-    return {k: v for k, v in (("classes", a.classes), ("input_scale", a.input_scale),
-                              ("tile", getattr(a, "tile", None))) if v is not None}
-
-
-def _load(a: argparse.Namespace, device: str):
-    """The model path, or the loaded ONNX model when the user overrides what it says."""
-    from .formats.card import is_onnx
-    overrides = _onnx_overrides(a)
-    if not is_onnx(a.model) or not overrides:
-        return a.model
-    from .formats.onnx.model import load_onnx
-    return load_onnx(a.model, device, **overrides)
+def _load(a: argparse.Namespace, device, output: Optional[int] = None):
+    """The model with the definition beside it and the command line's overrides applied."""
+    from .formats.overrides import load_defined, overrides_from_args
+    overrides = overrides_from_args(a)
+    if output is not None:
+        overrides.output = output
+    return load_defined(a.model, device, overrides)
 
 
 def cmd_info(a: argparse.Namespace) -> None:
-    from .formats.modelfile import read_card
-    model = _load(a, "cpu")
-    card = read_card(model) if isinstance(model, str) else model.card
+    card = _load(a, "cpu").card
     if a.json:
         print(json.dumps(card, indent=2))
         return
@@ -128,6 +124,12 @@ def format_card(card: dict) -> str:
         lines.append(f"                normalisation {spec.get('normalisation', 'dataset')}: {stats}")
     lines.append(f"  tiling        tile {card['tile_size']}, overlap {card['overlap']}, "
                  f"GSD {card.get('gsd_m') or 'unknown'} m")
+    if card.get("threshold") is not None:
+        lines.append(f"  threshold     {card['threshold']:g} (probabilities below it count as 0)")
+    if card.get("small_segment"):
+        lines.append(f"  small segments median filter of {card['small_segment']} px")
+    if card.get("definition"):
+        lines.append(f"  definition    {json.dumps(card['definition'])}")
     lines.append(f"  classes       {len(card['classes'])}")
     for c in card["classes"]:
         r, g, b = c["color"]
@@ -148,7 +150,6 @@ def format_card(card: dict) -> str:
 def cmd_predict(a: argparse.Namespace) -> None:
     from .inference.batch import collect_inputs
     from .compute.devices import resolve_device
-    from .inference.pipeline import predict
     inputs = collect_inputs(a.input or (), a.input_list)
     single = len(inputs) == 1 and inputs[0] == Path(a.input[0]) if a.input else False
     if a.output is not None and a.output_dir is not None:
@@ -163,8 +164,20 @@ def cmd_predict(a: argparse.Namespace) -> None:
     model = _load(a, resolve_device(a.device))
     if a.output_dir is not None:
         return _predict_many(a, model, inputs)
+    from .formats.outputs import each_output, output_names
+    names = output_names(model)
+    for index, name, output in each_output(a.output, names, a.output_index or 0):
+        lm = model if index == (a.output_index or 0) else _load(a, resolve_device(a.device), index)
+        _predict_one(a, lm, output, a.probabilities if len(names) == 1 else None)
+    if len(names) > 1 and "{output}" not in a.output:
+        print(f"note: the model has {len(names)} outputs ({', '.join(names)}); this wrote "
+              f"'{names[a.output_index or 0]}' only: put {{output}} in --output to write each")
+
+
+def _predict_one(a: argparse.Namespace, model, output: str, probabilities) -> None:
+    from .inference.pipeline import predict
     result = _with_bar("segment", lambda bar: predict(
-        model, a.input[0], a.output, probabilities=a.probabilities, aux=a.aux, device=a.device,
+        model, a.input[0], output, probabilities=probabilities, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
         input_gsd=a.input_gsd, output_format=a.format, progress=bar))
     print(f"wrote {result['output']}" + (f" and {result['probabilities']}"
@@ -194,7 +207,8 @@ def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
 
 # Commands living in their own modules: each has COMMAND, HELP, add_arguments(p), run(args, progress).
 COMMAND_MODULES = ("engine.training.cli", "engine.training.pretrain", "engine.analysis.change", "engine.analysis.vectorize",
-                   "engine.analysis.evaluation", "engine.analysis.derive", "engine.formats.onnx.cli")
+                   "engine.analysis.evaluation", "engine.analysis.derive", "engine.formats.onnx.cli",
+                   "engine.formats.catalogue_cli", "engine.formats.describe")
 
 
 def _module_command(module_name: str):
@@ -207,10 +221,8 @@ def _module_command(module_name: str):
 
 
 def _add_onnx_options(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--classes", type=lambda t: [c.strip() for c in t.split(",")],
-                   help="ONNX models without metadata: comma-separated class names")
-    s.add_argument("--input-scale", type=float,
-                   help="ONNX models: the pixel value the model reads as 1.0 (default 255)")
+    from .formats.overrides import add_model_arguments
+    add_model_arguments(s)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,8 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile", type=int, help="window edge in pixels (default: model card)")
     s.add_argument("--overlap", type=int, help="pixels shared by neighbouring windows")
     s.add_argument("--batch-size", type=int, default=8)
-    from .io.rasters import band_list
-    s.add_argument("--bands", type=band_list, help="raster bands to use, in the model's order")
+    s.add_argument("--bands", type=_bands, help="raster bands to use, in the model's order")
     _add_onnx_options(s)
     from .inference.views import add_gsd_arguments
     add_gsd_arguments(s)

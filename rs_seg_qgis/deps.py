@@ -45,6 +45,48 @@ class Gpu:
         return f"{self.device} {self.name} ({self.memory_gib:.1f} GiB)"
 
 
+@dataclass(frozen=True)
+class Environment:
+    """What this QGIS can run, the one state every RS Seg message is derived from.
+
+    ``inference`` (onnxruntime, no torch) is a complete state: ONNX models segment, click and
+    detect change.  Training, CVA and ``.rsmodel`` files need torch, and only the places that
+    offer them say so.
+    """
+
+    torch: bool
+    onnxruntime: bool
+
+    @property
+    def state(self) -> str:
+        """'full' (torch), 'inference' (onnxruntime only) or 'none'."""
+        return "full" if self.torch else "inference" if self.onnxruntime else "none"
+
+    @property
+    def summary(self) -> str:
+        """One sentence for the dock, the diagnostics and the log."""
+        if self.state == "full":
+            return "Everything RS Seg offers is available (torch" + \
+                (" and onnxruntime)." if self.onnxruntime else ").")
+        if self.state == "inference":
+            return ("Inference only (onnxruntime): ONNX models segment, click and detect "
+                    "change. Training, change vector analysis and .rsmodel files need torch: "
+                    f"{INSTALL_BUTTON} ▸ CPU training.")
+        return (f"Neither torch nor onnxruntime is installed: nothing can run yet. "
+                f"{INSTALL_BUTTON} (Inference only is enough for ONNX models).")
+
+
+def _usable(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None and version_problem(name) is None
+
+
+def environment() -> Environment:
+    """The current :class:`Environment` (import caches refreshed: an install just made
+    counts)."""
+    importlib.invalidate_caches()
+    return Environment(torch=_usable("torch"), onnxruntime=_usable("onnxruntime"))
+
+
 def missing_modules() -> List[str]:
     """Python modules the engine needs that this QGIS Python cannot import (a torch outside
     the pinned release counts as missing: it is refused, see :func:`version_problem`)."""

@@ -13,6 +13,7 @@ from .processing.provider import RsSegProvider
 
 MENU = "&RS Seg"
 ICON = str(Path(__file__).resolve().parent / "icon.svg")
+CLICK_ICON = str(Path(__file__).resolve().parent / "icon_click.svg")  # a polygon under a pointer
 
 
 class RsSegPlugin:
@@ -41,7 +42,7 @@ class RsSegPlugin:
         self.dock_action.setCheckable(True)
         self.dock_action.setToolTip("RS Seg: segment, compare dates, train, manage models")
         self.dock_action.toggled.connect(self.show_dock)
-        self.click_action = QAction(icon, "RS Seg: click to segment", main)
+        self.click_action = QAction(QIcon(CLICK_ICON), "RS Seg: click to segment", main)
         self.click_action.setCheckable(True)
         self.click_action.setToolTip("Click an object on the map to segment it (uses the layer "
                                      "and model of the RS Seg dock)")
@@ -85,7 +86,7 @@ class RsSegPlugin:
         if self.dock is None:
             from .gui.dock import RsSegDock
             self.dock = RsSegDock(self.iface, self.iface.mainWindow())
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             self.dock.visibilityChanged.connect(self._dock_visibility)
             self.dock.segment.pick.toggled.connect(self._pick_toggled)
             self.dock.models.check_environment.connect(self.show_diagnostics)
@@ -140,7 +141,7 @@ class RsSegPlugin:
         try:
             from .gui.diagnostics import DiagnosticsDialog, diagnostics
             dialog = DiagnosticsDialog(diagnostics(), self.iface.mainWindow())
-            dialog.setAttribute(Qt.WA_DeleteOnClose)
+            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             dialog.show()
             self._diagnostics_dialog = dialog
         except Exception as exc:
@@ -151,10 +152,18 @@ class RsSegPlugin:
         try:
             from .gui.install_dialog import show_install_dialog
             self._install_dialog = show_install_dialog(self.iface.mainWindow())
-            if self.dock is not None:
-                self._install_dialog.installed.connect(self.dock.refresh_install_button)
+            self._install_dialog.installed.connect(self._installed)
         except Exception as exc:
             self._error(exc)
+
+    def _installed(self) -> None:
+        """After an install: stale prompts go, and every message is derived afresh."""
+        from .installer.startup import prompt
+        if prompt() is None:
+            self._pop_prompt()
+        if self.dock is not None:
+            self.dock.refresh_install_button()
+            self.dock.refresh_models()  # pickers that said "needs … not installed" re-read
 
     def _prompt_install(self) -> None:
         """First run without torch and onnxruntime (or with a damaged folder): a message-bar

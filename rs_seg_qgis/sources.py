@@ -123,7 +123,7 @@ def _write(layer: QgsRasterLayer, target: str, cols: int, rows: int, extent: Qgs
     block_feedback = QgsRasterBlockFeedback()
     if feedback is not None:
         # direct: the writer runs on this (worker) thread, which has no event loop for queued calls
-        feedback.canceled.connect(block_feedback.cancel, Qt.DirectConnection)
+        feedback.canceled.connect(block_feedback.cancel, Qt.ConnectionType.DirectConnection)
         if feedback.isCanceled():
             block_feedback.cancel()
     error = writer.writeRaster(pipe, cols, rows, extent, layer.crs(), context.transformContext(),

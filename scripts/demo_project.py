@@ -27,6 +27,7 @@ from qgis.core import (QgsApplication, QgsContrastEnhancement,  # noqa: E402
                        QgsHueSaturationFilter, QgsLayerTreeGroup, QgsMapLayer,
                        QgsMapRendererParallelJob, QgsMapSettings, QgsMultiBandColorRenderer,
                        QgsProject, QgsRasterLayer, QgsRasterMinMaxOrigin, QgsRectangle,
+                       QgsReferencedRectangle,
                        QgsVectorLayer)
 from qgis.PyQt.QtCore import QPointF, QRectF, QSize, Qt  # noqa: E402
 from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter, QPen  # noqa: E402
@@ -112,7 +113,8 @@ def build_project(demo: Path) -> Dict[str, QgsMapLayer]:
         "change_polygons": vector(demo / "change.gpkg", "Change polygons",
                                   styles.style_change_polygons),
         "from_to": raster(demo / "from-to.tif", "From-to classes", styles.style_from_to_raster),
-        "change_probability": raster(demo / "change-probability.tif", "Change probability"),
+        "change_probability": raster(demo / "change-probability.tif", "Change probability",
+                                     styles.style_probability_raster),
     }
     add_group(project, "Change t1 → t2 — CVA + U-Net from-to",
               [out["change_polygons"], out["change"], out["from_to"], out["change_probability"]],
@@ -120,6 +122,10 @@ def build_project(demo: Path) -> Dict[str, QgsMapLayer]:
     add_group(project, "Segment t1 — U-Net",
               [out["class_polygons"], out["classes"], out["mindist"]], [False, True, False])
     add_group(project, "Inputs", [out["labels"], t2, t1], [False, False, True], expanded=False)
+    # without a saved view QGIS opens a headless-written project at 1:1, showing nothing
+    extent = QgsRectangle(t1.extent())
+    extent.scale(1.05)
+    project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(extent, t1.crs()))
     return out
 
 

@@ -26,23 +26,40 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# Runs inside QGIS (after the plugins loaded).  Errors go to the status file, then QGIS exits.
-IN_QGIS = r'''
+# Step helpers of the in-QGIS scripts (here, gui_states.py, install_shot.py): finish() writes the
+# status file and leaves QGIS at once (no exit dialogs, no teardown races: the screenshots are
+# on disk); a step decorated with guard() turns an exception into an ERROR status.
+STEP_HELPERS = r'''
 import os, traceback
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
-from qgis.PyQt.QtCore import QTimer
-from qgis.utils import iface, plugins
-
-SHOT, STATUS = os.environ["RS_SEG_SHOT"], os.environ["RS_SEG_STATUS"]
-RASTER, MODEL = os.environ["RS_SEG_RASTER"], os.environ["RS_SEG_MODEL"]
-state = {"ticks": 0}
+from qgis.core import QgsProject
+STATUS = os.environ["RS_SEG_STATUS"]
 
 
 def finish(text):
     with open(STATUS, "w") as f:
         f.write(text)
     QgsProject.instance().setDirty(False)
-    os._exit(0)  # no exit dialogs, no teardown races: the screenshot is on disk
+    os._exit(0)
+
+
+def guard(step):
+    def run():
+        try:
+            step()
+        except Exception:
+            finish("ERROR\n" + traceback.format_exc())
+    return run
+'''
+
+# Runs inside QGIS (after the plugins loaded).  Errors go to the status file, then QGIS exits.
+IN_QGIS = STEP_HELPERS + r'''
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import QTimer
+from qgis.utils import iface, plugins
+
+SHOT = os.environ["RS_SEG_SHOT"]
+RASTER, MODEL = os.environ["RS_SEG_RASTER"], os.environ["RS_SEG_MODEL"]
+state = {"ticks": 0}
 
 
 def fail():
@@ -169,33 +186,40 @@ def prepare(work: Path) -> dict:
             "plugins": plugin_folder(work)}
 
 
-def run(out: Path, work: Path, timeout: int = 240) -> int:
-    if shutil.which("xvfb-run") is None:
-        print("xvfb-run is missing: apt-get install -y xvfb xauth", file=sys.stderr)
-        return 2
-    work.mkdir(parents=True, exist_ok=True)
-    paths = prepare(work)
-    code = work / "in_qgis.py"
-    code.write_text(IN_QGIS)
+def run_under_xvfb(code: str, paths: dict, work: Path, env: dict, timeout: int) -> tuple:
+    """Run desktop QGIS under Xvfb with the in-QGIS script ``code`` (``RS_SEG_STATUS`` and
+    ``env`` in its environment); returns (status text, QGIS's output)."""
+    script = work / "in_qgis.py"
+    script.write_text(code)
     status = work / "status.txt"
     status.unlink(missing_ok=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.unlink(missing_ok=True)
-    env = {**qgis_env(paths["plugins"], work / "runtime"),
-           "RS_SEG_SHOT": str(out), "RS_SEG_STATUS": str(status),
-           "RS_SEG_RASTER": str(paths["raster"]), "RS_SEG_MODEL": str(paths["model"])}
+    full_env = {**qgis_env(paths["plugins"], work / "runtime"), "RS_SEG_STATUS": str(status),
+                **env}
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24 -nolisten tcp",
            "qgis", "--noversioncheck", "--nologo", "--profiles-path", str(paths["profiles"]),
-           "--code", str(code)]
+           "--code", str(script)]
     # own session: on a timeout the whole group (xvfb-run, Xvfb, qgis) goes, not only xvfb-run
-    proc = subprocess.Popen(cmd, env=env, cwd=work, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, env=full_env, cwd=work, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         log, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         log = f"timed out after {timeout} s\n" + (proc.communicate()[0] or "")
-    text = status.read_text() if status.exists() else "no status written"
+    return (status.read_text() if status.exists() else "no status written"), log
+
+
+def run(out: Path, work: Path, timeout: int = 240) -> int:
+    if shutil.which("xvfb-run") is None:
+        print("xvfb-run is missing: apt-get install -y xvfb xauth", file=sys.stderr)
+        return 2
+    work.mkdir(parents=True, exist_ok=True)
+    paths = prepare(work)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    text, log = run_under_xvfb(IN_QGIS, paths, work, {
+        "RS_SEG_SHOT": str(out), "RS_SEG_RASTER": str(paths["raster"]),
+        "RS_SEG_MODEL": str(paths["model"])}, timeout)
     if not text.startswith("OK") or not out.is_file():
         print(text, "\n--- qgis output ---\n", log[-6000:], file=sys.stderr)
         return 1

@@ -21,34 +21,20 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
 
-IN_QGIS = r'''
-import faulthandler, os, traceback
+from gui_smoke import STEP_HELPERS  # noqa: E402
+
+IN_QGIS = STEP_HELPERS + r'''
+import faulthandler
 faulthandler.enable(open(os.environ["RS_SEG_STATUS"] + ".crash", "w"))  # a crash's Python stack
-from qgis.core import QgsProject
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QPushButton
 from qgis.utils import iface, plugins
 
-OUT, STATUS = os.environ["RS_SEG_OUT"], os.environ["RS_SEG_STATUS"]
+OUT = os.environ["RS_SEG_OUT"]
 CHOICE, WHEELS = os.environ["RS_SEG_CHOICE"], os.environ.get("RS_SEG_WHEELS", "")
 state = {"ticks": 0}
-
-
-def finish(text):
-    with open(STATUS, "w") as f:
-        f.write(text)
-    QgsProject.instance().setDirty(False)
-    os._exit(0)
-
-
-def guard(step):
-    def run():
-        try:
-            step()
-        except Exception:
-            finish("ERROR\n" + traceback.format_exc())
-    return run
 
 
 @guard

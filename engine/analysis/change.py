@@ -26,7 +26,7 @@ from ..compute.devices import resolve_device
 from ..inference.pipeline import (PROBABILITY_SCALE, Source, prepare_network, resolve_tiling,
                         run_sliding_window, softmax_forward, write_rows)
 from ..io.rasters import (WindowReader, bounded_gdal_cache, class_tags, data_band_indexes, intersection_grid,
-                         open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
+                         match_bands, open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
                          without_alpha_flags)
 from ..io.cog import AVERAGE, MODE, add_format_argument, check_format, check_raster_outputs
 from ..io.writer import StripWriter
@@ -34,10 +34,12 @@ from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, at
                    job_outputs)
 from ..formats.card import LoadedModel
 from ..formats.modelfile import load_model
+from ..formats.overrides import add_model_arguments, overrides_from_args
 from ..io.rasters import CLASS_NODATA
 from ..inference.guard import EMPTY_CHANGE, empty_change_note, fraction_note, input_notes
 from ..io.gsd import GsdPlan
 from ..io.radiometry import BandStats, effective_affine, histogram_matcher, sample_pixels
+from ..inference.range_guard import check_range
 from ..inference.tiling import Block, Grid, with_margin
 from ..inference.views import View, ViewOptions, add_gsd_arguments, make_view, native_view, normalisation
 
@@ -145,9 +147,9 @@ def _date_sources(card: Dict[str, Any], g1, g2, view: View,
                   options: ViewOptions) -> Tuple[List[Source], List[str]]:
     """The change model's t1/t2 sources (normalised per the card, t2 optionally histogram-matched
     to t1) and the domain guard's notes."""
-    plain = [WindowReader(ds, resolve_bands(ds, card["inputs"][name]["bands"], None,
-                                            f"date {name}"))
-             for name, ds in (("t1", g1), ("t2", g2))]
+    matched = [match_bands(ds, card["inputs"][name]["bands"], None, f"date {name}")
+               for name, ds in (("t1", g1), ("t2", g2))]
+    plain = [WindowReader(ds, bands) for ds, (bands, _) in zip((g1, g2), matched)]
     s1, s2 = (BandStats.of(p) for p in sample_pixels(plain))
     matcher = histogram_matcher(s2, s1) if options.match_histograms else None
     sources = []
@@ -158,7 +160,11 @@ def _date_sources(card: Dict[str, Any], g1, g2, view: View,
         sources.append(Source(name, view.reader(ds, reader.bands),
                               *effective_affine(spec, stats),
                               transform=matcher if name == "t2" else None))
-    notes = input_notes(card, "t1", s1, view.plan) + input_notes(card, "t2", s2, None)
+    ranges = [check_range(card, name, stats, ds.dtypes[0])
+              for name, ds, stats in (("t1", g1, s1), ("t2", g2, s2))]
+    bands = list(dict.fromkeys(note for _, note in matched if note))
+    notes = bands + [n for n in ranges if n] + input_notes(card, "t1", s1, view.plan) + \
+        input_notes(card, "t2", s2, None)
     return sources, notes
 
 
@@ -415,13 +421,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--match-histograms", action="store_true",
                    help="map t2's band distributions onto t1's before the model sees them")
+    add_model_arguments(p, threshold=False)
     add_gsd_arguments(p)
     add_format_argument(p)
 
 
 def run(args: argparse.Namespace, progress=None) -> None:
     """Run ``change`` and print where the results went."""
-    r = detect_change(args.model, args.t1, args.t2, args.output, probabilities=args.probabilities,
+    model = args.model
+    if model not in ("cva", "pcc"):
+        overrides = overrides_from_args(args)
+        overrides.threshold = None  # the change threshold is --threshold's own
+        model = load_model(model, args.device, overrides)
+    r = detect_change(model, args.t1, args.t2, args.output, probabilities=args.probabilities,
                       polygons=args.polygons, threshold=args.threshold, device=args.device,
                       tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                       segmentation_model=args.segmentation_model, from_to=args.from_to,

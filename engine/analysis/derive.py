@@ -39,8 +39,9 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from ..io.cog import check_raster_outputs
-from ..io.rasters import band_list, check_overlap, data_band_indexes, open_raster, output_profile
+from ..io.rasters import check_overlap, data_band_indexes, open_raster, output_profile
 from ..io.writer import StripWriter
+from ..formats.overrides import comma_numbers
 from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output, job_outputs
 
 COMMAND = "derive"
@@ -366,6 +367,9 @@ def derive(kind: str, input: str | Path, output: str | Path, *, dsm: Optional[st
     raise InputError(f"unknown structure kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
+_band_list = comma_numbers(int, "bands", "1,2,3")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", required=True, choices=KINDS,
                    help="edges: gradient structure map (no model); dsm: align a DSM/depth raster; "
@@ -379,7 +383,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sam-checkpoint", help="local SAM checkpoint (e.g. sam_vit_b_01ec64.pth)")
     p.add_argument("--sam-model", choices=SAM_TYPES,
                    help="SAM variant the checkpoint must be (default: read from the file)")
-    p.add_argument("--bands", type=band_list, help="image bands to use (default: first three)")
+    p.add_argument("--bands", type=_band_list, help="image bands to use (default: first three)")
     p.add_argument("--sigma", type=float, default=1.0, help="edges: Gaussian σ in pixels")
     p.add_argument("--gain", type=float, default=4.0,
                    help="edges: uint8 scale, 254 at |∇| ≥ 1/gain (luminance range per pixel)")

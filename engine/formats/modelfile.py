@@ -17,6 +17,7 @@ from typing import Any, Dict, Mapping, Optional
 from .. import __version__
 from ..jobs import InputError, ModelFileError, atomic_output
 from .card import FORMAT_TAG, SCHEMA_VERSION, LoadedModel, is_onnx, validate_card
+from .definition import Definition, apply_definition, onnx_overrides, read_definition
 
 def save_model(path: str | Path, card: Mapping[str, Any], network: Any) -> Path:
     """Write ``card`` and the weights of ``network`` (a torch module) to ``path`` atomically."""
@@ -39,8 +40,7 @@ def read_card(path: str | Path) -> Dict[str, Any]:
     An ONNX file's card comes from its metadata and graph (:func:`engine.formats.onnx.model.load_onnx`).
     """
     if is_onnx(path):
-        from .onnx.model import load_onnx
-        return load_onnx(path, "cpu").card
+        return load_model(path, "cpu").card
     from safetensors import SafetensorError, safe_open
     p = _existing(path)
     try:
@@ -49,17 +49,35 @@ def read_card(path: str | Path) -> Dict[str, Any]:
     except (SafetensorError, OSError) as exc:
         with p.open("rb") as fh:
             raise _unreadable(p, exc, fh.read(2)) from None
-    return _card(p, meta)
+    definition = read_definition(p)
+    card = _card(p, meta)
+    return card if definition is None else apply_definition(card, definition)
 
 
-def load_model(path: str | Path, device: Any = "cpu") -> LoadedModel:
-    """Load a model file: validate its card, rebuild the network, load the weights (strictly).
-
-    ``.onnx`` files become an :class:`engine.formats.onnx.model.OnnxModel` on ``device``.
-    """
+def load_model(path: str | Path, device: Any = "cpu", overrides: Optional[Definition] = None,
+               beside: bool = True) -> LoadedModel:
+    """Load a model file with the model definition beside it (unless ``beside`` is False; see
+    :mod:`engine.formats.definition`) and ``overrides`` on top: validate its card, rebuild the
+    network, load the weights (strictly).  ``.onnx`` files become an
+    :class:`engine.formats.onnx.model.OnnxModel` on ``device``."""
+    if isinstance(device, str):  # "auto", "cuda:1" … as the options spell them
+        from ..compute.devices import resolve_device
+        device = resolve_device(device)
+    definition = (read_definition(path) if beside else None) or Definition()
+    if overrides is not None:
+        definition = definition.merged(overrides)
     if is_onnx(path):
         from .onnx.model import load_onnx
-        return load_onnx(path, device)
+        lm = load_onnx(path, device, overrides=onnx_overrides(definition, path))
+    else:
+        lm = _load_file(path, device)
+    if not definition.is_empty():
+        lm.card = apply_definition(lm.card, definition)
+    return lm
+
+
+def _load_file(path: str | Path, device: Any) -> LoadedModel:
+    """An .rsmodel file as it is."""
     from ..models import build
     card, state = _parse(path)
     mismatch = (f"{path}: the weights do not match architecture '{card['architecture']}' "

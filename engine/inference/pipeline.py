@@ -22,8 +22,8 @@ from ..compute import backend as xp
 from . import sharded
 from ..compute.devices import resolve_device
 from ..io.rasters import (WindowReader, bounded_gdal_cache, check_overlap, class_colormap, class_tags,
-                         data_band_indexes, normalise, open_raster, output_profile, resolve_bands,
-                         warp_to_grid, without_alpha_flags, alpha_note)
+                         data_band_indexes, match_bands, normalise, open_raster, output_profile,
+                         resolve_bands, warp_to_grid, without_alpha_flags, alpha_note)
 from ..io.cog import AVERAGE, MODE, check_format, check_raster_outputs
 from ..io.writer import StripWriter
 from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn, job_outputs
@@ -34,6 +34,9 @@ from ..formats.onnx.model import OnnxNetwork, check_tile
 from ..compute.backend import logits_of
 from .guard import fraction_note, input_notes
 from ..io.radiometry import BandStats, image_statistics
+from .range_guard import check_range
+from .small_segments import small_segment_filter
+from .thresholds import thresholded
 from .tiling import Block, Grid, Stitcher, check_tiling, with_margin
 from .views import View, ViewOptions, class_fractions, make_view, native_view, normalisation
 
@@ -218,16 +221,18 @@ def run_sliding_window(forward: Callable[..., Any], sources: Sequence[Source],
         reader.join()
 
 
-def softmax_forward(network: Any) -> Callable[[Dict[str, Any]], Any]:
+def softmax_forward(network: Any, card: Optional[Dict[str, Any]] = None
+                    ) -> Callable[[Dict[str, Any]], Any]:
     """Class probabilities (softmax over channels) of a network called with named inputs; an
-    ONNX network gives probabilities itself."""
+    ONNX network gives probabilities itself.  With a ``card`` that sets a threshold, Deepness's
+    threshold rule follows (:mod:`engine.inference.thresholds`)."""
     if isinstance(network, OnnxNetwork):
-        return network
+        return thresholded(network, card or {})
     import torch
 
     def forward(inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.softmax(logits_of(network(**inputs)).float(), dim=1)
-    return forward
+    return thresholded(forward, card or {})
 
 
 def prepare_network(model: LoadedModel, device: Any) -> Any:
@@ -325,11 +330,12 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         stack.enter_context(bounded_gdal_cache())
         ds = stack.enter_context(open_raster(input))
         view = make_view(ds, card, t, o, ViewOptions(gsd, input_gsd))
-        stats = image_statistics(WindowReader(ds, resolve_bands(ds, card["inputs"]["image"]["bands"],
-                                                                bands)))
-        notes = input_notes(card, "image", stats, view.plan)
-        alpha = alpha_note(ds, resolve_bands(ds, card["inputs"]["image"]["bands"], bands))
-        notes += [alpha] if alpha else []
+        indexes, band_note = match_bands(ds, card["inputs"]["image"]["bands"], bands)
+        stats = image_statistics(WindowReader(ds, indexes))
+        range_note = check_range(card, "image", stats, ds.dtypes[indexes[0] - 1])
+        notes = [n for n in [band_note, alpha_note(ds, indexes), range_note,
+                             *(card.get("onnx") or {}).get("notes", [])]
+                 if n] + input_notes(card, "image", stats, view.plan)
         for note in notes:
             job.log(note)
         sources = open_sources(card, ds, aux, bands, stack, view, stats)
@@ -356,11 +362,18 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             return out
 
         totals = np.zeros(len(classes), np.int64)  # summed over the ranks of a sharded run
+        # Deepness's small-segment filter needs rows across shard borders: one process only
+        median = None if shard else small_segment_filter(card.get("small_segment"),
+                                                         write_rows(writers))
+        if shard and card.get("small_segment"):
+            job.log("the small-segment filter is not applied in a sharded run")
         with sharded.collective(shard, writers, [totals]):
-            on_rows = write_rows(writers)
-            run_sliding_window(view.wrap(softmax_forward(net)), sources, grid, len(classes), dev,
+            on_rows = median or write_rows(writers)
+            run_sliding_window(view.wrap(softmax_forward(net, card)), sources, grid, len(classes), dev,
                                batch_size, convert, shard.keep(on_rows) if shard else on_rows, job,
                                label="segment: window", rows=shard.rows if shard else None)
+            if median is not None:
+                median.finish()
             totals += xp.to_numpy(counts)
     seconds = time.perf_counter() - started
     fractions = class_fractions(totals, classes)

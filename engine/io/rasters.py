@@ -2,7 +2,6 @@
 tiled compressed GeoTIFF writers for class, probability and change rasters."""
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import re
@@ -22,6 +21,7 @@ from rasterio.windows import Window, from_bounds
 from rasterio.windows import transform as window_transform
 
 from ..jobs import InputError
+from .band_names import count_hint, match_by_name
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 BLOCK = 256
@@ -104,15 +104,6 @@ def data_band_indexes(ds: rasterio.io.DatasetReader) -> List[int]:
     return [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha]
 
 
-def band_list(text: str) -> List[int]:
-    """``--bands``: comma-separated 1-based band numbers, e.g. ``1,2,3``."""
-    try:
-        return [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bands must be comma-separated numbers, e.g. 1,2,3 "
-                                         f"(got {text!r})") from None
-
-
 def alpha_note(ds: rasterio.io.DatasetReader, used: Sequence[int],
                option: str = "--bands") -> Optional[str]:
     """One sentence when ``ds`` flags a band as alpha: it is read as a mask and not as data
@@ -133,9 +124,18 @@ def alpha_note(ds: rasterio.io.DatasetReader, used: Sequence[int],
 
 def resolve_bands(ds: rasterio.io.DatasetReader, card_bands: Sequence[Mapping[str, Any]],
                   chosen: Optional[Sequence[int]] = None, label: str = "the input") -> List[int]:
-    """Map the card's bands to 1-based raster band indexes, or explain the mismatch.
+    """Map the card's bands to 1-based raster band indexes, or explain the mismatch."""
+    return match_bands(ds, card_bands, chosen, label)[0]
 
-    ``chosen`` (from ``--bands``) picks raster bands explicitly, in the card's order.
+
+def match_bands(ds: rasterio.io.DatasetReader, card_bands: Sequence[Mapping[str, Any]],
+                chosen: Optional[Sequence[int]] = None, label: str = "the input"
+                ) -> Tuple[List[int], Optional[str]]:
+    """The card's bands as 1-based raster band indexes, and a note when they were matched by
+    name out of the file's order (:mod:`engine.io.band_names`).
+
+    ``chosen`` (from ``--bands``) picks raster bands explicitly, in the card's order; else the
+    bands are matched by name when the raster names them, else the data bands are taken in order.
     """
     names = ",".join(b["name"] for b in card_bands)
     if chosen:
@@ -145,16 +145,16 @@ def resolve_bands(ds: rasterio.io.DatasetReader, card_bands: Sequence[Mapping[st
         if len(chosen) != len(card_bands):
             raise InputError(f"model expects {len(card_bands)} bands ({names}); "
                              f"{len(chosen)} were chosen")
-        return list(chosen)
+        return list(chosen), None
+    by_name = match_by_name(ds, card_bands, label)
+    if by_name is not None:
+        return by_name
     data = data_band_indexes(ds)
     if len(data) != len(card_bands) and ds.count == len(card_bands):
         data = list(range(1, ds.count + 1))  # an "alpha" flag on e.g. a NIR band is common
     if len(data) != len(card_bands):
-        raise InputError(
-            f"model expects {len(card_bands)} bands ({names}); {label} has {len(data)} data "
-            f"band(s). Pick the matching bands (e.g. --bands / BANDS 1,2,3) or use a model trained on "
-            f"this kind of imagery")
-    return data
+        raise InputError(count_hint(len(card_bands), names, len(data), label))
+    return data, None
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..io.rasters import band_list
+from ..formats.overrides import comma_numbers
 from ..models import available
 from .losses import LOSSES
 from .schedule import SCHEDULES
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training image (repeat for several; the 'before' date for change)")
     p.add_argument("--image2", action="append", default=[], dest="images2",
                    help="the 'after' date of each --image (change)")
-    p.add_argument("--bands", type=band_list, help="bands of every image to train on, e.g. 1,2,3,4 "
+    p.add_argument("--bands", type=comma_numbers(int, "bands", "1,2,3,4"), help="bands of every image to train on, e.g. 1,2,3,4 "
                    "(default: its data bands; a band flagged alpha is a mask unless chosen)")
     p.add_argument("--aux", action="append", default=[], help="auxiliary raster per --image")
     p.add_argument("--labels", action="append", default=[],

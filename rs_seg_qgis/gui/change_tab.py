@@ -4,14 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from qgis.PyQt.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
+from qgis.PyQt.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout,
                                  QPushButton, QVBoxLayout, QWidget)
 
+from . import defaults
 from .model_manager import read_entry
 from .params import ChangeState, Outputs, Tiling, run_stamp, safe_name
 from .widgets import DeviceCombo, ModelPicker, TilingBox, folder_widget, hint, raster_combo
 
-CVA_LABEL = "CVA (no model)"
+CVA_LABEL = "No model: change vector analysis"
 
 
 class ChangeTab(QWidget):
@@ -41,10 +42,9 @@ class ChangeTab(QWidget):
         self.run = QPushButton("Detect change")
         self.run.setToolTip("Runs Processing ▸ RS Seg ▸ Detect change in the background")
 
-        outputs_row = QHBoxLayout()
+        outputs_row = QVBoxLayout()  # stacked: side by side they do not fit a narrow dock
         outputs_row.addWidget(self.polygons)
         outputs_row.addWidget(self.probabilities)
-        outputs_row.addStretch(1)
         form = QFormLayout()
         form.addRow("Before", self.before)
         form.addRow("After", self.after)
@@ -63,6 +63,15 @@ class ChangeTab(QWidget):
         layout.addStretch(1)
         self.model.changed.connect(self._model_changed)
         self._model_changed(self.model.path())
+        self.apply_defaults(force=True)
+
+    def apply_defaults(self, force: bool = False) -> None:
+        """Two different imagery layers: the older as 'before', the newer as 'after'."""
+        before, after = defaults.date_pair()
+        same = self.before.currentLayer() is not None and \
+            self.before.currentLayer() is self.after.currentLayer()
+        defaults.apply(self.before, before, force or same)
+        defaults.apply(self.after, after, force or same)
 
     def _model_changed(self, path: str) -> None:
         self.tiling.set_from_card(read_entry(path).card if path else None)

@@ -17,12 +17,20 @@ from .. import deps
 
 
 class Check(NamedTuple):
-    """One line of the report: what, its value, whether it is fine, and how to fix it."""
+    """One line of the report: what, its value, whether it is fine, and how to fix it.
+
+    ``optional``: not installed but not needed in this state (shown as –, never ✔ or ✖).
+    """
 
     name: str
     value: str
     ok: bool
     fix: str
+    optional: bool = False
+
+    @property
+    def mark(self) -> str:
+        return "–" if self.optional else "✔" if self.ok else "✖"
 
 
 def _module(name: str, attr: str = "__version__") -> Optional[str]:
@@ -32,14 +40,19 @@ def _module(name: str, attr: str = "__version__") -> Optional[str]:
         return None
 
 
-def _library_checks() -> List[Check]:
+def _library_checks(env: deps.Environment) -> List[Check]:
     checks = []
     for name, label in (("numpy", "numpy"), ("rasterio", "rasterio"),
                         ("safetensors", "safetensors")):
         version = _module(name)
         if name == "rasterio" and version:
             version += f" (GDAL {_module('rasterio', '__gdal_version__')})"
-        checks.append(Check(label, version or "missing", version is not None,
+        if version is None and name == "safetensors" and not env.torch:
+            # .rsmodel files need it, and torch: the torch line says how to get both
+            checks.append(Check(label, "not installed: only .rsmodel files (with torch) need "
+                                       "it", True, "", True))
+            continue
+        checks.append(Check(label, version or "not installed", version is not None,
                             "" if version else deps.install_hint([name])))
     gdal = _module("osgeo.gdal")
     checks.append(Check("GDAL (QGIS)", gdal or "osgeo not importable", gdal is not None,
@@ -48,11 +61,14 @@ def _library_checks() -> List[Check]:
     return checks
 
 
-def _onnxruntime_check() -> Check:
+def _onnxruntime_check(env: deps.Environment) -> Check:
     version = _module("onnxruntime")
     if version is None:
-        return Check("onnxruntime", "missing (needed for ONNX models without torch)", True,
-                     f"optional: {deps.INSTALL_BUTTON} ▸ Inference only")
+        fix = f"{deps.INSTALL_BUTTON} ▸ Inference only"
+        if env.torch:
+            return Check("onnxruntime", "not installed: only ONNX models (e.g. the Deepness "
+                                        "zoo) need it", True, f"for ONNX models: {fix}", True)
+        return Check("onnxruntime", "not installed", False, fix)
     refused = deps.version_problem("onnxruntime")
     import onnxruntime
     try:
@@ -73,10 +89,15 @@ def _cuda_usable(torch: Any) -> str:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
-def _torch_checks(driver: Optional[str]) -> List[Check]:
+def _torch_checks(driver: Optional[str], env: deps.Environment) -> List[Check]:
     version = _module("torch")
     if version is None:
-        return [Check("torch", "missing", False, deps.install_hint(["torch"], driver))]
+        if env.onnxruntime:  # inference-only is a complete state
+            return [Check("torch", "not installed: inference-only setup (ONNX models run "
+                                   "without it)", True, "only to train, for change vector "
+                                   f"analysis and .rsmodel files: {deps.INSTALL_BUTTON} ▸ CPU "
+                                   "training", True)]
+        return [Check("torch", "not installed", False, deps.install_hint(["torch"], driver))]
     refused = deps.version_problem("torch")
     import torch
     gpu_fix = (f"{deps.INSTALL_BUTTON} ▸ GPU, or by hand: "
@@ -165,9 +186,11 @@ def diagnostics(driver: Optional[str] = "probe") -> List[Check]:
               Check("Python", f"{platform.python_version()} ({deps.python_command()})", True, ""),
               Check("NVIDIA driver", driver or "none found", True, "")]
     checks += _nvidia_checks(driver)
-    checks += _library_checks()
-    checks += _torch_checks(driver)
-    checks.append(_onnxruntime_check())
+    env = deps.environment()
+    checks.append(Check("RS Seg can run", env.summary, env.state != "none", ""))
+    checks += _library_checks(env)
+    checks += _torch_checks(driver, env)
+    checks.append(_onnxruntime_check(env))
     checks.append(_private_folder_check())
     checks.append(_pip_check())
     engine_version = _module("engine")
@@ -192,7 +215,7 @@ def report_text(checks: List[Check]) -> str:
     """The report as plain text (for the clipboard and bug reports)."""
     lines = []
     for c in checks:
-        lines.append(f"{'OK ' if c.ok else 'FIX'} {c.name}: {c.value}")
+        lines.append(f"{'-- ' if c.optional else 'OK ' if c.ok else 'FIX'} {c.name}: {c.value}")
         if c.fix:
             lines.append(f"    → {c.fix}")
     return "\n".join(lines)
@@ -206,36 +229,38 @@ class DiagnosticsDialog(QDialog):
         self.setWindowTitle("RS Seg — environment")
         self.checks = checks
         problems = [c for c in checks if not c.ok]
-        summary = QLabel("Everything RS Seg needs is installed." if not problems else
-                         f"{len(problems)} problem(s): use Install dependencies… below, or run "
-                         f"the command shown under 'Fix' and restart QGIS.")
+        state = next((c.value for c in checks if c.name == "RS Seg can run"), "")
+        summary = QLabel(state + ("" if not problems else
+                                  f" {len(problems)} problem(s): use Install dependencies… "
+                                  f"below, or the command shown under 'Fix'."))
         summary.setWordWrap(True)
         table = QTableWidget(len(checks), 3)
         table.setHorizontalHeaderLabels(["Check", "Value", "Fix"])
         for row, c in enumerate(checks):
-            name = QTableWidgetItem(("✔ " if c.ok else "✖ ") + c.name)
-            name.setForeground(QBrush(QColor(0, 128, 0) if c.ok else QColor(200, 0, 0)))
+            name = QTableWidgetItem(f"{c.mark} {c.name}")
+            name.setForeground(QBrush(QColor(110, 110, 110) if c.optional else
+                                      QColor(0, 128, 0) if c.ok else QColor(200, 0, 0)))
             table.setItem(row, 0, name)
             table.setItem(row, 1, QTableWidgetItem(c.value))
             fix = QTableWidgetItem(c.fix)
             fix.setToolTip(c.fix)
             table.setItem(row, 2, fix)
         table.verticalHeader().setVisible(False)
-        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         # values (paths) and fixes (commands) are long: fixed value width, fixes get the rest
-        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Interactive)
+        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
         table.setColumnWidth(1, 340)
         table.horizontalHeader().setStretchLastSection(True)
         table.setWordWrap(True)
         self.table = table
-        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         copy = QPushButton("Copy report")
-        buttons.addButton(copy, QDialogButtonBox.ActionRole)
+        buttons.addButton(copy, QDialogButtonBox.ButtonRole.ActionRole)
         copy.clicked.connect(self.copy)
         self.install_button = QPushButton("Install dependencies…")
         self.install_button.setToolTip("torch or onnxruntime into RS Seg's own folder in the "
                                        "QGIS profile (also repairs a damaged one)")
-        buttons.addButton(self.install_button, QDialogButtonBox.ActionRole)
+        buttons.addButton(self.install_button, QDialogButtonBox.ButtonRole.ActionRole)
         self.install_button.clicked.connect(self.open_installer)
         self.installer: Optional[QDialog] = None
         buttons.rejected.connect(self.reject)

@@ -12,7 +12,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from qgis.core import Qgis, QgsTask
+from qgis.core import Qgis, QgsProject, QgsTask
 from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (QHBoxLayout, QPlainTextEdit, QProgressBar, QPushButton,
@@ -22,7 +22,7 @@ from .. import settings
 from ..tasks import RunOutcome, start_algorithm
 from .card_dialog import ReportDialog
 from .change_tab import ChangeTab
-from .messages import guarded, notify
+from .messages import guarded, notify, notify_done
 from .model_manager import require_task
 from .models_tab import ModelsTab
 from .params import (CHANGE_ALG, SEGMENT_ALG, change_parameters, run_name,
@@ -30,6 +30,7 @@ from .params import (CHANGE_ALG, SEGMENT_ALG, change_parameters, run_name,
 from .results import add_change_results, add_segment_results
 from .segment_tab import SegmentTab
 from .train_tab import TrainTab
+from .widgets import fit_narrow
 
 MAX_LOG_LINES = 5000
 
@@ -39,8 +40,8 @@ def _scrolled(widget: QWidget) -> QScrollArea:
     area = QScrollArea()
     area.setWidget(widget)
     area.setWidgetResizable(True)
-    area.setFrameShape(QScrollArea.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     return area
 
 
@@ -62,7 +63,9 @@ class RsSegDock(QgsDockWidget):
         self.tabs.addTab(_scrolled(self.segment), "Segment")
         self.tabs.addTab(_scrolled(self.change), "Compare dates")
         self.tabs.addTab(_scrolled(self.train), "Train")
-        self.tabs.addTab(self.models, "Models")
+        self.tabs.addTab(_scrolled(self.models), "Models")
+        for tab in (self.segment, self.change, self.train, self.models):
+            fit_narrow(tab)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
@@ -82,6 +85,7 @@ class RsSegDock(QgsDockWidget):
         log_layout = QVBoxLayout(log_box)
         log_layout.setContentsMargins(2, 2, 2, 2)
         log_layout.addWidget(self.log)
+        log_box.setCollapsed(True)  # opened by training and by a failure
 
         # shown only while torch and onnxruntime are missing or the private folder is damaged
         self.install_deps = QPushButton("Install dependencies…")
@@ -99,6 +103,8 @@ class RsSegDock(QgsDockWidget):
         layout.addWidget(self.tabs, 1)
         layout.addLayout(status)
         layout.addWidget(log_box)
+        # as wide as the tab titles: the dock's default width then shows every tab and control
+        body.setMinimumWidth(self.tabs.tabBar().sizeHint().width() + 16)
         self.setWidget(body)
 
         self.segment.run.clicked.connect(self.run_segment)
@@ -106,6 +112,10 @@ class RsSegDock(QgsDockWidget):
         self.train.run.clicked.connect(self.run_train)
         self.cancel.clicked.connect(self.cancel_runs)
         self.models.models_changed.connect(self.refresh_models)
+        self.models.catalogue.downloaded.connect(self._downloaded)
+        self.segment.wants_tab.connect(self.show_tab)
+        # new layers: combos showing nothing or a result move to the new imagery
+        QgsProject.instance().layersAdded.connect(self.apply_defaults)
 
     # ---- runs ----------------------------------------------------------------------------------
 
@@ -171,6 +181,7 @@ class RsSegDock(QgsDockWidget):
             return
         if not outcome.ok:
             self.append_log(f"✖ {outcome.error}")
+            self.log_box_open()
             notify(self.iface, outcome.error, Qgis.Warning)
             return
         self._handle(done, outcome)
@@ -185,7 +196,8 @@ class RsSegDock(QgsDockWidget):
     def _segment_done(self, name: str, outcome: RunOutcome) -> None:
         add_segment_results(name, outcome.results)
         self.append_log(f"✔ {name}")
-        notify(self.iface, f"{name}: added to the layer tree.", Qgis.Success, 4)
+        notify_done(self.iface, "Segmentation done: its layers are at the top of the layer "
+                                "tree.")
 
     def _change_done(self, name: str, outcome: RunOutcome) -> None:
         add_change_results(name, outcome.results)
@@ -193,7 +205,8 @@ class RsSegDock(QgsDockWidget):
         share = f" ({100 * fraction:.2f} % of the pixels changed)" \
             if isinstance(fraction, (int, float)) else ""
         self.append_log(f"✔ {name}{share}")
-        notify(self.iface, f"{name}: added to the layer tree{share}.", Qgis.Success, 4)
+        notify_done(self.iface, f"Change detection done{share}: its layers are at the top of "
+                                f"the layer tree.")
 
     def _train_done(self, task: str, params: Dict[str, Any], outcome: RunOutcome) -> None:
         model = str(outcome.results.get("OUTPUT_MODEL") or params["OUTPUT_MODEL"])
@@ -203,9 +216,8 @@ class RsSegDock(QgsDockWidget):
         self.dialogs.append(dialog)
         dialog.show()
         self.append_log(f"✔ trained {model}")
-        notify(self.iface, f"Trained {Path(model).name}; it is selected in the "
-                           f"{'Segment' if task == 'segmentation' else 'Compare dates'} tab.",
-               Qgis.Success, 6)
+        notify_done(self.iface, f"Trained {Path(model).name}; it is selected in the "
+                                f"{'Segment' if task == 'segmentation' else 'Compare dates'} tab.")
 
     def cancel_runs(self, *_: object) -> None:
         """Ask every running RS Seg job of this dock to stop."""
@@ -214,6 +226,23 @@ class RsSegDock(QgsDockWidget):
         self.append_log("■ cancel requested")
 
     # ---- models and log ----------------------------------------------------------------------
+
+    def show_tab(self, name: str) -> None:
+        """Show the "models" or "train" tab (the Segment tab's first-run buttons)."""
+        widget = {"models": self.models, "train": self.train}[name]
+        for index in range(self.tabs.count()):
+            page = self.tabs.widget(index)
+            if page is widget or (isinstance(page, QScrollArea) and page.widget() is widget):
+                self.tabs.setCurrentIndex(index)
+
+    def apply_defaults(self, *_: object) -> None:
+        """Default inputs of every tab, where the current choice is empty or a result."""
+        for tab in (self.segment, self.change, self.train):
+            tab.apply_defaults()
+
+    def _downloaded(self, path: str, task: str) -> None:
+        if task == "click":
+            self.segment.set_sam_weights(path)
 
     def refresh_models(self, select: str = "") -> None:
         """Relist models everywhere; select ``select`` in the combos of its task."""
@@ -235,6 +264,7 @@ class RsSegDock(QgsDockWidget):
         self.install_deps.setVisible(offer is not None)
         if offer is not None:
             self.install_deps.setText(offer[1])
+        self.train.refresh_environment()
 
     def append_log(self, line: str) -> None:
         stamp = _dt.datetime.now().strftime("%H:%M:%S")

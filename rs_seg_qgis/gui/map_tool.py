@@ -77,7 +77,8 @@ def segments_layer(project: Optional[QgsProject] = None,
     if crs is not None and crs.isValid() and not crs.authid():
         layer.setCrs(crs)  # a CRS without an authority id: set it whole
     layer.setCustomProperty(SEGMENTS_PROPERTY, True)
-    project.addMapLayer(layer)
+    project.addMapLayer(layer, False)
+    project.layerTreeRoot().insertLayer(0, layer)  # on top: seen above the rasters
     return layer
 
 

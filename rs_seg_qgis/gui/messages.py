@@ -24,6 +24,18 @@ def notify(iface: Any, text: str, level: int = Qgis.Info, duration: int = 6) -> 
         iface.messageBar().pushMessage(TITLE, text, level, duration)
 
 
+SUCCESS_DELAY_MS = 400   # after QGIS's own "Task complete" item, so ours is the one on top
+SUCCESS_SECONDS = 12
+
+
+def notify_done(iface: Any, text: str) -> None:
+    """A success message that stays readable: pushed once QGIS has posted its own task
+    messages (the newest item is the one shown), and kept for :data:`SUCCESS_SECONDS`."""
+    from qgis.PyQt.QtCore import QTimer
+    QTimer.singleShot(SUCCESS_DELAY_MS,
+                      lambda: notify(iface, text, Qgis.Success, SUCCESS_SECONDS))
+
+
 def error_text(exc: BaseException) -> str:
     """The user-facing text of an exception: engine/input problems as they are, others typed."""
     from ..tasks import RunError

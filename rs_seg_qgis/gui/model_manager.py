@@ -77,8 +77,10 @@ def read_entry(path: str | Path) -> ModelEntry:
     try:
         from engine.formats.modelfile import read_card
         entry = ModelEntry(p, read_card(p))
-    except ImportError as exc:
-        return ModelEntry(p, None, f"cannot read model cards: {exc} (see Check environment)")
+    except ImportError as exc:  # not cached: after an install the next read works
+        needed = getattr(exc, "name", None) or "a package"
+        return ModelEntry(p, None, f"reading this model needs {needed}, which is not installed "
+                                   f"yet: Plugins ▸ RS Seg ▸ Install dependencies…")
     except Exception as exc:  # a corrupt file is listed with its problem, not a crash
         entry = ModelEntry(p, None, str(exc))
     if key is not None:
@@ -150,6 +152,18 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+METRIC_NAMES = {"miou": "Mean IoU", "mf1": "Mean F1", "overall_accuracy": "Overall accuracy",
+                "kappa": "Cohen's kappa", "iou": "IoU", "f1": "F1", "precision": "Precision",
+                "recall": "Recall", "f1(change)": "F1 of the change class", "pixels": "Pixels",
+                "tp": "True positives", "fp": "False positives", "fn": "False negatives",
+                "tn": "True negatives"}
+
+
+def metric_name(key: str) -> str:
+    """'Mean IoU' for 'mIoU'/'miou': the words an analyst reads, not the engine's keys."""
+    return METRIC_NAMES.get(key.lower(), key.replace("_", " ").capitalize())
+
+
 def metrics_rows(card: Dict[str, Any]) -> List[Tuple[str, str]]:
     """Validation metrics of the card's training summary as (name, value) rows."""
     metrics = (card.get("training") or {}).get("metrics") or {}
@@ -159,9 +173,10 @@ def metrics_rows(card: Dict[str, Any]) -> List[Tuple[str, str]]:
             continue
         seen.add(key.lower())
         if isinstance(value, dict):  # per-class IoU
-            rows.append((key, ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())))
+            rows.append((f"{metric_name(key)} per class",
+                         ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())))
         else:
-            rows.append((key, _fmt(value)))
+            rows.append((metric_name(key), _fmt(value)))
     return rows
 
 
@@ -185,6 +200,6 @@ def card_rows(card: Dict[str, Any]) -> List[Tuple[str, str]]:
         rows.append(("Epochs", f"{training['epochs']} (best {training.get('best_epoch', '?')})"))
     if training.get("date"):
         rows.append(("Date", str(training["date"])))
-    rows.extend((f"Metric: {k}", v) for k, v in metrics_rows(card))
+    rows.extend((f"{k} (validation)", v) for k, v in metrics_rows(card))
     rows.append(("Engine", str(card.get("engine_version", "?"))))
     return rows

@@ -5,18 +5,23 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from qgis.core import Qgis
+from qgis.gui import QgsCollapsibleGroupBox
 from qgis.PyQt.QtCore import Qt, pyqtSignal
-from qgis.PyQt.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+from qgis.PyQt.QtWidgets import (QFileDialog, QGridLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                  QMessageBox, QPushButton, QSplitter, QTableWidget, QVBoxLayout,
                                  QWidget)
 
 from .. import settings
 from ..tasks import FunctionTask, start_function
 from .card_dialog import CardDialog, fill_card_table
+from .catalogue_panel import CataloguePanel
 from .messages import InputProblem, guarded, notify
 from .model_export import export_onnx
 from .model_manager import ModelEntry, import_model, list_models, read_entry, remove_model
-from .widgets import MODEL_FILTER, folder_widget, palette_icon
+from .widgets import MODEL_FILTER, folder_widget, notice, palette_icon
+
+EMPTY_TEXT = ("No model in the models folder yet. Get one above (pick it, then Download), "
+              "open a model file you have (Import…), or train one from polygons (Train tab).")
 
 
 class ModelsTab(QWidget):
@@ -45,18 +50,30 @@ class ModelsTab(QWidget):
         self.export_button.setToolTip("Write the model as ONNX (onnxruntime, Deepness), when "
                                       "torch can export its architecture")
 
-        buttons = QHBoxLayout()
-        for b in (self.import_button, self.remove_button, self.card_button, self.export_button):
-            buttons.addWidget(b)
-        splitter = QSplitter(Qt.Vertical)
+        self.catalogue = CataloguePanel(iface)
+        self.catalogue_box = QgsCollapsibleGroupBox("Get models (catalogue)")
+        catalogue_layout = QVBoxLayout(self.catalogue_box)
+        catalogue_layout.setContentsMargins(2, 2, 2, 2)
+        catalogue_layout.addWidget(self.catalogue)
+        self.catalogue.downloaded.connect(lambda path, task: self._downloaded(path))
+        self.empty = notice(EMPTY_TEXT)
+
+        # two rows of two: every button stays reachable at the dock's default width
+        buttons = QGridLayout()
+        for i, b in enumerate((self.import_button, self.remove_button, self.card_button,
+                               self.export_button)):
+            buttons.addWidget(b, i // 2, i % 2)
+        splitter = self.splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.list)
         splitter.addWidget(self.details)
-        splitter.setSizes([160, 260])
+        splitter.setSizes([120, 220])
         folder_row = QHBoxLayout()
         folder_row.addWidget(QLabel("Models folder"))
         folder_row.addWidget(self.folder, 1)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.catalogue_box)
         layout.addLayout(folder_row)
+        layout.addWidget(self.empty)
         layout.addWidget(splitter, 1)
         layout.addLayout(buttons)
         layout.addWidget(self.environment_button)
@@ -77,7 +94,7 @@ class ModelsTab(QWidget):
         self.list.clear()
         for entry in list_models(settings.models_folder()):
             item = QListWidgetItem(entry.label)
-            item.setData(Qt.UserRole, str(entry.path))
+            item.setData(Qt.ItemDataRole.UserRole, str(entry.path))
             item.setToolTip(entry.error or str(entry.path))
             if entry.card and entry.card.get("classes"):
                 item.setIcon(palette_icon([c["color"] for c in entry.card["classes"]]))
@@ -90,7 +107,7 @@ class ModelsTab(QWidget):
 
     def current_path(self) -> str:
         item = self.list.currentItem()
-        return item.data(Qt.UserRole) if item is not None else ""
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else ""
 
     def current_entry(self) -> Optional[ModelEntry]:
         path = self.current_path()
@@ -99,10 +116,16 @@ class ModelsTab(QWidget):
     def _show_current(self, *_: object) -> None:
         entry = self.current_entry()
         fill_card_table(self.details, entry.card if entry else None,
-                        entry.error if entry else "no model in the folder yet: import one or "
-                                                  "train one")
+                        entry.error if entry else "no model selected")
         for b in (self.remove_button, self.card_button, self.export_button):
             b.setEnabled(entry is not None)
+        self.empty.setVisible(self.list.count() == 0)
+        self.splitter.setVisible(self.list.count() > 0)
+        self.catalogue_box.setCollapsed(self.list.count() > 0)
+
+    def _downloaded(self, path: str) -> None:
+        self.refresh(path)
+        self.models_changed.emit(path)
 
     @guarded(lambda self: self.iface)
     def _folder_changed(self, folder: str) -> None:
@@ -141,7 +164,7 @@ class ModelsTab(QWidget):
         return True
 
     def _ask(self, question: str) -> bool:
-        return QMessageBox.question(self, "RS Seg", question) == QMessageBox.Yes
+        return QMessageBox.question(self, "RS Seg", question) == QMessageBox.StandardButton.Yes
 
     @guarded(lambda self: self.iface)
     def show_card(self, *_: object) -> CardDialog:

@@ -63,6 +63,7 @@ class SegmentState:
     probabilities: bool = False
     polygons: bool = False
     outputs: Outputs = field(default_factory=Outputs)
+    bands: str = ""  # "1,2,3": the layer bands feeding the model, in its order ("": the model's)
 
 
 @dataclass
@@ -152,6 +153,8 @@ def segment_parameters(state: SegmentState) -> Dict[str, Any]:
                               **state.tiling.parameters()}
     if state.aux_layer:
         params["AUX_INPUT"] = state.aux_layer
+    if state.bands.strip():
+        params["BANDS"] = state.bands.strip()
     if state.extent:
         params["EXTENT"] = state.extent
     if state.probabilities:

@@ -13,6 +13,7 @@ from qgis.core import (QgsLayerTreeGroup, QgsMapLayer, QgsProject, QgsRasterLaye
                        QgsVectorLayer)
 
 from .. import layers
+from .defaults import mark_output
 
 Styler = Optional[Callable[[Any], None]]
 # (result key, layer name, kind, styler factory(results) -> styler, visible)
@@ -33,7 +34,8 @@ CHANGE_LAYERS: Sequence[Spec] = (
     ("OUTPUT_VECTOR", "Change polygons", "vector", lambda r: layers.style_change_polygons, True),
     ("OUTPUT", "Change", "raster", lambda r: layers.style_change_raster, True),
     ("OUTPUT_FROM_TO", "From-to classes", "raster", lambda r: layers.style_from_to_raster, False),
-    ("OUTPUT_PROBABILITY", "Change probability", "raster", lambda r: None, False),
+    ("OUTPUT_PROBABILITY", "Change probability", "raster",
+     lambda r: layers.style_probability_raster, False),
 )
 
 
@@ -52,6 +54,7 @@ def add_layer(group: QgsLayerTreeGroup, path: str, name: str, kind: str, style: 
         raise ValueError(f"cannot open the result {path} as a {kind} layer")
     if style is not None:
         style(layer)
+    mark_output(layer)
     (project or QgsProject.instance()).addMapLayer(layer, False)
     node = group.addLayer(layer)
     node.setItemVisibilityChecked(visible)

@@ -7,21 +7,30 @@ from typing import Callable, Optional
 
 from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
 from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsMapCanvas, QgsMapToolExtent
-from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton,
-                                 QToolButton, QVBoxLayout, QWidget)
+from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLineEdit,
+                                 QPushButton, QToolButton, QVBoxLayout, QWidget)
 
+from . import defaults
 from .map_tool import MODE_SAM, MODES, ClickSource
 from .messages import InputProblem
 from .model_manager import read_entry
 from .params import Outputs, SegmentState, extent_text, run_stamp, safe_name
-from .widgets import (DeviceCombo, ModelPicker, TilingBox, folder_widget, hint, raster_combo,
-                      spin)
+from .widgets import (DeviceCombo, ModelPicker, TilingBox, folder_widget, hint, notice,
+                      raster_combo, spin)
 
 EXTENT_LAYER, EXTENT_CANVAS, EXTENT_DRAWN = "layer", "canvas", "drawn"
+SEGMENT_TIP = "Runs Processing ▸ RS Seg ▸ Segment raster in the background"
+SAM_PATTERN = "sam_vit_*.pth"
 
 
 class SegmentTab(QWidget):
-    """Widgets of a segmentation run; :meth:`state` reads them into a :class:`SegmentState`."""
+    """Widgets of a segmentation run; :meth:`state` reads them into a :class:`SegmentState`.
+
+    ``wants_tab(name)`` asks the dock to show another tab ("models", "train").
+    """
+
+    wants_tab = pyqtSignal(str)
 
     def __init__(self, canvas: QgsMapCanvas, models_folder: Callable[[], Path],
                  parent: Optional[QWidget] = None) -> None:
@@ -33,6 +42,10 @@ class SegmentTab(QWidget):
         self.aux.setToolTip("Only for models that take an auxiliary input (e.g. a DSM)")
         self.model = ModelPicker("segmentation", models_folder)
         self.device = DeviceCombo()
+        self.bands = QLineEdit()
+        self.bands.setPlaceholderText("the model's (e.g. 1,2,3)")
+        self.bands.setToolTip("Which layer bands feed the model, in the model's order (what "
+                              "error messages call --bands / BANDS)")
         self.extent = QComboBox()
         self.extent.addItem("Whole layer", EXTENT_LAYER)
         self.extent.addItem("Map view", EXTENT_CANVAS)
@@ -46,7 +59,6 @@ class SegmentTab(QWidget):
         self.output_folder = folder_widget("temporary files")
         self.tiling = TilingBox()
         self.run = QPushButton("Segment")
-        self.run.setToolTip("Runs Processing ▸ RS Seg ▸ Segment raster in the background")
 
         self.window = spin(32, 4096, 512, step=32)
         self.window.setToolTip("Edge of the square window segmented around each click, in pixels")
@@ -59,7 +71,11 @@ class SegmentTab(QWidget):
         self.sam_weights = QgsFileWidget()
         self.sam_weights.setStorageMode(QgsFileWidget.GetFile)
         self.sam_weights.setFilter("SAM checkpoints (*.pth *.pt *.safetensors);;All files (*)")
-        self.sam_weights.lineEdit().setPlaceholderText("sam_vit_b_01ec64.pth (downloaded once)")
+        self.sam_weights.lineEdit().setPlaceholderText("Models tab ▸ Get models ▸ Segment "
+                                                       "Anything")
+        downloaded = sorted(models_folder().glob(SAM_PATTERN))
+        if downloaded:
+            self.sam_weights.setFilePath(str(downloaded[0]))
         self.pick = QPushButton("Click on the map…")
         self.pick.setCheckable(True)
         self.pick.setToolTip("Click an object: its region is previewed; click it again (or press "
@@ -68,15 +84,15 @@ class SegmentTab(QWidget):
         extent_row = QHBoxLayout()
         extent_row.addWidget(self.extent, 1)
         extent_row.addWidget(self.draw)
-        outputs_row = QHBoxLayout()
+        outputs_row = QVBoxLayout()  # stacked: side by side they do not fit a narrow dock
         outputs_row.addWidget(self.polygons)
         outputs_row.addWidget(self.probabilities)
-        outputs_row.addStretch(1)
 
         form = QFormLayout()
         form.addRow("Raster layer", self.layer)
         form.addRow("Model", self.model)
         form.addRow("Auxiliary layer", self.aux)
+        form.addRow("Bands", self.bands)
         form.addRow("Device", self.device)
         form.addRow("Extent", extent_row)
         form.addRow("Also write", outputs_row)
@@ -91,8 +107,25 @@ class SegmentTab(QWidget):
         click_form.addRow(hint("Uses the layer, model and device above. Enter adds the "
                                "previewed region, Esc discards it."))
 
+        # the first-run state: no model yet, and the three ways to get one
+        self.empty = QWidget()
+        empty_layout = QVBoxLayout(self.empty)
+        empty_layout.setContentsMargins(0, 0, 0, 0)
+        empty_layout.addWidget(notice("No segmentation model yet. Get a ready-made one from "
+                                      "the catalogue, open a model file you have, or train one "
+                                      "from polygons you digitised."))
+        self.get_models = QPushButton("Get a model…")
+        self.open_model = QPushButton("Open a model file…")
+        self.train_model = QPushButton("Train from polygons…")
+        for button in (self.get_models, self.open_model, self.train_model):
+            empty_layout.addWidget(button)
+        self.open_model.clicked.connect(self.model.browse_file)
+        self.get_models.clicked.connect(lambda *_: self.wants_tab.emit("models"))
+        self.train_model.clicked.connect(lambda *_: self.wants_tab.emit("train"))
+
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.empty)
         layout.addWidget(self.tiling)
         layout.addWidget(self.run)
         layout.addWidget(click)
@@ -103,6 +136,11 @@ class SegmentTab(QWidget):
         self.draw.toggled.connect(self._draw_toggled)
         self.model.changed.connect(self._model_changed)
         self._model_changed(self.model.path())
+        self.apply_defaults(force=True)
+
+    def apply_defaults(self, force: bool = False) -> None:
+        """The most recently added imagery layer that is not an RS Seg result."""
+        defaults.apply(self.layer, defaults.default_imagery(), force)
 
     # ---- extent ------------------------------------------------------------------------------
 
@@ -142,6 +180,15 @@ class SegmentTab(QWidget):
     def _model_changed(self, path: str) -> None:
         card = read_entry(path).card if path else None
         self.tiling.set_from_card(card)
+        self.run.setEnabled(card is not None)
+        self.run.setToolTip(SEGMENT_TIP if card is not None else
+                            "Choose a model first (Model, above)")
+        self.empty.setVisible(self.model.combo.count() == 0)
+
+    def set_sam_weights(self, path: str) -> None:
+        """Click to segment with the SAM checkpoint ``path`` (e.g. just downloaded)."""
+        self.sam_weights.setFilePath(path)
+        self.click_mode.setCurrentIndex(self.click_mode.findData(MODE_SAM))
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -156,7 +203,8 @@ class SegmentTab(QWidget):
                             extent=self.extent_value(),
                             probabilities=self.probabilities.isChecked(),
                             polygons=self.polygons.isChecked(),
-                            outputs=Outputs(self.output_folder.filePath(), stem))
+                            outputs=Outputs(self.output_folder.filePath(), stem),
+                            bands=self.bands.text())
 
     def click_source(self) -> ClickSource:
         """What the click-to-segment tool uses."""

@@ -11,6 +11,8 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayo
                                  QStackedWidget, QVBoxLayout, QWidget)
 
 from ..processing.base import architectures
+from . import defaults
+from .defaults import class_field
 from .params import TrainState, default_model_path
 from .widgets import DeviceCombo, ModelPicker, RasterListCombo, hint, spin
 
@@ -36,6 +38,7 @@ class TrainTab(QWidget):
         self.label_kind.addItem("Label rasters (one per image)", LABELS_RASTERS)
         self.polygons = QgsMapLayerComboBox()
         self.polygons.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.polygons.setAllowEmptyLayer(True)  # rather empty than an RS Seg result
         self.class_field = QgsFieldComboBox()
         self.polygons.layerChanged.connect(self._polygons_changed)
         self._polygons_changed(self.polygons.currentLayer())
@@ -86,8 +89,10 @@ class TrainTab(QWidget):
                              ("percentile", "2–98 % stretch per image"),
                              ("dataset", "Training data statistics")):
             self.normalisation.addItem(label, value)
-        self.time_budget = spin(0, 10 ** 6, 0, "none")
+        self.time_budget = spin(0, 10 ** 6, 0, "no limit")
         self.time_budget.setSuffix(" s")
+        self.time_budget.setToolTip("Stop training after this many seconds (the best model so "
+                                    "far is kept); 0: no limit")
         self.backbone = QgsFileWidget()
         self.backbone.setStorageMode(QgsFileWidget.GetFile)
         self.backbone.setFilter("Weights (*.pth *.pt *.bin *.safetensors *.npz);;All files (*)")
@@ -100,7 +105,7 @@ class TrainTab(QWidget):
         adv.addRow("Validation fraction", self.validation)
         adv.addRow("Ignore label value", self.ignore)
         adv.addRow("Normalisation", self.normalisation)
-        adv.addRow("Time budget", self.time_budget)
+        adv.addRow("Time budget (seconds)", self.time_budget)
         adv.addRow("Pre-trained backbone", self.backbone)
         adv.addRow("Device", self.device)
         self.advanced.setCollapsed(True)
@@ -108,7 +113,11 @@ class TrainTab(QWidget):
         self.run.setToolTip("Runs Processing ▸ RS Seg ▸ Train … in the background; loss and "
                             "metrics appear in the log below")
 
+        self.needs_torch = hint("Training needs torch, which is not installed here (ONNX "
+                                "models run without it): Plugins ▸ RS Seg ▸ Install "
+                                "dependencies… ▸ CPU training.")
         form = QFormLayout()
+        form.addRow(self.needs_torch)
         form.addRow("Task", self.task)
         self.images_label = QLabel("Images")
         form.addRow(self.images_label, self.images)
@@ -134,21 +143,29 @@ class TrainTab(QWidget):
         self.task.currentIndexChanged.connect(self._task_changed)
         self.label_kind.currentIndexChanged.connect(self.labels.setCurrentIndex)
         self._task_changed()
+        self.apply_defaults(force=True)
+        self.refresh_environment()
 
     def _polygons_changed(self, layer: object) -> None:
         """Bind the field combo and guess the class field (class, class_value, label …)."""
         self.class_field.setLayer(layer)
-        if layer is None:
-            return
-        names = [f.name() for f in layer.fields()]
-        lowered = [n.lower() for n in names]
-        for wanted in ("class", "class_value", "class_name", "classvalue", "label", "code"):
-            if wanted in lowered:
-                self.class_field.setField(names[lowered.index(wanted)])
-                return
-        guess = next((n for n in names if "class" in n.lower()), None)
+        guess = class_field(layer) if layer is not None else None
         if guess:
             self.class_field.setField(guess)
+
+    def refresh_environment(self) -> None:
+        """Say here, and only here, that training needs torch when it is missing."""
+        from ..deps import environment
+        torch = environment().torch
+        self.needs_torch.setVisible(not torch)
+        self.run.setEnabled(torch)
+
+    def apply_defaults(self, force: bool = False) -> None:
+        """Polygons with a class field (not an RS Seg result) and the newest imagery."""
+        defaults.apply(self.polygons, defaults.training_polygons(), force)
+        image = defaults.default_imagery()
+        if image is not None and (force or not self.images.layer_ids()):
+            self.images.set_layer_ids([image.id()])
 
     def task_value(self) -> str:
         return self.task.currentData()

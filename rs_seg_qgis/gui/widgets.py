@@ -13,6 +13,7 @@ from qgis.PyQt.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayou
                                  QSizePolicy, QSpinBox, QToolButton, QWidget)
 
 from .. import deps
+from ..colours import readable
 from .model_manager import ModelEntry, list_models, read_entry
 
 MODEL_FILTER = ("Models (*.rsmodel *.onnx);;RS Seg models (*.rsmodel);;ONNX models (*.onnx)"
@@ -22,7 +23,7 @@ MODEL_FILTER = ("Models (*.rsmodel *.onnx);;RS Seg models (*.rsmodel);;ONNX mode
 def swatch(rgb: Sequence[int], size: int = 14) -> QIcon:
     """A small square icon of colour ``rgb`` (class colours in lists and tables)."""
     pixmap = QPixmap(size, size)
-    pixmap.fill(QColor(*[int(v) for v in list(rgb)[:3]]))
+    pixmap.fill(QColor(*readable(list(rgb)[:3])))  # as the map shows it: white is tinted
     return QIcon(pixmap)
 
 
@@ -33,7 +34,7 @@ def palette_icon(colours: Sequence[Sequence[int]], size: int = 14) -> QIcon:
     painter = QPainter(pixmap)
     step = size / len(colours)
     for i, rgb in enumerate(colours):
-        painter.fillRect(QRectF(i * step, 0, step + 1, size), QColor(*[int(v) for v in rgb[:3]]))
+        painter.fillRect(QRectF(i * step, 0, step + 1, size), QColor(*readable(list(rgb)[:3])))
     painter.end()
     return QIcon(pixmap)
 
@@ -89,9 +90,9 @@ class ModelPicker(QWidget):
         super().__init__(parent)
         self.task, self._folder, self._none_label = task, folder, none_label
         self.combo = QComboBox()
-        self.combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.combo.setMinimumContentsLength(12)
-        self.combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.browse = QToolButton()
         self.browse.setText("…")
         self.browse.setToolTip("Choose a model file")
@@ -99,7 +100,7 @@ class ModelPicker(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.combo, 1)
         layout.addWidget(self.browse)
-        self.browse.clicked.connect(self._browse)
+        self.browse.clicked.connect(self.browse_file)
         self.combo.currentIndexChanged.connect(lambda *_: self.changed.emit(self.path()))
         self.refresh()
 
@@ -112,6 +113,7 @@ class ModelPicker(QWidget):
             self.combo.addItem(self._none_label, "")
         for entry in list_models(self._folder(), self.task):
             self._add(entry)
+        self.combo.setPlaceholderText(f"no {self.task} model yet")
         self.combo.blockSignals(False)
         self.select(keep)
         self.changed.emit(self.path())
@@ -120,7 +122,7 @@ class ModelPicker(QWidget):
         icon = palette_icon([c["color"] for c in (entry.card or {}).get("classes", [])])
         self.combo.addItem(icon, entry.short_label, str(entry.path))
         self.combo.setItemData(self.combo.count() - 1, f"{entry.label}\n{entry.path}",
-                               Qt.ToolTipRole)
+                               Qt.ItemDataRole.ToolTipRole)
 
     def select(self, path: str) -> None:
         """Make ``path`` current, adding it when it lives outside the models folder."""
@@ -137,7 +139,8 @@ class ModelPicker(QWidget):
     def path(self) -> str:
         return self.combo.currentData() or ""
 
-    def _browse(self, *_: object) -> None:
+    def browse_file(self, *_: object) -> None:
+        """Ask for a model file and select it (it stays where it is)."""
         path, _filter = QFileDialog.getOpenFileName(self, "Model file", str(self._folder()),
                                                     MODEL_FILTER)
         if path:
@@ -175,7 +178,7 @@ class RasterListCombo(QgsCheckableComboBox):
         for layer in QgsProject.instance().mapLayers().values():
             if isinstance(layer, QgsRasterLayer):
                 self.addItemWithCheckState(layer.name(),
-                                           Qt.Checked if layer.id() in checked else Qt.Unchecked,
+                                           Qt.CheckState.Checked if layer.id() in checked else Qt.CheckState.Unchecked,
                                            layer.id())
 
     def layer_ids(self) -> List[str]:
@@ -183,7 +186,7 @@ class RasterListCombo(QgsCheckableComboBox):
 
     def set_layer_ids(self, ids: Sequence[str]) -> None:
         for i in range(self.count()):
-            self.setItemCheckState(i, Qt.Checked if self.itemData(i) in ids else Qt.Unchecked)
+            self.setItemCheckState(i, Qt.CheckState.Checked if self.itemData(i) in ids else Qt.CheckState.Unchecked)
 
 
 def spin(minimum: int, maximum: int, value: int, special: str = "", step: int = 1) -> QSpinBox:
@@ -231,6 +234,27 @@ class TilingBox(QgsCollapsibleGroupBox):
                       batch=self.batch.value() or None)
 
 
+def fit_narrow(widget: QWidget, characters: int = 8) -> None:
+    """Let ``widget``'s combos shrink to ``characters`` (long entries elide, the full text is in
+    the popup) and its forms put labels above fields when a row does not fit: the dock's
+    default width then shows every control."""
+    for combo in widget.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(min(characters, combo.minimumContentsLength() or characters))
+        combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+    for form in widget.findChildren(QFormLayout):
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    for label in widget.findChildren(QLabel):
+        label.setWordWrap(True)
+
+
+def notice(text: str) -> QLabel:
+    """A wrapped label in the normal text colour: what to do next (empty states)."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    return label
+
+
 def folder_widget(placeholder: str) -> QgsFileWidget:
     """A folder chooser (empty = ``placeholder``)."""
     widget = QgsFileWidget()
@@ -243,5 +267,5 @@ def hint(text: str) -> QLabel:
     """A small grey explanatory label."""
     label = QLabel(text)
     label.setWordWrap(True)
-    label.setStyleSheet("color: palette(mid); font-size: small;")
+    label.setStyleSheet("font-style: italic;")  # grey small print was hard to read
     return label

@@ -212,6 +212,8 @@ def run(command: Sequence[str], env: Dict[str, str], on_line: Callable[[str], No
                 proc.kill()
                 proc.wait()
         reader.join(timeout=5)
+        if proc.stdout is not None:  # an open pipe is a ResourceWarning in QGIS's log
+            proc.stdout.close()
 
 
 def python() -> str:

@@ -29,10 +29,9 @@ def activate_at_start(root: Optional[Path] = None) -> folder.Health:
 
 def missing_runtimes() -> List[str]:
     """torch and onnxruntime when neither is usable (each missing or outside its pin)."""
-    names = [name for name, _ in deps.PINNED_RUNTIMES]
-    usable = [n for n in names
-              if deps.installed_version(n) is not None and not deps.version_problem(n)]
-    return [] if usable else names
+    if deps.environment().state != "none":
+        return []
+    return [name for name, _ in deps.PINNED_RUNTIMES]
 
 
 def prompt(root: Optional[Path] = None) -> Optional[Tuple[str, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import importlib.util
 import os
+import re
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -32,10 +33,15 @@ ONNX_MODULES = ("onnxruntime", "rasterio", "numpy")
 MODEL_PARAMETERS = ("MODEL", "SEGMENTATION_MODEL")
 DEVICES = ["auto", "cpu", "cuda"]
 FORMATS = ["gtiff", "cog"]  # engine.io.cog.FORMATS (not imported: the engine may be missing)
+DEVICE_LABELS = {"auto": "Automatic (the GPU when there is one)", "cpu": "Processor (CPU)",
+                 "cuda": "NVIDIA GPU (CUDA)"}
+FORMAT_LABELS = {"gtiff": "GeoTIFF (tiled, compressed)",
+                 "cog": "Cloud-Optimized GeoTIFF (with overviews)"}
 FORMAT_HELP = ("FORMAT", "gtiff: tiled, compressed GeoTIFF; cog: Cloud-Optimized GeoTIFF with "
                          "overviews (mode for classes, average for probabilities), for web "
                          "serving and fast zoomed-out display")
 CANCELLED = "cancelled by the user; no output was written"
+MODEL_WRAPPER = "rs_seg_qgis.processing.model_widget.ModelFileWrapper"  # the dialogs' picker
 TEXT_INTERVAL_S = 2.0  # at most one progress text per interval: the text goes to the log too
 
 
@@ -178,6 +184,25 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
     GROUP = ""
     GROUP_ID = ""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # help is written with parameter ids (what scripts use); the form shows labels
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("shortHelpString")
+        if own is not None:
+            cls.shortHelpString = lambda self, _own=own: self.labelled_help(_own(self))
+
+    def labelled_help(self, text: str) -> str:
+        """``text`` with each ``<dt>`` parameter id shown as its label on the form (id after)."""
+        def label(match: "re.Match[str]") -> str:
+            ids = match.group(1).split(" / ")
+            found = [self.parameterDefinition(i) or self.outputDefinition(i) for i in ids]
+            names = [d.description() if d is not None else i for d, i in zip(found, ids)]
+            if names == ids:
+                return match.group(0)
+            return (f"<dt><b>{html.escape(' / '.join(names), quote=False)}</b> "
+                    f"<small>({match.group(1)})</small></dt>")
+        return re.sub(r"<dt><b>(.*?)</b></dt>", label, text)
+
     def name(self) -> str:
         return self.ID
 
@@ -206,30 +231,71 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
             outputs.check(self, parameters, context)
         except EngineError as exc:
             return False, str(exc)
-        return super().checkParameterValues(parameters, context)
+        return super().checkParameterValues(self._indexed(parameters), context)
 
     # ---- common parameters --------------------------------------------------------------------
 
     def add_model(self, name: str = "MODEL", description: str = "Model file (.rsmodel or .onnx)",
                   optional: bool = False) -> None:
-        self.addParameter(QgsProcessingParameterFile(
+        """A model file; the dialogs offer the models folder's models by name (a path still
+        works: typed, browsed, or from scripts)."""
+        param = QgsProcessingParameterFile(
             name, description, behavior=QgsProcessingParameterFile.File,
-            fileFilter=INPUT_MODEL_FILTER, optional=optional))
-
-    def add_enum(self, name: str, description: str, options: List[str],
-                 default: Optional[str] = None, optional: bool = False) -> None:
-        """An enum whose values are the option strings (stable in scripts and saved models)."""
-        param = QgsProcessingParameterEnum(name, description, options=options,
-                                           defaultValue=default, optional=optional)
-        param.setUsesStaticStrings(True)
+            fileFilter=INPUT_MODEL_FILTER, optional=optional)
+        param.setMetadata({"widget_wrapper": {"class": MODEL_WRAPPER}})
         self.addParameter(param)
 
+    def add_enum(self, name: str, description: str, options: List[str],
+                 default: Optional[str] = None, optional: bool = False,
+                 labels: Optional[Dict[str, str]] = None) -> None:
+        """An enum whose values are the option strings (stable in scripts and saved models).
+
+        With ``labels`` (value → words) the form shows the words; scripts still pass the value
+        (``DEVICE=cpu``) or its index, read back by :meth:`parameterAsEnumString`.
+        """
+        if labels:
+            param = QgsProcessingParameterEnum(
+                name, description, options=[labels.get(o, o) for o in options],
+                defaultValue=options.index(default) if default in options else None,
+                optional=optional)
+            self.__dict__.setdefault("_enum_values", {})[name] = list(options)
+        else:
+            param = QgsProcessingParameterEnum(name, description, options=options,
+                                               defaultValue=default, optional=optional)
+            param.setUsesStaticStrings(True)
+        self.addParameter(param)
+
+    def _labelled(self, name: str) -> Optional[List[str]]:
+        return self.__dict__.get("_enum_values", {}).get(name)
+
+    def parameterAsEnumString(self, parameters: Dict[str, Any], name: str,  # noqa: N802
+                              context: QgsProcessingContext) -> str:
+        """The option value of enum ``name``, for labelled enums too (value, label or index)."""
+        values = self._labelled(name)
+        if values is None:
+            return super().parameterAsEnumString(parameters, name, context)
+        raw = parameters.get(name)
+        if isinstance(raw, str) and raw in values:
+            return raw
+        if raw in (None, "") and self.parameterDefinition(name).defaultValue() is None:
+            return ""  # an optional choice left unset: the engine's default applies
+        index = self.parameterAsEnum(parameters, name, context)
+        return values[index] if 0 <= index < len(values) else ""
+
+    def _indexed(self, parameters: Dict[str, Any]) -> Dict[str, Any]:
+        """``parameters`` with labelled enums given by value turned into their index."""
+        out = dict(parameters)
+        for name, values in self.__dict__.get("_enum_values", {}).items():
+            if isinstance(out.get(name), str) and out[name] in values:
+                out[name] = values.index(out[name])
+        return out
+
     def add_device(self) -> None:
-        self.add_enum("DEVICE", "Device", DEVICES, "auto")
+        self.add_enum("DEVICE", "Device", DEVICES, "auto", labels=DEVICE_LABELS)
 
     def add_format(self) -> None:
         """FORMAT: gtiff or cog, read with :meth:`output_format`."""
-        self.add_enum("FORMAT", "Output format", FORMATS, "gtiff")
+        self.add_enum("FORMAT", "Output format", FORMATS, "gtiff", labels=FORMAT_LABELS)
 
     def output_format(self, parameters: Dict[str, Any], context: QgsProcessingContext) -> str:
         """The FORMAT value ("gtiff" when not set)."""

@@ -12,10 +12,14 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
                        QgsProcessingUtils)
 
 from ..layers import (style_change_polygons, style_change_raster, style_from_to_raster,
-                      style_on_load)
+                      style_on_load, style_probability_raster)
 from .base import FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
+from .model_options import HELP, add_model_options, load_model
 
-METHODS = ["model", "cva", "pcc"]
+METHODS = ["auto", "model", "cva", "pcc"]
+METHOD_LABELS = {"auto": "Change model when one is given, else change vector analysis",
+                 "model": "Change model", "cva": "Change vector analysis (no model)",
+                 "pcc": "Compare two classifications (segmentation model)"}
 
 
 class DetectChangeAlgorithm(RsSegAlgorithm):
@@ -32,9 +36,10 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
             "dates may differ in CRS, resolution and extent: the after image is aligned onto "
             "the before image over their intersection.",
             [("INPUT_T1 / INPUT_T2", "the before and after images (same bands)"),
-             ("METHOD", "model: a trained change model (MODEL); cva: change vector analysis "
-                        "with an automatic (Otsu) cut, no training needed; pcc: "
-                        "post-classification comparison with SEGMENTATION_MODEL"),
+             ("METHOD", "auto (default): the change model when one is given, else change "
+                        "vector analysis; model: a trained change model; cva: change vector "
+                        "analysis with an automatic (Otsu) cut, no training needed; pcc: "
+                        "post-classification comparison with the segmentation model"),
              ("MODEL", "a change model file (METHOD=model)"),
              ("DEVICE", "auto, cpu or cuda"),
              ("TILE_SIZE / OVERLAP / BATCH_SIZE", "empty: the model's tiling, batch 8"),
@@ -53,13 +58,13 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
              ("OUTPUT_FROM_TO", "optional from-to raster (code = from × classes + to + 1; "
                                 "0 unchanged)"),
              ("OUTPUT_FROM_TO_TABLE", "optional CSV of from-to areas (a JSON copy beside it)"),
-             FORMAT_HELP])
+             HELP, FORMAT_HELP])
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_T1", "Before (date 1)"))
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_T2", "After (date 2)"))
-        self.add_enum("METHOD", "Method", METHODS, "model")
-        self.add_model(description="Change model (.rsmodel; METHOD=model)", optional=True)
+        self.add_enum("METHOD", "Method", METHODS, "auto", labels=METHOD_LABELS)
+        self.add_model(description="Change model (empty: change vector analysis)", optional=True)
         self.add_device()
         self.add_tiling()
         self.add_gsd()
@@ -71,6 +76,7 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
             minValue=0.0, maxValue=1.0))
         self.add_model("SEGMENTATION_MODEL", "Segmentation model (for from-to change)",
                        optional=True)
+        add_model_options(self, threshold=False)
         self.add_format()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Change"))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -88,8 +94,10 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
 
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
-        method = self.parameterAsEnumString(parameters, "METHOD", context)
+        method = self.parameterAsEnumString(parameters, "METHOD", context) or "auto"
         model = self.parameterAsFile(parameters, "MODEL", context) or None
+        if method == "auto":
+            method = "model" if model else "cva"
         segmentation = self.parameterAsFile(parameters, "SEGMENTATION_MODEL", context) or None
         # CVA runs on torch; a change or segmentation model alone may be ONNX (onnxruntime)
         require_engine(*(() if method == "cva" else
@@ -109,14 +117,16 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
             # in the temporary folder rather than beside OUTPUT
             from_to = QgsProcessingUtils.generateTempFilename("from_to.tif")
         run = EngineRun(context, feedback, [output, probability, vector, from_to, table])
+        device = self.parameterAsEnumString(parameters, "DEVICE", context)
+        if method == "model":
+            model = load_model(self, run, model, device, parameters, context)
         result = run.call(
             detect_change, model if method == "model" else method,
             self.raster_input(parameters, "INPUT_T1", context, feedback),
             self.raster_input(parameters, "INPUT_T2", context, feedback), output,
             probabilities=probability, polygons=vector,
             threshold=self.parameterAsDouble(parameters, "THRESHOLD", context),
-            device=self.parameterAsEnumString(parameters, "DEVICE", context),
-            segmentation_model=segmentation, from_to=from_to, from_to_table=table,
+            device=device, segmentation_model=segmentation, from_to=from_to, from_to_table=table,
             produces=[output, probability, vector, from_to, table],
             match_histograms=self.parameterAsBoolean(parameters, "MATCH_HISTOGRAMS", context),
             output_format=self.output_format(parameters, context),
@@ -125,6 +135,7 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
         style_on_load(context, output, style_change_raster)
         style_on_load(context, vector, style_change_polygons)
         style_on_load(context, from_to, style_from_to_raster)
+        style_on_load(context, probability, style_probability_raster)
         return {"OUTPUT": output, "OUTPUT_PROBABILITY": probability, "OUTPUT_VECTOR": vector,
                 "OUTPUT_FROM_TO": result.get("from_to"),
                 "OUTPUT_FROM_TO_TABLE": result.get("from_to_table"),

@@ -7,8 +7,9 @@ from typing import List
 from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from ..deps import install_hint, missing_modules
+from ..deps import environment, install_hint, missing_modules
 from .detect_change import DetectChangeAlgorithm
+from .download_model import DownloadModelAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .export_onnx import ExportOnnxAlgorithm
 from .pretrain import PretrainAlgorithm
@@ -21,7 +22,7 @@ from .vectorize import VectorizeAlgorithm
 
 ALGORITHMS = (SegmentAlgorithm, SegmentPointAlgorithm, VectorizeAlgorithm, DetectChangeAlgorithm,
               TrainSegmentationAlgorithm, TrainChangeAlgorithm, PretrainAlgorithm,
-              EvaluateAlgorithm, ExportOnnxAlgorithm, SegmentFolderAlgorithm)
+              EvaluateAlgorithm, ExportOnnxAlgorithm, SegmentFolderAlgorithm, DownloadModelAlgorithm)
 
 
 class RsSegProvider(QgsProcessingProvider):
@@ -46,8 +47,10 @@ class RsSegProvider(QgsProcessingProvider):
         return ["gpkg"]  # the engine writes GeoPackages
 
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
-        missing = missing_modules()
-        if missing:
-            QgsMessageLog.logMessage(install_hint(missing), "RS Seg", Qgis.Warning)
+        env = environment()  # inference-only is complete: no warning for a missing torch
+        if env.state == "none":
+            QgsMessageLog.logMessage(install_hint(missing_modules()), "RS Seg", Qgis.Warning)
+        elif env.state == "inference":
+            QgsMessageLog.logMessage(env.summary, "RS Seg", Qgis.Info)
         for algorithm in ALGORITHMS:
             self.addAlgorithm(algorithm())

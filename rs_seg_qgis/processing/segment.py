@@ -4,24 +4,20 @@ from __future__ import annotations
 import functools
 from typing import Any, Dict, List, Optional
 
-from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
+from qgis.core import (QgsProcessing, QgsProcessingContext,
                        QgsProcessingFeedback, QgsProcessingParameterExtent,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
 from ..layers import raster_classes, style_class_polygons, style_class_raster, style_on_load
 from .base import FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
+from .model_options import (HELP, add_model_options, comma_numbers, layer_name, load_model,
+                            other_outputs)
 
 
 def parse_bands(text: str) -> Optional[List[int]]:
     """'1,2,3' → [1, 2, 3]; empty → None (the model's bands)."""
-    if not text or not text.strip():
-        return None
-    try:
-        return [int(b) for b in text.replace(" ", "").split(",") if b]
-    except ValueError:
-        raise QgsProcessingException(f"BANDS must be comma-separated band numbers such as "
-                                     f"1,2,3 (got {text!r})") from None
+    return comma_numbers(text, int, "BANDS must be comma-separated band numbers such as 1,2,3")
 
 
 class SegmentAlgorithm(RsSegAlgorithm):
@@ -53,7 +49,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
              ("OUTPUT_PROBABILITY", "optional per-class probabilities (uint8, 254 = 1.0)"),
              ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage) with class_value, "
                                "class_name and area_m2"),
-             FORMAT_HELP],
+             HELP, FORMAT_HELP],
             "Web and other non-file layers are first saved over the extent at the model's "
             "ground sampling distance.")
 
@@ -68,6 +64,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent", optional=True))
         self.addParameter(QgsProcessingParameterString(
             "BANDS", "Bands (e.g. 1,2,3; empty: the model's)", optional=True))
+        add_model_options(self)
         self.add_format()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Classes"))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -76,11 +73,25 @@ class SegmentAlgorithm(RsSegAlgorithm):
             "OUTPUT_VECTOR", "Class polygons", QgsProcessing.TypeVectorPolygon, optional=True,
             createByDefault=False))
 
+    @staticmethod
+    def name_layer(context: QgsProcessingContext, path: str, name: str) -> None:
+        """Name the output layer by its classes when the run loads it."""
+        if context.willLoadLayerOnCompletion(path):
+            context.layerToLoadOnCompletionDetails(path).name = name
+
+    @staticmethod
+    def load_layer(context: QgsProcessingContext, path: str, name: str) -> None:
+        """Load another model output's class raster, styled, when the run loads layers."""
+        if context.project() is None:
+            return
+        context.addLayerToLoadOnCompletion(
+            path, QgsProcessingContext.LayerDetails(name, context.project(), name))
+        style_on_load(context, path, style_class_raster)
+
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine(self.parameterAsFile(parameters, "MODEL", context))
         from engine.inference.pipeline import predict
-        from engine.formats.modelfile import read_card
         from engine.analysis.vectorize import vectorize
 
         output = self.output(parameters, "OUTPUT", context)
@@ -88,7 +99,9 @@ class SegmentAlgorithm(RsSegAlgorithm):
         vector = self.output(parameters, "OUTPUT_VECTOR", context)
         run = EngineRun(context, feedback, [output, probability, vector])
         model = self.parameterAsFile(parameters, "MODEL", context)
-        card = run.call(read_card, model, job=False)
+        device = self.parameterAsEnumString(parameters, "DEVICE", context)
+        lm = load_model(self, run, model, device, parameters, context)
+        card = lm.card
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         extent = self.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
         image = self.raster_input(parameters, "INPUT", context, feedback, extent,
@@ -97,12 +110,20 @@ class SegmentAlgorithm(RsSegAlgorithm):
         aux_extent = (self.parameterAsExtent(parameters, "EXTENT", context, aux_layer.crs())
                       if aux_layer else None)
         aux = self.raster_input(parameters, "AUX_INPUT", context, feedback, aux_extent)
-        result = run.call(predict, model, image, output, probabilities=probability, aux=aux,
-                          device=self.parameterAsEnumString(parameters, "DEVICE", context),
-                          bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
-                          output_format=self.output_format(parameters, context),
-                          produces=[output, probability], end=0.9 if vector else 1.0,
-                          **self.tiling(parameters, context), **self.gsd_options(parameters, context))
+        options = dict(aux=aux, device=device,
+                       bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
+                       output_format=self.output_format(parameters, context),
+                       **self.tiling(parameters, context), **self.gsd_options(parameters, context))
+        result = run.call(predict, lm, image, output, probabilities=probability,
+                          produces=[output, probability], end=0.9 if vector else 1.0, **options)
+        self.name_layer(context, output, layer_name(card))
+        chosen = self.optional_int(parameters, "OUTPUT_INDEX", context)
+        for index, name, path in other_outputs(lm, output, chosen):
+            other = load_model(self, run, model, device, parameters, context, output=index)
+            run.call(predict, other, image, path, produces=[path], end=0.9 if vector else 1.0,
+                     **options)
+            feedback.pushInfo(f"model output {index} ('{name}') → {path}")
+            self.load_layer(context, path, f"{name}: {layer_name(other.card)}")
         feedback.pushInfo(f"{result['width']}×{result['height']} px, {result['windows']} "
                           f"windows on {result['device']} in {result['seconds']:.1f} s "
                           f"({result['mpix_per_s']:.2f} MPix/s)")

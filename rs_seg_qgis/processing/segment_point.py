@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Dict, Optional
 
-from qgis.core import (QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsGeometry,
+from qgis.core import (Qgis, QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsGeometry,
                        QgsPointXY, QgsProcessing, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingFeedback, QgsProcessingOutputNumber,
                        QgsProcessingOutputString, QgsProcessingParameterFeatureSink,
@@ -17,13 +17,21 @@ from ..layers import style_class_polygons, style_on_load
 from .base import EngineRun, RsSegAlgorithm, help_html, require_engine
 
 
+def field(name: str, kind: str) -> QgsField:
+    """A field of type ``kind`` ('Int', 'String', 'Double'): QMetaType types from QGIS 3.38
+    (the only ones Qt 6 builds know), QVariant types before (QGIS 3.22 needs those)."""
+    if Qgis.QGIS_VERSION_INT >= 33800:
+        from qgis.PyQt.QtCore import QMetaType
+        return QgsField(name, getattr(QMetaType.Type, kind))
+    return QgsField(name, getattr(QVariant, kind))
+
+
 def region_fields() -> QgsFields:
     """Attributes of a segmented region."""
     fields = QgsFields()
-    fields.append(QgsField("class_value", QVariant.Int))
-    fields.append(QgsField("class_name", QVariant.String))
-    fields.append(QgsField("area_m2", QVariant.Double))
-    fields.append(QgsField("confidence", QVariant.Double))
+    for name, kind in (("class_value", "Int"), ("class_name", "String"), ("area_m2", "Double"),
+                       ("confidence", "Double")):
+        fields.append(field(name, kind))
     return fields
 
 

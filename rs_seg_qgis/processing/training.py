@@ -103,9 +103,12 @@ class TrainAlgorithm(RsSegAlgorithm):
             0.2, minValue=0.0, maxValue=0.9))
         self.add_model("INIT_MODEL", "Fine-tune from model", optional=True)
         self.add_enum("INIT_HEAD", "Classifier of the initial model", ["keep", "new"], "keep",
-                      optional=True)
+                      optional=True, labels={"keep": "Keep its classes",
+                                             "new": "New classifier (other classes)"})
         self.add_enum("NORMALISATION", "Normalisation", ["image", "percentile", "dataset"],
-                      optional=True)
+                      optional=True, labels={"image": "Per image (mean and spread)",
+                                             "percentile": "Per image, 2–98 % stretch",
+                                             "dataset": "Training data statistics"})
         self.addParameter(QgsProcessingParameterBoolean(
             "SENSOR_AUGMENT", "Sensor-shift augmentation (scale, blur, noise, gain, gamma)",
             defaultValue=True, optional=True))

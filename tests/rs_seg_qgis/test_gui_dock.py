@@ -90,6 +90,9 @@ def test_segment_tab_state_becomes_segment_parameters(dock, data, models_dir, tm
     assert params["TILE_SIZE"] == 64 and params["OVERLAP"] == 16 and "BATCH_SIZE" not in params
     assert params["OUTPUT"].startswith(str(tmp_path / "t1_unet_"))
     assert params["OUTPUT_VECTOR"].endswith("_classes.gpkg") and "EXTENT" not in params
+    assert "BANDS" not in params
+    tab.bands.setText(" 3,2,1,4 ")  # what a band error suggests (--bands / BANDS)
+    assert segment_parameters(tab.state())["BANDS"] == "3,2,1,4"
     tab.set_drawn_extent(layer.extent(), layer.crs())
     assert tab.state().extent.endswith("[EPSG:32633]")
     models = [tab.model.combo.itemData(i) for i in range(tab.model.combo.count())]
@@ -115,11 +118,14 @@ def test_segment_run_adds_a_named_group_of_styled_layers(dock, data, models_dir,
     assert [c.label for c in renderer.classes()] == [c["name"] for c in classes]
     polygons = layers["Class polygons"].renderer()
     assert polygons.type() == "categorizedSymbol" and polygons.classAttribute() == "class_name"
-    assert "added to the layer tree" in dock.iface.messageBar().get_messages(Qgis.Success)[-1]
+    # pushed after QGIS's own task messages, so that it is the one on top
+    assert wait_for(lambda: dock.iface.messageBar().get_messages(Qgis.Success), 5)
+    assert "at the top of the layer tree" in \
+        dock.iface.messageBar().get_messages(Qgis.Success)[-1]
     assert "✔ Segment t1" in dock.log.toPlainText()
 
 
-def test_change_run_cva_adds_red_change_layer_and_polygons(dock, data, tmp_path):
+def test_change_run_cva_adds_magenta_change_layer_and_polygons(dock, data, tmp_path):
     dock.change.before.setLayer(add_raster(data["image"], "t1"))
     dock.change.after.setLayer(add_raster(data["after"], "t2"))
     assert dock.change.model.path() == ""  # CVA (no model) is the first choice
@@ -131,7 +137,7 @@ def test_change_run_cva_adds_red_change_layer_and_polygons(dock, data, tmp_path)
     layers = {node.layer().name(): node.layer() for node in group.findLayers()}
     assert set(layers) == {"Change", "Change polygons"}
     change = [(c.value, c.color.getRgb()) for c in layers["Change"].renderer().classes()]
-    assert change == [(0, (0, 0, 0, 0)), (1, (255, 0, 0, 255))]
+    assert change == [(0, (0, 0, 0, 0)), (1, (255, 0, 255, 255))]  # unlike any class
     assert layers["Change polygons"].renderer().type() == "singleSymbol"
 
 

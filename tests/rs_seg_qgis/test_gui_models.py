@@ -86,8 +86,8 @@ def test_card_fields_and_table(qgis_app, models):
                                                "metrics": {"mIoU": 0.71234,
                                                            "iou": {"road": 0.5}}}}
     rows = dict(mm.card_rows(card))
-    assert rows["GSD"] == "0.3 m" and rows["Metric: mIoU"] == "0.7123"
-    assert rows["Metric: iou"] == "road 0.5" and rows["Epochs"] == "5 (best 4)"
+    assert rows["GSD"] == "0.3 m" and rows["Mean IoU (validation)"] == "0.7123"
+    assert rows["IoU per class (validation)"] == "road 0.5" and rows["Epochs"] == "5 (best 4)"
     table = QTableWidget()
     fill_card_table(table, card)
     texts = [table.item(r, 1).text() for r in range(table.rowCount())]
@@ -155,8 +155,9 @@ def test_diagnostics_names_the_fix(qgis_app, monkeypatch, models_dir):
     monkeypatch.setattr("rs_seg_qgis.gui.diagnostics.importlib.import_module",
                         lambda name: (_ for _ in ()).throw(ImportError(name))
                         if name == "torch" else real(name))
+    monkeypatch.setattr(deps, "environment", lambda: deps.Environment(False, False))
     torch = {c.name: c for c in diagnostics(driver="575.51.03")}["torch"]
-    assert not torch.ok and torch.value == "missing"
+    assert not torch.ok and torch.value == "not installed"
     assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" \
         in torch.fix
     assert deps.cuda_wheel("580.65") == "cu130" and deps.cuda_wheel("bogus") == "cu128"
@@ -174,3 +175,33 @@ def test_remove_takes_the_engine_checkpoint_and_report_along(tmp_path):
         f.write_text("x")
     model_manager.remove_model(model)
     assert not any(f.exists() for f in files)
+
+
+def test_swatches_show_light_classes_as_the_map_does(qgis_app):
+    from rs_seg_qgis.gui.widgets import swatch
+    image = swatch([255, 255, 255]).pixmap(14, 14).toImage()
+    assert image.pixelColor(5, 5).getRgb()[:3] == (199, 199, 199)  # visible on white
+
+
+def test_card_dialog_shows_edits_and_saves_the_definition(qgis_app, tmp_path):
+    import json
+
+    from engine.formats.modelfile import read_card
+    from rs_seg_qgis.gui.card_dialog import CardDialog
+    model = make_model(tmp_path / "m.rsmodel", bands=3, classes=2, base=4, depth=2, tile=64,
+                       overlap=16)
+    dialog = CardDialog(model, read_card(model))
+    editor = dialog.definition
+    shown = json.loads(editor.text.toPlainText())
+    assert shown["bands"] == ["R", "G", "B"] and shown["tile"] == 64
+    assert "no definition yet" in editor.status.text()
+    editor.text.setPlainText(json.dumps(dict(shown, classes=["a", "b", "c"])))
+    assert not editor.save_definition() and "3 classes were given" in editor.status.text()
+    assert not (tmp_path / "m.rsmodel.json").exists()
+    editor.text.setPlainText(json.dumps(dict(shown, classes=["soil", "water"], input_scale=1)))
+    assert editor.save_definition() and "saved m.rsmodel.json" in editor.status.text()
+    assert [c["name"] for c in read_card(model)["classes"]] == ["soil", "water"]
+    rows = [dialog.table.item(r, 1).text() for r in range(dialog.table.rowCount())]
+    assert any(r.endswith("soil") for r in rows)
+    reopened = CardDialog(model, read_card(model)).definition
+    assert json.loads(reopened.text.toPlainText())["input_scale"] == 1

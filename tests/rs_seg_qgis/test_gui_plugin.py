@@ -17,6 +17,9 @@ def test_init_gui_dock_tool_and_unload(qgis_iface, qgis_new_project):
                                                       "Check environment…",
                                                       "Install dependencies…"]
         assert plugin.dock is None  # made on first use only
+        icons = [a.icon().pixmap(24, 24).toImage() for a in (plugin.dock_action,
+                                                              plugin.click_action)]
+        assert not icons[0].isNull() and not icons[1].isNull() and icons[0] != icons[1]
         plugin.dock_action.setChecked(True)
         dock = plugin.dock
         assert dock is not None and dock.windowTitle() == "RS Seg"

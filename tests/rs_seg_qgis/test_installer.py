@@ -380,3 +380,16 @@ def test_real_onnxruntime_install_from_pypi(tmp_path, monkeypatch):
     assert "onnxruntime" in names and "numpy" not in names
     assert (result.site / "onnxruntime").is_dir()
     assert not [p for p in result.site.iterdir() if p.name.lower().startswith("numpy")]
+
+
+def test_pip_output_pipe_is_closed_after_the_run():
+    import gc
+    import warnings
+    lines = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        status = pip.run([sys.executable, "-c", "print('one'); print('two')"],
+                                dict(os.environ), lines.append, lambda: False)
+        gc.collect()
+    assert status == 0 and lines == ["one", "two"]
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], caught

@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from qgis.core import (QgsFeature, QgsPalettedRasterRenderer, QgsProcessingContext,
-                       QgsProcessingFeedback, QgsProject, QgsRasterLayer, QgsVectorLayer)
+from qgis.core import (QgsFeature, QgsLayerTreeLayer, QgsPalettedRasterRenderer,
+                       QgsProcessingContext, QgsProcessingFeedback, QgsProject, QgsRasterLayer,
+                       QgsVectorLayer)
+from qgis.PyQt.QtCore import Qt
 
 from engine.io.rasters import class_colormap, class_tags
 from rs_seg_qgis import layers
@@ -57,16 +59,40 @@ def test_change_and_from_to_rasters(qgis_app, tmp_path):
         [{"value": 0, "name": "stable", "color": [0, 0, 0]},
          {"value": 1, "name": "changed", "color": [9, 9, 9]}])), "change")
     layers.style_change_raster(change)
-    assert palette(change) == [(0, "stable", (0, 0, 0, 0)), (1, "changed", (255, 0, 0, 255))]
+    assert palette(change) == [(0, "stable", (0, 0, 0, 0)), (1, "changed", (255, 0, 255, 255))]
     codes = {"0": "unchanged", "1": "road -> road", "2": "road -> tree"}
     path = class_raster(tmp_path / "ft.tif", {"RS_SEG_FROM_TO": json.dumps(codes)},
                         data=np.array([[[0, 1], [2, 2]]], np.uint8))
     from_to = QgsRasterLayer(path, "ft")
     layers.style_from_to_raster(from_to)
-    entries = palette(from_to)
-    assert [(v, name) for v, name, _ in entries] == [(0, "unchanged"), (1, "road -> road"),
-                                                      (2, "road -> tree")]
-    assert entries[0][2][3] == 0 and entries[1][2] != entries[2][2]
+    entries = {v: (name, colour) for v, name, colour in palette(from_to)}
+    assert entries[2][0] == "road → tree (66.7 %)" and entries[1][0] == "road → road (33.3 %)"
+    assert entries[0] == ("unchanged", (0, 0, 0, 0)) and entries[1][1] != entries[2][1]
+    legend = from_to.legend().createLayerTreeModelLegendNodes(QgsLayerTreeLayer(from_to))
+    assert [n.data(Qt.DisplayRole) for n in legend] == ["road → tree (66.7 %)",
+                                                         "road → road (33.3 %)"]
+
+
+def test_light_classes_are_tinted_and_outlined(qgis_app, tmp_path):
+    white = [{"value": 1, "name": "impervious", "color": [255, 255, 255]},
+             {"value": 2, "name": "building", "color": [0, 0, 255]}]
+    layer = QgsRasterLayer(class_raster(tmp_path / "w.tif", class_tags(white)), "w")
+    layers.style_class_raster(layer)
+    assert palette(layer) == [(1, "impervious", (199, 199, 199, 255)),
+                              (2, "building", (0, 0, 255, 255))]
+    polygons = polygon_layer(["impervious", "building"])
+    layers.style_class_polygons(polygons, white)
+    widths = [c.symbol().symbolLayer(0).strokeWidth() for c in polygons.renderer().categories()]
+    assert widths[0] > widths[1]
+
+
+def test_probability_is_a_transparent_ramp(qgis_app, tmp_path):
+    path = class_raster(tmp_path / "p.tif", data=np.array([[[0, 127], [254, 255]]], np.uint8))
+    layer = QgsRasterLayer(path, "p")
+    layers.style_probability_raster(layer, [255, 0, 255])
+    items = layer.renderer().shader().rasterShaderFunction().colorRampItemList()
+    assert [i.color.alpha() for i in items] == [0, 110, 235]
+    assert [i.label for i in items] == ["0 %", "50 %", "100 %"]
 
 
 def polygon_layer(names):

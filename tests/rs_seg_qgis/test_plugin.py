@@ -28,6 +28,7 @@ def test_provider_loads_without_torch_and_says_what_to_install(qgis_app, monkeyp
     from rs_seg_qgis.processing import provider as provider_module
     messages = []
     monkeypatch.setattr(provider_module, "missing_modules", lambda: ["torch"])
+    monkeypatch.setattr(provider_module, "environment", lambda: deps.Environment(False, False))
     QgsApplication.messageLog().messageReceived.connect(lambda m, tag, lvl: messages.append(m))
     prov = provider_module.RsSegProvider()
     assert QgsApplication.processingRegistry().addProvider(prov)
@@ -36,6 +37,17 @@ def test_provider_loads_without_torch_and_says_what_to_install(qgis_app, monkeyp
         hint = deps.install_hint(["torch"])
         assert "pip install torch==2.13.0" in hint
         assert any("torch==2.13.0" in m for m in messages)
+    finally:
+        QgsApplication.processingRegistry().removeProvider(prov)
+    # inference only (onnxruntime, no torch) is complete: no install warning at load
+    messages.clear()
+    monkeypatch.setattr(provider_module, "environment", lambda: deps.Environment(False, True))
+    prov = provider_module.RsSegProvider()
+    assert QgsApplication.processingRegistry().addProvider(prov)
+    try:
+        QgsApplication.processEvents()
+        assert not any("torch==2.13.0" in m for m in messages)
+        assert any("Inference only" in m for m in messages)
     finally:
         QgsApplication.processingRegistry().removeProvider(prov)
 
@@ -92,7 +104,8 @@ def test_without_torch_algorithms_are_listed_and_running_one_says_what_to_instal
                             "QT_QPA_PLATFORM": "offscreen",
                             "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path / "profile")})
     assert r.returncode == 0, r.stdout + r.stderr
-    assert ("ALGORITHMS detect_change evaluate export_onnx pretrain segment segment_folder "
+    assert ("ALGORITHMS detect_change download_model evaluate export_onnx pretrain segment "
+            "segment_folder "
             "segment_point "
             "train_change train_segmentation vectorize") in r.stdout
     assert "RS Seg needs torch" in r.stdout and "pip install torch==2.13.0" in r.stdout

@@ -16,6 +16,7 @@ from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsCoordina
 
 from engine.formats.modelfile import read_card
 from engine.click.point import segment_at
+from rs_seg_qgis.colours import readable
 from tests.conftest import labelled_scene, make_model, write_raster
 
 pytestmark = pytest.mark.qgis
@@ -76,13 +77,13 @@ def test_segment_loads_outputs_styled_with_the_model_classes(provider, scene, tm
     renderer = raster.renderer()
     assert isinstance(renderer, QgsPalettedRasterRenderer)
     assert [(c.value, c.label, c.color.getRgb()[:3]) for c in renderer.classes()] == \
-        [(c["value"], c["name"], tuple(c["color"])) for c in classes]
+        [(c["value"], c["name"], tuple(readable(c["color"]))) for c in classes]  # tinted
     polygons = loaded(vec)
     assert polygons.renderer().type() == "categorizedSymbol"
     assert polygons.renderer().classAttribute() == "class_name"
     categories = {c.value(): c.symbol().color().getRgb()[:3]
                   for c in polygons.renderer().categories()}
-    assert categories == {c["name"]: tuple(c["color"]) for c in classes}
+    assert categories == {c["name"]: tuple(readable(c["color"])) for c in classes}
     names = {f["class_name"] for f in polygons.getFeatures()}
     assert names == {c["name"] for c in classes if c["value"] in present}
 
@@ -322,11 +323,15 @@ def test_train_change_then_detect_change_with_it(provider, tmp_path):
     with rasterio.open(out) as ds:
         assert set(np.unique(ds.read(1)).tolist()) <= {0, 1}
     with pytest.raises(QgsProcessingException, match="no MODEL was given"):
-        run("detect_change", {"INPUT_T1": str(t1), "INPUT_T2": str(t2),
+        run("detect_change", {"INPUT_T1": str(t1), "INPUT_T2": str(t2), "METHOD": "model",
                               "OUTPUT": str(tmp_path / "x.tif")})
+    # the default method runs the model when one is given, change vector analysis otherwise
+    cva = run("detect_change", {"INPUT_T1": str(t1), "INPUT_T2": str(t2), "DEVICE": 1,
+                                "OUTPUT": str(tmp_path / "auto_cva.tif")})
+    assert (tmp_path / "auto_cva.tif").is_file() and 0 <= cva["CHANGED_FRACTION"] <= 1
 
 
-def test_detect_change_cva_loads_red_change_and_polygons(provider, tmp_path, qgis_new_project):
+def test_detect_change_cva_loads_magenta_change_and_polygons(provider, tmp_path, qgis_new_project):
     pytest.importorskip("engine.analysis.change")
     import processing
     rng = np.random.default_rng(4)
@@ -348,7 +353,7 @@ def test_detect_change_cva_loads_red_change_and_polygons(provider, tmp_path, qgi
     renderer = loaded(out).renderer()
     assert isinstance(renderer, QgsPalettedRasterRenderer)
     colours = {c.value: c.color.getRgb() for c in renderer.classes()}
-    assert colours[0][3] == 0 and colours[1] == (255, 0, 0, 255)
+    assert colours[0][3] == 0 and colours[1] == (255, 0, 255, 255)
     polygons = loaded(vec)
     assert polygons.featureCount() >= 1 and polygons.renderer().type() == "singleSymbol"
 

@@ -40,3 +40,35 @@ def test_export_of_an_architecture_torch_cannot_export_says_why(provider, tmp_pa
         run("export_onnx", {"MODEL": str(tmp_path / "s.rsmodel"),
                             "OUTPUT": str(tmp_path / "s.onnx")})
     assert not (tmp_path / "s.onnx").exists()
+
+
+def test_every_output_a_layer_named_by_its_classes_and_overrides(provider, tmp_path,
+                                                                  qgis_new_project):
+    import processing
+    from tests.engine.formats.onnx.conftest import Head, export
+
+    from .test_processing import loaded
+    path = export(Head(channels=3, two_outputs=True), tmp_path / "two.onnx",
+                  outputs=("landcover", "confidence"),
+                  metadata={"model_type": "Segmentor",
+                            "class_names": [{0: "soil", 1: "crop", 2: "water"}, {0: "sure"}]})
+    image = write_raster(tmp_path / "image.tif",
+                         np.random.default_rng(1).integers(0, 255, (3, 80, 90), dtype=np.uint8))
+    out = tmp_path / "classes.tif"
+    processing.runAndLoadResults("rs_seg:segment", {
+        "INPUT": str(image), "MODEL": str(path), "DEVICE": "cpu", "OUTPUT": str(out),
+        "GSD": "native"})
+    second = tmp_path / "classes_confidence.tif"
+    assert second.is_file()
+    assert loaded(out).name() == "soil, crop, water"
+    assert loaded(second).name() == "confidence: background, sure"
+    # overrides reach the engine: a threshold above every probability leaves the first class
+    run("segment", {"INPUT": str(image), "MODEL": str(path), "DEVICE": "cpu", "GSD": "native",
+                    "OUTPUT": str(tmp_path / "cut.tif"), "THRESHOLD": 0.99, "OUTPUT_INDEX": 0,
+                    "CLASSES": "a,b,c"})
+    with rasterio.open(tmp_path / "cut.tif") as ds:
+        assert (ds.read(1) == 0).all() and ds.tags(1)["CLASS_2"] == "c"
+    assert not (tmp_path / "cut_confidence.tif").exists()
+    with pytest.raises(QgsProcessingException, match="MEAN must be comma-separated numbers"):
+        run("segment", {"INPUT": str(image), "MODEL": str(path), "DEVICE": "cpu",
+                        "OUTPUT": str(tmp_path / "x.tif"), "MEAN": "a,b", "STD": "1"})

@@ -28,6 +28,8 @@ CARD_KEY = "rs_seg_card"          # the RS Seg card (JSON)
 CONTRACT_KEY = "rs_seg_graph"     # how the exported graph is fed (JSON)
 DEEPNESS_SCALE = 255.0            # Deepness divides every band by 255
 DEFAULT_TILE = 512
+DEEPNESS_THRESHOLD = 0.5          # Deepness's probability threshold when seg_thresh is absent
+DEEPNESS_SMALL_SEGMENT = 9        # … and its small-segment median filter (seg_small_segment)
 OTHER_KINDS = {"detector": "an object detector", "regressor": "a regression model",
                "superresolution": "a super-resolution model",
                "recognition": "an image-recognition (retrieval) model"}
@@ -40,6 +42,8 @@ class Overrides:
     classes: Optional[Sequence[str]] = None
     tile: Optional[int] = None
     input_scale: Optional[float] = None
+    activation: Optional[str] = None  # 'none', 'softmax' or 'sigmoid' (the definition's word)
+    output: int = 0  # index of the graph output to run
 
 
 @dataclass
@@ -61,7 +65,6 @@ class Spec:
     activation: str
     binary: bool
     channel_axis: bool = True
-    threshold: Optional[float] = None
     margin: int = 0
     batch: Optional[int] = None
     size: Optional[int] = None
@@ -147,7 +150,7 @@ def describe(graph: Graph, output_shape: Sequence[int], tile: int,
     ``output_shape`` is the chosen output's shape for a ``tile``×``tile`` batch of one (probed
     when the graph leaves it symbolic).
     """
-    kind = model_kind(graph)
+    kind = model_kind(graph) or _upscaling(output_shape, tile)
     if kind is not None and CARD_KEY not in graph.metadata:
         raise ModelFileError(f"{graph.path.name} is {kind}; RS Seg needs a segmentation or change "
                              f"model (a class score per pixel) — pick a Deepness 'Segmentor' or "
@@ -166,6 +169,15 @@ def describe(graph: Graph, output_shape: Sequence[int], tile: int,
         return _rs_seg_card(graph, channels, out_size, tile)
     return _foreign_card(graph, channels, out_size, tile, overrides,
                          channel_axis=len(output_shape) == 4)
+
+
+def _upscaling(output_shape: Sequence[int], tile: int) -> Optional[str]:
+    """'a super-resolution model …' when the output map is larger than the input window."""
+    size = int(output_shape[-1]) if len(output_shape) >= 3 else 0
+    if size > tile:
+        return (f"a super-resolution model (a {size} px output for a {tile} px input, "
+                f"{size / tile:g}× larger)")
+    return None
 
 
 def check_inputs(graph: Graph) -> None:
@@ -211,12 +223,21 @@ def graph_tile(graph: Graph, overrides: Overrides) -> int:
     return int(meta) if meta else DEFAULT_TILE
 
 
+def chosen_output(graph: Graph, index: int) -> str:
+    """The name of output ``index`` of ``graph``, or :class:`InputError` listing the outputs."""
+    if not 0 <= index < len(graph.outputs):
+        names = ", ".join(f"{i}: {o.name}" for i, o in enumerate(graph.outputs))
+        raise InputError(f"{graph.path.name} has {len(graph.outputs)} output(s) ({names}); "
+                         f"give --output-index between 0 and {len(graph.outputs) - 1}")
+    return graph.outputs[index].name
+
+
 def _common_spec(graph: Graph, channels: int, out_size: int, tile: int, channel_axis: bool,
-                 groups: Sequence[str]) -> Dict[str, Any]:
+                 groups: Sequence[str], output: int = 0) -> Dict[str, Any]:
     first = graph.inputs[0]
     fixed_size = first.fixed[2] if first.fixed[2] is not None else None
     return {"inputs": {g: t.name for g, t in zip(groups, graph.inputs)},
-            "output": graph.outputs[0].name, "outputs": [o.name for o in graph.outputs],
+            "output": chosen_output(graph, output), "outputs": [o.name for o in graph.outputs],
             "binary": channels == 1, "channel_axis": channel_axis,
             "margin": (tile - out_size) // 2, "batch": first.fixed[0], "size": fixed_size}
 
@@ -249,12 +270,16 @@ def _foreign_card(graph: Graph, channels: int, out_size: int, tile: int, overrid
     """A Deepness (or bare) ONNX model: the card from its metadata, shapes and the overrides."""
     meta = graph.metadata
     deepness = any(k in meta for k in ("model_type", "class_names", "names"))
-    final = graph.activations.get(graph.outputs[0].name, "")
-    if final in ("Softmax", "Sigmoid"):
+    final = graph.activations.get(chosen_output(graph, overrides.output), "")
+    if overrides.activation is not None:
+        activation = ("sigmoid" if overrides.activation == "softmax" and channels == 1
+                      else overrides.activation)
+    elif final in ("Softmax", "Sigmoid"):
         activation = "none"
-    elif deepness:
-        activation = "clip"  # Deepness's contract: outputs are probabilities already
-    elif channels == 1 and not overrides.classes:
+    elif deepness:  # a probe found scores outside 0–1: logits, whatever Deepness would assume
+        activation = "sigmoid" if channels == 1 else "softmax"
+    elif channels == 1 and not overrides.classes and len(graph.inputs) == 1:
+        # (two inputs with one unbounded channel: change logits, the usual change head)
         raise ModelFileError(
             f"{graph.path.name} is a regression model as far as its graph tells (one unbounded "
             f"output channel, no sigmoid, no Deepness metadata); if it is a binary segmentation "
@@ -289,15 +314,23 @@ def _foreign_card(graph: Graph, channels: int, out_size: int, tile: int, overrid
     overlap = min(overlap, (tile - 1) // 2)  # the grid needs tile > 2 × overlap
     resolution = _json(meta, "resolution")
     threshold = _json(meta, "seg_thresh")
-    spec = Spec(**_common_spec(graph, channels, out_size, tile, channel_axis, groups),
+    if threshold is None and deepness:
+        threshold = DEEPNESS_THRESHOLD
+    small = _json(meta, "seg_small_segment")
+    if small is None and deepness:
+        small = DEEPNESS_SMALL_SEGMENT
+    spec = Spec(**_common_spec(graph, channels, out_size, tile, channel_axis, groups,
+                               overrides.output),
                 scale={g: [1.0] * bands for g in groups}, offset={g: [0.0] * bands for g in groups},
                 activation=activation,
-                threshold=float(threshold) if threshold else None,
                 source="deepness" if deepness else "graph")
     return {"schema_version": 1, "name": graph.path.stem, "task": task, "architecture": "onnx",
             "hparams": {}, "inputs": {g: dict(group) for g in groups}, "classes": classes,
             "tile_size": tile, "overlap": int(overlap),
             "gsd_m": float(resolution) / 100 if resolution else None,
+            "threshold": float(threshold) if threshold is not None and task == "segmentation"
+            else None,
+            "small_segment": int(small) if small and task == "segmentation" else None,
             "training": {"source": "ONNX file (" + ("Deepness metadata" if deepness else
                                                     "no metadata: card from the graph shapes") + ")",
                          "opset": graph.opset},
@@ -328,7 +361,7 @@ def _class_names(graph: Graph, channels: int, overrides: Overrides, task: str) -
     if meta is None:
         meta = _json(graph.metadata, "names")
     if isinstance(meta, list):
-        meta = meta[0] if meta else None
+        meta = meta[overrides.output] if len(meta) > overrides.output else None
     if isinstance(meta, dict) and meta:
         names = [str(v) for _, v in sorted(meta.items(), key=lambda kv: int(kv[0]))]
         if channels == 1 and len(names) == 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from ...jobs import InputError
 from ..card import LoadedModel, validate_card
 from .graph import (Graph, existing, graph_from_session, onnx_package, probe_activation,
                     read_graph)
-from .metadata import Overrides, check_inputs, describe, graph_tile
+from .metadata import Overrides, check_inputs, chosen_output, describe, graph_tile
 from ...compute.onnx_runtime import open_session
 
 
@@ -55,7 +55,7 @@ class OnnxNetwork:
         n = next(iter(feeds.values())).shape[0]
         fixed = self.spec.get("batch")
         if not fixed or fixed == n:
-            return self.session.run([self.spec["output"]], feeds)[0]
+            return self._session_run(feeds)
         parts = []
         for start in range(0, n, fixed):
             chunk = {k: v[start:start + fixed] for k, v in feeds.items()}
@@ -63,8 +63,19 @@ class OnnxNetwork:
             if short:  # the graph takes exactly `fixed` windows: pad the last chunk
                 chunk = {k: np.concatenate([v, np.zeros((short,) + v.shape[1:], v.dtype)])
                          for k, v in chunk.items()}
-            parts.append(self.session.run([self.spec["output"]], chunk)[0][:fixed - short])
+            parts.append(self._session_run(chunk)[:fixed - short])
         return np.concatenate(parts)
+
+    def _session_run(self, feeds: Dict[str, np.ndarray]) -> np.ndarray:
+        """The chosen output for ``feeds``; onnxruntime's failures as one sentence."""
+        try:
+            return self.session.run([self.spec["output"]], feeds)[0]
+        except Exception as exc:  # onnxruntime's own exception types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            n = next(iter(feeds.values())).shape[0]
+            raise InputError(f"the ONNX model failed on a batch of {n} window(s) "
+                             f"({first[:200]}); try --batch-size 1 / BATCH_SIZE 1, or the "
+                             f"model's own tile size") from None
 
     def _probabilities(self, out: np.ndarray, tile: int) -> np.ndarray:
         """The graph output as B×K×T×T class probabilities."""
@@ -83,18 +94,9 @@ class OnnxNetwork:
             out /= out.sum(axis=1, keepdims=True)
         elif activation == "sigmoid":
             out = 1.0 / (1.0 + np.exp(-out))
-        elif activation == "clip":
-            out = np.clip(out, 0.0, 1.0)
-        threshold = spec.get("threshold")
         if spec["binary"]:
             p = out[:, :1]
-            if threshold is None:
-                out = np.concatenate([1.0 - p, p], axis=1)
-            else:  # Deepness: foreground where p reaches the threshold
-                out = np.concatenate([np.where(p < threshold, 1.0 - p, 0.0),
-                                      np.where(p >= threshold, p, 0.0)], axis=1)
-        elif threshold is not None:  # Deepness: probabilities below the threshold count as 0
-            out = np.where(out >= threshold, out, 0.0)
+            out = np.concatenate([1.0 - p, p], axis=1)
         if margin:  # unpredicted window edges: replicate; the stitcher gives them ~no weight
             out = np.pad(out, ((0, 0), (0, 0), (margin, margin), (margin, margin)), mode="edge")
         return np.ascontiguousarray(out, dtype=np.float32)
@@ -113,9 +115,11 @@ class OnnxModel(LoadedModel):
 
 
 def load_onnx(path: str | Path, device: Any = "cpu", classes: Optional[Sequence[str]] = None,
-              tile: Optional[int] = None, input_scale: Optional[float] = None) -> OnnxModel:
-    """Load an ONNX model for ``device``; ``classes``/``tile``/``input_scale`` override what
-    its metadata and graph say (or stand in where they say nothing)."""
+              tile: Optional[int] = None, input_scale: Optional[float] = None,
+              overrides: Optional[Overrides] = None) -> OnnxModel:
+    """Load an ONNX model for ``device``; ``classes``/``tile``/``input_scale`` (or a whole
+    :class:`Overrides`) override what its metadata and graph say (or stand in where they say
+    nothing)."""
     if isinstance(device, str):
         from ...compute.devices import resolve_device
         device = resolve_device(device)
@@ -126,40 +130,60 @@ def load_onnx(path: str | Path, device: Any = "cpu", classes: Optional[Sequence[
     if graph is None:  # onnxruntime-only install: the session describes the graph
         graph = graph_from_session(p, session)
     check_inputs(graph)
-    overrides = Overrides(classes, tile, input_scale)
+    overrides = overrides or Overrides(classes, tile, input_scale)
     size = graph_tile(graph, overrides)
-    shape = _output_shape(graph, session, size)
+    shape, batch_one = _output_shape(graph, session, size, chosen_output(graph, overrides.output))
     card = describe(graph, shape, size, overrides)
     card["onnx"]["providers"] = providers
+    if batch_one and card["onnx"]["batch"] is None:
+        card["onnx"]["batch"] = 1
+        card["onnx"]["notes"] = [f"{graph.path.name} declares a dynamic batch but only runs one "
+                                 f"window at a time (its graph reshapes to batch 1); running it "
+                                 f"at batch 1"]
     validate_card(card, source=graph.path.name)
     return OnnxModel(card=card, network=OnnxNetwork(session, card["onnx"]), path=graph.path,
                      graph=graph)
 
 
-def _output_shape(graph: Graph, session: Any, tile: int) -> Sequence[int]:
-    """The first output's shape for one ``tile`` window: from the graph, or by a probe run.
+def _output_shape(graph: Graph, session: Any, tile: int, name: str) -> Tuple[Sequence[int], bool]:
+    """Output ``name``'s shape for one ``tile`` window, from the graph or by a probe run, and
+    whether a graph with a dynamic batch axis in fact only runs batches of one.
 
     The probe also decides whether an output without a final Softmax/Sigmoid already is
-    probabilities (Deepness's dummy models end in other ops; a regression model does not).
+    probabilities (Deepness's dummy models end in other ops; a regression model does not).  It
+    runs two windows when the batch axis is dynamic: graphs that reshape to batch 1 inside
+    fail (or answer one map) there, and then run one window at a time.
     """
-    out = graph.outputs[0]
+    out = next(o for o in graph.outputs if o.name == name)
     static_input = all(d is not None for d in graph.inputs[0].fixed[1:])
-    known = graph.activations.get(out.name) in ("Softmax", "Sigmoid")
-    if static_input and all(isinstance(d, int) for d in out.shape[1:]) and known:
-        return [1] + list(out.shape[1:])
-    batch = graph.inputs[0].fixed[0] or 1
+    known = graph.activations.get(name) in ("Softmax", "Sigmoid")
+    dynamic = graph.inputs[0].fixed[0] is None
+    if static_input and all(isinstance(d, int) for d in out.shape[1:]) and known and not dynamic:
+        return [1] + list(out.shape[1:]), False
+    batch = graph.inputs[0].fixed[0] or 2
+    try:
+        result = _probe(graph, session, tile, name, batch)
+        one = dynamic and result.shape[0] != batch
+    except InputError:
+        if not dynamic:
+            raise
+        result, one = _probe(graph, session, tile, name, 1), True
+    if not known:
+        graph.activations[name] = probe_activation(result)
+    return [1] + list(result.shape[1:]), one
+
+
+def _probe(graph: Graph, session: Any, tile: int, name: str, batch: int) -> np.ndarray:
+    """Output ``name`` for a random batch of ``batch`` ``tile``-px windows."""
     rng = np.random.default_rng(0)  # 0–1 inputs, like real windows: logits leave [0, 1]
     feeds = {t.name: rng.random((batch, int(t.shape[1]), tile, tile), dtype=np.float32)
              for t in graph.inputs}
     try:
-        result = session.run([out.name], feeds)[0]
+        return np.asarray(session.run([name], feeds)[0])
     except Exception as exc:  # onnxruntime's own exception types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InputError(f"{graph.path.name} does not run on {tile}×{tile} windows "
                          f"({first[:200]}); give a tile size it accepts with --tile") from None
-    if not known:
-        graph.activations[out.name] = probe_activation(result)
-    return [1] + list(result.shape[1:])
 
 
 def check_tile(spec: Mapping[str, Any], tile: int) -> None:

@@ -3,6 +3,7 @@ import pytest
 import rasterio
 import torch
 
+from engine.formats.overrides import definition_of, load_defined
 from engine.inference.pipeline import PROBABILITY_SCALE, predict
 from engine.io.rasters import normalise
 from engine.jobs import Cancelled, DeviceError, InputError, ModelFileError, OutputError
@@ -81,7 +82,12 @@ def test_float_raster_with_nan_holes_and_int16(tmp_path, rng):
         c = o.read(1)
         assert (c[:5, :5] == 255).all() and (c[5:, 5:] != 255).all()
     img16 = write_raster(tmp_path / "i16.tif", rng.integers(-500, 3000, (2, 70, 70)).astype("int16"))
-    predict(model, img16, tmp_path / "o16.tif", device="cpu")
+    # an 8-bit model on 12-bit values would give one class: the range guard says how to rescale
+    with pytest.raises(InputError, match="12× brighter.*give --input-scale 4095"):
+        predict(model, img16, tmp_path / "o16.tif", device="cpu")
+    assert not (tmp_path / "o16.tif").exists()
+    rescaled = load_defined(model, "cpu", definition_of(input_scale=4095))
+    predict(rescaled, img16, tmp_path / "o16.tif", device="cpu")
     assert (tmp_path / "o16.tif").exists()
 
 

@@ -125,6 +125,9 @@ CASES: Dict[str, Callable[[Scene], List[object]]] = {
                                                     s.model],
     "derive: output is the input": lambda s: ["derive", "--kind", "edges", "--input", s.image,
                                               "--output", s.image],
+    "init-model: output is the backbone weights file": lambda s: [
+        "init-model", "--bands", "3", "--classes", "2", "--out", s.model, "--backbone-weights",
+        s.model],
     "train: model file is the image": lambda s: [
         "train", "--image", s.image, "--labels", s.classes, "--out", s.image, "--epochs", "1"],
     "train: colour-coded labels without --label-colours": lambda s: [

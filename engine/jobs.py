@@ -6,9 +6,10 @@ Every long engine entry point takes ``progress(fraction, message)`` and ``cancel
 to a temporary name in the destination folder and renamed only when complete, so a cancel, an
 error or Ctrl-C never leaves a half-written file at the output path.  The temporary name holds
 the writing process's id, so a later run of the same output recognises the leftovers of a killed
-run (its process is gone) and removes them; a lock beside the output refuses a second run writing
-the same path while the first is alive.  :func:`check_outputs` is the one guard every command and
-Processing algorithm runs on its output paths before any work.
+run (its process is gone) and removes them.  :func:`check_outputs` is the one guard every command
+and Processing algorithm runs on its output paths before any work; in an entry point marked
+:func:`job_outputs` it also locks them (a lock file beside each) until the job ends, so a second
+run writing the same path is refused while the first is alive.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, Mapping, Optional, TypeVar, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, TypeVar, Union
 
 ProgressFn = Callable[[float, str], None]
 CancelledFn = Callable[[], bool]
@@ -183,13 +184,13 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_partials(path: PathLike) -> list:
+def remove_stale_partials(path: PathLike) -> List[Path]:
     """Delete the temporary files of ``path`` (and their side-cars) left by runs whose process
     is gone (killed, power cut); returns the removed paths."""
     out = Path(path)
     folder = out.parent if str(out.parent) else Path(".")
     pattern = _partial_pattern(out)
-    removed = []
+    removed: List[Path] = []
     with contextlib.suppress(OSError):
         for entry in folder.iterdir():
             match = pattern.match(entry.name)
@@ -265,9 +266,12 @@ def _acquire(out: Path) -> int:
 
 
 def _release(out: Path, fd: int) -> None:
+    if sys.platform == "win32":  # an open file cannot be removed there
+        os.close(fd)
     with contextlib.suppress(OSError):
-        lock_path(out).unlink()
-    os.close(fd)
+        lock_path(out).unlink()  # before closing elsewhere: see the inode check in _acquire
+    if sys.platform != "win32":
+        os.close(fd)
 
 
 # Locks held for whole jobs: lock key → (descriptor, the job scope holding it).  Scopes are per

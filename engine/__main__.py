@@ -179,11 +179,13 @@ def _predict_one(a: argparse.Namespace, model, output: str, probabilities) -> No
     result = _with_bar("segment", lambda bar: predict(
         model, a.input[0], output, probabilities=probabilities, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
-        input_gsd=a.input_gsd, output_format=a.format, progress=bar))
+        input_gsd=a.input_gsd, output_format=a.format, backend=a.backend,
+        precision=a.precision, progress=bar))
     print(f"wrote {result['output']}" + (f" and {result['probabilities']}"
                                          if result["probabilities"] else ""))
     print(f"{result['width']}x{result['height']} px, {result['windows']} windows on "
-          f"{result['device']} in {result['seconds']:.1f} s ({result['mpix_per_s']:.2f} MPix/s)")
+          f"{result['device']} ({result['backend']}) in {result['seconds']:.1f} s "
+          f"({result['mpix_per_s']:.2f} MPix/s)")
 
 
 def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
@@ -192,7 +194,8 @@ def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
         model, inputs, a.output_dir, output_name=a.output_name, probabilities=a.probabilities,
         skip_existing=a.skip_existing, fail_fast=a.fail_fast, aux=a.aux, device=a.device,
         tile=a.tile, overlap=a.overlap, batch_size=a.batch_size, bands=a.bands, gsd=a.gsd,
-        input_gsd=a.input_gsd, output_format=a.format, progress=bar))
+        input_gsd=a.input_gsd, output_format=a.format, backend=a.backend, precision=a.precision,
+        progress=bar))
     for w in result["written"]:
         print(f"wrote {w['output']}" + (f" and {w['probabilities']}" if w["probabilities"] else ""))
     for path in result["skipped"]:
@@ -292,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_gsd_arguments(s)
     from .io.cog import add_format_argument
     add_format_argument(s)
+    from .inference.backends import add_backend_arguments
+    add_backend_arguments(s)
     s.set_defaults(func=cmd_predict, fail_fast=False)
 
     for name in COMMAND_MODULES:

@@ -65,6 +65,19 @@ def make_model(path: Path, arch: str = "unet", bands: int = 4, classes: int = 6,
     return save_model(path, card, net)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _graph_cache(tmp_path_factory: pytest.TempPathFactory):
+    """onnxruntime graphs of test models go to a temporary cache, never the user's."""
+    import os
+    old = os.environ.get("RS_SEG_CACHE")
+    os.environ["RS_SEG_CACHE"] = str(tmp_path_factory.mktemp("rs-seg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("RS_SEG_CACHE", None)
+    else:
+        os.environ["RS_SEG_CACHE"] = old
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)

@@ -35,6 +35,7 @@ from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, at
 from ..formats.card import LoadedModel
 from ..formats.modelfile import load_model
 from ..formats.overrides import add_model_arguments, overrides_from_args
+from ..inference.backends import add_backend_arguments, load_for_inference
 from ..io.rasters import CLASS_NODATA
 from ..inference.guard import EMPTY_CHANGE, empty_change_note, fraction_note, input_notes
 from ..io.gsd import GsdPlan
@@ -51,8 +52,9 @@ CHANGE_NAMES = [{"value": 0, "name": "no change", "color": [0, 0, 0]},
 CLASSICAL_TILE = 512
 
 
-def _load(model: str | Path | LoadedModel, device: Any, task: str, role: str) -> LoadedModel:
-    lm = model if isinstance(model, LoadedModel) else load_model(model, device)
+def _load(model: str | Path | LoadedModel, device: Any, task: str, role: str,
+          backend: str = "auto", precision: str = "fp32", job: Optional[Job] = None) -> LoadedModel:
+    lm = load_for_inference(model, device, backend, precision, job)
     if lm.task != task:
         hint = ("use it as --segmentation-model for from-to change" if lm.task == "segmentation"
                 else "use it as --model")
@@ -182,6 +184,7 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
                   from_to: Optional[str | Path] = None, from_to_table: Optional[str | Path] = None,
                   gsd: str = "auto", input_gsd: Optional[float] = None,
                   match_histograms: bool = False, output_format: str = "gtiff",
+                  backend: str = "auto", precision: str = "fp32",
                   progress: Optional[ProgressFn] = None,
                   cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Write a change map (uint8 0/1, nodata 255 where either date is nodata) between ``t1`` and
@@ -191,7 +194,8 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
     ``"pcc"`` (post-classification comparison; needs ``segmentation_model``).  ``gsd`` and
     ``input_gsd`` work as in :func:`engine.inference.pipeline.predict` (the grid is t1's);
     ``match_histograms`` maps t2's band distributions onto t1's before the network sees them;
-    ``output_format`` ``cog`` writes the rasters as Cloud-Optimized GeoTIFFs.
+    ``output_format`` ``cog`` writes the rasters as Cloud-Optimized GeoTIFFs; ``backend`` and
+    ``precision`` pick the runtime of the networks (:mod:`engine.inference.backends`).
     """
     job = Job(progress, cancelled)
     dev = sharded.rank_device(resolve_device(device))
@@ -218,8 +222,10 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
                    and m not in ("cva", "pcc"))],
         {"--polygons": polygons, "--from-to-table": table,
          "the from-to summary": table.with_suffix(".json") if table else None})
-    change_model = _load(model, dev, "change", "--model") if method == "model" else None
-    seg = (_load(segmentation_model, dev, "segmentation", "--segmentation-model")
+    change_model = _load(model, dev, "change", "--model", backend, precision, job) \
+        if method == "model" else None
+    seg = (_load(segmentation_model, dev, "segmentation", "--segmentation-model", backend,
+                 precision, job)
            if segmentation_model is not None else None)
 
     started = time.perf_counter()
@@ -424,6 +430,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p, threshold=False)
     add_gsd_arguments(p)
     add_format_argument(p)
+    add_backend_arguments(p)
 
 
 def run(args: argparse.Namespace, progress=None) -> None:
@@ -439,7 +446,7 @@ def run(args: argparse.Namespace, progress=None) -> None:
                       segmentation_model=args.segmentation_model, from_to=args.from_to,
                       from_to_table=args.from_to_table, gsd=args.gsd, input_gsd=args.input_gsd,
                       match_histograms=args.match_histograms, output_format=args.format,
-                      progress=progress)
+                      backend=args.backend, precision=args.precision, progress=progress)
     print(f"wrote {r['output']} ({r['method']}): {100 * r['changed_fraction']:.2f} % changed, "
           f"{r['changed_area']:,.0f} CRS units² in {r['seconds']:.1f} s")
     for key in ("probabilities", "polygons", "from_to", "from_to_table"):

@@ -16,6 +16,7 @@ from typing import Any, Dict, Hashable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from rasterio import Affine
 from rasterio.features import shapes
 from scipy import ndimage
 from shapely.affinity import affine_transform
@@ -28,6 +29,7 @@ from ..jobs import CancelledFn, InputError, Job, ProgressFn
 from ..models.sam import Sam
 from ..models.sam.predictor import EmbeddingCache, decode, encode
 from .point import file_stamp, snapped_window
+from .sam_onnx import OnnxSamDecoder, onnx_decoder
 from ..io.area import AreaMeter
 
 MIN_WINDOW = 64
@@ -42,6 +44,7 @@ class SamSession:
     def __init__(self, windows: int = 8) -> None:
         self.embeddings = EmbeddingCache(windows)
         self._model: Optional[Tuple[Hashable, Sam]] = None
+        self._decoder: Optional[Tuple[Hashable, Optional[OnnxSamDecoder]]] = None
         self._lock = threading.Lock()
 
     def model(self, weights: str | Path, device: torch.device) -> Sam:
@@ -51,6 +54,15 @@ class SamSession:
             if self._model is None or self._model[0] != key:
                 self._model = (key, load_sam(weights).to(device))
             return self._model[1]
+
+    def decoder(self, sam: Sam, device: torch.device) -> Optional[OnnxSamDecoder]:
+        """The onnxruntime prompt encoder + mask decoder of ``sam`` (made once per network), or
+        None where decoding stays in torch (a GPU, no onnxruntime)."""
+        key = (id(sam), str(device))
+        with self._lock:
+            if self._decoder is None or self._decoder[0] != key:
+                self._decoder = (key, onnx_decoder(sam, device))
+            return self._decoder[1]
 
 
 def to_rgb8(pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -72,8 +84,9 @@ def sam_segment_at(input: str | Path, x: float, y: float, weights: str | Path, *
                    box: Optional[Tuple[float, float, float, float]] = None,
                    multimask: bool = True, bands: Optional[Sequence[int]] = None,
                    device: str = "auto", session: Optional[SamSession] = None,
+                   cached_only: bool = False, preview: int = 1,
                    progress: Optional[ProgressFn] = None,
-                   cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
+                   cancelled: Optional[CancelledFn] = None) -> Optional[Dict[str, Any]]:
     """Segment the object at map point (x, y) of ``input`` (its CRS) with SAM.
 
     ``background``: map points that are not the object; ``box``: (xmin, ymin, xmax, ymax) around
@@ -82,6 +95,9 @@ def sam_segment_at(input: str | Path, x: float, y: float, weights: str | Path, *
     ``truncated`` (the mask touches a window edge inside the raster), ``cached`` (the window
     embedding was reused) and, for the same layer as :func:`engine.click.point.segment_at`,
     ``class_name`` "object (SAM)", ``class_value`` 0 and ``confidence`` = ``score``.
+    ``cached_only`` (the hover preview): None instead of encoding a window not yet encoded;
+    ``preview`` > 1 makes the mask and its polygon that many times coarser (a cheap outline).
+    Decoding runs through onnxruntime on the CPU when it is installed (:mod:`.sam_onnx`).
     """
     job = Job(progress, cancelled)
     if int(window) < MIN_WINDOW:
@@ -100,6 +116,8 @@ def sam_segment_at(input: str | Path, x: float, y: float, weights: str | Path, *
                int(win.row_off), int(win.width), int(win.height), str(dev))
         hit = session.embeddings.get(key)
         cached = hit is not None
+        if hit is None and cached_only:
+            return None
         if hit is None:
             job.report(0.1, "sam: encoding the window")
             valid = ds.dataset_mask(window=win) > 0
@@ -109,21 +127,29 @@ def sam_segment_at(input: str | Path, x: float, y: float, weights: str | Path, *
         job.check()
         to_win = ~ds.window_transform(win)
         transform, crs = ds.window_transform(win), ds.crs
+        mask_shape = (-(-int(win.height) // preview), -(-int(win.width) // preview))
+        if preview > 1:
+            transform = transform * Affine.scale(win.width / mask_shape[1],
+                                                 win.height / mask_shape[0])
         edges = (win.col_off > 0, win.row_off > 0, win.col_off + win.width < ds.width,
                  win.row_off + win.height < ds.height)
     click = to_win * (x, y)
+    click_px = (click[0] * mask_shape[1] / win.width, click[1] * mask_shape[0] / win.height)
     points = np.array([click] + [to_win * p for p in background], np.float32)
     labels = np.array([1] + [0] * len(background), np.int64)
     box_px = None
     if box is not None:
         (c0, r0), (c1, r1) = to_win * (box[0], box[3]), to_win * (box[2], box[1])
         box_px = (min(c0, c1), min(r0, r1), max(c0, c1), max(r0, r1))
-    result = decode(sam, emb, points, labels, box_px, multimask)
-    mask = result.mask & valid
+    decoder = session.decoder(sam, dev)
+    result = decoder.decode(emb, points, labels, box_px, multimask, mask_shape) \
+        if decoder is not None else decode(sam, emb, points, labels, box_px, multimask,
+                                           mask_shape)
+    mask = result.mask & valid[::preview, ::preview]
     if not mask.any():
         raise InputError("SAM found no object at the point; click inside the object, or draw a "
                          "box around it")
-    geom_px = _part(mask, click)
+    geom_px = _part(mask, click_px)
     h, w = mask.shape
     x0, y0, x1, y1 = geom_px.bounds
     left, top, right, bottom = edges

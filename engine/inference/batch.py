@@ -24,7 +24,7 @@ from ..io.cog import check_extension, check_format
 from ..jobs import (Cancelled, CancelledFn, EngineError, InputError, Job, ModelFileError,
                    OutputError, ProgressFn, check_distinct)
 from ..formats.card import LoadedModel
-from ..formats.modelfile import load_model
+from .backends import load_for_inference
 from .tiling import with_margin
 from .views import ViewOptions, make_view
 
@@ -147,6 +147,7 @@ def predict_many(model: str | Path | LoadedModel, inputs: Sequence[str | Path],
                  overlap: Optional[int] = None, batch_size: int = 8,
                  bands: Optional[Sequence[int]] = None, gsd: str = "auto",
                  input_gsd: Optional[float] = None, output_format: str = "gtiff",
+                 backend: str = "auto", precision: str = "fp32",
                  progress: Optional[ProgressFn] = None,
                  cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Segment every raster of ``inputs`` (files, or folders standing for their rasters) with
@@ -160,6 +161,8 @@ def predict_many(model: str | Path | LoadedModel, inputs: Sequence[str | Path],
     """
     job = Job(progress, cancelled)
     check_format(output_format)
+    model = load_for_inference(model, sharded.rank_device(resolve_device(device)), backend,
+                               precision, job)
     paths = collect_inputs(inputs)
     items, skipped = plan_outputs(paths, output_dir, output_name, probabilities, skip_existing)
     rank, size = sharded.world()
@@ -183,15 +186,14 @@ def predict_many(model: str | Path | LoadedModel, inputs: Sequence[str | Path],
     return result
 
 
-def _run(model: str | Path | LoadedModel, items: Sequence[_Item], output_dir: str | Path,
+def _run(model: LoadedModel, items: Sequence[_Item], output_dir: str | Path,
          job: Job, *, aux: Optional[str | Path], device: str, tile: Optional[int],
          overlap: Optional[int], batch_size: int, bands: Optional[Sequence[int]], gsd: str,
          input_gsd: Optional[float], output_format: str, fail_fast: bool,
          cancelled: Optional[CancelledFn]) -> Dict[str, Any]:
     """:func:`predict_many` over this process's ``items`` (already planned)."""
     started = time.perf_counter()
-    lm = model if isinstance(model, LoadedModel) else \
-        load_model(model, sharded.rank_device(resolve_device(device)))
+    lm = model
     t, o = resolve_tiling(lm.card, tile, overlap)  # a tiling problem is every file's: stop here
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     _count_windows(items, lm.card, t, o, ViewOptions(gsd, input_gsd))

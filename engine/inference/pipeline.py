@@ -28,7 +28,8 @@ from ..io.cog import AVERAGE, MODE, check_format, check_raster_outputs
 from ..io.writer import StripWriter
 from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn, job_outputs
 from ..formats.card import LoadedModel
-from ..formats.modelfile import load_model
+from ..compute.threads import plan_threads
+from .backends import backend_name, load_for_inference
 from ..io.rasters import CLASS_NODATA
 from ..formats.onnx.model import OnnxNetwork, check_tile
 from ..compute.backend import logits_of
@@ -299,21 +300,25 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             device: str = "auto", tile: Optional[int] = None, overlap: Optional[int] = None,
             batch_size: int = 8, bands: Optional[Sequence[int]] = None,
             gsd: str = "auto", input_gsd: Optional[float] = None,
-            output_format: str = "gtiff", progress: Optional[ProgressFn] = None,
+            output_format: str = "gtiff", backend: str = "auto", precision: str = "fp32",
+            progress: Optional[ProgressFn] = None,
             cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Segment ``input`` with ``model`` and write a class raster (and optional probabilities).
 
     ``gsd``: ``auto`` reads the input resampled to the model's GSD when they differ by more
     than 25 %, ``native`` never resamples, a number of metres reads at that GSD; ``input_gsd``
     gives the pixel size of a raster without georeferencing; ``output_format`` is ``gtiff`` or
-    ``cog`` (Cloud-Optimized GeoTIFF with overviews, :mod:`engine.io.cog`).  Returns a summary: output paths,
-    raster size, windows, seconds, MPix/s, the area share of each class and any domain notes.
+    ``cog`` (Cloud-Optimized GeoTIFF with overviews, :mod:`engine.io.cog`); ``backend`` and
+    ``precision`` pick the runtime (:mod:`engine.inference.backends`).  Returns a summary: output
+    paths, raster size, windows, seconds, MPix/s, the backend, the area share of each class and
+    any domain notes.
     """
     job = Job(progress, cancelled)
     check_raster_outputs({"--output": output, "--probabilities": probabilities},
                          [input, aux, model.path if isinstance(model, LoadedModel) else model])
     dev = sharded.rank_device(resolve_device(device))
-    lm = model if isinstance(model, LoadedModel) else load_model(model, dev)
+    plan = plan_threads()
+    lm = load_for_inference(model, dev, backend, precision, job, plan)
     card = lm.card
     if card["task"] == "pretrained":
         raise ModelFileError(f"{lm.path or 'the model'} is a self-supervised pre-trained backbone "
@@ -328,6 +333,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
+        stack.enter_context(rasterio.Env(GDAL_NUM_THREADS=str(plan.writer)))
         ds = stack.enter_context(open_raster(input))
         view = make_view(ds, card, t, o, ViewOptions(gsd, input_gsd))
         indexes, band_note = match_bands(ds, card["inputs"]["image"]["bands"], bands)
@@ -381,7 +387,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     job.report(1.0, "segment: done")
     return {"output": str(output), "probabilities": str(probabilities) if probabilities else None,
             "width": grid.width, "height": grid.height, "windows": len(grid),
-            "device": str(dev), "seconds": seconds,
+            "device": str(dev), "backend": backend_name(lm), "seconds": seconds,
             "mpix_per_s": grid.width * grid.height / 1e6 / max(seconds, 1e-9),
             "gsd_scale": view.plan.scale, "class_fractions": fractions, "notes": notes}
 

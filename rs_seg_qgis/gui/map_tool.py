@@ -4,10 +4,13 @@ A click runs ``engine.click.point.segment_at`` (mode "class region (model)": the
 trained model predicts; what ``rs_seg:segment_point`` calls too) or ``engine.click.sam_click.
 sam_segment_at`` (mode "objects (SAM)": the object under the click, zero-shot, from a local SAM
 checkpoint) in a background task on a window around the point; the region is previewed as a
-rubber band.  Clicking inside the preview again, or pressing Enter,
-adds it to the editable memory layer "Segments"; Esc (or a right click) discards it.  The tool
-keeps one prediction cache (model mode) and one SAM session (image embeddings per window), so
-clicks near an earlier one reuse its window's prediction or embedding.
+filled translucent polygon with a strong outline.  Clicking inside the preview again, or
+pressing Enter, adds it to the editable memory layer "Segments"; Esc (or a right click)
+discards it.  The tool keeps one prediction cache (model mode) and one SAM session (image
+embeddings per window), so clicks near an earlier one reuse its window's prediction or
+embedding.  In SAM mode, once a window is encoded (the first click), the object under the
+cursor is shown while the mouse moves (dashed outline; decoded through onnxruntime in a
+background thread, latest position first, :mod:`.latest`) and a click fixes it.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from qgis.PyQt.QtGui import QColor, QKeyEvent
 
 from .. import layers, sources
 from ..tasks import FunctionTask, start_function
+from .latest import LatestOnly
 from .messages import InputProblem, guarded, notify
 from .model_manager import require_task
 
@@ -36,6 +40,9 @@ SEGMENTS_FIELDS = ("field=class:string(80)&field=class_value:integer&field=area_
 MODE_MODEL, MODE_SAM = "model", "sam"
 MODES = ((MODE_MODEL, "class region (model)"), (MODE_SAM, "objects (SAM)"))
 SAM_CLASSES = [{"value": 0, "name": "object (SAM)", "color": [255, 170, 0]}]
+PREVIEW_FILL_ALPHA, HOVER_FILL_ALPHA = 110, 60
+HOVER_INTERVAL_S = 0.04  # at most 25 hover decodes a second: the canvas keeps its share
+HOVER_COARSER = 4  # the hover outline at 1/4 resolution: 16× fewer pixels to label and trace
 
 
 @dataclass
@@ -113,6 +120,20 @@ def add_segment(layer: QgsVectorLayer, geometry: QgsGeometry, result: Dict[str, 
     return feature
 
 
+def style_rubber(rubber: QgsRubberBand, colour: List[int], fill_alpha: int, width: int,
+                 line: Qt.PenStyle = Qt.PenStyle.SolidLine) -> None:
+    """A filled translucent polygon with a strong outline: the class colour at ``fill_alpha``
+    inside, a darker shade of it, opaque, ``width`` px wide around (reads on light and dark
+    imagery alike)."""
+    fill = QColor(*[int(v) for v in colour[:3]])
+    outline = fill.darker(160)
+    fill.setAlpha(fill_alpha)
+    rubber.setFillColor(fill)
+    rubber.setStrokeColor(outline)
+    rubber.setWidth(width)
+    rubber.setLineStyle(line)
+
+
 class SegmentMapTool(QgsMapTool):
     """The click-to-segment tool; ``source()`` returns the current :class:`ClickSource`."""
 
@@ -129,23 +150,30 @@ class SegmentMapTool(QgsMapTool):
         self.preview: Optional[Preview] = None
         self.task: Optional[FunctionTask] = None
         self.rubber = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
-        self.rubber.setStrokeColor(QColor(255, 255, 0))
-        self.rubber.setWidth(2)
-        self.setCursor(Qt.CrossCursor)
+        style_rubber(self.rubber, SAM_CLASSES[0]["color"], PREVIEW_FILL_ALPHA, 3)
+        self.hover_rubber = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+        style_rubber(self.hover_rubber, SAM_CLASSES[0]["color"], HOVER_FILL_ALPHA, 2,
+                     Qt.PenStyle.DashLine)
+        self.hover = LatestOnly(self._hover_call, HOVER_INTERVAL_S)
+        self.hover.done.connect(self._hovered)
+        self.setCursor(Qt.CursorShape.CrossCursor)
 
     # ---- Qt / QGIS events ----------------------------------------------------------------------
 
     def canvasReleaseEvent(self, event: QgsMapMouseEvent) -> None:  # noqa: N802 (QGIS API)
-        if event.button() == Qt.RightButton:
+        if event.button() == Qt.MouseButton.RightButton:
             self.discard()
-        elif event.button() == Qt.LeftButton:
+        elif event.button() == Qt.MouseButton.LeftButton:
             self.click(self.toMapCoordinates(event.pos()))
 
+    def canvasMoveEvent(self, event: QgsMapMouseEvent) -> None:  # noqa: N802 (QGIS API)
+        self.hover_at(self.toMapCoordinates(event.pos()))
+
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (QGIS API)
-        if event.key() in (Qt.Key_Return, Qt.Key_Enter) and self.preview is not None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.preview is not None:
             self.confirm()
             event.accept()
-        elif event.key() == Qt.Key_Escape and self.preview is not None:
+        elif event.key() == Qt.Key.Key_Escape and self.preview is not None:
             self.discard()
             event.accept()
         else:
@@ -153,7 +181,53 @@ class SegmentMapTool(QgsMapTool):
 
     def deactivate(self) -> None:
         self.discard()
+        self.hover.clear()
+        self.hover_rubber.reset(QgsWkbTypes.PolygonGeometry)
         super().deactivate()
+
+    # ---- hover preview (SAM) ---------------------------------------------------------------------
+
+    def hover_at(self, point: QgsPointXY) -> bool:
+        """Queue the SAM mask under ``point`` (canvas CRS) when its window is already encoded;
+        False (and no hover mask) otherwise."""
+        src = self.source()
+        session = self.sam_session
+        layer = src.layer
+        if src.mode != MODE_SAM or not src.sam_weights or layer is None or session is None \
+                or not len(session.embeddings):
+            return self._no_hover()
+        p = QgsCoordinateTransform(self.canvas().mapSettings().destinationCrs(), layer.crs(),
+                                   QgsProject.instance()).transform(point)
+        path = sources.gdal_file(layer) if layer.extent().contains(p) else None
+        if path is None:
+            return self._no_hover()
+        self.hover.submit((path, p.x(), p.y(), src.sam_weights, int(src.window), src.device,
+                           layer.crs()))
+        return True
+
+    def _no_hover(self) -> bool:
+        self.hover.clear()
+        self.hover_rubber.reset(QgsWkbTypes.PolygonGeometry)
+        return False
+
+    def _hover_call(self, request: tuple) -> Optional[Dict[str, Any]]:
+        """Background thread: the mask under the cursor, only from an encoded window."""
+        from engine.click.sam_click import sam_segment_at
+        path, x, y, weights, window, device, _ = request
+        return sam_segment_at(path, x, y, weights, window=window, device=device,
+                              session=self.sam_session, cached_only=True, preview=HOVER_COARSER)
+
+    def _hovered(self, request: tuple, result: Optional[Dict[str, Any]]) -> None:
+        """Main thread: show the hover mask (or none)."""
+        if result is None:
+            self.hover_rubber.reset(QgsWkbTypes.PolygonGeometry)
+            return
+        geometry = QgsGeometry()
+        geometry.fromWkb(result["geometry"].wkb)
+        geometry.transform(QgsCoordinateTransform(
+            request[-1], self.canvas().mapSettings().destinationCrs(), QgsProject.instance()))
+        self.hover_rubber.setToGeometry(geometry, None)
+        self.hover_rubber.show()
 
     # ---- actions ---------------------------------------------------------------------------------
 
@@ -227,8 +301,8 @@ class SegmentMapTool(QgsMapTool):
         canvas_geometry.transform(to_canvas)
         self.preview = Preview(result, crs, geometry, canvas_geometry, classes)
         colour = next((c["color"] for c in classes if c["name"] == result["class_name"]),
-                      [255, 255, 0])
-        self.rubber.setFillColor(QColor(*[int(v) for v in colour[:3]], 90))
+                      SAM_CLASSES[0]["color"])
+        style_rubber(self.rubber, colour, PREVIEW_FILL_ALPHA, 3)
         self.rubber.setToGeometry(canvas_geometry, None)
         self.rubber.show()
         note = " (region cut by the window edge; raise the click window)" \
@@ -261,6 +335,8 @@ class SegmentMapTool(QgsMapTool):
     def close(self) -> None:
         """Take the preview off the canvas for good (plugin unload)."""
         self.discard()
+        self.hover.stop()
         if self.task is not None:
             self.task.cancel()
         self.canvas().scene().removeItem(self.rubber)
+        self.canvas().scene().removeItem(self.hover_rubber)

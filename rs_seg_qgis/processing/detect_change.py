@@ -13,7 +13,8 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
 
 from ..layers import (style_change_polygons, style_change_raster, style_from_to_raster,
                       style_on_load, style_probability_raster)
-from .base import FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
+from .base import (BACKEND_HELP, FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html,
+                   require_engine)
 from .model_options import HELP, add_model_options, load_model
 
 METHODS = ["auto", "model", "cva", "pcc"]
@@ -58,7 +59,7 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
              ("OUTPUT_FROM_TO", "optional from-to raster (code = from × classes + to + 1; "
                                 "0 unchanged)"),
              ("OUTPUT_FROM_TO_TABLE", "optional CSV of from-to areas (a JSON copy beside it)"),
-             HELP, FORMAT_HELP])
+             HELP, FORMAT_HELP, BACKEND_HELP])
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT_T1", "Before (date 1)"))
@@ -67,6 +68,7 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
         self.add_model(description="Change model (empty: change vector analysis)", optional=True)
         self.add_device()
         self.add_tiling()
+        self.add_backend()
         self.add_gsd()
         self.addParameter(QgsProcessingParameterBoolean(
             "MATCH_HISTOGRAMS", "Match the after image's histograms to the before image's",
@@ -130,6 +132,7 @@ class DetectChangeAlgorithm(RsSegAlgorithm):
             produces=[output, probability, vector, from_to, table],
             match_histograms=self.parameterAsBoolean(parameters, "MATCH_HISTOGRAMS", context),
             output_format=self.output_format(parameters, context),
+            **self.backend_options(parameters, context),
             **self.tiling(parameters, context), **self.gsd_options(parameters, context))
         feedback.pushInfo(f"{100 * result['changed_fraction']:.2f} % of the valid pixels changed")
         style_on_load(context, output, style_change_raster)

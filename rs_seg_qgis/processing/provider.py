@@ -13,6 +13,7 @@ from .download_model import DownloadModelAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .export_onnx import ExportOnnxAlgorithm
 from .pretrain import PretrainAlgorithm
+from .quantize_int8 import QuantizeInt8Algorithm
 from .segment import SegmentAlgorithm
 from .segment_folder import SegmentFolderAlgorithm
 from .segment_point import SegmentPointAlgorithm
@@ -22,7 +23,8 @@ from .vectorize import VectorizeAlgorithm
 
 ALGORITHMS = (SegmentAlgorithm, SegmentPointAlgorithm, VectorizeAlgorithm, DetectChangeAlgorithm,
               TrainSegmentationAlgorithm, TrainChangeAlgorithm, PretrainAlgorithm,
-              EvaluateAlgorithm, ExportOnnxAlgorithm, SegmentFolderAlgorithm, DownloadModelAlgorithm)
+              EvaluateAlgorithm, ExportOnnxAlgorithm, QuantizeInt8Algorithm,
+              SegmentFolderAlgorithm, DownloadModelAlgorithm)
 
 
 class RsSegProvider(QgsProcessingProvider):

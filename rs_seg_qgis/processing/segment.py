@@ -10,7 +10,8 @@ from qgis.core import (QgsProcessing, QgsProcessingContext,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
 from ..layers import raster_classes, style_class_polygons, style_class_raster, style_on_load
-from .base import FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
+from .base import (BACKEND_HELP, FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html,
+                   require_engine)
 from .model_options import (HELP, add_model_options, comma_numbers, layer_name, load_model,
                             other_outputs)
 
@@ -49,7 +50,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
              ("OUTPUT_PROBABILITY", "optional per-class probabilities (uint8, 254 = 1.0)"),
              ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage) with class_value, "
                                "class_name and area_m2"),
-             HELP, FORMAT_HELP],
+             HELP, FORMAT_HELP, BACKEND_HELP],
             "Web and other non-file layers are first saved over the extent at the model's "
             "ground sampling distance.")
 
@@ -60,6 +61,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         self.add_model()
         self.add_device()
         self.add_tiling()
+        self.add_backend()
         self.add_gsd()
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Extent", optional=True))
         self.addParameter(QgsProcessingParameterString(
@@ -113,6 +115,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         options = dict(aux=aux, device=device,
                        bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
                        output_format=self.output_format(parameters, context),
+                       **self.backend_options(parameters, context),
                        **self.tiling(parameters, context), **self.gsd_options(parameters, context))
         result = run.call(predict, lm, image, output, probabilities=probability,
                           produces=[output, probability], end=0.9 if vector else 1.0, **options)

@@ -8,7 +8,7 @@ from qgis.core import (QgsProcessingContext, QgsProcessingException, QgsProcessi
                        QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterString)
 
-from .base import FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
+from .base import BACKEND_HELP, FORMAT_HELP, EngineRun, RsSegAlgorithm, help_html, require_engine
 
 
 class SegmentFolderAlgorithm(RsSegAlgorithm):
@@ -37,6 +37,7 @@ class SegmentFolderAlgorithm(RsSegAlgorithm):
                                "is refused before it starts)"),
              FORMAT_HELP,
              ("OUTPUT_FOLDER", "where the class rasters are written"),
+             BACKEND_HELP,
              ("WRITTEN / FAILED / SKIPPED", "how many rasters were written, failed or "
                                             "skipped")])
 
@@ -50,6 +51,7 @@ class SegmentFolderAlgorithm(RsSegAlgorithm):
         self.add_model()
         self.add_device()
         self.add_tiling()
+        self.add_backend()
         self.addParameter(QgsProcessingParameterString(
             "OUTPUT_NAME", "Output file name ({stem}: the input's name)",
             defaultValue="{stem}.tif"))
@@ -84,6 +86,7 @@ class SegmentFolderAlgorithm(RsSegAlgorithm):
                                                                 context),
                           device=self.parameterAsEnumString(parameters, "DEVICE", context),
                           output_format=self.output_format(parameters, context),
+                          **self.backend_options(parameters, context),
                           **self.tiling(parameters, context))
         for path in result["skipped"]:
             feedback.pushInfo(f"skipped {path}: its output exists")

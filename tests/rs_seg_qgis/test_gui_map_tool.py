@@ -133,9 +133,8 @@ def test_click_without_model_warns(tool, halves):
     assert "Choose the raster layer" in tool.iface.messageBar().get_messages(Qgis.Warning)[-1]
 
 
-def test_sam_mode_adds_an_object_without_a_model(tool, halves, tmp_path):
-    """Objects (SAM) mode: a SAM checkpoint instead of a model; weights that call every pixel
-    the object give the whole 64×64 window as one 'object (SAM)' polygon."""
+def _sam_file(tmp_path):
+    """A tiny SAM checkpoint whose masks cover every pixel (the whole window is the object)."""
     from tests.engine.weights.published import random_tensors, sam_shapes
     from engine.models.sam import CONFIGS
     c = CONFIGS["tiny"]
@@ -149,6 +148,13 @@ def test_sam_mode_adds_an_object_without_a_model(tool, halves, tmp_path):
         state[key + "bias"].fill_(1.0)
     weights = tmp_path / "sam_tiny.pth"
     torch.save(state, weights)
+    return weights
+
+
+def test_sam_mode_adds_an_object_without_a_model(tool, halves, tmp_path):
+    """Objects (SAM) mode: a SAM checkpoint instead of a model; weights that call every pixel
+    the object give the whole 64×64 window as one 'object (SAM)' polygon."""
+    weights = _sam_file(tmp_path)
     layer = tool.source().layer
     tool.source = lambda: ClickSource(layer, "", "cpu", 64, mode="sam", sam_weights=str(weights))
     click_and_wait(tool, canvas_point(tool, 10, 20))
@@ -160,3 +166,37 @@ def test_sam_mode_adds_an_object_without_a_model(tool, halves, tmp_path):
     tool.source = lambda: ClickSource(layer, "", "cpu", 64, mode="sam")
     tool.click(canvas_point(tool, 10, 20))
     assert "SAM checkpoint" in tool.iface.messageBar().get_messages(Qgis.Warning)[-1]
+
+
+def test_click_preview_is_a_filled_translucent_polygon_with_a_strong_outline(tool):
+    click_and_wait(tool, canvas_point(tool, 10, 20))
+    fill, stroke = tool.rubber.fillColor(), tool.rubber.strokeColor()
+    assert 0 < fill.alpha() < 255 and stroke.alpha() == 255
+    assert tool.rubber.width() >= 3
+    assert stroke.lightness() < fill.lightness()  # a darker edge than the fill
+
+
+def test_sam_hover_shows_the_mask_under_the_cursor_once_the_window_is_encoded(tool, tmp_path):
+    weights = _sam_file(tmp_path)
+    layer = tool.source().layer
+    tool.source = lambda: ClickSource(layer, "", "cpu", 64, mode="sam", sam_weights=str(weights))
+    assert not tool.hover_at(canvas_point(tool, 30, 30))  # nothing encoded yet: no hover
+    assert tool.hover_rubber.asGeometry().isEmpty()
+    click_and_wait(tool, canvas_point(tool, 10, 20))  # the click encodes the window
+    tool.discard()
+    shown = []
+    tool.hover.done.connect(lambda request, result: shown.append(result))
+    canvas = tool.canvas()
+    for col in (20, 25, 30):  # a burst of moves: the latest wins, older ones may be dropped
+        pixel = canvas.getCoordinateTransform().transform(canvas_point(tool, col, 30))
+        tool.canvasMoveEvent(QgsMapMouseEvent(canvas, QEvent.MouseMove,
+                                              QPoint(round(pixel.x()), round(pixel.y()))))
+    assert wait_for(lambda: shown and shown[-1] is not None
+                    and not tool.hover_rubber.asGeometry().isEmpty(), 30)
+    assert shown[-1]["cached"] and shown[-1]["area_m2"] == pytest.approx(64 * 64 * RES * RES)
+    assert tool.hover_rubber.asGeometry().area() > 0
+    outside = tool.to_canvas.transform(QgsPointXY(ORIGIN_X - 100, ORIGIN_Y + 100))
+    assert not tool.hover_at(outside) and tool.hover_rubber.asGeometry().isEmpty()
+    tool.click(canvas_point(tool, 30, 30))  # the click fixes what the hover showed
+    assert wait_for(lambda: running_tasks() == 0, 60)
+    assert tool.preview is not None and tool.preview.result["class_name"] == "object (SAM)"

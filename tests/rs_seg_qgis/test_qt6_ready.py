@@ -19,9 +19,6 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.qgis
 PLUGIN = ROOT / "rs_seg_qgis"
-# Files another change rewrites right now; their enums are scoped there (map_tool.py: issue 29,
-# the hover preview).  Still scanned by test_no_qt5_only_api.
-PENDING = {PLUGIN / "gui" / "map_tool.py"}
 QT5_ONLY = {"QRegExp", "QDesktopWidget", "QStringListModel_", "QGLWidget", "QMatrix",
             "QtWebKit", "QtWebKitWidgets", "QSound", "QGLFormat"}
 
@@ -59,7 +56,7 @@ def plugin_files() -> List[Path]:
 
 def test_qt_enums_are_scoped():
     problems = [f"{p.relative_to(ROOT)}:{line}: {old} → {new}"
-                for p in plugin_files() if p not in PENDING
+                for p in plugin_files()
                 for line, old, new in unscoped_enums(p)]
     assert problems == []
 

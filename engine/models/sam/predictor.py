@@ -7,6 +7,7 @@ and thresholded at 0.  With several candidate masks the one with the highest pre
 """
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -58,9 +59,10 @@ def encode(sam: Sam, rgb: np.ndarray, device: torch.device) -> Embedding:
 
 def decode(sam: Sam, emb: Embedding, points: Optional[np.ndarray] = None,
            labels: Optional[np.ndarray] = None, box: Optional[Sequence[float]] = None,
-           multimask: bool = True) -> MaskResult:
+           multimask: bool = True, shape: Optional[Tuple[int, int]] = None) -> MaskResult:
     """Mask of the prompts (window pixel coordinates x, y; labels 1 object / 0 background; box
-    x0, y0, x1, y1).  ``multimask``: three candidates, the best-scoring kept."""
+    x0, y0, x1, y1).  ``multimask``: three candidates, the best-scoring kept; ``shape``: the
+    mask's (h, w), default the window's."""
     if points is None and box is None:
         raise ValueError("give at least one point or a box")
     (h, w), (nh, nw) = emb.size, emb.resized
@@ -76,11 +78,25 @@ def decode(sam: Sam, emb: Embedding, points: Optional[np.ndarray] = None,
         box_t = (torch.as_tensor(np.asarray(box, np.float32), device=device).view(1, 2, 2)
                  * scale).view(1, 4)
     masks, iou = sam.decode(emb.features, prompt, box_t, multimask, emb.pe)
+    return best_mask(masks, iou, emb, sam.img_size, shape)
+
+
+def best_mask(masks: torch.Tensor, iou: torch.Tensor, emb: Embedding, size: int,
+              shape: Optional[Tuple[int, int]] = None) -> MaskResult:
+    """The candidate with the highest predicted IoU, its 256² logits up-sampled to the model
+    frame, cropped to the resized window, up-sampled to the window and thresholded at 0.  A
+    ``shape`` smaller than the window (a preview) skips the model frame: the logits are cropped
+    and resized to it in one step."""
+    (h, w), (nh, nw) = shape or emb.size, emb.resized
     best = int(iou[0].argmax())
-    size = sam.img_size
     low = masks[:, best:best + 1].float()
-    up = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
-    up = F.interpolate(up[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False)
+    if (h, w) != tuple(emb.size):
+        scale = low.shape[-1] / size
+        up = low[..., :math.ceil(nh * scale), :math.ceil(nw * scale)]
+    else:
+        up = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[
+            ..., :nh, :nw]
+    up = F.interpolate(up, size=(h, w), mode="bilinear", align_corners=False)
     return MaskResult((up[0, 0] > 0).cpu().numpy(), float(iou[0, best]),
                       [float(v) for v in iou[0]])
 

@@ -41,8 +41,9 @@ def test_three_rasters_equal_three_single_calls_byte_for_byte(tmp_path, rasters,
 def test_model_loaded_once_and_one_progress_over_all_windows(tmp_path, rasters, model,
                                                              monkeypatch):
     calls = []
-    real = engine.inference.batch.load_model
-    monkeypatch.setattr(engine.inference.batch, "load_model", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = engine.inference.batch.load_for_inference
+    monkeypatch.setattr(engine.inference.batch, "load_for_inference",
+                        lambda *a, **k: calls.append(a) or real(*a, **k))
     seen = []
     result = predict_many(model, rasters, tmp_path / "out", device="cpu",
                           progress=lambda f, m: seen.append(f) if f >= 0 else None)

@@ -126,6 +126,7 @@ def test_sam_segment_at_caches_the_window_and_maps_the_mask(tmp_path, monkeypatc
     # a square mask at window pixels 10..19 × 30..39 → the polygon lies there on the map
     square = np.zeros((96, 128), bool)
     square[30:40, 10:20] = True
+    monkeypatch.setattr(session, "decoder", lambda *a: None)  # the torch decode, stubbed
     monkeypatch.setattr(sam_click, "decode", lambda *a, **k: MaskResult(square, 0.9, [0.9]))
     second = sam_click.sam_segment_at(raster, x0 + 7.5, y0 - 17.5, path, window=128,
                                       session=session, device="cpu", box=(x0, y0 - 30, x0 + 20, y0))

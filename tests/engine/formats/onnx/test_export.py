@@ -72,7 +72,7 @@ def test_round_trip_reproduces_torch_and_carries_deepness_metadata(tmp_path, sce
     diff = np.abs(window_probabilities(model, image) - window_probabilities(tmp_path / "m.onnx",
                                                                             image))
     assert diff.max() <= 1e-4
-    predict(model, image, tmp_path / "torch.tif")
+    predict(model, image, tmp_path / "torch.tif", backend="torch")
     predict(tmp_path / "m.onnx", image, tmp_path / "ort.tif")
     assert np.array_equal(classes_of(tmp_path / "torch.tif"), classes_of(tmp_path / "ort.tif"))
 

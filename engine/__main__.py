@@ -161,6 +161,10 @@ def cmd_predict(a: argparse.Namespace) -> None:
     if a.output is None and a.output_dir is None:
         raise EngineError("give --output FILE for the segmented raster, or --output-dir DIR "
                           "for several inputs")
+    if a.output is not None:  # refused before the model loads (predict checks again, and locks)
+        from .io.cog import check_raster_outputs
+        check_raster_outputs({"--output": a.output, "--probabilities": a.probabilities},
+                             [a.input[0], a.aux, a.model])
     model = _load(a, resolve_device(a.device))
     if a.output_dir is not None:
         return _predict_many(a, model, inputs)

@@ -162,13 +162,15 @@ def test_bad_input_is_one_sentence_and_leaves_nothing(case, tmp_path, capsys):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    # one sentence, last; lines before it are the run's log (backend, threads), never a traceback
+    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], err
+    assert "Traceback" not in err
     assert after == before  # no input overwritten, no file left behind
     if case not in LOCKED:
         assert not any(p.name.endswith((".partial", ".lock")) for p in tmp_path.iterdir())
     command = "python -m engine " + " ".join(shlex.quote(a) for a in argv)
     bad_input_table.check_row(case, bad_input_table.normalise(command, tmp_path), code,
-                              bad_input_table.normalise(lines[0][len("error: "):], tmp_path))
+                              bad_input_table.normalise(lines[-1][len("error: "):], tmp_path))
 
 
 def test_the_table_has_a_row_for_each_case_and_no_other():

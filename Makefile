@@ -20,7 +20,7 @@ export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt-deps demo test bad-input-table bench bench-realdata bench-transfer bench-zoo gpu-check qgis package gui-shot gui-deps clean
+.PHONY: setup apt-deps demo test bad-input-table bench bench-realdata bench-transfer bench-zoo bench-polygons gpu-check qgis package gui-shot gui-deps clean
 
 setup: apt-deps $(STAMP)
 
@@ -65,6 +65,9 @@ bench-transfer: setup      # transfer to other GSD/radiometry, fine-tuning (long
 
 bench-zoo: setup           # the model zoo on real data at equal time budgets (long)
 	$(VPY) bench/zoo.py
+
+bench-polygons: setup      # building polygons raw / simplified / regularised on ../shared/data
+	OMP_NUM_THREADS=1 $(VPY) bench/polygons.py
 
 gpu-check: setup           # CUDA machine: CUDA tests + GPU benchmarks (< 8 min) → docs
 	$(VPY) bench/gpu.py

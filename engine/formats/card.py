@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 from .. import __version__
-from ..io.classes import CHANGE_CLASSES, ISPRS_CLASSES, make_classes
+from ..io.classes import CHANGE_CLASSES, ISPRS_CLASSES, SHAPES, default_shape, make_classes
 from ..io.rasters import CLASS_NODATA
 from ..jobs import InputError, ModelFileError
 from .catalog import NEEDS_AUX
@@ -77,7 +77,7 @@ def default_card(arch: str, bands: int, classes: int, *, band_names: Optional[Se
         class_entries = [dict(c) for c in CHANGE_CLASSES]
     else:
         inputs = {"image": group}
-        class_entries = make_classes(cnames)
+        class_entries = [{**c, "shape": default_shape(c["name"])} for c in make_classes(cnames)]
         if arch in NEEDS_AUX:
             n_aux = int(hp.setdefault("aux_channels", 1))
             inputs["aux"] = {"bands": [{"index": i + 1, "name": "DSM" if n_aux == 1 else f"aux{i + 1}"}
@@ -126,6 +126,9 @@ def validate_card(card: Mapping[str, Any], source: str = "model card") -> None:
     values = [c["value"] for c in classes]
     if len(set(values)) != len(values) or not all(0 <= v < CLASS_NODATA for v in values):
         raise bad(f"class values must be distinct integers in 0..{CLASS_NODATA - 1}")
+    shapes = [c["shape"] for c in classes if "shape" in c]
+    if any(s not in SHAPES for s in shapes):
+        raise bad(f"a class shape must be one of {', '.join(SHAPES)} (vectorize outlines)")
     for key in ("tile_size", "overlap"):
         if not isinstance(card.get(key), int):
             raise bad(f"no {key}")

@@ -1,4 +1,4 @@
-"""Ground area of polygons in map coordinates, in square metres.
+"""Ground area (and perimeter) of polygons in map coordinates, in square metres (metres).
 
 Projected CRSs: CRS units converted with the CRS's linear unit factor.  Geographic CRSs: geodesic
 area on the CRS's ellipsoid (``pyproj.Geod``).  No CRS: square CRS/pixel units.
@@ -39,6 +39,13 @@ class AreaMeter:
             area, _ = self.geod.geometry_area_perimeter(geom)
             return abs(float(area))
         return float(geom.area) * self.factor ** 2
+
+    def perimeter(self, geom: Polygon) -> float:
+        """Length of all rings of a polygon in map coordinates, in metres (same units)."""
+        if self.geod is not None:
+            _, length = self.geod.geometry_area_perimeter(geom)
+            return abs(float(length))
+        return float(geom.length) * self.factor
 
     def exact(self, pixel_geom: Polygon, map_geom: Polygon, pixel_area: float) -> float:
         """Area of an unsimplified polygon: exact pixel count × pixel area when projected."""

@@ -11,6 +11,11 @@ from typing import Any, Dict, List, Optional, Sequence
 ISPRS_CLASSES = ["impervious", "building", "low vegetation", "tree", "car", "clutter"]
 CHANGE_CLASSES = [{"value": 0, "name": "no change", "color": [0, 0, 0]},
                   {"value": 1, "name": "change", "color": [255, 0, 0]}]
+# How vectorize draws a class's polygons (a card class's "shape"): regularised, smoothed, as is
+SHAPES = ("building", "natural", "as-is")
+_BUILDING_WORDS = ("building", "roof", "house")
+_NATURAL_WORDS = ("tree", "forest", "wood", "vegetation", "grass", "meadow", "shrub", "water",
+                  "lake", "river", "field", "agricultur", "crop", "farm", "barren", "bare soil")
 ISPRS_COLOURS = [(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0),
                  (255, 0, 0)]
 
@@ -20,6 +25,16 @@ def class_colour(index: int) -> List[int]:
     h = (index * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(h, 0.75, 0.95)
     return [round(r * 255), round(g * 255), round(b * 255)]
+
+
+def default_shape(name: str) -> str:
+    """The outline a class of this name gets by default (see :data:`SHAPES`)."""
+    low = name.lower()
+    if any(w in low for w in _BUILDING_WORDS):
+        return "building"
+    if any(w in low for w in _NATURAL_WORDS):
+        return "natural"
+    return "as-is"
 
 
 def make_classes(names: Sequence[str], values: Optional[Sequence[int]] = None) -> List[Dict[str, Any]]:

@@ -248,7 +248,8 @@ def class_tags(classes: Sequence[Mapping[str, Any]]) -> Dict[str, str]:
     """Band metadata embedded in the GeoTIFF: class names by value, and the full list as JSON."""
     tags = {f"CLASS_{int(c['value'])}": str(c["name"]) for c in classes}
     tags["RS_SEG_CLASSES"] = json.dumps(
-        [{"value": int(c["value"]), "name": c["name"], "color": list(c["color"])}
+        [{"value": int(c["value"]), "name": c["name"], "color": list(c["color"]),
+          **({"shape": c["shape"]} if "shape" in c else {})}
          for c in classes])
     return tags
 

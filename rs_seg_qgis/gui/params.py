@@ -17,6 +17,7 @@ from .messages import InputProblem
 SEGMENT_ALG = "rs_seg:segment"
 CHANGE_ALG = "rs_seg:detect_change"
 TRAIN_ALGS = {"segmentation": "rs_seg:train_segmentation", "change": "rs_seg:train_change"}
+OUTLINES_MODEL, OUTLINES_PIXEL = "model", "pixel"  # Segment tab: class polygons shaped or not
 
 
 @dataclass
@@ -62,6 +63,7 @@ class SegmentState:
     extent: str = ""  # 'xmin,xmax,ymin,ymax [EPSG:…]'; '' = the whole layer
     probabilities: bool = False
     polygons: bool = False
+    outlines: str = OUTLINES_MODEL
     outputs: Outputs = field(default_factory=Outputs)
     bands: str = ""  # "1,2,3": the layer bands feeding the model, in its order ("": the model's)
 
@@ -161,6 +163,8 @@ def segment_parameters(state: SegmentState) -> Dict[str, Any]:
         params["OUTPUT_PROBABILITY"] = state.outputs.path("probabilities.tif")
     if state.polygons:
         params["OUTPUT_VECTOR"] = state.outputs.path("classes.gpkg")
+        if state.outlines == OUTLINES_PIXEL:
+            params["AS_IS"] = "all"
     return params
 
 

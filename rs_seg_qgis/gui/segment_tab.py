@@ -15,7 +15,8 @@ from . import defaults
 from .map_tool import MODE_SAM, MODES, ClickSource
 from .messages import InputProblem
 from .model_manager import read_entry
-from .params import Outputs, SegmentState, extent_text, run_stamp, safe_name
+from .params import (OUTLINES_MODEL, OUTLINES_PIXEL, Outputs, SegmentState, extent_text,
+                     run_stamp, safe_name)
 from .widgets import (DeviceCombo, ModelPicker, TilingBox, folder_widget, hint, notice,
                       raster_combo, spin)
 
@@ -55,6 +56,15 @@ class SegmentTab(QWidget):
         self.draw.setToolTip("Drag a rectangle on the map")
         self.draw.setCheckable(True)
         self.polygons = QCheckBox("Class polygons")
+        self.outlines = QComboBox()
+        self.outlines.addItem("Shaped as the model says", OUTLINES_MODEL)
+        self.outlines.addItem("Pixel outlines", OUTLINES_PIXEL)
+        self.outlines.setToolTip("Shaped: building classes regularised (right angles, shared "
+                                 "walls), natural classes smoothed with shared borders, as the "
+                                 "model's class shapes say; every polygon carries its mean and "
+                                 "minimum class probability and the model's provenance")
+        self.outlines.setEnabled(False)
+        self.polygons.toggled.connect(self.outlines.setEnabled)
         self.probabilities = QCheckBox("Class probabilities")
         self.output_folder = folder_widget("temporary files")
         self.tiling = TilingBox()
@@ -86,6 +96,7 @@ class SegmentTab(QWidget):
         extent_row.addWidget(self.draw)
         outputs_row = QVBoxLayout()  # stacked: side by side they do not fit a narrow dock
         outputs_row.addWidget(self.polygons)
+        outputs_row.addWidget(self.outlines)
         outputs_row.addWidget(self.probabilities)
 
         form = QFormLayout()
@@ -203,6 +214,7 @@ class SegmentTab(QWidget):
                             extent=self.extent_value(),
                             probabilities=self.probabilities.isChecked(),
                             polygons=self.polygons.isChecked(),
+                            outlines=self.outlines.currentData(),
                             outputs=Outputs(self.output_folder.filePath(), stem),
                             bands=self.bands.text())
 

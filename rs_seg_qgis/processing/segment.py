@@ -5,7 +5,7 @@ import functools
 from typing import Any, Dict, List, Optional
 
 from qgis.core import (QgsProcessing, QgsProcessingContext,
-                       QgsProcessingFeedback, QgsProcessingParameterExtent,
+                       QgsProcessingFeedback, QgsProcessingParameterExtent, QgsProcessingUtils,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
@@ -14,6 +14,7 @@ from .base import (BACKEND_HELP, FORMAT_HELP, EngineRun, RsSegAlgorithm, help_ht
                    require_engine)
 from .model_options import (HELP, add_model_options, comma_numbers, layer_name, load_model,
                             other_outputs)
+from .outline_params import OUTLINE_HELP, add_outline_parameters, outline_options
 
 
 def parse_bands(text: str) -> Optional[List[int]]:
@@ -48,8 +49,11 @@ class SegmentAlgorithm(RsSegAlgorithm):
                                  "INPUT_GSD is the pixel size of a raster without a CRS"),
              ("OUTPUT", "class raster (GeoTIFF, nodata 255)"),
              ("OUTPUT_PROBABILITY", "optional per-class probabilities (uint8, 254 = 1.0)"),
-             ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage) with class_value, "
-                               "class_name and area_m2"),
+             ("OUTPUT_VECTOR", "optional polygons of the classes (GeoPackage): buildings "
+                               "regularised and natural classes smoothed as the model card "
+                               "says, with class, area, perimeter, mean/minimum class "
+                               "probability and provenance (model, its SHA-256, date)"),
+             *OUTLINE_HELP,
              HELP, FORMAT_HELP, BACKEND_HELP],
             "Web and other non-file layers are first saved over the extent at the model's "
             "ground sampling distance.")
@@ -74,6 +78,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         self.addParameter(QgsProcessingParameterVectorDestination(
             "OUTPUT_VECTOR", "Class polygons", QgsProcessing.TypeVectorPolygon, optional=True,
             createByDefault=False))
+        add_outline_parameters(self, advanced=True)
 
     @staticmethod
     def name_layer(context: QgsProcessingContext, path: str, name: str) -> None:
@@ -117,7 +122,11 @@ class SegmentAlgorithm(RsSegAlgorithm):
                        output_format=self.output_format(parameters, context),
                        **self.backend_options(parameters, context),
                        **self.tiling(parameters, context), **self.gsd_options(parameters, context))
-        result = run.call(predict, lm, image, output, probabilities=probability,
+        if vector and not probability:  # the polygons' prob_mean / prob_min need them
+            probability_for_polygons = QgsProcessingUtils.generateTempFilename("probabilities.tif")
+        else:
+            probability_for_polygons = probability
+        result = run.call(predict, lm, image, output, probabilities=probability_for_polygons,
                           produces=[output, probability], end=0.9 if vector else 1.0, **options)
         self.name_layer(context, output, layer_name(card))
         chosen = self.optional_int(parameters, "OUTPUT_INDEX", context)
@@ -131,7 +140,9 @@ class SegmentAlgorithm(RsSegAlgorithm):
                           f"windows on {result['device']} in {result['seconds']:.1f} s "
                           f"({result['mpix_per_s']:.2f} MPix/s)")
         if vector:
-            run.call(vectorize, output, vector, produces=[vector], start=0.9)
+            run.call(vectorize, output, vector, produces=[vector], start=0.9,
+                     probabilities=probability_for_polygons, model=model,
+                     **outline_options(self, parameters, context))
             style_on_load(context, vector, functools.partial(
                 style_class_polygons, classes=raster_classes(output)))
         style_on_load(context, output, style_class_raster)

@@ -83,7 +83,12 @@ def test_segment_tab_state_becomes_segment_parameters(dock, data, models_dir, tm
     tab.layer.setLayer(layer)
     tab.model.select(str(models_dir / "unet.rsmodel"))
     assert (tab.tiling.tile.value(), tab.tiling.overlap.value()) == (64, 16)  # from the card
+    assert not tab.outlines.isEnabled()
     tab.polygons.setChecked(True)
+    assert tab.outlines.isEnabled() and "AS_IS" not in segment_parameters(tab.state())
+    tab.outlines.setCurrentIndex(tab.outlines.findData("pixel"))
+    assert segment_parameters(tab.state())["AS_IS"] == "all"
+    tab.outlines.setCurrentIndex(0)
     tab.output_folder.setFilePath(str(tmp_path))
     params = segment_parameters(tab.state())
     assert params["INPUT"] == layer.id() and params["MODEL"] == str(models_dir / "unet.rsmodel")

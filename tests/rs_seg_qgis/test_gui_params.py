@@ -6,7 +6,8 @@ import datetime as dt
 import pytest
 
 from rs_seg_qgis.gui.messages import InputProblem
-from rs_seg_qgis.gui.params import (ChangeState, Outputs, SegmentState, Tiling, TrainState,
+from rs_seg_qgis.gui.params import (OUTLINES_MODEL, OUTLINES_PIXEL, ChangeState, Outputs,
+                                    SegmentState, Tiling, TrainState,
                                     change_parameters, default_model_path, extent_text,
                                     processing_device, run_name, segment_parameters,
                                     train_parameters)
@@ -25,6 +26,15 @@ def test_segment_parameters_carry_every_choice(tmp_path):
         "OUTPUT": str(tmp_path / "t1_unet_x_classes.tif"),
         "OUTPUT_PROBABILITY": str(tmp_path / "t1_unet_x_probabilities.tif"),
         "OUTPUT_VECTOR": str(tmp_path / "t1_unet_x_classes.gpkg")}
+
+
+def test_class_polygons_shaped_by_the_model_or_as_pixel_outlines(tmp_path):
+    def state(outlines):
+        return SegmentState("id", "t1", "m.rsmodel", polygons=True, outlines=outlines,
+                            outputs=Outputs(str(tmp_path), "s"))
+
+    assert "AS_IS" not in segment_parameters(state(OUTLINES_MODEL))
+    assert segment_parameters(state(OUTLINES_PIXEL))["AS_IS"] == "all"
 
 
 def test_segment_defaults_leave_model_values_and_optional_outputs_out(tmp_path):

@@ -86,6 +86,25 @@ def test_segment_loads_outputs_styled_with_the_model_classes(provider, scene, tm
     assert categories == {c["name"]: tuple(readable(c["color"])) for c in classes}
     names = {f["class_name"] for f in polygons.getFeatures()}
     assert names == {c["name"] for c in classes if c["value"] in present}
+    shape_of = {c["name"]: c["shape"] for c in classes}
+    for f in polygons.getFeatures():  # the card's shapes, probabilities and provenance
+        assert f["shape"] == shape_of[f["class_name"]]
+        assert 0 <= f["prob_min"] <= f["prob_mean"] <= 1
+        assert f["model"] == read_card(model)["name"] and len(f["model_sha256"]) == 64
+
+
+def test_vectorize_regularises_and_smooths_named_classes(provider, tmp_path):
+    _, labels = labelled_scene(tmp_path, size=64)
+    vec = tmp_path / "v.gpkg"
+    run("vectorize", {"INPUT": str(labels), "REGULARIZE": "2", "SMOOTH": "3",
+                      "TOLERANCE": 2.0, "OUTPUT": str(vec)})
+    shapes = {(f["class_value"], f["shape"]) for f in QgsVectorLayer(str(vec)).getFeatures()}
+    assert shapes == {(1, "as-is"), (2, "building"), (3, "natural")}
+    with pytest.raises(QgsProcessingException, match="has no class 'roof'; its classes are"):
+        run("vectorize", {"INPUT": str(labels), "REGULARIZE": "roof", "OUTPUT": str(vec)})
+    with pytest.raises(QgsProcessingException, match="below the pixel size"):
+        run("vectorize", {"INPUT": str(labels), "REGULARIZE": "2", "TOLERANCE": 0.5,
+                          "OUTPUT": str(vec)})
 
 
 def test_segment_extent_bands_and_engine_errors(provider, scene, tmp_path):
@@ -245,7 +264,8 @@ def test_vectorize_then_evaluate_against_raster_and_polygons(provider, tmp_path)
     run("vectorize", {"INPUT": str(labels), "MIN_AREA": 0, "OUTPUT": str(polygons)})
     layer = QgsVectorLayer(str(polygons), "labels", "ogr")
     assert layer.featureCount() > 3
-    assert [f.name() for f in layer.fields()][-3:] == ["class_value", "class_name", "area_m2"]
+    assert [f.name() for f in layer.fields()][1:5] == ["class_value", "class_name", "shape",
+                                                       "area_m2"]
     assert sum(f["area_m2"] for f in layer.getFeatures()) == pytest.approx(64 * 64)
     by_raster = run("evaluate", {"PREDICTION": str(labels), "REFERENCE_RASTER": str(labels),
                                  "OUTPUT_REPORT": str(tmp_path / "r.json"),

@@ -1,0 +1,233 @@
+"""`make bench-polygons`: building polygons raw vs simplified vs regularised (issue 28).
+
+On the real building labels in ../shared/data (ISPRS Potsdam 5 cm and Vaihingen 9 cm crops,
+LoveDA 0.3 m tiles, the Swiss LiDAR building class at 0.5 m) the reference footprints are the
+label's building pixels.  Each label raster is vectorised three ways with the engine:
+
+  raw          pixel outlines (``--as-is all``)
+  simplified   Douglas-Peucker per polygon at the tolerance (``--simplify``)
+  regularised  ``--regularize building`` at the same tolerance
+
+and scored against the reference: IoU of the building area, vertex count, share of right
+angles (corners within 10° of 90°), boundary F-score (share of each boundary within one
+tolerance of the other's), and the total area where output polygons overlap each other, at
+tolerances of 0.25, 0.5 and 1 m (those not below the pixel size).  A prediction-like input (the
+label blurred and thresholded with noise: ragged borders, specks) is scored the same way
+against the clean reference ("noisy").  Peak memory of vectorize (buildings regularised,
+vegetation smoothed) on synthetic scenes of growing size checks that it stays flat.
+
+Results go to bench/results/polygons.json and polygons-memory.json; record them in
+docs/benchmarks.md with the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import rasterio  # noqa: E402
+from osgeo import ogr  # noqa: E402
+from rasterio.features import shapes  # noqa: E402
+from rasterio.transform import from_origin  # noqa: E402
+from scipy import ndimage  # noqa: E402
+from shapely import wkb  # noqa: E402
+from shapely.affinity import affine_transform  # noqa: E402
+from shapely.geometry import shape  # noqa: E402
+from shapely.ops import unary_union  # noqa: E402
+from shapely.strtree import STRtree  # noqa: E402
+
+from bench.run import machine  # noqa: E402
+from engine.analysis.vectorize import vectorize  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+WORK = ROOT / "build" / "bench-polygons"
+RESULTS = ROOT / "bench" / "results"
+BUILDING = "building"
+TOLERANCES_M = (0.25, 0.5, 1.0)  # those below the pixel size are skipped
+# (name, label file, building value, pixel size m)
+SETS = [("potsdam", "isprs-loveda/potsdam/ann_dir/2_10_0_0_512_512.png", 2, 0.05),
+        ("vaihingen", "isprs-loveda/vaihingen/ann_dir/area1_0_0_512_512.png", 2, 0.09),
+        ("loveda-0", "isprs-loveda/loveda/ann_dir/0.png", 2, 0.3),
+        ("loveda-1", "isprs-loveda/loveda/ann_dir/1.png", 2, 0.3),
+        ("swiss-lidar", "swiss-ortho/lidar/derived_lidar_class_0.5m.tif", 6, 0.5)]
+
+
+def class_raster(name: str, labels: np.ndarray, value: int, pixel: float,
+                 transform=None, crs="EPSG:2056") -> Path:
+    """A GeoTIFF of building (1) vs other (0), named so that --regularize building finds it."""
+    out = WORK / f"{name}.tif"
+    arr = (labels == value).astype(np.uint8)
+    classes = [{"value": 0, "name": "other", "color": [200, 200, 200]},
+               {"value": 1, "name": BUILDING, "color": [200, 0, 0]}]
+    with rasterio.open(out, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0],
+                       count=1, dtype="uint8", nodata=255, crs=crs,
+                       transform=transform or from_origin(2600000.0, 1200000.0, pixel, pixel)
+                       ) as dst:
+        dst.write(arr, 1)
+        dst.update_tags(1, RS_SEG_CLASSES=json.dumps(classes),
+                        **{f"CLASS_{c['value']}": c["name"] for c in classes})
+    return out
+
+
+def noisy(mask: np.ndarray, pixel: float, seed: int = 0) -> np.ndarray:
+    """A prediction-like building mask: blurred over ~0.5 m, thresholded with noise."""
+    rng = np.random.default_rng(seed)
+    soft = ndimage.gaussian_filter(mask.astype(np.float32), max(0.5 / pixel, 1.0))
+    return (soft + rng.normal(0, 0.15, mask.shape) > 0.5).astype(np.uint8)
+
+
+def buildings(path: Path) -> List:
+    ds = ogr.Open(str(path))
+    return [wkb.loads(bytes(f.GetGeometryRef().ExportToWkb())) for f in ds.GetLayer(0)
+            if f["class_name"] == BUILDING]
+
+
+def reference(path: Path):
+    with rasterio.open(path) as ds:
+        arr, t = ds.read(1), ds.transform
+    m = [t.a, t.b, t.d, t.e, t.xoff, t.yoff]
+    return unary_union([affine_transform(shape(g), m)
+                        for g, v in shapes(arr, mask=arr == 1, connectivity=4)])
+
+
+def right_angle_share(polys: List, frame) -> float:
+    """Share of corners within 10° of a right angle (corners on the raster frame, where the
+    tile cuts a building, do not count)."""
+    angles = []
+    for p in polys:
+        for ring in [p.exterior, *p.interiors]:
+            pts = np.asarray(ring.coords)[:-1]
+            a, b = np.roll(pts, 1, axis=0) - pts, np.roll(pts, -1, axis=0) - pts
+            cos = (a * b).sum(1) / np.maximum(np.hypot(*a.T) * np.hypot(*b.T), 1e-12)
+            near = [np.isclose(pts[:, axis], edge, rtol=0, atol=1e-6)
+                    for axis, edge in ((0, frame[0]), (1, frame[1]), (0, frame[2]), (1, frame[3]))]
+            inside = ~np.logical_or.reduce(near)
+            angles.append(np.degrees(np.arccos(np.clip(cos[inside], -1, 1))))
+    angles = np.concatenate(angles) if angles else np.zeros(0)
+    return float((np.abs(angles - 90) <= 10).mean()) if len(angles) else float("nan")
+
+
+def boundary_f(out, ref, d: float) -> float:
+    a, b = out.boundary, ref.boundary
+    precision = a.intersection(b.buffer(d)).length / max(a.length, 1e-12)
+    recall = b.intersection(a.buffer(d)).length / max(b.length, 1e-12)
+    return 2 * precision * recall / max(precision + recall, 1e-12)
+
+
+def overlap_area(polys: List) -> float:
+    tree = STRtree(polys)
+    index = {id(p): i for i, p in enumerate(polys)}
+    total = 0.0
+    for i, p in enumerate(polys):
+        for q in tree.query(p):
+            if index[id(q)] > i:
+                total += p.intersection(q).area
+    return total
+
+
+def score(polys: List, ref, tol: float, frame, seconds: float) -> Dict[str, float]:
+    invalid = sum(not p.is_valid for p in polys)
+    polys = [p if p.is_valid else p.buffer(0) for p in polys]
+    out = unary_union(polys)
+    return {"iou": out.intersection(ref).area / out.union(ref).area,
+            "polygons": len(polys), "invalid": invalid,
+            "vertices": sum(len(p.exterior.coords) - 1 + sum(len(r.coords) - 1
+                                                              for r in p.interiors)
+                            for p in polys),
+            "right_angles": right_angle_share(polys, frame),
+            "boundary_f": boundary_f(out, ref, tol),
+            "overlap_m2": overlap_area(polys), "seconds": seconds}
+
+
+def run_set(name: str, raster: Path, ref, tol: float) -> Dict[str, Dict[str, float]]:
+    variants = {"raw": {"as_is": "all"}, "simplified": {"as_is": "all", "simplify": tol},
+                "regularised": {"as_is": "all", "regularize": BUILDING, "tolerance": tol}}
+    with rasterio.open(raster) as ds:
+        frame = tuple(ds.bounds)
+    scores = {}
+    for variant, options in variants.items():
+        out = WORK / f"{name}-{variant}.gpkg"
+        started = time.perf_counter()
+        vectorize(raster, out, values=[1], **options)
+        scores[variant] = score(buildings(out), ref, tol, frame, time.perf_counter() - started)
+        print(name, tol, variant, json.dumps({k: round(v, 4) for k, v in scores[variant].items()}),
+              flush=True)
+    return scores
+
+
+PEAK = ("import resource, runpy, sys\n"
+        "sys.argv = ['engine', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('engine', run_name='__main__')\n"
+        "finally:\n    print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+
+
+def streaming(sizes: List[int]) -> Dict[str, Dict[str, float]]:
+    """Peak memory and time of vectorize with buildings regularised and vegetation smoothed on
+    synthetic scenes of growing size (each run in its own process, which reports its peak)."""
+    from engine.sample import make_sample
+    out = {}
+    for size in sizes:
+        scene = make_sample(WORK / f"scene{size}", size=size)
+        started = time.perf_counter()
+        r = subprocess.run([sys.executable, "-c", PEAK, "vectorize", "--input",
+                            str(scene["labels"]), "--output", str(WORK / f"scene{size}.gpkg"),
+                            "--regularize", "building", "--smooth", "tree,low vegetation"],
+                           cwd=ROOT, check=True, capture_output=True, text=True)
+        peak_kb = int(r.stdout.rsplit("PEAK_KB", 1)[1].split()[0])
+        written = ogr.Open(str(WORK / f"scene{size}.gpkg"))  # keep: the layer dies with it
+        out[str(size)] = {"seconds": time.perf_counter() - started, "peak_rss_mb": peak_kb / 1024,
+                          "features": written.GetLayer(0).GetFeatureCount()}
+        print("streaming", size, json.dumps(out[str(size)]), flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--memory", type=int, nargs="*", default=[1024, 3072],
+                        help="synthetic scene sizes for the peak-memory runs (none: skip)")
+    parser.add_argument("--only", choices=("sets", "memory"),
+                        help="run only the real-data sets or only the memory runs")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = {"machine": machine(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if args.only != "memory":
+        result = {"benchmark": "polygons", **stamp, "sets": real_sets()}
+        (RESULTS / "polygons.json").write_text(json.dumps(result, indent=1))
+    if args.only != "sets":
+        result = {"benchmark": "polygons-memory", **stamp, "streaming": streaming(args.memory)}
+        (RESULTS / "polygons-memory.json").write_text(json.dumps(result, indent=1))
+
+
+def real_sets() -> Dict[str, Dict]:
+    """The real building labels, clean and prediction-like, at each tolerance."""
+    results = {}
+    for name, rel, value, pixel in SETS:
+        path = DATA / rel
+        if not path.exists():
+            print(f"skip {name}: {path} is absent")
+            continue
+        with rasterio.open(path) as ds:
+            labels = ds.read(1)
+            georef = (ds.transform, ds.crs) if ds.crs else (None, "EPSG:2056")
+        clean = class_raster(name, labels, value, pixel, *georef)
+        ref = reference(clean)
+        mask = noisy(labels == value, pixel)
+        rough = class_raster(f"{name}-noisy", mask, 1, pixel, *georef)
+        results[name] = {"pixel_m": pixel, "clean": {}, "noisy": {}}
+        for tol in (t for t in TOLERANCES_M if t >= pixel):
+            results[name]["clean"][str(tol)] = run_set(name, clean, ref, tol)
+            results[name]["noisy"][str(tol)] = run_set(f"{name}-noisy", rough, ref, tol)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Which classes get which outline, and drawing it: regularised, smoothed or as-is.
+
+Each class has a ``shape``: ``building`` (regularised: :mod:`engine.analysis.regularize`),
+``natural`` (smoothed with shared borders: :mod:`engine.analysis.smooth`) or ``as-is`` (the
+pixel outline, optionally Douglas-Peucker simplified).  The shapes come from the model card's
+classes (``"shape"``, written into the class raster's ``RS_SEG_CLASSES`` tag by predict, or read
+from ``--model``); overrides name classes by name or value: ``regularize`` makes them buildings,
+``smooth`` natural, ``as_is`` as-is (``all`` for every class).
+
+The tolerance (metres) drives both: default twice the pixel size; one the user gives must be at
+least the pixel size and below half the typical building width.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from shapely.geometry import Polygon
+
+from ..io.classes import SHAPES
+from ..io.gsd import raster_gsd
+from ..jobs import InputError
+from .regularize import Buildings, check_tolerance
+from .smooth import CoverageSmoother, LabelSampler, smooth_classes
+
+DEFAULT_TOLERANCE_PX = 2.0
+DEFAULT_FILL_HOLES_TOL2 = 4.0  # holes below (2 tolerances)² are filled by default
+
+
+def card_shapes(classes: Sequence[Mapping[str, Any]]) -> Dict[int, str]:
+    """``{class value: shape}`` of card class entries that name a shape."""
+    return {int(c["value"]): str(c["shape"]) for c in classes if c.get("shape") in SHAPES}
+
+
+def class_names(ds: Any) -> Dict[int, str]:
+    """Class names by value from band 1's ``CLASS_<v>`` tags (or the ``RS_SEG_CLASSES`` JSON)."""
+    tags = ds.tags(1)
+    names: Dict[int, str] = {}
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        for c in json.loads(tags.get("RS_SEG_CLASSES", "[]")):
+            names[int(c["value"])] = str(c["name"])
+    for key, name in tags.items():
+        if key.startswith("CLASS_"):
+            with contextlib.suppress(ValueError):
+                names[int(key[len("CLASS_"):])] = name
+    return names
+
+
+def raster_shapes(ds: Any) -> Dict[int, str]:
+    """Shapes carried by a class raster's ``RS_SEG_CLASSES`` tag (empty when none)."""
+    with contextlib.suppress(KeyError, ValueError, TypeError):
+        return card_shapes(json.loads(ds.tags(1)["RS_SEG_CLASSES"]))
+    return {}
+
+
+def _class_values(names: Mapping[int, str], wanted: str, option: str) -> List[int]:
+    by_name = {n.lower(): v for v, n in names.items()}
+    out = []
+    for item in (w.strip() for w in wanted.split(",")):
+        if not item:
+            continue
+        if item.lower() in by_name:
+            out.append(by_name[item.lower()])
+        elif item.lstrip("-").isdigit() and (int(item) in names or not names):
+            out.append(int(item))  # an untagged raster's classes are known by value only
+        else:
+            listed = ", ".join(f"{v} {n}" if str(v) != n else n for v, n in sorted(names.items()))
+            raise InputError(f"{option}: the raster has no class {item!r}; its classes are "
+                             f"{listed or 'not named (give class values)'}")
+    return out
+
+
+def resolve_shapes(base: Mapping[int, str], names: Mapping[int, str],
+                   regularize: Optional[str] = None, smooth: Optional[str] = None,
+                   as_is: Optional[str] = None) -> Dict[int, str]:
+    """The shape of each class: ``base`` (card / raster tags) with the overrides applied.
+    ``names`` (value → name) are the classes the raster has."""
+    shapes = dict(base)
+    if as_is and as_is.strip().lower() == "all":
+        shapes = {}
+    elif as_is:
+        for v in _class_values(names, as_is, "--as-is"):
+            shapes.pop(v, None)
+    for option, wanted, shape in (("--regularize", regularize, "building"),
+                                  ("--smooth", smooth, "natural")):
+        if wanted:
+            shapes.update({v: shape for v in _class_values(names, wanted, option)})
+    return {v: s for v, s in shapes.items() if s != "as-is"}
+
+
+def pixel_metres(ds: Any) -> float:
+    """Pixel size in metres (CRS units without a CRS)."""
+    gsd = raster_gsd(ds)
+    return float(gsd) if gsd else float(abs(ds.transform.a)) or 1.0
+
+
+class Outliner:
+    """Draws each region's outline by its class's shape, in pixel coordinates."""
+
+    def __init__(self, ds: Any, shapes: Mapping[int, str], tolerance_m: Optional[float],
+                 fill_holes_m2: Optional[float], block: int) -> None:
+        self.shapes = dict(shapes)
+        self.pixel_m = pixel_metres(ds)
+        tol_m = tolerance_m or DEFAULT_TOLERANCE_PX * self.pixel_m
+        if self.shapes:
+            check_tolerance(tol_m, self.pixel_m)
+        self.tol = tol_m / self.pixel_m
+        fill = fill_holes_m2 if fill_holes_m2 is not None else \
+            DEFAULT_FILL_HOLES_TOL2 * tol_m * tol_m
+        self.buildings = Buildings(self.tol, fill / self.pixel_m ** 2, self.pixel_m,
+                                   check=tolerance_m is not None,
+                                   frame=(ds.width, ds.height)) \
+            if "building" in self.shapes.values() else None
+        self.smoother = CoverageSmoother(LabelSampler(ds, block), self.shapes, self.tol) \
+            if smooth_classes(self.shapes) else None
+
+    @property
+    def building_values(self) -> List[int]:
+        return [v for v, s in self.shapes.items() if s == "building"]
+
+    def shape_of(self, value: int) -> str:
+        return self.shapes.get(value, "as-is")
+
+    def draw(self, value: int, poly: Polygon) -> List[Polygon]:
+        """The outline(s) of one region; ``[poly]`` for as-is classes without smoothing."""
+        shape = self.shape_of(value)
+        if shape == "building" and self.buildings is not None:
+            return list(self.buildings.add(poly))
+        if self.smoother is not None:
+            return self.smoother.polygon(poly, value)
+        return [poly]
+
+    def shared(self, value: int) -> bool:
+        """Whether the outline of this class shares its borders with neighbours (then it must
+        not be simplified on its own)."""
+        return self.smoother is not None and self.shape_of(value) != "building"
+
+    @property
+    def dropped(self) -> int:
+        """Buildings too small for the tolerance (see :mod:`engine.analysis.regularize`)."""
+        return self.buildings.dropped if self.buildings is not None else 0
+
+    def on_block(self, frontier: float) -> None:
+        """No polygon still to come reaches above ``frontier`` (pixel row)."""
+        if self.buildings is not None:
+            self.buildings.forget_above(frontier)
+
+    def finish(self) -> None:
+        """Checks that need every building (the tolerance against their size)."""
+        if self.buildings is not None:
+            self.buildings.finish()

@@ -20,7 +20,7 @@ export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt-deps demo test bench bench-realdata bench-transfer bench-zoo bench-polygons bench-loop gpu-check qgis package gui-shot gui-deps clean
+.PHONY: setup apt-deps demo test bad-input-table bench bench-realdata bench-transfer bench-zoo bench-polygons bench-loop gpu-check qgis package gui-shot gui-deps clean
 
 setup: apt-deps $(STAMP)
 
@@ -48,6 +48,11 @@ test: setup
 	$(VPY) -m pip download -q --disable-pip-version-check --no-deps -d build/reference \
 	  torchvision==$(TORCHVISION_REFERENCE) || echo "torchvision wheel not downloaded: its reference test skips"
 	OMP_NUM_THREADS=1 $(VPY) -m pytest
+
+bad-input-table: setup   # docs/bad-input.md: bad input → message, written by the tests themselves
+	rm -f docs/bad-input.md
+	RS_SEG_WRITE_BAD_INPUT=1 OMP_NUM_THREADS=1 $(VPY) -m pytest -q tests/engine/test_bad_input.py \
+	  tests/engine/test_cli_interrupt.py
 
 bench: setup
 	$(VPY) bench/run.py

@@ -1,10 +1,33 @@
 """Command line: ``python -m engine <command> …`` (see ``--help``)."""
 from __future__ import annotations
 
+import os
+import signal
+import sys
+
+
+def _cancelled_at_start(signum: int, frame: object) -> None:
+    """Ctrl-C while this module's own imports run: nothing was written yet."""
+    sys.stderr.write("cancelled: no output was written\n")
+    os._exit(130)
+
+
+_interrupted = False
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C once this module is loaded: a KeyboardInterrupt, remembered because an extension
+    being imported (numpy, torch) may turn it into an ImportError."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+    signal.signal(signal.SIGINT, _cancelled_at_start)
+
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
@@ -145,6 +168,11 @@ def cmd_predict(a: argparse.Namespace) -> None:
     if a.output is None and a.output_dir is None:
         raise EngineError("give --output FILE for the segmented raster, or --output-dir DIR "
                           "for several inputs")
+    if a.output is not None:  # refused before the model loads (predict checks again, and locks)
+        from .io.cog import check_raster_outputs
+        check_raster_outputs({"--output": a.output, "--probabilities": a.probabilities,
+                              "--uncertainty": a.uncertainty},
+                             [a.input[0], a.aux, a.model])
     model = _load(a, resolve_device(a.device))
     if a.output_dir is not None:
         if a.uncertainty:
@@ -331,6 +359,21 @@ def _worker_rank() -> bool:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; the exit status: 0 done, 2 a sentence on stderr (3: some files of a
+    batch failed), 130 cancelled (Ctrl-C at any moment, the imports at start-up included)."""
+    if signal.getsignal(signal.SIGINT) is _cancelled_at_start:  # from here: KeyboardInterrupt
+        signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return _run(argv)
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt) and not (_interrupted
+                                                           and isinstance(exc, Exception)):
+            raise
+        print("cancelled: no output was written", file=sys.stderr)
+        return 130
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
     args = build_parser().parse_args(argv)
     if _worker_rank():  # rank 0 prints the summary; errors still reach stderr
         sys.stdout = open(os.devnull, "w")
@@ -345,8 +388,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (Cancelled, KeyboardInterrupt):
         print("cancelled: no output was written", file=sys.stderr)
         return 130
+    except Exception as exc:  # a raster GDAL cannot read, wherever it was read: one sentence
+        from .io.rasters import read_failure
+        failure = read_failure(exc)
+        if failure is None:
+            raise
+        print(f"error: {failure}", file=sys.stderr, flush=True)
+        leave()
+        return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status == 130:
+        # a Ctrl-C that landed in Python code run by a C extension (torch's import runs some)
+        # leaves CPython's "unhandled interrupt" flag set although main() handled it, and the
+        # interpreter would end by re-raising SIGINT instead of exiting with 130; the outputs
+        # were already cleaned up on the way out of main()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

@@ -28,10 +28,10 @@ from ..inference.pipeline import (PROBABILITY_SCALE, Source, prepare_network, re
 from ..io.rasters import (WindowReader, bounded_gdal_cache, class_tags, data_band_indexes, intersection_grid,
                          match_bands, open_raster, output_profile, resolve_bands, same_grid, warp_to_grid,
                          without_alpha_flags)
-from ..io.cog import AVERAGE, MODE, add_format_argument, check_format
+from ..io.cog import AVERAGE, MODE, add_format_argument, check_format, check_raster_outputs
 from ..io.writer import StripWriter
 from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn, atomic_output,
-                   check_writable_output)
+                   job_outputs)
 from ..formats.card import LoadedModel
 from ..formats.modelfile import load_model
 from ..formats.overrides import add_model_arguments, overrides_from_args
@@ -176,6 +176,7 @@ def _from_to_codes(k: int) -> Tuple[str, int]:
     return ("uint8", 255) if k * k + 1 < 255 else ("uint16", 65535)
 
 
+@job_outputs
 def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: str | Path,
                   output: str | Path, probabilities: Optional[str | Path] = None,
                   polygons: Optional[str | Path] = None, threshold: float = 0.5,
@@ -215,18 +216,21 @@ def detect_change(model: str | Path | LoadedModel | None, t1: str | Path, t2: st
     if polygons is not None and Path(polygons).suffix.lower() != ".gpkg":
         raise InputError(f"change polygons are written as a GeoPackage; name it *.gpkg "
                          f"(got {Path(polygons).name})")
+    if segmentation_model is not None and from_to is None:
+        from_to = Path(output).with_name(Path(output).stem + "_from_to.tif")
+    table = Path(from_to_table) if from_to_table else (
+        Path(from_to).with_suffix(".csv") if from_to else None)
+    check_raster_outputs(
+        {"--output": output, "--probabilities": probabilities, "--from-to": from_to},
+        [t1, t2, *(m for m in (model, segmentation_model) if isinstance(m, (str, Path))
+                   and m not in ("cva", "pcc"))],
+        {"--polygons": polygons, "--from-to-table": table,
+         "the from-to summary": table.with_suffix(".json") if table else None})
     change_model = _load(model, dev, "change", "--model", backend, precision, job) \
         if method == "model" else None
     seg = (_load(segmentation_model, dev, "segmentation", "--segmentation-model", backend,
                  precision, job)
            if segmentation_model is not None else None)
-    if seg is not None and from_to is None:
-        from_to = Path(output).with_name(Path(output).stem + "_from_to.tif")
-    table = Path(from_to_table) if from_to_table else (
-        Path(from_to).with_suffix(".csv") if from_to else None)
-    for path in (output, probabilities, polygons, from_to, table):
-        if path is not None:
-            check_writable_output(path)
 
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:

@@ -38,10 +38,11 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from scipy import ndimage
 
+from ..io.cog import check_raster_outputs
 from ..io.rasters import check_overlap, data_band_indexes, open_raster, output_profile
 from ..io.writer import StripWriter
 from ..formats.overrides import comma_numbers
-from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output, check_writable_output
+from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output, job_outputs
 
 COMMAND = "derive"
 HELP = "write a structure-modality raster (edges, aligned DSM, SAM masks) on an image's grid"
@@ -153,6 +154,7 @@ def luminance_range(ds, bands: Sequence[int], max_side: int = 1024) -> Tuple[flo
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
+@job_outputs
 def derive_edges(input: str | Path, output: str | Path, *, bands: Optional[Sequence[int]] = None,
                  sigma: float = 1.0, gain: float = 4.0, dtype: str = "uint8", tile: int = 1024,
                  rows: int = 256, progress: Optional[ProgressFn] = None,
@@ -163,7 +165,7 @@ def derive_edges(input: str | Path, output: str | Path, *, bands: Optional[Seque
     if sigma < 0 or gain <= 0:
         raise InputError("sigma must be ≥ 0 and gain > 0")
     job = Job(progress, cancelled)
-    check_writable_output(output)
+    check_raster_outputs({"--output": output}, [input])
     started = time.perf_counter()
     with open_raster(input) as ds:
         use = _bands(ds, bands, str(input))
@@ -196,6 +198,7 @@ def derive_edges(input: str | Path, output: str | Path, *, bands: Optional[Seque
 
 # ---- DSM ---------------------------------------------------------------------------------------
 
+@job_outputs
 def derive_dsm(input: str | Path, output: str | Path, dsm: str | Path, *, ndsm: bool = False,
                ndsm_window: int = 65, band: int = 1, tile: int = 1024, rows: int = 256,
                resampling: str = "bilinear", progress: Optional[ProgressFn] = None,
@@ -209,7 +212,7 @@ def derive_dsm(input: str | Path, output: str | Path, dsm: str | Path, *, ndsm: 
         raise InputError(f"unknown resampling {resampling!r}; use nearest, bilinear or "
                          f"cubic") from None
     job = Job(progress, cancelled)
-    check_writable_output(output)
+    check_raster_outputs({"--output": output}, [input, dsm])
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         ds = stack.enter_context(open_raster(input))
@@ -295,6 +298,7 @@ def to_uint8_rgb(pixels: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.ascontiguousarray(np.round(scaled).astype(np.uint8).transpose(1, 2, 0))
 
 
+@job_outputs
 def derive_sam(input: str | Path, output: str | Path, checkpoint: Optional[str | Path], *,
                model_type: Optional[str] = None, bands: Optional[Sequence[int]] = None,
                tile: int = 1024, halo: int = 64, device: str = "auto",
@@ -308,7 +312,7 @@ def derive_sam(input: str | Path, output: str | Path, checkpoint: Optional[str |
                          "--kind dsm --dsm DSM.tif")
     from ..compute.devices import resolve_device
     job = Job(progress, cancelled)
-    check_writable_output(output)
+    check_raster_outputs({"--output": output}, [input, checkpoint])
     started = time.perf_counter()
     with open_raster(input) as ds:
         use = _bands(ds, bands, str(input))

@@ -20,7 +20,8 @@ from rasterio.enums import Resampling
 from rasterio.windows import transform as window_transform
 
 from ..io.rasters import CLASS_NODATA, bounded_gdal_cache, check_overlap, open_raster, same_grid, warp_to_grid
-from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output, check_writable_output
+from ..jobs import (CancelledFn, InputError, Job, ProgressFn, atomic_output, check_outputs,
+                   job_outputs)
 from .metrics import area_based_accuracy, confusion_matrix, scores
 
 COMMAND = "evaluate"
@@ -35,15 +36,14 @@ def prediction_classes(ds: rasterio.io.DatasetReader) -> Dict[int, str]:
     return {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
 
 
+@job_outputs
 def evaluate(prediction: str | Path, reference: str | Path, report: str | Path,
              html_report: Optional[str | Path] = None, class_field: Optional[str] = None,
              ignore_value: Optional[int] = None, progress: Optional[ProgressFn] = None,
              cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Compare ``prediction`` with ``reference``; write the JSON (and HTML) report."""
     job = Job(progress, cancelled)
-    for out in (report, html_report):
-        if out is not None:
-            check_writable_output(out)
+    check_outputs({"--report": report, "--html": html_report}, [prediction, reference])
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
         pred = stack.enter_context(open_raster(prediction))

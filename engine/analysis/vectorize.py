@@ -46,7 +46,8 @@ from shapely.ops import unary_union
 from ..io.area import AreaMeter
 from ..io.gpkg import GpkgWriter
 from ..io.rasters import bounded_gdal_cache, open_raster
-from ..jobs import CancelledFn, InputError, Job, OutputError, ProgressFn, atomic_output
+from ..jobs import (CancelledFn, InputError, Job, OutputError, ProgressFn, atomic_output,
+                   check_outputs, job_outputs)
 from .attributes import (FIELDS, ProbabilityProbe, Stats, merge_stats, probability_fields,
                          provenance)
 from .outlines import Outliner, card_shapes, class_names, raster_shapes, resolve_shapes
@@ -311,6 +312,7 @@ def _open_class_raster(path: str | Path) -> Any:
     return ds
 
 
+@job_outputs
 def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
               simplify: float = 0.0, block: int = DEFAULT_BLOCK,
               values: Optional[Collection[int]] = None,
@@ -343,6 +345,7 @@ def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
         raise InputError(f"block must be a positive number of pixels (got {block})")
     if min_area < 0 or simplify < 0 or (tolerance or 0) < 0 or (fill_holes or 0) < 0:
         raise InputError("min-area, simplify, tolerance and fill-holes must not be negative")
+    check_outputs({"--output": out}, [input, probabilities, model])
     card = None
     if model is not None:
         from ..formats.modelfile import read_card

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from ..jobs import Job, ProgressFn
+from ..jobs import Job, ProgressFn, check_outputs, job_outputs
 from .card import default_card
 from .modelfile import save_model
 
 
+@job_outputs
 def init_model(arch: str, bands: int, classes: int, out: str | Path, seed: int = 0,
                backbone_weights: Optional[str | Path] = None,
                progress: Optional[ProgressFn] = None, **card_options: Any) -> Path:
@@ -19,6 +20,7 @@ def init_model(arch: str, bands: int, classes: int, out: str | Path, seed: int =
 
     from ..models import build
     from ..weights import inspect_backbone, load_backbone
+    check_outputs({"--out": out}, [backbone_weights])
     info = inspect_backbone(arch, backbone_weights) if backbone_weights else None
     if info is not None:
         card_options["hparams"] = {**(card_options.get("hparams") or {}), **info.hparams}

@@ -20,9 +20,9 @@ from . import sharded
 from ..compute.devices import resolve_device
 from .pipeline import predict, resolve_tiling
 from ..io.rasters import open_raster
-from ..io.cog import check_format
+from ..io.cog import check_extension, check_format
 from ..jobs import (Cancelled, CancelledFn, EngineError, InputError, Job, ModelFileError,
-                   OutputError, ProgressFn)
+                   OutputError, ProgressFn, check_distinct)
 from ..formats.card import LoadedModel
 from .backends import load_for_inference
 from .tiling import with_margin
@@ -106,17 +106,14 @@ def plan_outputs(inputs: Sequence[Path], output_dir: str | Path, output_name: st
     items = [_Item(p, _target(out_dir, output_name, p.stem, "output name"),
                    _target(out_dir, probabilities, p.stem, "probabilities")
                    if probabilities is not None else None) for p in inputs]
-    owners: Dict[Path, Path] = {}
+    targets: Dict[str, Optional[Path]] = {}
     for item in items:
-        for target in (item.output, item.probabilities):
-            if target is None:
-                continue
-            key = target.resolve()
-            if key in owners:
-                raise InputError(f"{owners[key]} and {item.input} would both be written to "
-                                 f"{target}; rename one of them or use name patterns that tell "
-                                 f"them apart (--output-name, --probabilities)")
-            owners[key] = item.input
+        targets[f"the output of {item.input}"] = item.output
+        targets[f"the probabilities of {item.input}"] = item.probabilities
+    check_distinct(targets, inputs)
+    for target in targets.values():
+        if target is not None:
+            check_extension(target)
     run, skipped = [], []
     for item in items:
         existing = [t for t in (item.output, item.probabilities) if t is not None and t.exists()]

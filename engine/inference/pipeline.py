@@ -24,11 +24,10 @@ from . import uncertainty as unsure
 from ..compute.devices import resolve_device
 from ..io.rasters import (WindowReader, bounded_gdal_cache, check_overlap, class_colormap, class_tags,
                          data_band_indexes, match_bands, normalise, open_raster, output_profile,
-                         resolve_bands, warp_to_grid, without_alpha_flags)
-from ..io.cog import AVERAGE, MODE, check_format
+                         resolve_bands, warp_to_grid, without_alpha_flags, alpha_note)
+from ..io.cog import AVERAGE, MODE, check_format, check_raster_outputs
 from ..io.writer import StripWriter
-from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn,
-                   check_writable_output)
+from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn, job_outputs
 from ..formats.card import LoadedModel
 from ..compute.threads import plan_threads
 from .backends import backend_name, load_for_inference
@@ -111,6 +110,13 @@ def _read_batches(sources: Sequence[Source], grid: Grid, rows: range, batch_size
         _put(out, exc, stop)
 
 
+def _read_in_gdal_env(*args: Any) -> None:
+    """:func:`_read_batches` under the engine's GDAL environment: environments are per thread,
+    and outside one GDAL prints its own error lines beside the engine's sentence."""
+    with bounded_gdal_cache():
+        _read_batches(*args)
+
+
 def _put(out: "queue.Queue[Any]", item: Any, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
@@ -176,7 +182,7 @@ def run_sliding_window(forward: Callable[..., Any], sources: Sequence[Source],
     q: "queue.Queue[Any]" = queue.Queue(maxsize=3)
     stop = threading.Event()
     rows = range(len(grid.ys)) if rows is None else rows
-    reader = threading.Thread(target=_read_batches, name="rs-seg-reader", daemon=True,
+    reader = threading.Thread(target=_read_in_gdal_env, name="rs-seg-reader", daemon=True,
                               args=(sources, grid, rows, batch_size, device.type == "cuda", stop,
                                     q))
     reader.start()
@@ -290,6 +296,7 @@ def open_sources(card: Dict[str, Any], image: rasterio.io.DatasetReader,
     return sources
 
 
+@job_outputs
 def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Path,
             probabilities: Optional[str | Path] = None, aux: Optional[str | Path] = None,
             device: str = "auto", tile: Optional[int] = None, overlap: Optional[int] = None,
@@ -315,6 +322,9 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     any domain notes.
     """
     job = Job(progress, cancelled)
+    check_raster_outputs({"--output": output, "--probabilities": probabilities,
+                          "--uncertainty": uncertainty},
+                         [input, aux, model.path if isinstance(model, LoadedModel) else model])
     dev = sharded.rank_device(resolve_device(device))
     plan = plan_threads()
     lm = load_for_inference(model, dev, backend, precision, job, plan)
@@ -331,9 +341,6 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     check_tta(tta)
     unsure.check_measure(uncertainty_measure)
     t, o = resolve_tiling(card, tile, overlap)
-    for path in (output, probabilities, uncertainty):
-        if path is not None:
-            check_writable_output(path)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
@@ -346,7 +353,8 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         indexes, band_note = match_bands(ds, card["inputs"]["image"]["bands"], bands)
         stats = image_statistics(WindowReader(ds, indexes))
         range_note = check_range(card, "image", stats, ds.dtypes[indexes[0] - 1])
-        notes = [n for n in [band_note, range_note, *(card.get("onnx") or {}).get("notes", [])]
+        notes = [n for n in [band_note, alpha_note(ds, indexes), range_note,
+                             *(card.get("onnx") or {}).get("notes", [])]
                  if n] + input_notes(card, "image", stats, view.plan)
         for note in notes:
             job.log(note)

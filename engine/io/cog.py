@@ -15,14 +15,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import Dict, Iterable, Iterator, Mapping, Optional
 
 import rasterio.shutil
 
-from ..jobs import InputError, atomic_output, remove_with_sidecars
+from ..jobs import InputError, atomic_output, check_distinct, check_outputs, remove_with_sidecars
 from .rasters import BLOCK, bounded_gdal_cache
 
 FORMATS = ("gtiff", "cog")
+EXTENSIONS = (".tif", ".tiff")  # both formats are GeoTIFFs: the extension must say so
 MODE, AVERAGE = "mode", "average"  # overview resampling of codes (classes, change) / probabilities
 
 
@@ -33,6 +34,32 @@ def check_format(output_format: str) -> str:
                          f"use --format gtiff for a plain tiled GeoTIFF or --format cog for a "
                          f"Cloud-Optimized GeoTIFF with overviews")
     return output_format
+
+
+def check_extension(output: str | Path) -> Path:
+    """``output`` when its extension is a GeoTIFF's (.tif, .tiff), else a sentence: the raster
+    outputs are GeoTIFFs (``--format`` picks plain or Cloud-Optimized), and a file named .png or
+    .jpg holding one would mislead every program that opens it."""
+    out = Path(output)
+    if out.suffix.lower() not in EXTENSIONS:
+        raise InputError(f"{out} ends in {out.suffix or 'no extension'}, but raster outputs are "
+                         f"GeoTIFFs; name it .tif or .tiff (--format gtiff or cog; for another "
+                         f"format convert afterwards, e.g. gdal_translate -of PNG)")
+    return out
+
+
+def check_raster_outputs(outputs: Mapping[str, Optional[str | Path]],
+                         inputs: Iterable[Optional[str | Path]] = (),
+                         others: Mapping[str, Optional[str | Path]] = {},
+                         folders: Iterable[str] = ()) -> Dict[str, Path]:
+    """:func:`engine.jobs.check_outputs` on ``outputs`` (GeoTIFFs: each also named .tif/.tiff)
+    and ``others`` (the same job's other files: tables, polygons; ``folders``) together."""
+    every = {**outputs, **others}
+    check_distinct(every, inputs)  # first: an output that is the model file says so
+    for path in outputs.values():
+        if path is not None:
+            check_extension(path)
+    return check_outputs(every, inputs, folders)
 
 
 def source_path(output: str | Path) -> Path:
@@ -57,6 +84,7 @@ def cog_output(output: str | Path, resampling: str) -> Iterator[Path]:
     COG at ``output`` (atomically).  Either way the intermediate file is removed."""
     with atomic_output(output) as tmp:
         source = source_path(output)
+        remove_with_sidecars(source)  # a killed run's: the lock on ``output`` is ours now
         try:
             yield source
             to_cog(source, tmp, resampling)

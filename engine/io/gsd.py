@@ -8,38 +8,57 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import rasterio
+from rasterio import Affine
 from rasterio.warp import transform as transform_points
 
 from ..jobs import InputError
 
 TOLERANCE = 0.25  # relative GSD difference below which the network reads the raster as it is
 MAX_RATIO = 8.0  # beyond this the model would see another kind of imagery, not another GSD
-EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG): metres per radian of a great circle
+WGS84_A, WGS84_E2 = 6_378_137.0, 0.00669437999014  # semi-major axis (m), eccentricity²
 
 
 def raster_gsd(ds: rasterio.io.DatasetReader) -> Optional[float]:
-    """Mean pixel size of ``ds`` in metres, or None when it is not georeferenced.
-
-    Projected CRSs use their linear unit; geographic CRSs are converted at the raster's central
-    latitude (a degree of longitude shrinks with its cosine).
-    """
+    """Ground size of a pixel of ``ds`` in metres at the raster's centre, or None when it is not
+    georeferenced: :func:`ground_pixel_size` to 3 significant digits (a GSD is not known
+    better; UTM's 0.9996 scale stays a 0.5 m pixel, Web Mercator's 2 m at 54° N is 1.18 m)."""
     if ds.crs is None or ds.transform.is_identity:
         return None
-    t = ds.transform
-    px, py = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
-    if ds.crs.is_geographic:
-        left, bottom, right, top = ds.bounds
-        lat = math.radians((bottom + top) / 2)
-        if ds.crs.to_epsg() != 4326:  # other datums: their latitude is still close enough
-            _, (lat_deg,) = transform_points(ds.crs, "EPSG:4326", [(left + right) / 2],
-                                             [(bottom + top) / 2])
-            lat = math.radians(lat_deg)
-        metres_per_degree = math.radians(1) * EARTH_RADIUS_M
-        return math.sqrt(px * metres_per_degree * math.cos(lat) * py * metres_per_degree)
-    return math.sqrt(px * py) * float(ds.crs.linear_units_factor[1])
+    return float(f"{ground_pixel_size(ds.crs, ds.transform, ds.width, ds.height):.3g}")
+
+
+def ground_pixel_size(crs: Any, transform: Affine, width: int, height: int) -> float:
+    """Geodesic length on the WGS 84 ellipsoid of one pixel step at the centre of a
+    ``width``×``height`` grid: the geometric mean of the column and row steps, in metres.
+
+    Measured on the ground, not in the CRS's units, so every CRS comes out right: geographic
+    degrees, and projections whose scale varies across the map (Web Mercator's 2 m pixel at
+    54° N is 1.18 m on the ground).  A pixel is tiny next to the Earth, so the length of a step
+    is the ellipsoid's local metric: meridian radius × Δlatitude, prime-vertical radius ×
+    cos(latitude) × Δlongitude.  A CRS with no route to WGS 84 (a local engineering CRS) keeps
+    its linear unit.
+    """
+    cx, cy = width / 2, height / 2
+    xs, ys = zip(*(transform * p for p in ((cx, cy), (cx + 1, cy), (cx, cy + 1))))
+    try:
+        lons, lats = transform_points(crs, "EPSG:4326", list(xs), list(ys))
+    except Exception:  # noqa: BLE001 (GDAL raises several kinds for CRSs without a datum)
+        lons = lats = [math.nan]
+    if not all(map(math.isfinite, (*lons, *lats))):
+        px, py = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
+        return math.sqrt(px * py) * float(crs.linear_units_factor[1])
+    lat = math.radians(lats[0])
+    w = math.sqrt(1 - WGS84_E2 * math.sin(lat) ** 2)
+    meridian, prime = WGS84_A * (1 - WGS84_E2) / w ** 3, WGS84_A / w
+
+    def step(i: int) -> float:
+        dlat = math.radians(lats[i] - lats[0])
+        dlon = math.radians((lons[i] - lons[0] + 180) % 360 - 180)
+        return math.hypot(meridian * dlat, prime * math.cos(lat) * dlon)
+    return math.sqrt(step(1) * step(2))
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,19 @@
 tiled compressed GeoTIFF writers for class, probability and change rasters."""
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
@@ -41,10 +45,12 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
     if not str(path).startswith("/vsi") and not p.exists():
         raise InputError(f"input raster {p} does not exist; check the path")
     try:
-        ds = rasterio.open(p)
+        with warnings.catch_warnings():  # a raster without georeferencing is handled (GSD)
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(p)
     except RasterioIOError as exc:
         raise InputError(f"{p} is not a raster GDAL can read ({exc}); give a GeoTIFF or another "
-                         f"GDAL raster") from None
+                         f"GDAL raster, or re-create the file if it is damaged") from None
     if ds.dtypes[0] not in SUPPORTED_DTYPES:
         ds.close()
         raise InputError(f"{p} has data type {ds.dtypes[0]}; supported: "
@@ -52,9 +58,68 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
     return ds
 
 
+_BLOCK_FAILURE = re.compile(r"(?P<file>[^:]+?), band \d+: IReadBlock failed at X offset "
+                            r"(?P<bx>\d+), Y offset (?P<by>\d+)(?::\s*(?P<why>.*))?")
+
+
+def read_failure(exc: BaseException, path: Optional[str | Path] = None,
+                 window: Optional[Window] = None) -> Optional[InputError]:
+    """One sentence for a GDAL read failure: the file and the pixel block that cannot be read
+    (from GDAL's message, else ``window`` of ``path``); None when ``exc`` is not one."""
+    if not isinstance(exc, (RasterioIOError, CPLE_BaseError)):
+        return None
+    text = str(exc).replace("Read or write failed. ", "").strip()
+    match = _BLOCK_FAILURE.search(text)
+    name, where, why = str(path) if path else "a raster", "", text.rstrip(".")
+    if match:
+        name = match["file"].strip()
+        why = (match["why"] or "").rsplit(": ", 1)[-1].strip().rstrip(".") or why
+        bx, by = int(match["bx"]), int(match["by"])
+        where = f"the pixel block at block column {bx}, row {by}"
+        with contextlib.suppress(Exception), rasterio.open(name) as ds:
+            bh, bw = ds.block_shapes[0]
+            x0, y0 = bx * bw, by * bh
+            where = (f"the pixel block x {x0}–{min(x0 + bw, ds.width) - 1}, "
+                     f"y {y0}–{min(y0 + bh, ds.height) - 1}")
+    elif window is not None:
+        x0, y0 = int(window.col_off), int(window.row_off)
+        where = (f"the pixels x {x0}–{x0 + int(window.width) - 1}, "
+                 f"y {y0}–{y0 + int(window.height) - 1}")
+    place = f" at {where}" if where else ""
+    return InputError(f"{name} cannot be read{place} ({why}); the file is damaged or truncated: "
+                      f"re-create or re-download it")
+
+
+@contextlib.contextmanager
+def reading(ds: rasterio.io.DatasetReader, window: Optional[Window] = None) -> Iterator[None]:
+    """Turn a failed read of ``ds`` in the body into :func:`read_failure`'s sentence."""
+    try:
+        yield
+    except (RasterioIOError, CPLE_BaseError) as exc:
+        raise read_failure(exc, ds.name, window) from None
+
+
 def data_band_indexes(ds: rasterio.io.DatasetReader) -> List[int]:
     """1-based indexes of the bands that carry data (an alpha band is a mask, not data)."""
     return [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha]
+
+
+def alpha_note(ds: rasterio.io.DatasetReader, used: Sequence[int],
+               option: str = "--bands") -> Optional[str]:
+    """One sentence when ``ds`` flags a band as alpha: it is read as a mask and not as data
+    (NIR bands of RGBIR tiles are often flagged so), or ``used`` reads it as data anyway."""
+    alpha = [i for i in range(1, ds.count + 1) if ds.colorinterp[i - 1] == ColorInterp.alpha]
+    if not alpha:
+        return None
+    name = Path(ds.name).name
+    dropped = [b for b in alpha if b not in used]
+    if dropped:
+        every = ",".join(str(b) for b in range(1, ds.count + 1))
+        return (f"{name}: band {', '.join(map(str, dropped))} is flagged as alpha, so it is used "
+                f"as a mask (transparent where 0), not as data; if it holds data (e.g. NIR), "
+                f"choose it with {option} {every}")
+    return (f"{name}: band {', '.join(map(str, alpha))} is flagged as alpha but read as data; "
+            f"pixels are masked by the nodata value only")
 
 
 def resolve_bands(ds: rasterio.io.DatasetReader, card_bands: Sequence[Mapping[str, Any]],
@@ -128,13 +193,14 @@ class WindowReader:
         w, h = self.ds.width, self.ds.height
         x1, y1 = min(x + size, w), min(y + size, h)
         win = Window(x, y, x1 - x, y1 - y)
-        pixels = self.ds.read(self.bands, window=win, out_dtype="float32")
-        if self._alpha_is_data:
-            nodata = self.ds.nodata
-            valid = (np.ones(pixels.shape[1:], dtype=bool) if nodata is None
-                     else (pixels != nodata).any(axis=0))
-        else:
-            valid = self.ds.dataset_mask(window=win) > 0
+        with reading(self.ds, win):
+            pixels = self.ds.read(self.bands, window=win, out_dtype="float32")
+            if self._alpha_is_data:
+                nodata = self.ds.nodata
+                valid = (np.ones(pixels.shape[1:], dtype=bool) if nodata is None
+                         else (pixels != nodata).any(axis=0))
+            else:
+                valid = self.ds.dataset_mask(window=win) > 0
         finite = np.isfinite(pixels).all(axis=0)
         valid &= finite
         if not finite.all():

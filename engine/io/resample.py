@@ -26,7 +26,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from .rasters import WindowData, WindowReader
+from .rasters import WindowData, WindowReader, reading
 
 
 def interpolation_matrix(n_out: int, n_in: int) -> np.ndarray:
@@ -78,9 +78,10 @@ class ResampledWindowReader(WindowReader):
         ow, oh = (max(1, min(t, int(round(n * t / size)))) for n in (cw, ch))
         win = Window(x, y, cw, ch)
         resampling = Resampling.average if t < size else Resampling.bilinear
-        pixels = self.ds.read(self.bands, window=win, out_shape=(len(self.bands), oh, ow),
-                              out_dtype="float32", resampling=resampling)
-        native = self.input_validity(win)
+        with reading(self.ds, win):
+            pixels = self.ds.read(self.bands, window=win, out_shape=(len(self.bands), oh, ow),
+                                  out_dtype="float32", resampling=resampling)
+            native = self.input_validity(win)
         finite = np.isfinite(pixels).all(axis=0)
         valid = _nearest(native, (oh, ow)) & finite
         if not finite.all():

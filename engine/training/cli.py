@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..formats.overrides import comma_numbers
 from ..models import available
 from .losses import LOSSES
 from .schedule import SCHEDULES
@@ -20,9 +21,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training image (repeat for several; the 'before' date for change)")
     p.add_argument("--image2", action="append", default=[], dest="images2",
                    help="the 'after' date of each --image (change)")
+    p.add_argument("--bands", type=comma_numbers(int, "bands", "1,2,3,4"), help="bands of every image to train on, e.g. 1,2,3,4 "
+                   "(default: its data bands; a band flagged alpha is a mask unless chosen)")
     p.add_argument("--aux", action="append", default=[], help="auxiliary raster per --image")
     p.add_argument("--labels", action="append", default=[],
                    help="label raster per --image (class values)")
+    p.add_argument("--label-colours", metavar="isprs|FILE",
+                   help="the --labels are colour-coded (RGB, a colour per class): isprs, or a "
+                        "table file of 'R,G,B,name' lines; the table goes into the model card")
     p.add_argument("--polygons", help="labelled polygons (GeoPackage, Shapefile …)")
     p.add_argument("--class-field", help="attribute of --polygons holding the class")
     p.add_argument("--ignore-value", type=int, help="label value that never counts")

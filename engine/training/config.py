@@ -24,7 +24,9 @@ class TrainConfig:
     arch: str = "unet"
     aux: List[str] = field(default_factory=list)
     images2: List[str] = field(default_factory=list)
+    bands: Optional[List[int]] = None  # imagery bands to train on (1-based); default its data bands
     labels: List[str] = field(default_factory=list)
+    label_colours: Optional[str] = None  # colour-coded labels: "isprs" or a colour table file
     polygons: Optional[str] = None
     class_field: Optional[str] = None
     ignore_value: Optional[int] = None

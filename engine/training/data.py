@@ -42,10 +42,28 @@ class Scene:
     labels: Optional[str] = None
     polygons: Optional[str] = None
     class_field: Optional[str] = None
+    bands: Optional[List[int]] = None  # --bands: the imagery bands to train on (1-based)
 
     @property
     def base(self) -> str:
         return next(g for g in self.inputs if g in BASE_GROUPS)
+
+    def bands_of(self, group: str) -> Optional[List[int]]:
+        """The bands chosen for ``group`` (None: its data bands); aux rasters keep theirs."""
+        return self.bands if group in IMAGERY_GROUPS else None
+
+
+def group_bands(ds: rasterio.io.DatasetReader, chosen: Optional[Sequence[int]]) -> List[int]:
+    """The bands of ``ds`` a training group reads: ``chosen`` (``--bands``) or its data bands
+    (a band flagged alpha is a mask: :func:`engine.io.rasters.alpha_note` says so)."""
+    if not chosen:
+        return data_band_indexes(ds) or [1]
+    bad = [b for b in chosen if not 1 <= b <= ds.count]
+    if bad:
+        raise InputError(f"--bands {','.join(map(str, chosen))}: band(s) "
+                         f"{', '.join(map(str, bad))} do not exist in {ds.name} ({ds.count} "
+                         f"bands)")
+    return list(chosen)
 
 
 @dataclass
@@ -55,6 +73,11 @@ class LabelSpec:
     classes: List[Dict[str, Any]]
     ignore_value: Optional[int] = None
     value_of: Dict[Any, int] = field(default_factory=dict)  # polygon field value → class value
+    notes: List[str] = field(default_factory=list)  # sentences for the user about the labels
+
+    def read_values(self, ds: rasterio.io.DatasetReader, window: Window) -> np.ndarray:
+        """The label values of ``window`` of the label raster ``ds``."""
+        return ds.read(1, window=window)
 
     def lut(self) -> np.ndarray:
         """256-entry table: raster label value → class index (IGNORE where it does not count)."""
@@ -83,7 +106,7 @@ class SceneReader:
         self.readers: Dict[str, WindowReader] = {}
         for group, path in scene.inputs.items():
             ds = base if group == scene.base else self._aligned(path, Resampling.bilinear)
-            self.readers[group] = WindowReader(ds, data_band_indexes(ds) or [1])
+            self.readers[group] = WindowReader(ds, group_bands(ds, scene.bands_of(group)))
         self._pre: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         for group, reader in self.readers.items():
             mode = normalisation if group in IMAGERY_GROUPS else "dataset"
@@ -129,7 +152,7 @@ class SceneReader:
         w, h = min(size, self.width - x), min(size, self.height - y)
         out = np.full((size, size), IGNORE, dtype=np.uint8)
         if self._labels is not None:
-            raw = self._labels.read(1, window=Window(x, y, w, h))
+            raw = self.spec.read_values(self._labels, Window(x, y, w, h))
             out[:h, :w] = self._lut[np.clip(raw, 0, 255).astype(np.uint8)]
             out[:h, :w][(raw < 0) | (raw > 255)] = IGNORE
         else:
@@ -163,7 +186,10 @@ def discover_label_classes(scenes: Sequence[Scene], ignore_value: Optional[int],
         with open_raster(scene.labels) as ds:
             if ds.count != 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
                 raise InputError(f"label raster {scene.labels} must have one integer band "
-                                 f"(class values); it has {ds.count} band(s) of {ds.dtypes[0]}")
+                                 f"(class values); it has {ds.count} band(s) of {ds.dtypes[0]}"
+                                 + ("; for colour-coded labels (a colour per class) give "
+                                    "--label-colours isprs or a colour table file"
+                                    if ds.count >= 3 else ""))
             for _, win in ds.block_windows(1):
                 block = ds.read(1, window=win)
                 block = block[(block >= 0) & (block < 255)]
@@ -423,11 +449,12 @@ def band_statistics(readers: Sequence[SceneReader], cells: Sequence[Cell], tile:
     return stats
 
 
-def band_names(path: str, count: int) -> List[str]:
-    """Band names from the raster's descriptions, or R,G,B(,NIR)-style defaults."""
+def band_names(path: str, count: int, bands: Optional[Sequence[int]] = None) -> List[str]:
+    """Band names from the raster's descriptions (of ``bands``, default its data bands), or
+    R,G,B(,NIR)-style defaults."""
     from ..formats.card import DEFAULT_BAND_NAMES
     with open_raster(path) as ds:
-        desc = [ds.descriptions[i - 1] for i in data_band_indexes(ds)]
+        desc = [ds.descriptions[i - 1] for i in group_bands(ds, bands)]
     if all(desc) and len(desc) == count:
         return list(desc)
     return list(DEFAULT_BAND_NAMES.get(count, [f"B{i}" for i in range(1, count + 1)]))

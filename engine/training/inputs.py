@@ -9,11 +9,12 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..io.classes import CHANGE_CLASSES
+from ..io.label_colours import colours_to_values, read_colour_table, survey
 from ..io.weight_layouts import pretrained_statistics
 from ..jobs import InputError, Job
 from .config import TrainConfig
 from .data import (IMAGERY_GROUPS, LabelSpec, Scene, band_names, discover_label_classes,
-                   polygon_label_spec)
+                   group_bands, polygon_label_spec)
 from .losses import IGNORE
 
 
@@ -43,7 +44,11 @@ def training_scenes(cfg: TrainConfig) -> List[Scene]:
         if cfg.aux:
             inputs["aux"] = cfg.aux[i]
         scenes.append(Scene(inputs, labels=cfg.labels[i] if cfg.labels else None,
-                            polygons=cfg.polygons, class_field=cfg.class_field))
+                            polygons=cfg.polygons, class_field=cfg.class_field,
+                            bands=cfg.bands))
+    for scene in scenes if cfg.bands else ():  # a band that does not exist: say so first
+        for group, path in scene.inputs.items():
+            band_count(path, scene.bands_of(group))
     return scenes
 
 
@@ -54,8 +59,44 @@ def label_spec(cfg: TrainConfig, scenes: List[Scene]) -> LabelSpec:
     if cfg.classes:  # fixed by the caller (refine: the model's classes, present or not)
         return LabelSpec(classes=[dict(c) for c in cfg.classes], ignore_value=cfg.ignore_value)
     if cfg.polygons:
+        if cfg.label_colours:
+            raise InputError("--label-colours reads colour-coded label rasters (--labels), not "
+                             "polygons; leave it out")
         return polygon_label_spec(scenes)
+    if cfg.label_colours:
+        return colour_label_spec(cfg.label_colours, scenes)
     return discover_label_classes(scenes, cfg.ignore_value)
+
+
+class ColourLabelSpec(LabelSpec):
+    """Colour-coded labels: each pixel's RGB colour is looked up in the colour table."""
+
+    def read_values(self, ds: Any, window: Any) -> np.ndarray:
+        return colours_to_values(ds.read([1, 2, 3], window=window), self.classes)
+
+
+def colour_label_spec(table: str, scenes: List[Scene]) -> ColourLabelSpec:
+    """The colour table's classes (``--label-colours``), checked against the label rasters: a
+    sentence when no colour matches or fewer than two classes occur; a note for the share of
+    pixels whose colour is not in the table (they are not trained on)."""
+    classes = read_colour_table(table)
+    notes, present = [], set()
+    for scene in scenes:
+        known, unknown = survey(scene.labels, classes)
+        present |= set(known)
+        total = sum(known.values()) + sum(unknown.values())
+        top = ", ".join(c for c, _ in unknown.most_common(4))
+        if not known:
+            raise InputError(f"none of the colours of {scene.labels} is in the colour table "
+                             f"{table} (it has {top}); give the table of these labels")
+        if unknown:
+            notes.append(f"{Path(scene.labels).name}: {100 * sum(unknown.values()) / total:.1f} % "
+                         f"of the pixels have colours outside the table ({top}); they are not "
+                         f"trained on")
+    if len(present) < 2:
+        raise InputError(f"the labels hold {len(present)} class(es) of the colour table; "
+                         f"training needs at least two")
+    return ColourLabelSpec(classes=classes, notes=notes)
 
 
 class ChangeLabelSpec(LabelSpec):
@@ -69,11 +110,25 @@ class ChangeLabelSpec(LabelSpec):
         return table
 
 
-def band_count(path: str) -> int:
-    """Number of data bands of the raster at ``path`` (an alpha band is not data)."""
-    from ..io.rasters import data_band_indexes, open_raster
+def band_count(path: str, bands: Optional[List[int]] = None) -> int:
+    """Number of bands trained on in the raster at ``path``: ``bands`` (``--bands``), else its
+    data bands (an alpha band is not data)."""
+    from ..io.rasters import open_raster
     with open_raster(path) as ds:
-        return len(data_band_indexes(ds))
+        return len(group_bands(ds, bands))
+
+
+def band_notes(scenes: List[Scene]) -> List[str]:
+    """A sentence for each imagery raster with a band flagged alpha (used as a mask, or read as
+    data by ``--bands``)."""
+    from ..io.rasters import alpha_note, open_raster
+    notes = []
+    for scene in scenes:
+        for group, path in scene.inputs.items():
+            if group in IMAGERY_GROUPS:
+                with open_raster(path) as ds:
+                    notes.append(alpha_note(ds, group_bands(ds, scene.bands_of(group))))
+    return list(dict.fromkeys(n for n in notes if n))
 
 
 def image_gsd(path: str) -> Optional[float]:
@@ -120,12 +175,13 @@ def model_card(cfg: TrainConfig, scenes: List[Scene], spec: LabelSpec,
     inputs = {}
     for group in scenes[0].inputs:
         path = scenes[0].inputs[group]
-        n = band_count(path)
+        bands = scenes[0].bands_of(group)
+        n = band_count(path, bands)
         with open_raster(path) as ds:
             dtype, nodata = ds.dtypes[0], ds.nodata
         mean, std = stats[group]
         inputs[group] = {"bands": [{"index": i + 1, "name": nm}
-                                   for i, nm in enumerate(band_names(path, n))],
+                                   for i, nm in enumerate(band_names(path, n, bands))],
                          "dtype": dtype, "mean": mean, "std": std, "nodata": nodata,
                          "normalisation": cfg.normalisation if group in IMAGERY_GROUPS
                          else "dataset",
@@ -140,7 +196,7 @@ def model_card(cfg: TrainConfig, scenes: List[Scene], spec: LabelSpec,
 def network_hparams(cfg: TrainConfig, scenes: List[Scene], num_classes: int) -> Dict[str, Any]:
     """Hyper-parameters of the network to build: band counts, classes, then ``--hparams``."""
     base = scenes[0].inputs[scenes[0].base]
-    hp = {"in_channels": band_count(base), "num_classes": num_classes}
+    hp = {"in_channels": band_count(base, scenes[0].bands), "num_classes": num_classes}
     if "aux" in scenes[0].inputs:
         hp["aux_channels"] = band_count(scenes[0].inputs["aux"])
     hp.update(cfg.hparams)

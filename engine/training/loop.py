@@ -20,13 +20,15 @@ import time
 from dataclasses import asdict, astuple, replace
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
 
 from .. import __version__
 from ..formats.catalog import NEEDS_AUX
 from ..compute.backend import amp_dtype
 from ..compute.devices import resolve_device
-from ..jobs import CancelledFn, EngineError, InputError, Job, ProgressFn, check_writable_output
+from ..jobs import (CancelledFn, EngineError, InputError, Job, ProgressFn, check_outputs,
+                   job_outputs)
 from ..models import architecture, build
 from ..io.radiometry import check_mode
 from . import finetune
@@ -41,8 +43,9 @@ from .encoder import hold_statistics
 from .checkpoints import (checkpoint_path, load_checkpoint, record_epochs_run, restore_train_state,
                           save_train_state, write_best_model)
 from .distributed import all_sum, barrier, init_distributed
-from .inputs import (backbone_statistics, band_count, label_spec, model_card, network_hparams,
-                     training_scenes, window_read_size)
+from .verdict import training_warnings
+from .inputs import (backbone_statistics, band_count, band_notes, label_spec, model_card,
+                     network_hparams, training_scenes, window_read_size)
 from .losses import IGNORE, build_loss
 from .report import write_report
 from .schedule import LRSchedule, fit_to_run
@@ -60,6 +63,7 @@ def wants_targets(net: torch.nn.Module) -> bool:
     return "targets" in inspect.signature(net.forward).parameters
 
 
+@job_outputs
 def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] = None,
           cancelled: Optional[CancelledFn] = None, **kwargs: Any) -> Dict[str, Any]:
     """Train a model; returns a summary (paths, best epoch, validation scores)."""
@@ -75,7 +79,8 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                          f"(e.g. a DSM); give one per image with --aux")
     if cfg.tile % arch.input_multiple:
         raise InputError(f"--tile must be a multiple of {arch.input_multiple} for {cfg.arch}")
-    check_writable_output(cfg.out)
+    check_outputs({"--out": cfg.out}, [*cfg.images, *cfg.images2, *cfg.aux, *cfg.labels,
+                                       cfg.polygons, cfg.init, cfg.resume, cfg.backbone_weights])
     backbone = inspect_backbone(cfg.arch, cfg.backbone_weights) if cfg.backbone_weights else None
     device = resolve_device(cfg.device)
     rank, world = init_distributed(device)
@@ -86,10 +91,13 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
 
     scenes = training_scenes(cfg)
     spec = label_spec(cfg, scenes)
+    for note in band_notes(scenes) + spec.notes:
+        job.log(note)
     base = finetune.base_card(cfg.init) if cfg.init else None
     gsd_from_init = base is not None and cfg.gsd is None and base.get("gsd_m") is not None
     if base is not None:
-        finetune.check_compatible(base, cfg.task, band_count(scenes[0].inputs[scenes[0].base]),
+        finetune.check_compatible(base, cfg.task, band_count(scenes[0].inputs[scenes[0].base],
+                                                             cfg.bands),
                                   [c["value"] for c in spec.classes], cfg.init_head)
         cfg = replace(cfg, **finetune.inherited(base, cfg.normalisation, cfg.gsd))
     if backbone is not None and backbone.normalisation and cfg.normalisation is None:
@@ -184,6 +192,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     history: List[Dict[str, Any]] = []
     best, bad_epochs, start_epoch = -1.0, 0, 0
     plan = EpochPlan(cfg.epochs, steps_per_epoch)
+    best_matrix = matrix = None  # the saved model's and the last validation matrices
     if resume_state is not None:
         history, best, bad_epochs, start_epoch = restore_train_state(resume_state, net, optimiser,
                                                                      scheduler, scaler)
@@ -271,7 +280,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         scheduler.epoch_end(metric)
         improved = metric > best
         if improved:
-            best, bad_epochs = metric, 0
+            best, bad_epochs, best_matrix = metric, 0, matrix
         else:
             bad_epochs += 1
         job.log(f"epoch {epoch + 1}/{plan.epochs}: train loss {train_loss:.4f}, val loss "
@@ -296,10 +305,20 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         report = write_report(cfg.out, history, metric_name)
         record_epochs_run(cfg.out, len(history))
     barrier(world)
+    # a resumed run that never improved judges its last epoch (the saved model's is not kept)
+    warnings = _warn(job, best_matrix if best_matrix is not None else matrix, names)
     job.report(1.0, "train: done")
-    return {"model": str(cfg.out), "checkpoint": str(ckpt), **report,
+    return {"model": str(cfg.out), "checkpoint": str(ckpt), **report, "warnings": warnings,
             "best_metric": best, "epochs_run": len(history),
             "seconds": time.perf_counter() - started, "rank": rank, "world_size": world}
+
+
+def _warn(job: Job, matrix: Optional[np.ndarray], names: List[str]) -> List[str]:
+    """Log :func:`training_warnings` of ``matrix`` (none without one) and return them."""
+    warnings = training_warnings(matrix, names) if matrix is not None else []
+    for w in warnings:
+        job.log(f"warning: {w}")
+    return warnings
 
 
 def _training_summary(summary: Dict[str, Any], history: List[Dict[str, Any]], best_epoch: int,
@@ -337,7 +356,9 @@ def _fit_closed_form(cfg: TrainConfig, net: torch.nn.Module, card: Dict[str, Any
                          _training_summary(summary, history, 1, val_scores, "mIoU", metric))
         report = write_report(cfg.out, history, "mIoU")
     barrier(world)
+    warnings = _warn(job, matrix, names)
     job.report(1.0, "train: done")
-    return {"model": str(cfg.out), "checkpoint": None, **report, "best_metric": metric,
+    return {"model": str(cfg.out), "checkpoint": None, **report, "warnings": warnings,
+            "best_metric": metric,
             "epochs_run": 1, "seconds": time.perf_counter() - started, "rank": rank,
             "world_size": world}

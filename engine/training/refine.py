@@ -30,8 +30,8 @@ from ..inference.pipeline import predict
 from ..io.corrections import (CLASS_FIELD, REVIEWED_LAYER, corrections_layer, has_layer,
                               read_layer)
 from ..io.rasters import CLASS_NODATA, open_raster
-from ..jobs import (CancelledFn, InputError, Job, ModelFileError, ProgressFn,
-                    check_writable_output)
+from ..io.cog import check_raster_outputs
+from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn, check_outputs
 from ..models import architecture
 from .config import TrainConfig
 from .loop import train
@@ -67,7 +67,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
     """
     job = Job(progress, cancelled)
     parent = _parent_card(model)
-    check_writable_output(out)
+    check_outputs({"--out": out}, [model, image, corrections, prediction, uncertainty, reviewed])
     if max_epochs < 1:
         raise InputError(f"--max-epochs must be at least 1 (got {max_epochs})")
     if time_budget_s <= 0:
@@ -334,6 +334,10 @@ def run(args: argparse.Namespace, progress=None) -> None:
     """Run one round from parsed arguments and print its lineage and score."""
     if args.difference and not args.repredict:
         raise InputError("--difference compares the re-predicted raster: add --repredict FILE")
+    check_raster_outputs({"--repredict": args.repredict, "--difference": args.difference,
+                          "--repredict-uncertainty": args.repredict_uncertainty},
+                         [args.model, args.image, args.corrections, args.prediction,
+                          args.uncertainty, args.reviewed], others={"--out": args.out})
     result = refine(args.model, args.image, args.corrections, args.out, args.class_field,
                     args.prediction, args.uncertainty, args.time_budget_s, args.init_head,
                     args.held_out_share, args.pseudo_ratio, args.device, args.seed,

@@ -165,9 +165,13 @@ class EngineRun:
         except EngineError as exc:
             self.abandon()
             raise QgsProcessingException(str(exc)) from None
-        except Exception:
-            self.abandon()  # an unexpected failure: the traceback is the report
-            raise
+        except Exception as exc:
+            self.abandon()
+            from engine.io.rasters import read_failure
+            failure = read_failure(exc)  # a damaged raster: one sentence, not GDAL's traceback
+            if failure is not None:
+                raise QgsProcessingException(str(failure)) from None
+            raise  # an unexpected failure: the traceback is the report
         self.written.extend(p for p in produces if p)
         return result
 
@@ -231,6 +235,12 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
         problem = engine_problem(models)
         if problem:
             return False, problem
+        from engine.jobs import EngineError
+        from . import outputs
+        try:  # an output that is an input, two outputs one file, a raster not named .tif
+            outputs.check(self, parameters, context)
+        except EngineError as exc:
+            return False, str(exc)
         return super().checkParameterValues(self._indexed(parameters), context)
 
     # ---- common parameters --------------------------------------------------------------------

@@ -7,9 +7,11 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
                        QgsProcessingFeedback, QgsProcessingOutputFile, QgsProcessingOutputNumber,
                        QgsProcessingParameterBoolean, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination,
-                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber)
+                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
+                       QgsProcessingParameterString)
 
 from .base import MODEL_FILTER, EngineRun, RsSegAlgorithm, architectures, help_html, require_engine
+from .segment import parse_bands
 
 #: Published checkpoint containers (recognised by content, so any name works).
 WEIGHTS_FILTER = "Weights (*.pth *.pt *.bin *.safetensors *.npz);;All files (*)"
@@ -17,6 +19,10 @@ WEIGHTS_FILTER = "Weights (*.pth *.pt *.bin *.safetensors *.npz);;All files (*)"
 COMMON_HELP: List[Tuple[str, str]] = [
     ("LABELS", "label rasters of class values, one per image in the same order (or use "
                "LABEL_POLYGONS)"),
+    ("LABEL_COLOURS", "colour-coded LABELS (RGB, a colour per class, e.g. ISPRS): isprs, or a "
+                      "table file of 'R,G,B,name' lines; the table goes into the model card"),
+    ("BANDS", "bands of every image to train on, e.g. 1,2,3,4 (empty: its data bands; a band "
+              "flagged alpha, often the NIR of RGBIR tiles, is a mask unless chosen here)"),
     ("LABEL_POLYGONS", "digitised polygons with a class field, instead of LABELS"),
     ("CLASS_FIELD", "the field of LABEL_POLYGONS holding the class (integer value or name)"),
     ("IGNORE_VALUE", "label value that is not learnt (e.g. 0 for 'unlabelled')"),
@@ -82,6 +88,10 @@ class TrainAlgorithm(RsSegAlgorithm):
         self.add_image_inputs()
         self.addParameter(QgsProcessingParameterMultipleLayers(
             "LABELS", "Label rasters (one per image)", QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            "LABEL_COLOURS", "Colour-coded labels: isprs or a colour table file", optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            "BANDS", "Bands to train on (e.g. 1,2,3,4; empty: the data bands)", optional=True))
         self.add_class_polygons("LABEL_POLYGONS", "Label polygons", "Label value to ignore")
         names = architectures(self.TASK)
         default = self.DEFAULT_ARCHITECTURE if self.DEFAULT_ARCHITECTURE in names else None
@@ -140,6 +150,8 @@ class TrainAlgorithm(RsSegAlgorithm):
         run = EngineRun(context, feedback)
         result = run.call(
             train, out=out, task=self.TASK, labels=labels, polygons=polygons,
+            label_colours=self.parameterAsString(parameters, "LABEL_COLOURS", context) or None,
+            bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
             class_field=fields[0] if fields else None,
             ignore_value=self.optional_int(parameters, "IGNORE_VALUE", context),
             arch=self.parameterAsEnumString(parameters, "ARCHITECTURE", context),

@@ -73,3 +73,27 @@ def test_saved_model3_segment_then_vectorize(cli, inputs):
     area = sum(f.GetField("area_m2") for f in layer)
     assert layer.GetFeatureCount() >= len(np.unique(labels))
     assert area == pytest.approx(labels.size * 0.25) and all(names)
+
+
+def _python_installs():
+    """python3 of other installations (pyenv) whose version is QGIS's: the one that misleads it."""
+    import glob
+    import sys
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return sorted(glob.glob(f"/root/.pyenv/versions/{version}.*/bin/python3")
+                  + glob.glob(f"/opt/conda/bin/python{version}"))
+
+
+def test_qgis_python_is_used_whatever_python_comes_first_on_path(tmp_path, inputs):
+    others = _python_installs()
+    if not others:
+        pytest.skip("no other installation of QGIS's Python version on this machine")
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "python3").symlink_to(others[0])
+    env = {"PATH": f"{shadow}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "RS_SEG_QGIS_PROFILE": str(tmp_path / "profile"), "PYTHONHOME": str(shadow)}
+    r = subprocess.run([str(ROOT / "scripts" / "qgis-process"), "list"], capture_output=True,
+                       text=True, timeout=180, env=env)
+    assert r.returncode == 0 and "SIP" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert "rs_seg:segment" in r.stdout

@@ -20,8 +20,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from ...jobs import CancelledFn, Job, ModelFileError, ProgressFn, atomic_output, \
-    check_writable_output
+from ...jobs import (CancelledFn, Job, ModelFileError, ProgressFn, atomic_output, check_outputs,
+                    job_outputs)
 from .metadata import DEEPNESS_SCALE, export_metadata
 from ...compute.onnx_runtime import ONNX_PIN, require
 
@@ -38,6 +38,7 @@ NOT_EXPORTABLE: Dict[str, str] = {
 }
 
 
+@job_outputs
 def export_onnx(model: str | Path, output: str | Path, opset: int = OPSET,
                 dynamic_size: bool = False, progress: Optional[ProgressFn] = None,
                 cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
@@ -53,7 +54,7 @@ def export_onnx(model: str | Path, output: str | Path, opset: int = OPSET,
     from ..modelfile import load_model
     if opset < OPSET:
         raise ModelFileError(f"opset {opset} is too old; export with opset {OPSET} or newer")
-    check_writable_output(output)
+    check_outputs({"--output": output}, [model])
     lm = load_model(model, "cpu")
     card = lm.card
     arch = card["architecture"]

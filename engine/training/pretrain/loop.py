@@ -16,7 +16,7 @@ from torch import nn
 
 from ... import __version__
 from ...compute.devices import resolve_device
-from ...jobs import CancelledFn, InputError, Job, ProgressFn, check_writable_output
+from ...jobs import CancelledFn, InputError, Job, ProgressFn, check_outputs, job_outputs
 from ...formats.modelfile import load_model, save_model
 from ...models import architecture, build
 from ..checkpoints import PRETRAIN_FORMAT, checkpoint_path, load_checkpoint, save_checkpoint
@@ -92,6 +92,7 @@ def _deep_channels(network: nn.Module, arch: str, in_channels: int) -> int:
     return int(deep.shape[1])
 
 
+@job_outputs
 def pretrain(images: Sequence[str], arch: str, out: str, epochs: int = 100, batch_size: int = 16,
              crop: int = 224, device: str = "auto", lr: float = 1e-3, patch_size: int = 48,
              patch_num: int = 4, lam: float = 0.5, temperature: float = 0.5, seed: int = 0,
@@ -127,7 +128,7 @@ def pretrain(images: Sequence[str], arch: str, out: str, epochs: int = 100, batc
     if window < crop // 2:
         raise InputError(f"--window {window} is too small for --crop {crop}")
     bands = _check_images(images, window)
-    check_writable_output(out)
+    check_outputs({"--out": out}, [*images, resume])
     dev = resolve_device(device)
     rank, world = init_distributed(dev)
     if world > 1 and dev.type == "cuda":

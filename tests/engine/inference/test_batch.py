@@ -104,7 +104,7 @@ def test_duplicate_stems_are_refused_up_front(tmp_path, rasters, model):
     other = tmp_path / "other"
     other.mkdir()
     twin = write_raster(other / "r0.tif", np.ones((3, 40, 40), np.uint8))
-    with pytest.raises(InputError, match="would both be written to"):
+    with pytest.raises(OutputError, match="would both write"):
         predict_many(model, [rasters[0], twin], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

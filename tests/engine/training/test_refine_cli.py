@@ -36,3 +36,17 @@ def test_bad_input_exits_2_with_a_sentence(tmp_path):
                "--out", tmp_path / "r.rsmodel", "--difference", tmp_path / "d.tif")
     assert r.returncode == 2 and "--repredict" in r.stderr
     assert not (tmp_path / "r.rsmodel").exists()
+
+
+def test_outputs_that_are_inputs_are_refused_before_any_work(tmp_path):
+    image, parent = scene(tmp_path)
+    gpkg = corrections(tmp_path / "c.gpkg", [(box(4, 4, 40, 40), 1)])
+    before = {p: p.read_bytes() for p in (image, parent)}
+    r = engine("refine", "--model", parent, "--image", image, "--corrections", gpkg,
+               "--out", tmp_path / "r.rsmodel", "--repredict", image, "--device", "cpu")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "--repredict" in r.stderr
+    r = engine("refine", "--model", parent, "--image", image, "--corrections", gpkg,
+               "--out", parent, "--device", "cpu")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "--out" in r.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (tmp_path / "r.rsmodel").exists()

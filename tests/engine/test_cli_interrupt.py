@@ -1,0 +1,60 @@
+"""Ctrl-C at any moment of a command — during the imports at start-up, model loading or the
+run — ends with "cancelled", exit 130, no traceback and no file left behind."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, make_model, write_raster
+from tests.engine import bad_input_table
+
+CASE = "any command: Ctrl-C at any moment"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("interrupt")
+    rng = np.random.default_rng(0)
+    image = write_raster(folder / "image.tif", rng.integers(0, 255, (3, 1024, 1024), np.uint8))
+    model = make_model(folder / "m.rsmodel", bands=3, classes=2, base=8, depth=2, tile=128,
+                       overlap=16)
+    return folder, image, model
+
+
+def _interrupted(argv, delay: float) -> subprocess.CompletedProcess:
+    """Run ``python -m engine ARGV`` and send it SIGINT (Ctrl-C) after ``delay`` seconds."""
+    proc = subprocess.Popen([sys.executable, "-m", "engine", *argv], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+# from the first imports (the interpreter's own start-up, before any of its code runs, is the
+# one moment no program can answer) through torch's import and model loading to the run
+@pytest.mark.parametrize("delay", [0.6, 1.5, 4.0])
+def test_ctrl_c_is_cancelled_exit_130_without_traceback(files, delay):
+    folder, image, model = files
+    out = folder / "out.tif"
+    argv = ["predict", "--model", str(model), "--input", str(image), "--output", str(out),
+            "--device", "cpu", "--batch-size", "1"]
+    r = _interrupted(argv, delay)
+    if r.returncode == 0:
+        pytest.skip(f"the run finished within {delay} s on this machine")
+    assert r.returncode == 130, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and "KeyboardInterrupt" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last == "cancelled: no output was written"
+    assert sorted(p.name for p in folder.iterdir()) == ["image.tif", "m.rsmodel"]
+    command = "python -m engine " + " ".join(argv) + " (Ctrl-C)"
+    bad_input_table.check_row(CASE, bad_input_table.normalise(command, folder), r.returncode,
+                              last)

@@ -243,7 +243,7 @@ class ReviewTab(QWidget):
         self.places.clear()
         for place in places:
             item = QListWidgetItem(f"{place.rank}. {100 * place.uncertainty:.0f} % unsure")
-            item.setData(Qt.UserRole, place.bounds)
+            item.setData(Qt.ItemDataRole.UserRole, place.bounds)
             self.places.addItem(item)
         if not places:
             self.places.addItem("No unsure place left in this view.")
@@ -253,10 +253,10 @@ class ReviewTab(QWidget):
     def next_place(self, *_: object) -> None:
         """Zoom to the next place of the list."""
         row = self.places.currentRow() + 1
-        if row >= self.places.count() or self.places.item(row).data(Qt.UserRole) is None:
+        if row >= self.places.count() or self.places.item(row).data(Qt.ItemDataRole.UserRole) is None:
             raise InputProblem("no further place in the list; list the places again")
         self.places.setCurrentRow(row)
-        self._zoom(self.places.item(row).data(Qt.UserRole))
+        self._zoom(self.places.item(row).data(Qt.ItemDataRole.UserRole))
 
     def _zoom(self, bounds: Any) -> None:
         layer = self.uncertainty.currentLayer()
@@ -272,15 +272,15 @@ class ReviewTab(QWidget):
     def mark_reviewed(self, *_: object) -> None:
         """Record the current place as reviewed, then go to the next one."""
         item = self.places.currentItem()
-        if item is None or item.data(Qt.UserRole) is None:
+        if item is None or item.data(Qt.ItemDataRole.UserRole) is None:
             raise InputProblem("pick a place in the list (Next place to check) first")
         reviewed = self.reviewed_layer()
         if reviewed is None:
             raise InputProblem("choose or create the corrections layer first (New…)")
-        fixes.mark_reviewed(reviewed, QgsRectangle(*item.data(Qt.UserRole)),
+        fixes.mark_reviewed(reviewed, QgsRectangle(*item.data(Qt.ItemDataRole.UserRole)),
                             self.uncertainty.currentLayer().crs())
         item.setText(f"{item.text()} — reviewed")
-        item.setData(Qt.UserRole, None)
+        item.setData(Qt.ItemDataRole.UserRole, None)
         if self.places.currentRow() + 1 < self.places.count():
             self.next_place()
 

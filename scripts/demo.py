@@ -30,7 +30,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default="build/demo")
     p.add_argument("--size", type=int, default=1024)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=10)
     a = p.parse_args()
     out = Path(a.out)
     train_scene, test_scene = out / "scene-train", out / "scene-test"

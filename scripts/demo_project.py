@@ -224,8 +224,12 @@ def compose(demo: Path, out: Dict[str, QgsMapLayer], png: Path) -> None:
     grey = QPen(QColor(90, 90, 90), 1)
     entries = [(c["name"], QColor(*[int(v) for v in c["color"][:3]]), grey)
                for c in styles.raster_classes(str(demo / "unet-classes.tif"))]
-    # drawn like the change polygons: translucent red over a dark red outline
-    entries.append(("change (polygons)", QColor(255, 0, 0, 110), QPen(QColor(160, 0, 0), 2)))
+    # drawn as the change polygons are: their own symbol's fill and outline
+    symbol = out["change_polygons"].renderer().symbol()
+    fill = QColor(symbol.color())
+    fill.setAlphaF(fill.alphaF() * symbol.opacity())
+    entries.append(("change (polygons)", fill,
+                    QPen(symbol.symbolLayer(0).strokeColor(), 2)))
     painter.setFont(_font(16))
     x, y = MARGIN, TITLE_H + CAPTION_H + PANEL + 24
     for i, (name, fill, outline) in enumerate(entries):

@@ -10,7 +10,6 @@ file is ever executed (no pickle), so a crafted file cannot run code.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 

@@ -33,7 +33,6 @@ from ..compute.threads import plan_threads
 from .backends import backend_name, load_for_inference
 from ..io.rasters import CLASS_NODATA
 from ..formats.onnx.model import OnnxNetwork, check_tile
-from ..compute.backend import logits_of
 from .guard import fraction_note, input_notes
 from ..io.radiometry import BandStats, image_statistics
 from .range_guard import check_range
@@ -234,7 +233,7 @@ def softmax_forward(network: Any, card: Optional[Dict[str, Any]] = None
     import torch
 
     def forward(inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.softmax(logits_of(network(**inputs)).float(), dim=1)
+        return torch.softmax(xp.logits_of(network(**inputs)).float(), dim=1)
     return thresholded(forward, card or {})
 
 

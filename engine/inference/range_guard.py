@@ -11,7 +11,6 @@ normalisation, the same finding is only a note.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Optional
 
 import numpy as np

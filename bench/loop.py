@@ -127,8 +127,9 @@ def pick(strategy: str, unc: Path, pred: Path, transform, grid, chosen, k: int, 
 
 
 def run_strategy(name: str, strategy: str, base: Path, image: Path, labels: np.ndarray,
-                 transform, rounds: int, k: int, cell: int, epochs: int, seed: int) -> dict:
-    folder = WORK / name
+                 transform, rounds: int, k: int, cell: int, epochs: int, seed: int,
+                 runs: Path) -> dict:
+    folder = runs / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     gpkg = create_corrections(folder / "corrections.gpkg", CRS)
@@ -166,8 +167,9 @@ def run_strategy(name: str, strategy: str, base: Path, image: Path, labels: np.n
     return {"history": history, "windows": chosen}
 
 
-def scratch(image: Path, labels: np.ndarray, transform, windows, cell: int, epochs: int) -> dict:
-    folder = WORK / "scratch"
+def scratch(image: Path, labels: np.ndarray, transform, windows, cell: int, epochs: int,
+            runs: Path) -> dict:
+    folder = runs / "scratch"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     sparse = np.zeros_like(labels)
@@ -249,6 +251,8 @@ def main() -> None:
                    help="comma-separated: guided, plain, random")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the random strategy")
     p.add_argument("--target-window", default="0,512,512,512", help="x,y,w,h in LoveDA tile 1")
+    p.add_argument("--name", default="loop",
+                   help="results file (bench/results/NAME.json) and work folder of the runs")
     a = p.parse_args()
     if not LOVEDA.is_dir():
         sys.exit(f"skipped: {LOVEDA} is absent (the real data of ../shared/data)")
@@ -279,12 +283,12 @@ def main() -> None:
         for seed in seeds:
             name = f"{strategy}-{seed}" if strategy == "random" else strategy
             result[name] = run_strategy(name, strategy, base, target, labels, transform,
-                                        a.rounds, a.k, a.cell, a.epochs, seed)
+                                        a.rounds, a.k, a.cell, a.epochs, seed, WORK / a.name)
             runs.append(name)
-            save("loop", result)  # a partial result survives an interrupted run
+            save(a.name, result)  # a partial result survives an interrupted run
     if "guided" in result:
         result["scratch"] = scratch(target, labels, transform, result["guided"]["windows"],
-                                    a.cell, a.epochs * a.rounds)
+                                    a.cell, a.epochs * a.rounds, WORK / a.name)
         print("scratch", result["scratch"], flush=True)
     result["random_mean"] = random_summary(result, a.rounds)
     for name in runs:
@@ -292,7 +296,7 @@ def main() -> None:
     if a.part == "all":
         result["round_2048"] = time_round(base, a.k, a.cell, a.round_budget)
         print("round", result["round_2048"], flush=True)
-    save("loop", result)
+    save(a.name, result)
 
 
 def random_summary(result: dict, rounds: int) -> List[dict]:

@@ -128,7 +128,7 @@ def pick(strategy: str, unc: Path, pred: Path, transform, grid, chosen, k: int, 
 
 def run_strategy(name: str, strategy: str, base: Path, image: Path, labels: np.ndarray,
                  transform, rounds: int, k: int, cell: int, epochs: int, seed: int,
-                 runs: Path) -> dict:
+                 runs: Path, pseudo_scaled: bool = True) -> dict:
     folder = runs / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -149,7 +149,8 @@ def run_strategy(name: str, strategy: str, base: Path, image: Path, labels: np.n
         started = time.perf_counter()
         out = folder / f"round{r}.rsmodel"
         result = refine(model, image, gpkg, out, prediction=pred, uncertainty=unc,
-                        time_budget_s=None, max_epochs=epochs, device="cpu", seed=seed + r)
+                        time_budget_s=None, max_epochs=epochs, device="cpu", seed=seed + r,
+                        pseudo_scaled=pseudo_scaled)
         refine_s = time.perf_counter() - started
         new_pred, new_unc = folder / f"pred{r}.tif", folder / f"unc{r}.tif"
         again = repredict(out, image, new_pred, previous=pred, difference=folder / f"diff{r}.tif",
@@ -251,6 +252,9 @@ def main() -> None:
                    help="comma-separated: guided, plain, random")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the random strategy")
     p.add_argument("--target-window", default="0,512,512,512", help="x,y,w,h in LoveDA tile 1")
+    p.add_argument("--fixed-pseudo", action="store_true",
+                   help="the recipe before pseudo-labels were scaled by what the parent gets "
+                        "right (3 per corrected pixel whatever it gets right)")
     p.add_argument("--name", default="loop",
                    help="results file (bench/results/NAME.json) and work folder of the runs")
     a = p.parse_args()
@@ -283,7 +287,8 @@ def main() -> None:
         for seed in seeds:
             name = f"{strategy}-{seed}" if strategy == "random" else strategy
             result[name] = run_strategy(name, strategy, base, target, labels, transform,
-                                        a.rounds, a.k, a.cell, a.epochs, seed, WORK / a.name)
+                                        a.rounds, a.k, a.cell, a.epochs, seed, WORK / a.name,
+                                        not a.fixed_pseudo)
             runs.append(name)
             save(a.name, result)  # a partial result survives an interrupted run
     if "guided" in result:

@@ -64,14 +64,15 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
            init_head: str = "keep", held_out_share: float = HELD_OUT_SHARE,
            pseudo_ratio: float = PSEUDO_RATIO, device: str = "auto", seed: int = 0,
            reviewed: Optional[str | Path] = None, max_epochs: int = MAX_EPOCHS,
-           progress: Optional[ProgressFn] = None,
+           pseudo_scaled: bool = True, progress: Optional[ProgressFn] = None,
            cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Write ``out``, the next version of ``model`` fine-tuned on ``corrections`` of ``image``.
 
     ``prediction``/``uncertainty``: the parent's class and uncertainty rasters of ``image``
     (``predict --uncertainty``); computed on the corrected window when not given.
     ``reviewed``: the places checked (polygons; default: the ``reviewed`` layer of a corrections
-    GeoPackage).  Training stops so that the round ends within the time budget (None: no
+    GeoPackage).  ``pseudo_scaled``: scale the pseudo-labels by what the parent gets right
+    (:mod:`.refine_labels`).  Training stops so that the round ends within the time budget (None: no
     budget), or after ``max_epochs`` short epochs (``EPOCH_WINDOWS`` windows each), whichever
     comes first.  Returns the
     lineage entry of the round, with ``model``, ``notes`` and the training summary.
@@ -118,7 +119,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                                                         uncertainty, (width, height, transform),
                                                         stats, device, work, job, cancelled)
         labels = round_labels(features, values, reviewed, window, transform, pred, unsure,
-                              pred_nodata, held_out_share, pseudo_ratio, seed)
+                              pred_nodata, held_out_share, pseudo_ratio, seed, pseudo_scaled)
         for note in labels.notes:
             job.log(note)
         notes += labels.notes

@@ -146,9 +146,10 @@ def round_labels(corrections: Sequence[Feature], values: Sequence[int],
                  reviewed: Sequence[Feature], window: Window, transform: Affine,
                  prediction: np.ndarray, uncertainty: np.ndarray, pred_nodata: Optional[int],
                  held_out_share: float = HELD_OUT_SHARE, pseudo_ratio: float = PSEUDO_RATIO,
-                 seed: int = 0) -> RoundLabels:
+                 seed: int = 0, pseudo_scaled: bool = True) -> RoundLabels:
     """Training and held-out labels on ``window`` (``prediction``/``uncertainty``: the parent's
-    class and uint8 uncertainty rasters read on that window)."""
+    class and uint8 uncertainty rasters read on that window).  ``pseudo_scaled=False`` keeps
+    ``pseudo_ratio`` whatever the parent gets right (the recipe before the scaling)."""
     from rasterio.windows import transform as window_transform
     shape_ = (int(window.height), int(window.width))
     at = window_transform(window, transform)
@@ -180,7 +181,8 @@ def round_labels(corrections: Sequence[Feature], values: Sequence[int],
     n_train = int((train != IGNORE).sum() - confirmed.sum())
     trained = corrected & ~held_mask & valid
     agreement = float((prediction[trained] == train[trained]).mean()) if trained.any() else 1.0
-    n_pseudo = min(len(candidates), int(pseudo_ratio * agreement * max(n_train, 1)))
+    share = agreement if pseudo_scaled else 1.0
+    n_pseudo = min(len(candidates), int(pseudo_ratio * share * max(n_train, 1)))
     chosen = np.random.default_rng(seed + 1).choice(candidates, n_pseudo, replace=False)
     train.flat[chosen] = prediction.flat[chosen]
     counts = {"corrections": len(corrections), "corrections_trained": len(corrections) - len(held),

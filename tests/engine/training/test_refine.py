@@ -181,3 +181,7 @@ def test_pseudo_labels_scale_with_what_the_parent_gets_right(parent_right):
     assert labels.counts["parent_agreement"] == pytest.approx(parent_right)
     assert labels.counts["pseudo_pixels"] == int(PSEUDO_RATIO * parent_right * 400)
     assert (labels.train != 255).sum() == 400 + labels.counts["pseudo_pixels"]
+    fixed = round_labels([correction], [1], [], Window(0, 0, size, size),
+                         Affine(1, 0, 0, 0, -1, 0), prediction, confident, 255,
+                         held_out_share=0, pseudo_scaled=False)
+    assert fixed.counts["pseudo_pixels"] == int(PSEUDO_RATIO * 400)

@@ -356,6 +356,7 @@ def run(args: argparse.Namespace, progress=None) -> None:
     if (args.difference or args.extent) and not args.repredict:
         raise InputError("--difference and --extent are about the re-predicted raster: add "
                          "--repredict FILE")
+    bounds = _extent(args.extent)
     check_raster_outputs({"--repredict": args.repredict, "--difference": args.difference,
                           "--repredict-uncertainty": args.repredict_uncertainty},
                          [args.model, args.image, args.corrections, args.prediction,
@@ -369,7 +370,7 @@ def run(args: argparse.Namespace, progress=None) -> None:
     print(format_score(result))
     if args.repredict:
         again = repredict(args.out, args.image, args.repredict, args.prediction, args.difference,
-                          args.repredict_uncertainty, args.device, _extent(args.extent),
+                          args.repredict_uncertainty, args.device, bounds,
                           args.uncertainty, progress=progress)
         print(f"wrote {again['output']}")
         if again.get("compare"):

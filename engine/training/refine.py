@@ -72,10 +72,10 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
     (``predict --uncertainty``); computed on the corrected window when not given.
     ``reviewed``: the places checked (polygons; default: the ``reviewed`` layer of a corrections
     GeoPackage).  ``pseudo_scaled``: scale the pseudo-labels by what the parent gets right
-    (:mod:`.refine_labels`).  Training stops so that the round ends within the time budget (None: no
-    budget), or after ``max_epochs`` short epochs (``EPOCH_WINDOWS`` windows each), whichever
-    comes first.  Returns the
-    lineage entry of the round, with ``model``, ``notes`` and the training summary.
+    (:mod:`.refine_labels`).  Training stops so that the round ends within the time budget
+    (None: no budget), or after ``max_epochs`` short epochs (``EPOCH_WINDOWS`` windows each),
+    whichever comes first.  Returns the lineage entry of the round, with ``model``, ``notes``
+    and the training summary.
     """
     clock = time.perf_counter()
     job = Job(progress, cancelled)
@@ -134,8 +134,8 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
         cfg = TrainConfig(out=str(trained), images=[str(crop)], labels=[str(label_path)],
                           arch=parent["architecture"], hparams=hparams, init=str(model),
                           init_head=init_head, classes=classes, ignore_value=IGNORE,
-                          epochs=max_epochs, patience=8, time_budget_s=_training_budget(time_budget_s, clock),
-                          tile=tile,
+                          epochs=max_epochs, patience=8,
+                          time_budget_s=_training_budget(time_budget_s, clock), tile=tile,
                           batch_size=4, samples_per_epoch=EPOCH_WINDOWS, val_fraction=0.1,
                           freeze_encoder_epochs=0, device=device, seed=seed)
         job.log(f"refine: {labels.counts['corrections_trained']} correction(s), "
@@ -240,9 +240,9 @@ def _held_out_scores(trained: Path, crop: Path, labels: RoundLabels, parent_pred
     job.report(0.92, "refine: scoring on held-out corrections")
     new = np.full(held.shape, IGNORE, np.uint8)
     for i, (r0, c0, r1, c1) in enumerate(_score_boxes(held, SCORE_CONTEXT_PX)):
-        path = work / f"scored{i}.tif"
-        predict(trained, crop_vrt(crop, Window(c0, r0, c1 - c0, r1 - r0), work / f"scored{i}.vrt"),
-                path, device=device, statistics=stats, cancelled=cancelled)
+        path, box = work / f"scored{i}.tif", Window(c0, r0, c1 - c0, r1 - r0)
+        predict(trained, crop_vrt(crop, box, work / f"scored{i}.vrt"), path, device=device,
+                statistics=stats, cancelled=cancelled)
         with open_raster(path) as ds:
             new[r0:r1, c0:c1] = ds.read(1)
     mask = held != IGNORE
@@ -258,20 +258,19 @@ def _score_boxes(held: np.ndarray, context: int) -> List[tuple]:
     boxes = [[max(0, s[0].start - context), max(0, s[1].start - context),
               min(held.shape[0], s[0].stop + context), min(held.shape[1], s[1].stop + context)]
              for s in ndimage.find_objects(parts) if s is not None]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return [tuple(b) for b in boxes]
+    pending, done = boxes, []
+    while pending:
+        a = pending.pop()
+        hit = [b for b in pending + done
+               if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]
+        if not hit:
+            done.append(a)
+            continue
+        pending = [b for b in pending if b not in hit]
+        done = [b for b in done if b not in hit]
+        pending.append([min(b[0] for b in hit + [a]), min(b[1] for b in hit + [a]),
+                        max(b[2] for b in hit + [a]), max(b[3] for b in hit + [a])])
+    return [tuple(b) for b in done]
 
 
 def _score(reference: np.ndarray, predicted: np.ndarray) -> Dict[str, Optional[float]]:

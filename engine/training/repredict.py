@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+import rasterio
 from rasterio.windows import Window, from_bounds
 
 from ..analysis.rounds import compare_rounds
@@ -129,7 +130,6 @@ def _place(part: Path, output: str | Path, previous: Optional[str | Path], windo
             colormap = None
             with contextlib.suppress(ValueError):
                 colormap = ds.colormap(1)
-            import rasterio
             with rasterio.open(tmp, "w", **profile) as dst:
                 for _, win in dst.block_windows(1):
                     dst.write(ds.read(window=win), window=win)

@@ -13,9 +13,12 @@ from ..jobs import InputError
 def crop_vrt(image: str | Path, window: Window, path: Path) -> Path:
     """Write ``path``, a VRT of ``window`` of ``image`` on the image's grid."""
     src = str(Path(image).resolve())
-    done = gdal.Translate(str(path), src, format="VRT",
-                          srcWin=[int(window.col_off), int(window.row_off), int(window.width),
-                                  int(window.height)])
+    try:
+        done = gdal.Translate(str(path), src, format="VRT",
+                              srcWin=[int(window.col_off), int(window.row_off),
+                                      int(window.width), int(window.height)])
+    except (RuntimeError, ValueError):  # GDAL raises when it cannot open the source
+        done = None
     if done is None:
         raise InputError(f"cannot read {image} with GDAL: {gdal.GetLastErrorMsg()}")
     done = None

@@ -255,13 +255,15 @@ def main() -> None:
     p.add_argument("--fixed-pseudo", action="store_true",
                    help="the recipe before pseudo-labels were scaled by what the parent gets "
                         "right (3 per corrected pixel whatever it gets right)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads (1 on a busy machine: no thread waits on a descheduled one)")
     p.add_argument("--name", default="loop",
                    help="results file (bench/results/NAME.json) and work folder of the runs")
     a = p.parse_args()
     if not LOVEDA.is_dir():
         sys.exit(f"skipped: {LOVEDA} is absent (the real data of ../shared/data)")
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     WORK.mkdir(parents=True, exist_ok=True)
     source = geotiff(LOVEDA / "img_dir" / "0.png", WORK / "source.tif")
     source_labels = geotiff(LOVEDA / "ann_dir" / "0.png", WORK / "source_labels.tif")

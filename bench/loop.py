@@ -246,8 +246,11 @@ def main() -> None:
     p.add_argument("--base-epochs", type=int, default=20, help="base model training epochs")
     p.add_argument("--round-budget", type=float, default=120.0,
                    help="refine budget of the timed 2048² round (s; the product default)")
-    p.add_argument("--part", choices=("all", "accuracy", "round"), default="all",
-                   help="round: time one round on the 2048² scene only")
+    p.add_argument("--part", choices=("all", "accuracy", "round", "scratch-random"),
+                   default="all",
+                   help="round: time one round on the 2048² scene only; scratch-random: "
+                        "scratch on the final labels of random review with the first seed "
+                        "(its windows do not depend on the models, so no rounds are run)")
     p.add_argument("--strategies", default="guided,random",
                    help="comma-separated: guided, plain, random")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the random strategy")
@@ -283,6 +286,16 @@ def main() -> None:
     labels = np.asarray(Image.open(LOVEDA / "ann_dir" / "1.png"))[y:y + h, x:x + w]
     with rasterio.open(target) as ds:
         transform = ds.transform
+    if a.part == "scratch-random":
+        seed = int(a.seeds.split(",")[0])
+        grid = [(gx, gy) for gy in range(0, h - a.cell + 1, a.cell)
+                for gx in range(0, w - a.cell + 1, a.cell)]
+        rng, chosen = np.random.default_rng(seed), []
+        for _ in range(a.rounds):  # the draws run_strategy makes, round by round
+            chosen += pick("random", Path(), Path(), transform, grid, chosen, a.k, a.cell, rng)
+        result[f"scratch-random-{seed}"] = scratch(target, labels, transform, chosen, a.cell,
+                                                   a.epochs * a.rounds, WORK / a.name)
+        return save(a.name, result)
     runs = []
     for strategy in a.strategies.split(","):
         seeds = [int(v) for v in a.seeds.split(",")] if strategy == "random" else [0]

@@ -10,6 +10,8 @@ re-predicted.  Strategies:
   guided   the K least-certain windows as the dock lists them (`engine.analysis.unsure`: margin
            uncertainty, spread apart, a mix of predicted classes)
   plain    the K least-certain windows by mean uncertainty alone (`--strategies` to add it)
+  mixed    as guided, but every second window is the one farthest from all windows corrected
+           so far (`unsure_places(explore=0.5)`)
   random   K random windows, once per seed of `--seeds` (mean ± spread reported)
   scratch  a new U-Net trained from scratch on the guided strategy's final labels, for as many
            epochs as all rounds together
@@ -121,7 +123,8 @@ def pick(strategy: str, unc: Path, pred: Path, transform, grid, chosen, k: int, 
         free = [g for g in grid if g not in chosen]
         return [free[i] for i in rng.choice(len(free), k, replace=False)]
     done = [tuple(rasterio.windows.bounds(Window(x, y, cell, cell), transform)) for x, y in chosen]
-    options = dict(spread=0) if strategy == "plain" else dict(prediction=pred)
+    options = (dict(spread=0) if strategy == "plain" else
+               dict(prediction=pred, explore=0.5 if strategy == "mixed" else 0.0))
     places = unsure_places(unc, count=k, cell_px=cell, exclude=done, **options)
     return [(p.window[0], p.window[1]) for p in places]
 
@@ -252,7 +255,7 @@ def main() -> None:
                         "scratch on the final labels of random review with the first seed "
                         "(its windows do not depend on the models, so no rounds are run)")
     p.add_argument("--strategies", default="guided,random",
-                   help="comma-separated: guided, plain, random")
+                   help="comma-separated: guided, plain, mixed, random")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the random strategy")
     p.add_argument("--target-window", default="0,512,512,512", help="x,y,w,h in LoveDA tile 1")
     p.add_argument("--fixed-pseudo", action="store_true",

@@ -45,11 +45,16 @@ class Place:
 
 def unsure_places(uncertainty: str | Path, bounds: Optional[Bounds] = None, count: int = 10,
                   cell_px: int = 64, exclude: Sequence[Bounds] = (), spread: int = 1,
-                  prediction: Optional[str | Path] = None) -> List[Place]:
+                  prediction: Optional[str | Path] = None, explore: float = 0.0) -> List[Place]:
     """``count`` cells of high mean uncertainty, most unsure first, kept varied: no two within
     ``spread`` cells of each other while others are left (0: the plain ranking) and, with the
     model's class raster ``prediction`` (same grid), a mix of its classes.  Cells whose centre
-    lies in one of ``exclude`` (places already reviewed) are left out."""
+    lies in one of ``exclude`` (places already reviewed) are left out.  ``explore`` (0..1): the
+    share of the places picked instead as far as possible from every place reviewed or listed
+    (a confidently wrong model is sure where it is wrong: uncertainty alone never sends the
+    analyst there)."""
+    if not 0 <= explore <= 1:
+        raise InputError(f"explore is a share of the places, 0 to 1 (got {explore})")
     if count < 1 or cell_px < 1 or spread < 0:
         raise InputError(f"count and cell size must be at least 1 and the spread at least 0 "
                          f"(got {count}, {cell_px}, {spread})")
@@ -71,13 +76,14 @@ def unsure_places(uncertainty: str | Path, bounds: Optional[Bounds] = None, coun
         win = (x, y, min(cell * step, col + w - x), min(cell * step, row + h - y))
         return tuple(window_bounds(Window(*win), transform)), win
 
+    seen = np.zeros(mean.shape, bool)
     for r, c in zip(*np.nonzero(mean >= 0)) if exclude else ():  # reviewed: not listed
         (left, bottom, right, top), _ = place(r, c)
         cx, cy = (left + right) / 2, (bottom + top) / 2
         if any(e[0] <= cx <= e[2] and e[1] <= cy <= e[3] for e in exclude):
-            mean[r, c] = -1.0
+            mean[r, c], seen[r, c] = -1.0, True
     places: List[Place] = []
-    for r, c in _pick(mean, classes, spread, count):
+    for r, c in _pick(mean, classes, spread, count, seen, explore):
         box, win = place(r, c)
         places.append(Place(len(places) + 1, box, float(mean[r, c]) / SCALE, win))
     return places
@@ -139,8 +145,14 @@ def _cell_classes(prediction: str | Path, grid, window, shape, cell: int) -> np.
     return majority.reshape(blocks.shape[:2])
 
 
-def _pick(mean: np.ndarray, classes: Optional[np.ndarray], spread: int, limit: int):
-    """Cells (row, col) in the order they join the list, at most ``limit``."""
+def _pick(mean: np.ndarray, classes: Optional[np.ndarray], spread: int, limit: int,
+          seen: np.ndarray, explore: float):
+    """Cells (row, col) in the order they join the list, at most ``limit``; of every place,
+    ``explore`` of one is the valid cell farthest from the ``seen`` (reviewed) and listed
+    cells."""
+    rows, cols = np.indices(mean.shape)
+    seen = seen.copy()
+    explored = 0.0
     score = mean.astype(np.float64).copy()
     score[mean < 0] = -np.inf
     near = np.zeros(mean.shape, bool)  # within ``spread`` of a listed cell: held back
@@ -151,7 +163,12 @@ def _pick(mean: np.ndarray, classes: Optional[np.ndarray], spread: int, limit: i
         if classes is not None:
             for value, n in listed.items():
                 weight[classes == value] = CLASS_REPEAT ** n
-        ranked = np.where(near, -np.inf, score * weight)
+        exploring = explored + explore >= 1 and np.isfinite(score).any()
+        if exploring:
+            far = _distance(seen, rows, cols)
+            ranked = np.where(np.isfinite(score), far + score / (SCALE + 1), -np.inf)
+        else:
+            ranked = np.where(near, -np.inf, score * weight)
         if not np.isfinite(ranked).any():
             if not near.any() or not np.isfinite(score).any():
                 return
@@ -160,7 +177,17 @@ def _pick(mean: np.ndarray, classes: Optional[np.ndarray], spread: int, limit: i
         r, c = np.unravel_index(int(np.argmax(ranked)), ranked.shape)
         yield int(r), int(c)
         picked += 1
-        score[r, c] = -np.inf
+        explored += explore - 1 if exploring else explore
+        score[r, c], seen[r, c] = -np.inf, True
         near[max(0, r - spread):r + spread + 1, max(0, c - spread):c + spread + 1] = True
         if classes is not None:
             listed[classes[r, c]] = listed.get(classes[r, c], 0) + 1
+
+
+def _distance(seen: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Each cell's distance (cells) to the nearest seen cell; large where none is seen."""
+    if not seen.any():
+        return np.full(seen.shape, float(max(seen.shape)))
+    r, c = np.nonzero(seen)
+    d = np.hypot(rows[..., None] - r, cols[..., None] - c)
+    return d.min(-1)

@@ -95,3 +95,18 @@ def test_reviewed_places_do_not_push_their_neighbours_away(tmp_path, rng):
     first = unsure_places(path, count=1, cell_px=64)[0]
     assert unsure_places(path, count=1, cell_px=64, exclude=[first.bounds])[0].window[:2] == \
         (64, 0)
+
+
+def test_exploring_places_go_where_nothing_was_checked(tmp_path, rng):
+    data = rng.integers(0, 40, (256, 256))
+    data[0:64, 0:128] = 200              # unsure on the top left
+    data[192:256, 0:64] = 150
+    path = _raster(tmp_path, data)
+    reviewed = [unsure_places(path, count=1, cell_px=64, spread=0)[0].bounds]   # (0, 0)
+    plain = unsure_places(path, count=2, cell_px=64, exclude=reviewed, spread=0)
+    assert [p.window[:2] for p in plain] == [(64, 0), (0, 192)]
+    mixed = unsure_places(path, count=2, cell_px=64, exclude=reviewed, spread=0, explore=0.5)
+    # the first is still the most unsure; the second the cell farthest from both
+    assert [p.window[:2] for p in mixed] == [(64, 0), (192, 192)]
+    with pytest.raises(InputError, match="0 to 1"):
+        unsure_places(path, explore=2)

@@ -13,7 +13,7 @@ from shapely.geometry import box
 from shapely.ops import unary_union
 
 from engine.analysis.smooth import CoverageSmoother, LabelSampler, smooth_arc
-from engine.analysis.vectorize import iter_polygons
+from engine.analysis.blocks import iter_polygons
 
 SHAPES = {1: "as-is", 2: "natural", 3: "natural"}
 

@@ -20,7 +20,7 @@ from shapely.geometry import Polygon
 
 from ..io.classes import SHAPES
 from ..io.gsd import raster_gsd
-from ..jobs import InputError
+from ..jobs import InputError, OptionNames, option_name
 from .regularize import Buildings, check_tolerance
 from .smooth import CoverageSmoother, LabelSampler, smooth_classes
 
@@ -73,18 +73,21 @@ def _class_values(names: Mapping[int, str], wanted: str, option: str) -> List[in
 
 def resolve_shapes(base: Mapping[int, str], names: Mapping[int, str],
                    regularize: Optional[str] = None, smooth: Optional[str] = None,
-                   as_is: Optional[str] = None) -> Dict[int, str]:
+                   as_is: Optional[str] = None,
+                   option_names: OptionNames = None) -> Dict[int, str]:
     """The shape of each class: ``base`` (card / raster tags) with the overrides applied.
-    ``names`` (value → name) are the classes the raster has."""
+    ``names`` (value → name) are the classes the raster has; ``option_names`` how the caller
+    names the overrides in error sentences (:func:`engine.jobs.option_name`)."""
     shapes = dict(base)
     if as_is and as_is.strip().lower() == "all":
         shapes = {}
     elif as_is:
-        for v in _class_values(names, as_is, "--as-is"):
+        for v in _class_values(names, as_is, option_name(option_names, "as_is")):
             shapes.pop(v, None)
-    for option, wanted, shape in (("--regularize", regularize, "building"),
-                                  ("--smooth", smooth, "natural")):
+    for keyword, wanted, shape in (("regularize", regularize, "building"),
+                                   ("smooth", smooth, "natural")):
         if wanted:
+            option = option_name(option_names, keyword)
             shapes.update({v: shape for v in _class_values(names, wanted, option)})
     return {v: s for v, s in shapes.items() if s != "as-is"}
 
@@ -99,18 +102,20 @@ class Outliner:
     """Draws each region's outline by its class's shape, in pixel coordinates."""
 
     def __init__(self, ds: Any, shapes: Mapping[int, str], tolerance_m: Optional[float],
-                 fill_holes_m2: Optional[float], block: int) -> None:
+                 fill_holes_m2: Optional[float], block: int,
+                 option_names: OptionNames = None) -> None:
         self.shapes = dict(shapes)
         self.pixel_m = pixel_metres(ds)
         tol_m = tolerance_m or DEFAULT_TOLERANCE_PX * self.pixel_m
+        option = option_name(option_names, "tolerance")
         if self.shapes:
-            check_tolerance(tol_m, self.pixel_m)
+            check_tolerance(tol_m, self.pixel_m, option)
         self.tol = tol_m / self.pixel_m
         fill = fill_holes_m2 if fill_holes_m2 is not None else \
             DEFAULT_FILL_HOLES_TOL2 * tol_m * tol_m
         self.buildings = Buildings(self.tol, fill / self.pixel_m ** 2, self.pixel_m,
                                    check=tolerance_m is not None,
-                                   frame=(ds.width, ds.height)) \
+                                   frame=(ds.width, ds.height), option=option) \
             if "building" in self.shapes.values() else None
         self.smoother = CoverageSmoother(LabelSampler(ds, block), self.shapes, self.tol) \
             if smooth_classes(self.shapes) else None

@@ -237,10 +237,11 @@ def _polygonal(geom: Any) -> Any:
     return unary_union(parts) if parts else Polygon()
 
 
-def check_tolerance(tol_m: float, pixel_m: float) -> None:
-    """A tolerance below the pixel size cannot be told from the pixel staircase."""
+def check_tolerance(tol_m: float, pixel_m: float, option: str = "--tolerance") -> None:
+    """A tolerance below the pixel size cannot be told from the pixel staircase; ``option`` is
+    what the user set it with."""
     if tol_m < pixel_m:
-        raise InputError(f"regularisation tolerance {tol_m:g} m is below the pixel size "
+        raise InputError(f"{option} {tol_m:g} m is below the pixel size "
                          f"({pixel_m:g} m); use at least {pixel_m:g} m (typically 2 pixels, "
                          f"{2 * pixel_m:g} m) and less than half the width of the buildings")
 
@@ -257,14 +258,16 @@ def _width(poly: Polygon) -> float:
 class Buildings:
     """Regularises building polygons (pixel coordinates) and keeps them apart; see the module
     docstring.  ``tol`` and ``fill_holes`` are in pixels and pixel²; ``pixel_m`` only words the
-    tolerance check (``check``: a tolerance the user chose), which runs at the end over every
-    building; ``frame`` is the raster's (width, height)."""
+    tolerance check (``check``: a tolerance the user chose, set with ``option``), which runs at
+    the end over every building; ``frame`` is the raster's (width, height)."""
 
     CELL = 256
 
     def __init__(self, tol: float, fill_holes: float, pixel_m: float, check: bool = True,
-                 frame: Optional[Tuple[float, float]] = None) -> None:
+                 frame: Optional[Tuple[float, float]] = None,
+                 option: str = "--tolerance") -> None:
         self.tol, self.fill_holes, self.pixel_m, self.frame = tol, fill_holes, pixel_m, frame
+        self.option = option
         self.cells: Dict[Tuple[int, int], List[int]] = {}
         self.kept: Dict[int, Polygon] = {}
         self._next = 0
@@ -360,5 +363,5 @@ class Buildings:
             usable = (f"use between {self.pixel_m:g} m (the pixel size) and "
                       f"{MIN_WIDTH_SHARE * width_m:.3g} m" if MIN_WIDTH_SHARE * width >= 1 else
                       "they are too small to regularise at this pixel size; leave them as-is")
-            raise InputError(f"regularisation tolerance {tol_m:g} m is above half the size of "
+            raise InputError(f"{self.option} {tol_m:g} m is above half the size of "
                              f"the buildings (typical width {width_m:.3g} m); {usable}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection, Dict, Iterator, List, Optional
@@ -36,8 +37,8 @@ from shapely.geometry.polygon import orient
 from ..io.area import AreaMeter
 from ..io.gpkg import GpkgWriter
 from ..io.rasters import bounded_gdal_cache, open_raster
-from ..jobs import (CancelledFn, InputError, Job, OutputError, ProgressFn, atomic_output,
-                   check_outputs, job_outputs)
+from ..jobs import (CancelledFn, InputError, Job, OptionNames, OutputError, ProgressFn,
+                   atomic_output, check_outputs, job_outputs, option_name)
 from .attributes import FIELDS, ProbabilityProbe, probability_fields, provenance
 from .blocks import DEFAULT_BLOCK, iter_polygons
 from .outlines import Outliner, card_shapes, class_names, raster_shapes, resolve_shapes
@@ -74,7 +75,7 @@ def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
               probabilities: Optional[str | Path] = None, model: Optional[str | Path] = None,
               regularize: Optional[str] = None, smooth: Optional[str] = None,
               as_is: Optional[str] = None, tolerance: Optional[float] = None,
-              fill_holes: Optional[float] = None,
+              fill_holes: Optional[float] = None, option_names: OptionNames = None,
               progress: Optional[ProgressFn] = None,
               cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Polygonise a class raster into a GeoPackage; see the module docstring.
@@ -85,7 +86,9 @@ def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
     ``regularize`` / ``smooth`` / ``as_is``: comma-separated classes (names or values) whose
     outlines are regularised / smoothed / left as they are, over the card's shapes;
     ``tolerance`` (metres, default two pixels) and ``fill_holes`` (m², default (2 tolerances)²)
-    steer them (:mod:`engine.analysis.outlines`).
+    steer them (:mod:`engine.analysis.outlines`).  ``option_names``: how the calling
+    front-end names these parameters in error sentences (keyword → label, e.g. a Processing
+    form's; default the command-line options, :func:`engine.jobs.option_name`).
 
     Returns ``{"output", "layer", "features", "classes": {class name: polygon count},
     "shapes": {class name: shape}, "dropped_buildings": buildings below a tolerance square}``.
@@ -94,19 +97,23 @@ def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
     """
     job = Job(progress, cancelled)
     out = Path(output)
+    label = functools.partial(option_name, option_names)
     if out.suffix.lower() != ".gpkg":
-        raise OutputError(f"output {out.name} must be a GeoPackage file ending in .gpkg")
+        raise OutputError(f"{label('output')} {out.name} must be a GeoPackage file ending in "
+                          f".gpkg")
     if int(block) < 1:
-        raise InputError(f"block must be a positive number of pixels (got {block})")
-    if min_area < 0 or simplify < 0 or (tolerance or 0) < 0 or (fill_holes or 0) < 0:
-        raise InputError("min-area, simplify, tolerance and fill-holes must not be negative")
-    check_outputs({"--output": out}, [input, probabilities, model])
+        raise InputError(f"{label('block')} must be a positive number of pixels (got {block})")
+    for keyword, value in (("min_area", min_area), ("simplify", simplify),
+                           ("tolerance", tolerance), ("fill_holes", fill_holes)):
+        if (value or 0) < 0:
+            raise InputError(f"{label(keyword)} must not be negative (got {value:g})")
+    check_outputs({label("output"): out}, [input, probabilities, model])
     card = None
     if model is not None:
         from ..formats.modelfile import read_card
         card = read_card(model)
     options = _Options(min_area, simplify, values, regularize, smooth, as_is, tolerance,
-                       fill_holes, probabilities, model, card)
+                       fill_holes, probabilities, model, card, option_names)
     with bounded_gdal_cache():
         return _vectorize(input, out, options, int(block), job)
 
@@ -124,6 +131,7 @@ class _Options:
     probabilities: Optional[str | Path]
     model: Optional[str | Path]
     card: Optional[Dict[str, Any]]
+    option_names: OptionNames
 
 
 def _vectorize(input: str | Path, out: Path, o: _Options, block: int,
@@ -136,8 +144,9 @@ def _vectorize(input: str | Path, out: Path, o: _Options, block: int,
         if o.card is not None:
             names = {**names, **{int(c["value"]): str(c["name"]) for c in o.card["classes"]}}
             base = card_shapes(o.card["classes"])
-        shapes_of = resolve_shapes(base, names, o.regularize, o.smooth, o.as_is)
-        outliner = Outliner(ds, shapes_of, o.tolerance, o.fill_holes, block)
+        shapes_of = resolve_shapes(base, names, o.regularize, o.smooth, o.as_is,
+                                   o.option_names)
+        outliner = Outliner(ds, shapes_of, o.tolerance, o.fill_holes, block, o.option_names)
         probe = ProbabilityProbe(o.probabilities, ds) if o.probabilities else None
         if probe is not None:
             stack.callback(probe.close)

@@ -13,7 +13,7 @@ same polygons, the same areas.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from affine import Affine
@@ -26,6 +26,7 @@ from ..jobs import InputError, Job
 from .attributes import ProbabilityProbe, Stats, merge_stats
 
 DEFAULT_BLOCK = 1024
+Frontier = Callable[[Callable[[int], bool]], float]
 _SHAPES_DTYPES = ("uint8", "uint16", "int16", "int32")
 
 
@@ -126,10 +127,11 @@ class _BlockMerger:
             if not part.is_empty:
                 self.emit(value, _drop_collinear(part) if len(pieces) > 1 else part, stats)
 
-    def open_top(self, values: Collection[int]) -> float:
-        """The top pixel row of the still open groups of these class values (inf: none)."""
+    def open_top(self, of: Callable[[int], bool]) -> float:
+        """The top pixel row of the still open groups of the class values ``of`` picks (inf:
+        none)."""
         return min((p.geom.bounds[1] for g in self.groups.values() for p in g["pieces"]
-                    if p.value in values), default=float("inf"))
+                    if of(p.value)), default=float("inf"))
 
     # -- linking across one shared edge
     def _link(self, old: List[Tuple[_Piece, List[Tuple[float, float]]]],
@@ -222,14 +224,15 @@ def _block_grid(width: int, height: int, block: int) -> List[Tuple[int, int, int
 
 
 def iter_polygons(ds: Any, block: int = DEFAULT_BLOCK, job: Optional[Job] = None,
-                  probe: Optional[ProbabilityProbe] = None, watch: Collection[int] = (),
-                  on_block: Optional[Callable[[float], None]] = None,
+                  probe: Optional[ProbabilityProbe] = None,
+                  on_block: Optional[Callable[[Frontier], None]] = None,
                   ) -> Iterator[Tuple[int, Polygon, Optional[Stats]]]:
     """Yield ``(class value, polygon in pixel coordinates, probability statistics)`` for every
     4-connected region of band 1 of ``ds`` (masked/nodata pixels excluded), reading
     ``block``×``block`` windows.  Polygons spanning several blocks come out whole.  The
-    statistics come from ``probe`` (None without).  After each block ``on_block(row)`` learns
-    the top pixel row that regions still to come of the ``watch`` class values may reach."""
+    statistics come from ``probe`` (None without).  After each block ``on_block(frontier)``
+    learns where regions still to come may reach: ``frontier(of)`` is the top pixel row of
+    those whose class value ``of(value)`` picks."""
     job = job or Job()
     ready: List[Tuple[int, Polygon, Optional[Stats]]] = []
     merger = _BlockMerger(ds.width, ds.height, lambda v, g, s: ready.append((v, g, s)))
@@ -252,7 +255,7 @@ def iter_polygons(ds: Any, block: int = DEFAULT_BLOCK, job: Optional[Job] = None
         yield from ready
         ready.clear()
         if on_block is not None:
-            on_block(min(float(y0), merger.open_top(watch)))
+            on_block(lambda of, top=float(y0): min(top, merger.open_top(of)))
         job.report((i + 1) / len(grid) * 0.98, f"block {i + 1}/{len(grid)}")
     merger.close()
     yield from ready

@@ -284,9 +284,7 @@ class Buildings:
             return
         out = _on_grid(regularize_polygon(poly, self.tol, self.fill_holes, self.frame))
         # snapping moves vertices up to a tolerance, the filled gap reaches one more
-        minx, miny, maxx, maxy = out.buffer(3 * self.tol).bounds
-        near = [self.kept[k] for k in sorted({k for key in self._cells_of(minx, miny, maxx, maxy)
-                                              for k in self.cells.get(key, [])})]
+        near = self.near(out.buffer(3 * self.tol).bounds)
         close = [p for p in near if out.distance(p) < self.tol]
         if close:
             try:
@@ -314,6 +312,12 @@ class Buildings:
         if not touching:
             return poly
         return _polygonal(poly.union(unary_union(touching))).difference(other)
+
+    def near(self, bounds: Tuple[float, float, float, float]) -> List[Polygon]:
+        """The kept buildings in the grid cells that ``bounds`` (minx, miny, maxx, maxy)
+        touches, in the order they were added."""
+        return [self.kept[k] for k in sorted({k for key in self._cells_of(*bounds)
+                                              for k in self.cells.get(key, [])})]
 
     def _cells_of(self, minx: float, miny: float, maxx: float,
                   maxy: float) -> Iterator[Tuple[int, int]]:

@@ -16,7 +16,7 @@ square metres on the CRS's ellipsoid for geographic CRSs (:mod:`engine.io.area`)
 CRS/pixel units when the raster has no CRS.  ``min_area`` (same unit) drops regions by their
 exact pixel area.  Outlines follow each class's shape (:mod:`engine.analysis.outlines`):
 buildings regularised, natural classes smoothed with borders shared by neighbours, the rest
-as-is; ``simplify`` is a Douglas-Peucker tolerance in CRS units for as-is classes, applied per
+as-is, and the polygons around a building bordered by its drawn outline; ``simplify`` is a Douglas-Peucker tolerance in CRS units for as-is classes, applied per
 polygon with topology preservation (neighbours are simplified independently, so their shared
 boundaries may no longer match; it is ignored while natural classes are smoothed, whose
 neighbours share their borders).
@@ -41,7 +41,8 @@ from ..jobs import (CancelledFn, InputError, Job, OptionNames, OutputError, Prog
                    atomic_output, check_outputs, job_outputs, option_name)
 from .attributes import FIELDS, ProbabilityProbe, probability_fields, provenance
 from .blocks import DEFAULT_BLOCK, iter_polygons
-from .outlines import Outliner, card_shapes, class_names, raster_shapes, resolve_shapes
+from .outlines import (Drawn, Outliner, card_shapes, class_names, raster_shapes,
+                       resolve_shapes)
 
 COMMAND = "vectorize"
 HELP = "polygons from a class raster"
@@ -157,40 +158,42 @@ def _vectorize(input: str | Path, out: Path, o: _Options, block: int,
         pixel_area = abs(transform.determinant)
         meter = AreaMeter(ds.crs)
         counts: Dict[str, int] = {}
-        features = 0
+
+        def write(drawn: List[Drawn]) -> None:
+            for value, pixel_geom, (area, stats), parts in drawn:
+                name = names.get(value, str(value))
+                common = {"class_value": int(value), "class_name": name,
+                          "shape": outliner.shape_of(value), **probability_fields(stats), **fixed}
+                simplify = 0.0 if outliner.shared(value) or \
+                    outliner.shape_of(value) == "building" else o.simplify
+                unchanged = parts == [pixel_geom] and simplify == 0
+                for part in _map_parts(parts, matrix, simplify):
+                    writer.add(orient(part, 1.0), {
+                        **common, "area_m2": area if unchanged else meter(part),
+                        "perimeter_m": meter.perimeter(part)})
+                    counts[name] = counts.get(name, 0) + 1
+
         job.report(0.0, "polygonising")
         with atomic_output(out) as tmp:
             writer = GpkgWriter(tmp, out.stem, ds.crs, FIELDS)
             try:
-                for value, pixel_geom, stats in iter_polygons(
-                        ds, block, job, probe, outliner.building_values, outliner.on_block):
+                for value, pixel_geom, stats in iter_polygons(ds, block, job, probe,
+                                                              outliner.on_block):
                     if o.values is not None and value not in o.values:
                         continue
                     area = meter.exact(pixel_geom, affine_transform(pixel_geom, matrix),
                                        pixel_area)
-                    if area < o.min_area:
-                        continue
-                    name = names.get(value, str(value))
-                    common = {"class_value": int(value), "class_name": name,
-                              "shape": outliner.shape_of(value), **probability_fields(stats),
-                              **fixed}
-                    simplify = 0.0 if outliner.shared(value) or \
-                        outliner.shape_of(value) == "building" else o.simplify
-                    drawn = outliner.draw(value, pixel_geom)
-                    unchanged = drawn == [pixel_geom] and simplify == 0
-                    for part in _map_parts(drawn, matrix, simplify):
-                        writer.add(orient(part, 1.0), {
-                            **common, "area_m2": area if unchanged else meter(part),
-                            "perimeter_m": meter.perimeter(part)})
-                        counts[name] = counts.get(name, 0) + 1
-                        features += 1
-                outliner.finish()
+                    if area >= o.min_area:
+                        outliner.add(value, pixel_geom, (area, stats))
+                        write(outliner.take())
+                write(outliner.finish())
                 job.check()
                 job.report(0.99, "writing")
                 writer.finish()
             except BaseException:
                 writer.discard()
                 raise
+    features = sum(counts.values())
     job.report(1.0, f"{features} polygons")
     return {"output": str(out), "layer": out.stem, "features": features, "classes": counts,
             "shapes": {names.get(v, str(v)): s for v, s in sorted(shapes_of.items())},

@@ -10,7 +10,8 @@ An arc is smoothed when one of its two sides is a ``natural`` class and neither 
 neighbours draw the identical curve: no gaps, no overlaps, without keeping the neighbours in
 memory.  Smoothing = Douglas-Peucker at the tolerance (end nodes fixed; an arc keeps at least
 its farthest point, so small regions do not vanish), then two rounds of Chaikin corner cutting
-(each cut at most one tolerance from the corner).
+(each cut at most one tolerance from the corner).  An arc that is not smoothed keeps its pixel
+corners only (the ring is walked one pixel edge at a time, but not kept that way).
 
 Labels around a polygon are read from the raster in ``block``×``block`` tiles (a few cached), so
 memory stays that of a few blocks however large the polygon's extent.  Masked pixels count as
@@ -36,12 +37,12 @@ TILE_CACHE = 6
 def _unit_steps(ring: np.ndarray) -> np.ndarray:
     """A closed integer ring (without the repeated end point) with a vertex at every pixel
     corner along it."""
-    out: List[np.ndarray] = []
-    for a, b in zip(ring, np.roll(ring, -1, axis=0)):
-        n = int(abs(b - a).max())
-        t = np.arange(n)[:, None]
-        out.append(a + np.sign(b - a) * t)
-    return np.concatenate(out).astype(np.int64)
+    ring = ring.astype(np.int32)  # labels and pixel positions: int32 halves the long rings
+    step = np.roll(ring, -1, axis=0) - ring
+    n = np.abs(step).max(axis=1)
+    which = np.repeat(np.arange(len(ring)), n)
+    t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)).astype(np.int32)
+    return ring[which] + np.sign(step)[which] * t[:, None]
 
 
 def _chaikin(pts: np.ndarray, closed: bool, cut: float) -> np.ndarray:
@@ -130,7 +131,7 @@ class LabelSampler:
         return data
 
     def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        out = np.full(rows.shape, FRAME, np.int64)
+        out = np.full(rows.shape, FRAME, np.int32)
         inside = (rows >= 0) & (cols >= 0) & (rows < self.ds.height) & (cols < self.ds.width)
         b = self.block
         ty, tx = rows // b, cols // b
@@ -162,8 +163,9 @@ class CoverageSmoother:
         # the 2x2 pixels around each corner: upper-left, upper-right, lower-left, lower-right
         ul, ur = self.sample(y - 1, x - 1), self.sample(y - 1, x)
         ll, lr = self.sample(y, x - 1), self.sample(y, x)
-        quad = np.stack([ul, ur, ll, lr], axis=1)
-        distinct = np.array([len(set(q)) for q in quad.tolist()])
+        quad = np.sort(np.stack([ul, ur, ll, lr], axis=1), axis=1)
+        distinct = 1 + (np.diff(quad, axis=1) != 0).sum(axis=1)
+        del quad
         checker = (ul == lr) & (ur == ll) & (ul != ur)
         node = (distinct >= 3) | checker
         # the other side of each edge (from vertex i to i+1)
@@ -174,7 +176,7 @@ class CoverageSmoother:
         across = np.where(side_a == value, side_b, side_a)
         if not node.any():
             if not self._smooth_between(value, int(across[0])):
-                return pts.astype(np.float64)
+                return _corners(pts, closed=True)
             return smooth_arc(pts, self.tol, closed=True)
         start = int(np.argmax(node))
         pts, node, across = (np.roll(a, -start, axis=0) for a in (pts, node, across))
@@ -184,8 +186,9 @@ class CoverageSmoother:
         for a, b in zip(cuts[:-1], cuts[1:]):
             arc = closed_pts[a:b + 1]
             if self._smooth_between(value, int(across[a])) and len(arc) > 2:
-                arc = smooth_arc(arc, self.tol, closed=False)
-            parts.append(np.asarray(arc, dtype=np.float64)[:-1])
+                parts.append(smooth_arc(arc, self.tol, closed=False)[:-1])
+            else:
+                parts.append(_corners(arc, closed=False)[:-1])
         return np.concatenate(parts)
 
     def polygon(self, poly: Polygon, value: int) -> List[Polygon]:
@@ -201,6 +204,15 @@ class CoverageSmoother:
             return [out]
         fixed = make_valid(out)
         return [g for g in getattr(fixed, "geoms", [fixed]) if isinstance(g, Polygon)]
+
+
+def _corners(pts: np.ndarray, closed: bool) -> np.ndarray:
+    """A pixel path (one vertex per pixel edge) reduced to its corners (and, open, its ends):
+    the same line, without the vertices in the middle of straight runs."""
+    step = np.diff(np.vstack([pts[-1:], pts, pts[:1]]) if closed else pts, axis=0)
+    turn = (step[1:] != step[:-1]).any(axis=1)
+    keep = turn if closed else np.concatenate([[True], turn, [True]])
+    return pts[keep].astype(np.float64)
 
 
 def _has_area(ring: np.ndarray) -> bool:

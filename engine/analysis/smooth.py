@@ -134,10 +134,12 @@ class LabelSampler:
         out = np.full(rows.shape, FRAME, np.int32)
         inside = (rows >= 0) & (cols >= 0) & (rows < self.ds.height) & (cols < self.ds.width)
         b = self.block
-        ty, tx = rows // b, cols // b
-        for key in sorted(set(zip(ty[inside].tolist(), tx[inside].tolist()))):
-            sel = inside & (ty == key[0]) & (tx == key[1])
-            out[sel] = self._tile(*key)[rows[sel] - key[0] * b, cols[sel] - key[1] * b]
+        across = -(-self.ds.width // b)  # tiles in a row
+        tile = np.where(inside, rows // b * across + cols // b, -1)
+        for key in np.unique(tile[inside]).tolist():
+            sel = tile == key
+            ty, tx = divmod(key, across)
+            out[sel] = self._tile(ty, tx)[rows[sel] - ty * b, cols[sel] - tx * b]
         return out
 
 
@@ -155,6 +157,35 @@ class CoverageSmoother:
     def _smooth_between(self, a: int, b: int) -> bool:
         return (a in self.natural or b in self.natural) and \
             a not in self.building and b not in self.building and FRAME not in (a, b)
+
+    def _smoothed(self, arc: np.ndarray, sides: Tuple[int, int], closed: bool) -> np.ndarray:
+        """The arc smoothed at the tolerance, else at half of it, as long as the curve stays on
+        the pixels of its two sides (near a node a chord can cut into a third region, and its
+        outline is not smoothed with it); else its pixel corners."""
+        for tol in (self.tol, self.tol / 2):
+            curve = smooth_arc(arc, tol, closed)
+            if self._on(curve, sides, closed):
+                return curve
+        return _corners(arc, closed)
+
+    def _on(self, curve: np.ndarray, sides: Tuple[int, int], closed: bool) -> bool:
+        """Whether every point of the curve (sampled every half pixel) lies on or at the edge of
+        a pixel of one of the two ``sides``."""
+        a = curve
+        b = np.roll(curve, -1, axis=0) if closed else curve[1:]
+        a = a if closed else a[:-1]
+        n = np.maximum(np.ceil(np.hypot(*(b - a).T) * 2), 1).astype(int)
+        seg = np.repeat(np.arange(len(a)), n)
+        t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + 0.5) / n[seg]
+        p = a[seg] + (b - a)[seg] * t[:, None]
+        # a point on a pixel edge or corner touches the pixels on each side of it
+        xs = (np.ceil(p[:, 0]) - 1, np.floor(p[:, 0]))
+        ys = (np.ceil(p[:, 1]) - 1, np.floor(p[:, 1]))
+        ok = np.zeros(len(p), bool)
+        for x in xs:
+            for y in ys:
+                ok |= np.isin(self.sample(y.astype(np.int64), x.astype(np.int64)), sides)
+        return bool(ok.all())
 
     def ring(self, coords: Any, value: int) -> np.ndarray:
         """One ring of a region of class ``value`` with its shared arcs smoothed."""
@@ -177,7 +208,7 @@ class CoverageSmoother:
         if not node.any():
             if not self._smooth_between(value, int(across[0])):
                 return _corners(pts, closed=True)
-            return smooth_arc(pts, self.tol, closed=True)
+            return self._smoothed(pts, (value, int(across[0])), closed=True)
         start = int(np.argmax(node))
         pts, node, across = (np.roll(a, -start, axis=0) for a in (pts, node, across))
         cuts = list(np.flatnonzero(node)) + [len(pts)]
@@ -186,7 +217,7 @@ class CoverageSmoother:
         for a, b in zip(cuts[:-1], cuts[1:]):
             arc = closed_pts[a:b + 1]
             if self._smooth_between(value, int(across[a])) and len(arc) > 2:
-                parts.append(smooth_arc(arc, self.tol, closed=False)[:-1])
+                parts.append(self._smoothed(arc, (value, int(across[a])), closed=False)[:-1])
             else:
                 parts.append(_corners(arc, closed=False)[:-1])
         return np.concatenate(parts)

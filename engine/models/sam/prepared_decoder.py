@@ -1,7 +1,7 @@
 """SAM's prompt encoder + mask decoder split for speed: a per-window part and a per-prompt part.
 
 The published decoder spends most of a click on products with the 4096 image tokens (64²):
-eleven 4096×256 by 256×128 projections and the two transposed convolutions.  Here
+ten 4096×256 by 256×128 projections and the two transposed convolutions.  Here
 
 * what does not depend on the prompt is computed once per window (:meth:`PreparedDecoder.prepare`):
   the image tokens plus the no-mask embedding, and the first layer's key and value projections

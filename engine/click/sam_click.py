@@ -123,7 +123,8 @@ def sam_segment_at(input: str | Path, x: float, y: float, weights: str | Path, *
     embedding was reused) and, for the same layer as :func:`engine.click.point.segment_at`,
     ``class_name`` "object (SAM)", ``class_value`` 0 and ``confidence`` = ``score``.
     ``cached_only`` (the hover preview): None instead of encoding a window not yet encoded;
-    ``preview`` > 1 makes the mask and its polygon that many times coarser (a cheap outline).
+    ``preview`` > 1 makes the mask and its polygon that many times coarser (a cheap outline),
+    decoded with int8 up-scaling and reused while the point stays on one of its pixels.
     Decoding runs through onnxruntime on the CPU when it is installed (:mod:`.sam_onnx`).
     """
     job = Job(progress, cancelled)

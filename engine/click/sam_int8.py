@@ -1,7 +1,7 @@
 """The SAM decoder graph with int8 up-scaling: the hover preview's cheaper decode.
 
 The two matrix products that stand for SAM's transposed convolutions
-(:data:`engine.models.sam.prepared_decoder.UPSCALING_WEIGHTS`) are a third of a decode; ONNX
+(:data:`engine.models.sam.prepared_decoder.UPSCALING_WEIGHTS`) are about a quarter of a decode; ONNX
 Runtime's dynamic quantisation runs them with int8 weights and per-call int8 activations (as
 SAM's own ONNX notebook quantises its decoder).  The rest stays fp32: quantising every product
 cost more mask agreement for little more speed (docs/benchmarks.md).  The masks agree with fp32

@@ -56,7 +56,7 @@ class SamSession:
 
     def __init__(self, windows: int = 8) -> None:
         self.embeddings = EmbeddingCache(windows)
-        self.rasters = EmbeddingCache(windows)
+        self.rasters = EmbeddingCache(windows)  # the same small LRU, of RasterInfo
         self.last_preview: Optional[Tuple[Hashable, Dict[str, Any]]] = None
         self._model: Optional[Tuple[Hashable, Sam]] = None
         self._decoder: Optional[Tuple[Hashable, Optional[OnnxSamDecoder]]] = None
@@ -154,8 +154,8 @@ def sam_segment_at(input: str | Path, x: float, y: float, weights: str | Path, *
         session.embeddings.put(key, hit)
     emb, valid = hit
     job.check()
-    to_win = ~window_transform(win, info.transform)
     transform = window_transform(win, info.transform)
+    to_win = ~transform
     mask_shape = (-(-int(win.height) // preview), -(-int(win.width) // preview))
     if preview > 1:
         transform = transform * Affine.scale(win.width / mask_shape[1],

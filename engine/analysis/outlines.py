@@ -159,12 +159,14 @@ class Outliner:
             else:
                 self.waiting.append((value, poly, payload))
             return
-        drawn = self.smoother.polygon(poly, value) if self.smoother is not None else [poly]
-        self.done.append((value, poly, payload, drawn))
+        self.done.append((value, poly, payload, self._drawn(value, poly)))
 
-    def _fitted(self, value: int, poly: Polygon) -> List[Polygon]:
-        assert self.buildings is not None and self.borders is not None
+    def _drawn(self, value: int, poly: Polygon) -> List[Polygon]:
+        """A region that is not a building: smoothed (when any class is), then bordered by the
+        drawn buildings (when there are any)."""
         drawn = self.smoother.polygon(poly, value) if self.smoother is not None else [poly]
+        if self.buildings is None or self.borders is None:
+            return drawn
         return self.borders.fit(value, poly, drawn, self.buildings.near(poly.bounds))
 
     def take(self) -> List[Drawn]:
@@ -193,7 +195,7 @@ class Outliner:
         waiting = []
         for value, poly, payload in self.waiting:
             if poly.bounds[3] < built:  # no building still to come touches it
-                self.done.append((value, poly, payload, self._fitted(value, poly)))
+                self.done.append((value, poly, payload, self._drawn(value, poly)))
             else:
                 waiting.append((value, poly, payload))
         self.waiting = waiting
@@ -206,7 +208,7 @@ class Outliner:
         """The regions still waiting, drawn; then the checks that need every building (the
         tolerance against their size)."""
         for value, poly, payload in self.waiting:
-            self.done.append((value, poly, payload, self._fitted(value, poly)))
+            self.done.append((value, poly, payload, self._drawn(value, poly)))
         self.waiting = []
         if self.buildings is not None:
             self.buildings.finish()

@@ -7,11 +7,11 @@ K windows of the target with the true labels (the windows' label regions become 
 polygons) and the model is refined (`engine refine`, from the previous round's model) and
 re-predicted.  Strategies:
 
-  guided   the K least-certain windows as the dock lists them (`engine.analysis.unsure`: margin
-           uncertainty, spread apart, a mix of predicted classes)
+  guided   the K least-certain windows (`engine.analysis.unsure`: margin uncertainty, spread
+           apart, a mix of predicted classes)
   plain    the K least-certain windows by mean uncertainty alone (`--strategies` to add it)
   mixed    as guided, but every second window is the one farthest from all windows corrected
-           so far (`unsure_places(explore=0.5)`)
+           so far (`unsure_places(explore=0.5)`): the places the dock lists
   random   K random windows, once per seed of `--seeds` (mean ± spread reported)
   scratch  a new U-Net trained from scratch on the guided strategy's final labels, for as many
            epochs as all rounds together
@@ -131,7 +131,7 @@ def pick(strategy: str, unc: Path, pred: Path, transform, grid, chosen, k: int, 
 
 def run_strategy(name: str, strategy: str, base: Path, image: Path, labels: np.ndarray,
                  transform, rounds: int, k: int, cell: int, epochs: int, seed: int,
-                 runs: Path, pseudo_scaled: bool = True) -> dict:
+                 runs: Path, pseudo_scaled: bool = True, lr=None) -> dict:
     folder = runs / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -153,7 +153,7 @@ def run_strategy(name: str, strategy: str, base: Path, image: Path, labels: np.n
         out = folder / f"round{r}.rsmodel"
         result = refine(model, image, gpkg, out, prediction=pred, uncertainty=unc,
                         time_budget_s=None, max_epochs=epochs, device="cpu", seed=seed + r,
-                        pseudo_scaled=pseudo_scaled)
+                        pseudo_scaled=pseudo_scaled, lr=lr)
         refine_s = time.perf_counter() - started
         new_pred, new_unc = folder / f"pred{r}.tif", folder / f"unc{r}.tif"
         again = repredict(out, image, new_pred, previous=pred, difference=folder / f"diff{r}.tif",
@@ -254,7 +254,7 @@ def main() -> None:
                    help="round: time one round on the 2048² scene only; scratch-random: "
                         "scratch on the final labels of random review with the first seed "
                         "(its windows do not depend on the models, so no rounds are run)")
-    p.add_argument("--strategies", default="guided,random",
+    p.add_argument("--strategies", default="guided,mixed,random",
                    help="comma-separated: guided, plain, mixed, random")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the random strategy")
     p.add_argument("--target-window", default="0,512,512,512", help="x,y,w,h in LoveDA tile 1")
@@ -263,6 +263,8 @@ def main() -> None:
                         "right (3 per corrected pixel whatever it gets right)")
     p.add_argument("--threads", type=int, default=2,
                    help="torch threads (1 on a busy machine: no thread waits on a descheduled one)")
+    p.add_argument("--lr", type=float, help="refine's learning rate (default: the fine-tuning "
+                                             "rate, 0.3 × the recipe's)")
     p.add_argument("--name", default="loop",
                    help="results file (bench/results/NAME.json) and work folder of the runs")
     a = p.parse_args()
@@ -306,10 +308,10 @@ def main() -> None:
             name = f"{strategy}-{seed}" if strategy == "random" else strategy
             result[name] = run_strategy(name, strategy, base, target, labels, transform,
                                         a.rounds, a.k, a.cell, a.epochs, seed, WORK / a.name,
-                                        not a.fixed_pseudo)
+                                        not a.fixed_pseudo, a.lr)
             runs.append(name)
             save(a.name, result)  # a partial result survives an interrupted run
-    if "guided" in result:
+    if "guided" in result:  # scratch on the guided strategy's final labels
         result["scratch"] = scratch(target, labels, transform, result["guided"]["windows"],
                                     a.cell, a.epochs * a.rounds, WORK / a.name)
         print("scratch", result["scratch"], flush=True)

@@ -64,7 +64,8 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
            init_head: str = "keep", held_out_share: float = HELD_OUT_SHARE,
            pseudo_ratio: float = PSEUDO_RATIO, device: str = "auto", seed: int = 0,
            reviewed: Optional[str | Path] = None, max_epochs: int = MAX_EPOCHS,
-           pseudo_scaled: bool = True, progress: Optional[ProgressFn] = None,
+           pseudo_scaled: bool = True, lr: Optional[float] = None,
+           progress: Optional[ProgressFn] = None,
            cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Write ``out``, the next version of ``model`` fine-tuned on ``corrections`` of ``image``.
 
@@ -72,7 +73,8 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
     (``predict --uncertainty``); computed on the corrected window when not given.
     ``reviewed``: the places checked (polygons; default: the ``reviewed`` layer of a corrections
     GeoPackage).  ``pseudo_scaled``: scale the pseudo-labels by what the parent gets right
-    (:mod:`.refine_labels`).  Training stops so that the round ends within the time budget
+    (:mod:`.refine_labels`); ``lr``: the learning rate (default: the fine-tuning rate of the
+    architecture's recipe).  Training stops so that the round ends within the time budget
     (None: no budget), or after ``max_epochs`` short epochs (``EPOCH_WINDOWS`` windows each),
     whichever comes first.  Returns the lineage entry of the round, with ``model``, ``notes``
     and the training summary.
@@ -137,7 +139,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                           epochs=max_epochs, patience=8,
                           time_budget_s=_training_budget(time_budget_s, clock), tile=tile,
                           batch_size=4, samples_per_epoch=EPOCH_WINDOWS, val_fraction=0.1,
-                          freeze_encoder_epochs=0, device=device, seed=seed)
+                          freeze_encoder_epochs=0, device=device, seed=seed, lr=lr)
         job.log(f"refine: {labels.counts['corrections_trained']} correction(s), "
                 f"{labels.counts['corrected_pixels']} corrected, "
                 f"{labels.counts['confirmed_pixels']} confirmed and "

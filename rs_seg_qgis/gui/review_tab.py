@@ -35,6 +35,9 @@ REFINE_ALG = "rs_seg:refine_model"
 SEGMENT_ALG = "rs_seg:segment"
 PLACES = 10
 PLACE_PX = 64  # a place is a square of this many pixels of the uncertainty raster
+# every second place is the one farthest from all reviewed places: a model sure where it is
+# wrong is never listed by uncertainty alone (docs/benchmarks.md, the analyst's loop)
+EXPLORE = 0.5
 ROUND_LAYERS = (
     ("OUTPUT_DIFFERENCE", "Changed class", "raster", lambda r: layers.style_class_raster, True),
     ("OUTPUT", "Classes", "raster", lambda r: layers.style_class_raster, True),
@@ -252,7 +255,8 @@ class ReviewTab(QWidget):
                                                 view.xMaximum(), view.yMaximum()),
                                count=PLACES, cell_px=PLACE_PX,
                                exclude=fixes.reviewed_bounds(self.reviewed_layer(), layer.crs()),
-                               prediction=classes.source() if same_grid else None)
+                               prediction=classes.source() if same_grid else None,
+                               explore=EXPLORE)
         self.places.clear()
         for place in places:
             item = QListWidgetItem(f"{place.rank}. {100 * place.uncertainty:.0f} % unsure")

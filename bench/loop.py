@@ -263,8 +263,8 @@ def main() -> None:
                         "right (3 per corrected pixel whatever it gets right)")
     p.add_argument("--threads", type=int, default=2,
                    help="torch threads (1 on a busy machine: no thread waits on a descheduled one)")
-    p.add_argument("--lr", type=float, help="refine's learning rate (default: the fine-tuning "
-                                             "rate, 0.3 × the recipe's)")
+    p.add_argument("--lr", type=float, help="refine's learning rate (default: refine's, the "
+                                             "recipe's rate)")
     p.add_argument("--name", default="loop",
                    help="results file (bench/results/NAME.json) and work folder of the runs")
     a = p.parse_args()

@@ -38,7 +38,7 @@ from ..io.crop import crop_vrt
 from ..io.rasters import CLASS_NODATA, open_raster
 from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn, check_outputs
 from ..models import architecture
-from .config import TrainConfig
+from .config import DEFAULTS, TrainConfig, recipe_of
 from .loop import train
 from .refine_labels import (HELD_OUT_SHARE, IGNORE, PSEUDO_RATIO, RoundLabels, class_values,
                             inside, round_labels, training_window)
@@ -73,8 +73,9 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
     (``predict --uncertainty``); computed on the corrected window when not given.
     ``reviewed``: the places checked (polygons; default: the ``reviewed`` layer of a corrections
     GeoPackage).  ``pseudo_scaled``: scale the pseudo-labels by what the parent gets right
-    (:mod:`.refine_labels`); ``lr``: the learning rate (default: the fine-tuning rate of the
-    architecture's recipe).  Training stops so that the round ends within the time budget
+    (:mod:`.refine_labels`); ``lr``: the learning rate (default: the architecture's recipe
+    rate, not fine-tuning's reduced one: a round is a few short epochs, and at 0.3 × the rate
+    they learned far less from the corrections; docs/benchmarks.md).  Training stops so that the round ends within the time budget
     (None: no budget), or after ``max_epochs`` short epochs (``EPOCH_WINDOWS`` windows each),
     whichever comes first.  Returns the lineage entry of the round, with ``model``, ``notes``
     and the training summary.
@@ -139,7 +140,9 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                           epochs=max_epochs, patience=8,
                           time_budget_s=_training_budget(time_budget_s, clock), tile=tile,
                           batch_size=4, samples_per_epoch=EPOCH_WINDOWS, val_fraction=0.1,
-                          freeze_encoder_epochs=0, device=device, seed=seed, lr=lr)
+                          freeze_encoder_epochs=0, device=device, seed=seed,
+                          lr=lr if lr is not None else recipe_of(parent["architecture"]).get(
+                              "lr", DEFAULTS["lr"]))
         job.log(f"refine: {labels.counts['corrections_trained']} correction(s), "
                 f"{labels.counts['corrected_pixels']} corrected, "
                 f"{labels.counts['confirmed_pixels']} confirmed and "

@@ -51,7 +51,9 @@ HELP = "fine-tune a model on the analyst's corrections (one round of the loop)"
 DEFAULT_BUDGET_S = 120.0  # two minutes on a CPU: a round the analyst waits for
 REFINE_TILE = 256
 EPOCH_WINDOWS = 32  # short epochs: the budget fits their number, per-step checks end the run
-MAX_EPOCHS = 1000  # in practice the time budget ends a round
+# The budget fits this many epochs to itself (fewer, shorter ones on a slow machine); planning
+# a thousand made the fit keep one epoch, since each planned epoch's validation is counted.
+MAX_EPOCHS = 20
 SCORE_CONTEXT_PX = 32  # image around the held-out corrections the network sees when scoring
 SCORING_SHARE = 0.1  # of the budget, kept for scoring the held-out corrections
 MIN_TRAIN_S = 1.0  # training gets at least this, even when the round's start ate the budget

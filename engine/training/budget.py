@@ -85,7 +85,10 @@ def _fit(plan: EpochPlan, epoch: int, steps_done: int, step_seconds: float, val_
 
     if plan.steps_per_epoch * epochs_left <= affordable(epochs_left):
         return plan
-    epochs = max(1, min(epochs_left, int(affordable(epochs_left) // MIN_EPOCH_STEPS)))
+    # the most epochs of MIN_EPOCH_STEPS steps that fit with their validations: counting the
+    # validations of every planned epoch instead collapsed a 1000-epoch plan to one epoch
+    most = (steps_done * step_s + remaining_s) / (MIN_EPOCH_STEPS * step_s + val_s)
+    epochs = max(1, min(epochs_left, int(most)))
     steps = max(1, int(affordable(epochs) // epochs))  # fewer epochs validate fewer times
     return EpochPlan(epoch + epochs, min(steps, plan.steps_per_epoch))
 

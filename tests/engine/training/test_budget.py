@@ -47,7 +47,17 @@ def test_spent(seconds, spent):
 
 
 def test_fewer_epochs_keep_less_time_for_validation():
-    """10 validations would eat the 60 s; the one epoch that fits validates once and trains
-    in the rest: 4 steps done + (60 - 6.8) / 6.8 = 11 steps (it was 4)."""
+    """10 validations would eat the 60 s; the two epochs of at least 4 steps that fit validate
+    twice and train in the rest: 4 steps done + (60 - 2 × 6.8) / 6.8 = 10.8, 5 steps each."""
     fitted = _fit(EpochPlan(10, 40), 0, 4, step_seconds=6.8, val_batches=3, remaining_s=60)
-    assert fitted == EpochPlan(1, 11)
+    assert fitted == EpochPlan(2, 5)
+
+
+def test_many_planned_epochs_with_validation_still_fill_the_budget():
+    # 1000 planned epochs cannot all validate within 120 s; the run must still use its budget
+    # for several epochs, not one
+    fitted = _fit(EpochPlan(1000, 8), 0, 4, step_seconds=1.0, val_batches=6, remaining_s=120)
+    assert fitted.epochs > 1
+    assert fitted.steps_per_epoch >= MIN_EPOCH_STEPS
+    used = fitted.epochs * (fitted.steps_per_epoch * 1.0 + 6 * 1.0 / 3)
+    assert 0.8 * (120 + 4) <= used <= 120 + 4

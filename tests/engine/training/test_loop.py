@@ -284,7 +284,9 @@ def test_time_budget_sizes_the_epochs_to_fit(tmp_path, scene, monkeypatch):
     history = json.loads(open(result["history"]).read())["epochs"]
     assert 1 < result["epochs_run"] < 50  # several short epochs instead of 1.5 long ones
     planned = int(fitted[0].split(": ")[1].split()[0])
-    assert planned - 2 <= result["epochs_run"] <= planned  # the estimate fits; per-step checks end it
+    # the estimate fits (each epoch's checkpoint and history are not in it: within 20 %);
+    # per-step checks end the run
+    assert 0.8 * planned <= result["epochs_run"] <= planned
     assert history[-1]["lr"] < 0.2 * 5e-3  # the schedule decayed within the budget
 
 

@@ -8,13 +8,15 @@ label's building pixels.  Each label raster is vectorised three ways with the en
   simplified   Douglas-Peucker per polygon at the tolerance (``--simplify``)
   regularised  ``--regularize building`` at the same tolerance
 
-and scored against the reference: IoU of the building area, vertex count, share of right
+and scored against the reference: IoU of the building area (polygon IoU against the label's
+pixel outline, and pixel IoU: the polygons burnt back onto the label grid), vertex count, share of right
 angles (corners within 10° of 90°), boundary F-score (share of each boundary within one
 tolerance of the other's), and the total area where output polygons overlap each other, at
 tolerances of 0.25, 0.5 and 1 m (those not below the pixel size).  A prediction-like input (the
 label blurred and thresholded with noise: ragged borders, specks) is scored the same way
 against the clean reference ("noisy").  Peak memory of vectorize (buildings regularised,
-vegetation smoothed) on synthetic scenes of growing size checks that it stays flat.
+vegetation smoothed, and as plain pixel outlines) on synthetic scenes of growing size checks that
+it stays flat.
 
 Results go to bench/results/polygons.json and polygons-memory.json; record them in
 docs/benchmarks.md with the machine.
@@ -35,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 from osgeo import ogr  # noqa: E402
-from rasterio.features import shapes  # noqa: E402
+from rasterio.features import rasterize, shapes  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from shapely import wkb  # noqa: E402
@@ -90,12 +92,26 @@ def buildings(path: Path) -> List:
             if f["class_name"] == BUILDING]
 
 
-def reference(path: Path):
-    with rasterio.open(path) as ds:
-        arr, t = ds.read(1), ds.transform
-    m = [t.a, t.b, t.d, t.e, t.xoff, t.yoff]
-    return unary_union([affine_transform(shape(g), m)
-                        for g, v in shapes(arr, mask=arr == 1, connectivity=4)])
+class Reference:
+    """The reference footprints: the label's building pixels, as polygons (``outline``) and as
+    the pixel mask itself (``mask`` on the raster's grid ``transform``)."""
+
+    def __init__(self, path: Path) -> None:
+        with rasterio.open(path) as ds:
+            arr, self.transform = ds.read(1), ds.transform
+        t = self.transform
+        m = [t.a, t.b, t.d, t.e, t.xoff, t.yoff]
+        self.mask = arr == 1
+        self.outline = unary_union([affine_transform(shape(g), m)
+                                    for g, v in shapes(arr, mask=self.mask, connectivity=4)])
+
+    def pixel_iou(self, polys: List) -> float:
+        """IoU of the polygons burnt back onto the label grid (pixel centres inside) with the
+        label pixels: what a segmentation score sees, blind to the staircase."""
+        burnt = rasterize([(p, 1) for p in polys], out_shape=self.mask.shape,
+                          transform=self.transform, dtype="uint8").astype(bool) \
+            if polys else np.zeros(self.mask.shape, bool)
+        return float((burnt & self.mask).sum() / max((burnt | self.mask).sum(), 1))
 
 
 def right_angle_share(polys: List, frame) -> float:
@@ -133,11 +149,13 @@ def overlap_area(polys: List) -> float:
     return total
 
 
-def score(polys: List, ref, tol: float, frame, seconds: float) -> Dict[str, float]:
+def score(polys: List, reference: Reference, tol: float, frame,
+          seconds: float) -> Dict[str, float]:
     invalid = sum(not p.is_valid for p in polys)
     polys = [p if p.is_valid else p.buffer(0) for p in polys]
-    out = unary_union(polys)
+    out, ref = unary_union(polys), reference.outline
     return {"iou": out.intersection(ref).area / out.union(ref).area,
+            "pixel_iou": reference.pixel_iou(polys),
             "polygons": len(polys), "invalid": invalid,
             "vertices": sum(len(p.exterior.coords) - 1 + sum(len(r.coords) - 1
                                                               for r in p.interiors)
@@ -147,7 +165,7 @@ def score(polys: List, ref, tol: float, frame, seconds: float) -> Dict[str, floa
             "overlap_m2": overlap_area(polys), "seconds": seconds}
 
 
-def run_set(name: str, raster: Path, ref, tol: float) -> Dict[str, Dict[str, float]]:
+def run_set(name: str, raster: Path, ref: Reference, tol: float) -> Dict[str, Dict[str, float]]:
     variants = {"raw": {"as_is": "all"}, "simplified": {"as_is": "all", "simplify": tol},
                 "regularised": {"as_is": "all", "regularize": BUILDING, "tolerance": tol}}
     with rasterio.open(raster) as ds:
@@ -163,30 +181,46 @@ def run_set(name: str, raster: Path, ref, tol: float) -> Dict[str, Dict[str, flo
     return scores
 
 
-PEAK = ("import resource, runpy, sys\n"
+# the child's own peak: VmHWM is its address space's; ru_maxrss would keep the peak of the
+# (large, after the real sets) bench process it was forked from
+PEAK = ("import re, runpy, sys\n"
         "sys.argv = ['engine', *sys.argv[1:]]\n"
         "try:\n    runpy.run_module('engine', run_name='__main__')\n"
-        "finally:\n    print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+        "finally:\n    status = open('/proc/self/status').read()\n"
+        "    print('PEAK_KB', re.search(r'VmHWM:\\s*(\\d+)', status).group(1))\n")
 
 
-def streaming(sizes: List[int]) -> Dict[str, Dict[str, float]]:
-    """Peak memory and time of vectorize with buildings regularised and vegetation smoothed on
-    synthetic scenes of growing size (each run in its own process, which reports its peak)."""
+SHAPED = ["--regularize", "building", "--smooth", "tree,low vegetation"]
+
+
+def streaming(sizes: List[int]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Peak memory, time and CPU time of vectorize on synthetic scenes of growing size, with
+    buildings regularised and vegetation smoothed ("shaped") and as plain pixel outlines
+    ("as_is"); each run in its own process, which reports its peak."""
     from engine.sample import make_sample
-    out = {}
+    out: Dict[str, Dict[str, Dict[str, float]]] = {}
     for size in sizes:
         scene = make_sample(WORK / f"scene{size}", size=size)
-        started = time.perf_counter()
-        r = subprocess.run([sys.executable, "-c", PEAK, "vectorize", "--input",
-                            str(scene["labels"]), "--output", str(WORK / f"scene{size}.gpkg"),
-                            "--regularize", "building", "--smooth", "tree,low vegetation"],
-                           cwd=ROOT, check=True, capture_output=True, text=True)
-        peak_kb = int(r.stdout.rsplit("PEAK_KB", 1)[1].split()[0])
-        written = ogr.Open(str(WORK / f"scene{size}.gpkg"))  # keep: the layer dies with it
-        out[str(size)] = {"seconds": time.perf_counter() - started, "peak_rss_mb": peak_kb / 1024,
-                          "features": written.GetLayer(0).GetFeatureCount()}
-        print("streaming", size, json.dumps(out[str(size)]), flush=True)
+        out[str(size)] = {}
+        for variant, options in (("shaped", SHAPED), ("as_is", ["--as-is", "all"])):
+            gpkg = WORK / f"scene{size}-{variant}.gpkg"
+            started, cpu = time.perf_counter(), _children_cpu()
+            r = subprocess.run([sys.executable, "-c", PEAK, "vectorize", "--input",
+                                str(scene["labels"]), "--output", str(gpkg), *options],
+                               cwd=ROOT, check=True, capture_output=True, text=True)
+            peak_kb = int(r.stdout.rsplit("PEAK_KB", 1)[1].split()[0])
+            written = ogr.Open(str(gpkg))  # keep: the layer dies with it
+            out[str(size)][variant] = {
+                "seconds": time.perf_counter() - started, "cpu_seconds": _children_cpu() - cpu,
+                "peak_rss_mb": peak_kb / 1024, "features": written.GetLayer(0).GetFeatureCount()}
+            print("streaming", size, variant, json.dumps(out[str(size)][variant]), flush=True)
     return out
+
+
+def _children_cpu() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def main() -> None:
@@ -200,11 +234,29 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = {"machine": machine(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if args.only != "memory":
-        result = {"benchmark": "polygons", **stamp, "sets": real_sets()}
+        result = {"benchmark": "polygons", **stamp, "staircase_floor": staircase_floor(),
+                  "sets": real_sets()}
         (RESULTS / "polygons.json").write_text(json.dumps(result, indent=1))
     if args.only != "sets":
         result = {"benchmark": "polygons-memory", **stamp, "streaming": streaming(args.memory)}
         (RESULTS / "polygons-memory.json").write_text(json.dumps(result, indent=1))
+
+
+def staircase_floor() -> List[Dict[str, float]]:
+    """Polygon IoU of exact rotated rectangles against their own pixel outlines: what even a
+    perfect outline loses against raw (pixel IoU: 1 by construction)."""
+    from shapely import affinity
+    from shapely.geometry import box
+    rows = []
+    for w, h in ((20, 20), (40, 50), (100, 100)):
+        for angle in (0, 10, 37):
+            truth = affinity.translate(affinity.rotate(box(0, 0, w, h), angle, origin=(0, 0)),
+                                       100, 20)
+            arr = rasterize([(truth, 1)], out_shape=(300, 300), dtype="uint8")
+            (raw,) = [shape(g) for g, v in shapes(arr, mask=arr > 0, connectivity=4)]
+            rows.append({"width_px": w, "height_px": h, "angle": angle,
+                         "iou_loss": 1 - truth.intersection(raw).area / truth.union(raw).area})
+    return rows
 
 
 def real_sets() -> Dict[str, Dict]:
@@ -219,7 +271,7 @@ def real_sets() -> Dict[str, Dict]:
             labels = ds.read(1)
             georef = (ds.transform, ds.crs) if ds.crs else (None, "EPSG:2056")
         clean = class_raster(name, labels, value, pixel, *georef)
-        ref = reference(clean)
+        ref = Reference(clean)
         mask = noisy(labels == value, pixel)
         rough = class_raster(f"{name}-noisy", mask, 1, pixel, *georef)
         results[name] = {"pixel_m": pixel, "clean": {}, "noisy": {}}

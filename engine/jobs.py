@@ -48,6 +48,16 @@ class OutputError(EngineError):
     """An output cannot be written (folder missing or not writable, disk full)."""
 
 
+OptionNames = Optional[Mapping[str, str]]
+
+
+def option_name(names: OptionNames, keyword: str) -> str:
+    """How the front-end that called an entry point names one of its parameters in an error
+    sentence: ``names`` maps keyword arguments to what the user sees (a Processing form's
+    labels); by default the command-line option (``fill_holes`` → ``--fill-holes``)."""
+    return (names or {}).get(keyword) or "--" + keyword.replace("_", "-")
+
+
 class Cancelled(Exception):
     """The job was cancelled by the user; no output was left behind."""
 

@@ -365,8 +365,8 @@ def _block_converter(writers: Dict[str, StripWriter], method: str, threshold: fl
         invalid = ~block.valid
         scores = block.scores
         if k:
-            c1 = scores[-2 * k:-k].argmax(0)
-            c2 = scores[-k:].argmax(0)
+            c1 = xp.argmax0(scores[-2 * k:-k])
+            c2 = xp.argmax0(scores[-k:])
         if method == "pcc":
             p_change = xp.to_dtype(c1 != c2, "float32")
         else:

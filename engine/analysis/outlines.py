@@ -9,18 +9,24 @@ from ``--model``); overrides name classes by name or value: ``regularize`` makes
 
 The tolerance (metres) drives both: default twice the pixel size; one the user gives must be at
 least the pixel size and below half the typical building width.
+
+With buildings regularised, every other region (natural or as-is) takes the drawn buildings as
+its border (:mod:`engine.analysis.borders`): no gap and no overlap between a building and the
+polygons around it.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from shapely.geometry import Polygon
 
 from ..io.classes import SHAPES
 from ..io.gsd import raster_gsd
-from ..jobs import InputError
+from ..jobs import InputError, OptionNames, option_name
+from .blocks import Frontier
+from .borders import BuildingBorders
 from .regularize import Buildings, check_tolerance
 from .smooth import CoverageSmoother, LabelSampler, smooth_classes
 
@@ -73,18 +79,21 @@ def _class_values(names: Mapping[int, str], wanted: str, option: str) -> List[in
 
 def resolve_shapes(base: Mapping[int, str], names: Mapping[int, str],
                    regularize: Optional[str] = None, smooth: Optional[str] = None,
-                   as_is: Optional[str] = None) -> Dict[int, str]:
+                   as_is: Optional[str] = None,
+                   option_names: OptionNames = None) -> Dict[int, str]:
     """The shape of each class: ``base`` (card / raster tags) with the overrides applied.
-    ``names`` (value → name) are the classes the raster has."""
+    ``names`` (value → name) are the classes the raster has; ``option_names`` how the caller
+    names the overrides in error sentences (:func:`engine.jobs.option_name`)."""
     shapes = dict(base)
     if as_is and as_is.strip().lower() == "all":
         shapes = {}
     elif as_is:
-        for v in _class_values(names, as_is, "--as-is"):
+        for v in _class_values(names, as_is, option_name(option_names, "as_is")):
             shapes.pop(v, None)
-    for option, wanted, shape in (("--regularize", regularize, "building"),
-                                  ("--smooth", smooth, "natural")):
+    for keyword, wanted, shape in (("regularize", regularize, "building"),
+                                   ("smooth", smooth, "natural")):
         if wanted:
+            option = option_name(option_names, keyword)
             shapes.update({v: shape for v in _class_values(names, wanted, option)})
     return {v: s for v, s in shapes.items() if s != "as-is"}
 
@@ -95,25 +104,43 @@ def pixel_metres(ds: Any) -> float:
     return float(gsd) if gsd else float(abs(ds.transform.a)) or 1.0
 
 
+# a region waiting to be drawn (class value, pixel polygon, the caller's payload), and drawn
+Region = Tuple[int, Polygon, Any]
+Drawn = Tuple[int, Polygon, Any, List[Polygon]]
+
+
 class Outliner:
-    """Draws each region's outline by its class's shape, in pixel coordinates."""
+    """Draws each region's outline by its class's shape, in pixel coordinates.
+
+    Regions go in with :meth:`add` and come out drawn from :meth:`take` (and :meth:`finish`).
+    With buildings regularised, every other region takes the drawn buildings as its border
+    (:mod:`engine.analysis.borders`), so it waits until the blocks have passed the last building
+    that could border it (:meth:`on_block`); the buildings and their leftovers are kept while a
+    region that may border them is still to come (a region spanning the scene keeps them all)."""
 
     def __init__(self, ds: Any, shapes: Mapping[int, str], tolerance_m: Optional[float],
-                 fill_holes_m2: Optional[float], block: int) -> None:
+                 fill_holes_m2: Optional[float], block: int,
+                 option_names: OptionNames = None) -> None:
         self.shapes = dict(shapes)
         self.pixel_m = pixel_metres(ds)
         tol_m = tolerance_m or DEFAULT_TOLERANCE_PX * self.pixel_m
+        option = option_name(option_names, "tolerance")
         if self.shapes:
-            check_tolerance(tol_m, self.pixel_m)
+            check_tolerance(tol_m, self.pixel_m, option)
         self.tol = tol_m / self.pixel_m
         fill = fill_holes_m2 if fill_holes_m2 is not None else \
             DEFAULT_FILL_HOLES_TOL2 * tol_m * tol_m
-        self.buildings = Buildings(self.tol, fill / self.pixel_m ** 2, self.pixel_m,
-                                   check=tolerance_m is not None,
-                                   frame=(ds.width, ds.height)) \
-            if "building" in self.shapes.values() else None
-        self.smoother = CoverageSmoother(LabelSampler(ds, block), self.shapes, self.tol) \
+        sampler = LabelSampler(ds, block)
+        self.buildings, self.borders = None, None
+        if "building" in self.shapes.values():
+            self.buildings = Buildings(self.tol, fill / self.pixel_m ** 2, self.pixel_m,
+                                       check=tolerance_m is not None,
+                                       frame=(ds.width, ds.height), option=option)
+            self.borders = BuildingBorders(sampler, self.building_values)
+        self.smoother = CoverageSmoother(sampler, self.shapes, self.tol) \
             if smooth_classes(self.shapes) else None
+        self.waiting: List[Region] = []
+        self.done: List[Drawn] = []
 
     @property
     def building_values(self) -> List[int]:
@@ -122,14 +149,31 @@ class Outliner:
     def shape_of(self, value: int) -> str:
         return self.shapes.get(value, "as-is")
 
-    def draw(self, value: int, poly: Polygon) -> List[Polygon]:
-        """The outline(s) of one region; ``[poly]`` for as-is classes without smoothing."""
-        shape = self.shape_of(value)
-        if shape == "building" and self.buildings is not None:
-            return list(self.buildings.add(poly))
-        if self.smoother is not None:
-            return self.smoother.polygon(poly, value)
-        return [poly]
+    def add(self, value: int, poly: Polygon, payload: Any = None) -> None:
+        """A region to draw (``payload`` comes back with it from :meth:`take`)."""
+        if self.buildings is not None and self.borders is not None:
+            if self.shape_of(value) == "building":
+                parts = list(self.buildings.add(poly))
+                self.borders.add(poly, self.buildings.near(poly.bounds))
+                self.done.append((value, poly, payload, parts))
+            else:
+                self.waiting.append((value, poly, payload))
+            return
+        self.done.append((value, poly, payload, self._drawn(value, poly)))
+
+    def _drawn(self, value: int, poly: Polygon) -> List[Polygon]:
+        """A region that is not a building: smoothed (when any class is), then bordered by the
+        drawn buildings (when there are any)."""
+        drawn = self.smoother.polygon(poly, value) if self.smoother is not None else [poly]
+        if self.buildings is None or self.borders is None:
+            return drawn
+        return self.borders.fit(value, poly, drawn, self.buildings.near(poly.bounds))
+
+    def take(self) -> List[Drawn]:
+        """The regions drawn so far: (class value, pixel polygon, payload, outline parts); a
+        building too small for the tolerance has no parts."""
+        done, self.done = self.done, []
+        return done
 
     def shared(self, value: int) -> bool:
         """Whether the outline of this class shares its borders with neighbours (then it must
@@ -141,12 +185,31 @@ class Outliner:
         """Buildings too small for the tolerance (see :mod:`engine.analysis.regularize`)."""
         return self.buildings.dropped if self.buildings is not None else 0
 
-    def on_block(self, frontier: float) -> None:
-        """No polygon still to come reaches above ``frontier`` (pixel row)."""
-        if self.buildings is not None:
-            self.buildings.forget_above(frontier)
+    def on_block(self, frontier: Frontier) -> None:
+        """After a block: ``frontier(of)`` is the top pixel row that regions still to come of
+        the classes ``of`` picks may reach (:func:`engine.analysis.blocks.iter_polygons`)."""
+        if self.buildings is None or self.borders is None:
+            return
+        building = set(self.building_values)
+        built = frontier(lambda v: v in building)
+        waiting = []
+        for value, poly, payload in self.waiting:
+            if poly.bounds[3] < built:  # no building still to come touches it
+                self.done.append((value, poly, payload, self._drawn(value, poly)))
+            else:
+                waiting.append((value, poly, payload))
+        self.waiting = waiting
+        top = min([built, frontier(lambda v: v not in building)] +
+                  [poly.bounds[1] for _, poly, _ in waiting])
+        self.buildings.forget_above(top)
+        self.borders.forget_above(top)
 
-    def finish(self) -> None:
-        """Checks that need every building (the tolerance against their size)."""
+    def finish(self) -> List[Drawn]:
+        """The regions still waiting, drawn; then the checks that need every building (the
+        tolerance against their size)."""
+        for value, poly, payload in self.waiting:
+            self.done.append((value, poly, payload, self._drawn(value, poly)))
+        self.waiting = []
         if self.buildings is not None:
             self.buildings.finish()
+        return self.take()

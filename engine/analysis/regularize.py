@@ -8,7 +8,9 @@ One building (a polygon in pixel coordinates, tolerance in pixels):
    as 4θ so that 0°, 90°, 180° and 270° agree; chains on the frame do not vote).
 3. In the frame turned by that angle every chain within 15° of an axis becomes exactly
    horizontal or vertical, through its length-weighted mean point (so the pixel staircase is
-   averaged, not followed); steeper chains keep their direction (a slanted wall stays slanted).
+   averaged, not followed), provided that turning it moves it by at most half a pixel on
+   average (a long wall a few degrees off the axes keeps its direction); steeper chains keep
+   their direction (a slanted wall stays slanted).
 4. Consecutive parallel lines closer than the tolerance merge into one (length-weighted); farther
    apart they get a perpendicular step between them.
 5. Edges shorter than the tolerance go: a step between parallel lines merges them (a notch or a
@@ -16,8 +18,14 @@ One building (a polygon in pixel coordinates, tolerance in pixels):
 6. The vertices are the intersections of consecutive lines; turned back, clipped to the frame.
 
 Holes smaller than ``fill_holes`` (pixel²) are filled, larger ones are regularised the same way.
-A building that does not survive (fewer than three lines, an invalid ring, more than 30 % area
-change) keeps its simplified outline.
+
+Acceptance: the building is also drawn with its own walls, each a least-squares line through
+its staircase (:mod:`engine.analysis.fitted`).  The rectilinear outline is kept unless it strays
+from the building's pixel outline more than 0.1 px farther on average than that fitted one
+(:func:`engine.analysis.fitted.departure`; about 0.02 IoU on a 20-pixel house).  So a building
+that is not rectilinear (walls that do not meet at right angles, a ragged outline), or that does
+not survive regularisation (fewer than three lines, an invalid ring, more than 30 % area
+change), keeps its own walls: it is never forced into right angles.
 
 Buildings smaller than a square of the tolerance are dropped (specks of a noisy prediction: they
 have no outline at that tolerance and would only carve their larger neighbours).
@@ -39,10 +47,15 @@ from shapely.errors import ShapelyError
 from shapely.ops import snap, transform, unary_union
 
 from ..jobs import InputError
+from .fitted import chain_fit, chains, departure, fitted_polygon, unit
 
 AXIS_SNAP_DEG = 15.0
 PARALLEL_DEG = 10.0
 MAX_AREA_CHANGE = 0.3
+SNAP_DEPARTURE_PX = 0.5  # a wall turns onto the building's axes if that moves it this little
+# a rectilinear outline may stray this much farther (px, on average) from the pixels than the
+# fitted one: about 0.02 IoU on a 20-pixel house
+MAX_EXTRA_DEPARTURE_PX = 0.1
 MIN_WIDTH_SHARE = 0.5  # tolerance must stay below half the typical building width
 GRID = 256.0
 SLIVER_PX2 = 0.25  # parts smaller than a quarter pixel left by subtracting a neighbour go
@@ -57,52 +70,10 @@ class _Line:
     weight: float
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = v / max(float(np.hypot(*v)), 1e-12)
-    return n if n[0] > 1e-12 or (abs(n[0]) <= 1e-12 and n[1] > 0) else -n
-
-
-def _chains(ring: LinearRing, tol: float,
-            frame: Optional[Tuple[float, float]] = None) -> Tuple[List[np.ndarray], List[bool]]:
-    """The ring cut at its Douglas-Peucker vertices and where it runs along the raster frame
-    (``frame`` = width, height): one array of original vertices per chain (ends shared with
-    the neighbouring chains), and whether each chain lies on the frame."""
-    raw = np.asarray(ring.coords)[:-1, :2]
-    kept = np.asarray(ring.simplify(tol, preserve_topology=False).coords)[:-1, :2]
-    index = {tuple(p): i for i, p in enumerate(raw.tolist())}
-    cuts = {index[tuple(p)] for p in kept.tolist()}
-    on = np.zeros(len(raw), bool)  # segment i (vertex i to i+1) on the frame
-    if frame is not None:
-        nxt = np.roll(raw, -1, axis=0)
-        for axis, edge in ((0, 0.0), (0, frame[0]), (1, 0.0), (1, frame[1])):
-            on |= (raw[:, axis] == edge) & (nxt[:, axis] == edge)
-        cuts |= set(np.flatnonzero(on != np.roll(on, 1)).tolist())
-    cuts = sorted(cuts)
-    if len(cuts) < 3:
-        return [], []
-    chains = [raw[np.arange(a, b + 1) % len(raw)]
-              for a, b in zip(cuts, cuts[1:] + [cuts[0] + len(raw)])]
-    return chains, [bool(on[a]) for a in cuts]
-
-
 def _turn(points: np.ndarray, degrees: float, origin: np.ndarray) -> np.ndarray:
     t = math.radians(degrees)
     rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
     return (points - origin) @ rot.T + origin
-
-
-def _chain_fit(chain: np.ndarray) -> Tuple[np.ndarray, np.ndarray, float]:
-    """Length-weighted mean point, principal direction and length of a chain's segments."""
-    d = np.diff(chain, axis=0)
-    w = np.hypot(d[:, 0], d[:, 1])
-    total = max(float(w.sum()), 1e-12)
-    mids = (chain[:-1] + chain[1:]) / 2
-    centre = (mids * w[:, None]).sum(axis=0) / total
-    # second moment of the segments (each a uniform line): midpoint spread + own extent
-    c = mids - centre
-    cov = (c.T * w) @ c + (d.T * (w / 12)) @ d
-    direction = np.linalg.eigh(cov)[1][:, -1]
-    return centre, direction, total
 
 
 def dominant_angle(chains: Sequence[np.ndarray]) -> float:
@@ -110,7 +81,7 @@ def dominant_angle(chains: Sequence[np.ndarray]) -> float:
     weighted by chain length."""
     s = c = 0.0
     for chain in chains:
-        _, direction, length = _chain_fit(chain)
+        _, direction, length = chain_fit(chain)
         phi = math.atan2(direction[1], direction[0])
         s += length * math.sin(4 * phi)
         c += length * math.cos(4 * phi)
@@ -123,15 +94,17 @@ def _fit_lines(chains: Sequence[np.ndarray], fixed: Sequence[bool], tol: float) 
     lines: List[_Line] = []
     snap_sin = math.sin(math.radians(AXIS_SNAP_DEG))
     for chain, exact in zip(chains, fixed):
-        centre, d, length = _chain_fit(chain)
+        centre, d, length = chain_fit(chain)
+        span = float(np.ptp(chain @ d))
+        # turning a wall of this span by asin(s) about its middle moves it by span·s/4 on average
         if exact:
-            normal = _unit(np.array([-d[1], d[0]]))
-        elif abs(d[1]) <= snap_sin:
+            normal = unit(np.array([-d[1], d[0]]))
+        elif abs(d[1]) <= min(snap_sin, 4 * SNAP_DEPARTURE_PX / max(span, 1e-12)):
             normal = np.array([0.0, 1.0])
-        elif abs(d[0]) <= snap_sin:
+        elif abs(d[0]) <= min(snap_sin, 4 * SNAP_DEPARTURE_PX / max(span, 1e-12)):
             normal = np.array([1.0, 0.0])
         else:
-            normal = _unit(np.array([-d[1], d[0]]))
+            normal = unit(np.array([-d[1], d[0]]))
         line = _Line(normal, float(normal @ centre), length)
         if lines and _parallel(lines[-1], line):
             prev = lines[-1]
@@ -155,13 +128,13 @@ def _parallel(a: _Line, b: _Line) -> bool:
 
 def _merged(a: _Line, b: _Line) -> _Line:
     w = a.weight + b.weight
-    normal = _unit(a.normal * a.weight + b.normal * b.weight)
+    normal = unit(a.normal * a.weight + b.normal * b.weight)
     return _Line(normal, (a.offset * a.weight + b.offset * b.weight) / w, w)
 
 
 def _step(line: _Line, through: np.ndarray) -> _Line:
     """The perpendicular to ``line`` through a point: the wall between two offset parallels."""
-    normal = _unit(np.array([-line.normal[1], line.normal[0]]))
+    normal = unit(np.array([-line.normal[1], line.normal[0]]))
     return _Line(normal, float(normal @ through), 0.0)
 
 
@@ -196,10 +169,10 @@ def _drop_short(lines: List[_Line], tol: float) -> List[_Line]:
 def _regular_ring(ring: LinearRing, tol: float, angle: float, origin: np.ndarray,
                   frame: Optional[Tuple[float, float]]) -> Optional[np.ndarray]:
     """One ring regularised in the frame turned by ``angle`` (returned unturned)."""
-    chains, fixed = _chains(ring, tol, frame)
-    if not chains:
+    parts, fixed = chains(ring, tol, frame)
+    if not parts:
         return None
-    lines = _drop_short(_fit_lines([_turn(c, -angle, origin) for c in chains], fixed, tol), tol)
+    lines = _drop_short(_fit_lines([_turn(c, -angle, origin) for c in parts], fixed, tol), tol)
     if len(lines) < 3 or any(_parallel(lines[i - 1], lines[i]) for i in range(len(lines))):
         return None
     return _turn(_vertices(lines), angle, origin)
@@ -211,14 +184,24 @@ def regularize_polygon(poly: Polygon, tol: float, fill_holes: float,
     smaller than ``fill_holes`` (square units) filled.  ``frame`` (width, height) is the raster
     in pixel coordinates: sides along it stay there and the outline stays inside.  See the
     module docstring."""
+    regular = _regularized(poly, tol, fill_holes, frame)
+    fitted = fitted_polygon(poly, tol, fill_holes, frame)
+    if regular is not None and \
+            departure(regular, poly) <= departure(fitted, poly) + MAX_EXTRA_DEPARTURE_PX:
+        return regular
+    return fitted
+
+
+def _regularized(poly: Polygon, tol: float, fill_holes: float,
+                 frame: Optional[Tuple[float, float]]) -> Optional[Polygon]:
+    """The rectilinear outline (None where it cannot be drawn)."""
     origin = np.asarray(poly.centroid.coords[0])
-    chains, fixed = _chains(poly.exterior, tol, frame)
-    free = [c for c, f in zip(chains, fixed) if not f]
+    parts, fixed = chains(poly.exterior, tol, frame)
+    free = [c for c, f in zip(parts, fixed) if not f]
     angle = dominant_angle(free) if free else 0.0
     shell = _regular_ring(poly.exterior, tol, angle, origin, frame)
-    fallback = poly.simplify(tol, preserve_topology=True)
     if shell is None:
-        return fallback
+        return None
     holes = []
     for hole in poly.interiors:
         if Polygon(hole).area < fill_holes:
@@ -229,12 +212,12 @@ def regularize_polygon(poly: Polygon, tol: float, fill_holes: float,
     if not out.is_valid:
         out = Polygon(shell, [h for h in holes if Polygon(h).within(Polygon(shell))])
         if not out.is_valid:
-            return fallback
+            return None
     if frame is not None:
         out = _polygonal(out.intersection(box(0, 0, *frame)))
     if abs(out.area - poly.area) > MAX_AREA_CHANGE * poly.area or \
             not isinstance(out, Polygon):
-        return fallback
+        return None
     return out
 
 
@@ -254,10 +237,11 @@ def _polygonal(geom: Any) -> Any:
     return unary_union(parts) if parts else Polygon()
 
 
-def check_tolerance(tol_m: float, pixel_m: float) -> None:
-    """A tolerance below the pixel size cannot be told from the pixel staircase."""
+def check_tolerance(tol_m: float, pixel_m: float, option: str = "--tolerance") -> None:
+    """A tolerance below the pixel size cannot be told from the pixel staircase; ``option`` is
+    what the user set it with."""
     if tol_m < pixel_m:
-        raise InputError(f"regularisation tolerance {tol_m:g} m is below the pixel size "
+        raise InputError(f"{option} {tol_m:g} m is below the pixel size "
                          f"({pixel_m:g} m); use at least {pixel_m:g} m (typically 2 pixels, "
                          f"{2 * pixel_m:g} m) and less than half the width of the buildings")
 
@@ -274,14 +258,16 @@ def _width(poly: Polygon) -> float:
 class Buildings:
     """Regularises building polygons (pixel coordinates) and keeps them apart; see the module
     docstring.  ``tol`` and ``fill_holes`` are in pixels and pixel²; ``pixel_m`` only words the
-    tolerance check (``check``: a tolerance the user chose), which runs at the end over every
-    building; ``frame`` is the raster's (width, height)."""
+    tolerance check (``check``: a tolerance the user chose, set with ``option``), which runs at
+    the end over every building; ``frame`` is the raster's (width, height)."""
 
     CELL = 256
 
     def __init__(self, tol: float, fill_holes: float, pixel_m: float, check: bool = True,
-                 frame: Optional[Tuple[float, float]] = None) -> None:
+                 frame: Optional[Tuple[float, float]] = None,
+                 option: str = "--tolerance") -> None:
         self.tol, self.fill_holes, self.pixel_m, self.frame = tol, fill_holes, pixel_m, frame
+        self.option = option
         self.cells: Dict[Tuple[int, int], List[int]] = {}
         self.kept: Dict[int, Polygon] = {}
         self._next = 0
@@ -298,9 +284,7 @@ class Buildings:
             return
         out = _on_grid(regularize_polygon(poly, self.tol, self.fill_holes, self.frame))
         # snapping moves vertices up to a tolerance, the filled gap reaches one more
-        minx, miny, maxx, maxy = out.buffer(3 * self.tol).bounds
-        near = [self.kept[k] for k in sorted({k for key in self._cells_of(minx, miny, maxx, maxy)
-                                              for k in self.cells.get(key, [])})]
+        near = self.near(out.buffer(3 * self.tol).bounds)
         close = [p for p in near if out.distance(p) < self.tol]
         if close:
             try:
@@ -328,6 +312,12 @@ class Buildings:
         if not touching:
             return poly
         return _polygonal(poly.union(unary_union(touching))).difference(other)
+
+    def near(self, bounds: Tuple[float, float, float, float]) -> List[Polygon]:
+        """The kept buildings in the grid cells that ``bounds`` (minx, miny, maxx, maxy)
+        touches, in the order they were added."""
+        return [self.kept[k] for k in sorted({k for key in self._cells_of(*bounds)
+                                              for k in self.cells.get(key, [])})]
 
     def _cells_of(self, minx: float, miny: float, maxx: float,
                   maxy: float) -> Iterator[Tuple[int, int]]:
@@ -377,5 +367,5 @@ class Buildings:
             usable = (f"use between {self.pixel_m:g} m (the pixel size) and "
                       f"{MIN_WIDTH_SHARE * width_m:.3g} m" if MIN_WIDTH_SHARE * width >= 1 else
                       "they are too small to regularise at this pixel size; leave them as-is")
-            raise InputError(f"regularisation tolerance {tol_m:g} m is above half the size of "
+            raise InputError(f"{self.option} {tol_m:g} m is above half the size of "
                              f"the buildings (typical width {width_m:.3g} m); {usable}")

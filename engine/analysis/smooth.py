@@ -10,7 +10,8 @@ An arc is smoothed when one of its two sides is a ``natural`` class and neither 
 neighbours draw the identical curve: no gaps, no overlaps, without keeping the neighbours in
 memory.  Smoothing = Douglas-Peucker at the tolerance (end nodes fixed; an arc keeps at least
 its farthest point, so small regions do not vanish), then two rounds of Chaikin corner cutting
-(each cut at most one tolerance from the corner).
+(each cut at most one tolerance from the corner).  An arc that is not smoothed keeps its pixel
+corners only (the ring is walked one pixel edge at a time, but not kept that way).
 
 Labels around a polygon are read from the raster in ``block``×``block`` tiles (a few cached), so
 memory stays that of a few blocks however large the polygon's extent.  Masked pixels count as
@@ -36,12 +37,12 @@ TILE_CACHE = 6
 def _unit_steps(ring: np.ndarray) -> np.ndarray:
     """A closed integer ring (without the repeated end point) with a vertex at every pixel
     corner along it."""
-    out: List[np.ndarray] = []
-    for a, b in zip(ring, np.roll(ring, -1, axis=0)):
-        n = int(abs(b - a).max())
-        t = np.arange(n)[:, None]
-        out.append(a + np.sign(b - a) * t)
-    return np.concatenate(out).astype(np.int64)
+    ring = ring.astype(np.int32)  # labels and pixel positions: int32 halves the long rings
+    step = np.roll(ring, -1, axis=0) - ring
+    n = np.abs(step).max(axis=1)
+    which = np.repeat(np.arange(len(ring)), n)
+    t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)).astype(np.int32)
+    return ring[which] + np.sign(step)[which] * t[:, None]
 
 
 def _chaikin(pts: np.ndarray, closed: bool, cut: float) -> np.ndarray:
@@ -130,13 +131,15 @@ class LabelSampler:
         return data
 
     def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        out = np.full(rows.shape, FRAME, np.int64)
+        out = np.full(rows.shape, FRAME, np.int32)
         inside = (rows >= 0) & (cols >= 0) & (rows < self.ds.height) & (cols < self.ds.width)
         b = self.block
-        ty, tx = rows // b, cols // b
-        for key in sorted(set(zip(ty[inside].tolist(), tx[inside].tolist()))):
-            sel = inside & (ty == key[0]) & (tx == key[1])
-            out[sel] = self._tile(*key)[rows[sel] - key[0] * b, cols[sel] - key[1] * b]
+        across = -(-self.ds.width // b)  # tiles in a row
+        tile = np.where(inside, rows // b * across + cols // b, -1)
+        for key in np.unique(tile[inside]).tolist():
+            sel = tile == key
+            ty, tx = divmod(key, across)
+            out[sel] = self._tile(ty, tx)[rows[sel] - ty * b, cols[sel] - tx * b]
         return out
 
 
@@ -155,6 +158,35 @@ class CoverageSmoother:
         return (a in self.natural or b in self.natural) and \
             a not in self.building and b not in self.building and FRAME not in (a, b)
 
+    def _smoothed(self, arc: np.ndarray, sides: Tuple[int, int], closed: bool) -> np.ndarray:
+        """The arc smoothed at the tolerance, else at half of it, as long as the curve stays on
+        the pixels of its two sides (near a node a chord can cut into a third region, and its
+        outline is not smoothed with it); else its pixel corners."""
+        for tol in (self.tol, self.tol / 2):
+            curve = smooth_arc(arc, tol, closed)
+            if self._on(curve, sides, closed):
+                return curve
+        return _corners(arc, closed)
+
+    def _on(self, curve: np.ndarray, sides: Tuple[int, int], closed: bool) -> bool:
+        """Whether every point of the curve (sampled every half pixel) lies on or at the edge of
+        a pixel of one of the two ``sides``."""
+        a = curve
+        b = np.roll(curve, -1, axis=0) if closed else curve[1:]
+        a = a if closed else a[:-1]
+        n = np.maximum(np.ceil(np.hypot(*(b - a).T) * 2), 1).astype(int)
+        seg = np.repeat(np.arange(len(a)), n)
+        t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + 0.5) / n[seg]
+        p = a[seg] + (b - a)[seg] * t[:, None]
+        # a point on a pixel edge or corner touches the pixels on each side of it
+        xs = (np.ceil(p[:, 0]) - 1, np.floor(p[:, 0]))
+        ys = (np.ceil(p[:, 1]) - 1, np.floor(p[:, 1]))
+        ok = np.zeros(len(p), bool)
+        for x in xs:
+            for y in ys:
+                ok |= np.isin(self.sample(y.astype(np.int64), x.astype(np.int64)), sides)
+        return bool(ok.all())
+
     def ring(self, coords: Any, value: int) -> np.ndarray:
         """One ring of a region of class ``value`` with its shared arcs smoothed."""
         pts = _unit_steps(np.asarray(coords, dtype=np.float64)[:-1, :2].round())
@@ -162,8 +194,9 @@ class CoverageSmoother:
         # the 2x2 pixels around each corner: upper-left, upper-right, lower-left, lower-right
         ul, ur = self.sample(y - 1, x - 1), self.sample(y - 1, x)
         ll, lr = self.sample(y, x - 1), self.sample(y, x)
-        quad = np.stack([ul, ur, ll, lr], axis=1)
-        distinct = np.array([len(set(q)) for q in quad.tolist()])
+        quad = np.sort(np.stack([ul, ur, ll, lr], axis=1), axis=1)
+        distinct = 1 + (np.diff(quad, axis=1) != 0).sum(axis=1)
+        del quad
         checker = (ul == lr) & (ur == ll) & (ul != ur)
         node = (distinct >= 3) | checker
         # the other side of each edge (from vertex i to i+1)
@@ -174,8 +207,8 @@ class CoverageSmoother:
         across = np.where(side_a == value, side_b, side_a)
         if not node.any():
             if not self._smooth_between(value, int(across[0])):
-                return pts.astype(np.float64)
-            return smooth_arc(pts, self.tol, closed=True)
+                return _corners(pts, closed=True)
+            return self._smoothed(pts, (value, int(across[0])), closed=True)
         start = int(np.argmax(node))
         pts, node, across = (np.roll(a, -start, axis=0) for a in (pts, node, across))
         cuts = list(np.flatnonzero(node)) + [len(pts)]
@@ -184,8 +217,9 @@ class CoverageSmoother:
         for a, b in zip(cuts[:-1], cuts[1:]):
             arc = closed_pts[a:b + 1]
             if self._smooth_between(value, int(across[a])) and len(arc) > 2:
-                arc = smooth_arc(arc, self.tol, closed=False)
-            parts.append(np.asarray(arc, dtype=np.float64)[:-1])
+                parts.append(self._smoothed(arc, (value, int(across[a])), closed=False)[:-1])
+            else:
+                parts.append(_corners(arc, closed=False)[:-1])
         return np.concatenate(parts)
 
     def polygon(self, poly: Polygon, value: int) -> List[Polygon]:
@@ -201,6 +235,15 @@ class CoverageSmoother:
             return [out]
         fixed = make_valid(out)
         return [g for g in getattr(fixed, "geoms", [fixed]) if isinstance(g, Polygon)]
+
+
+def _corners(pts: np.ndarray, closed: bool) -> np.ndarray:
+    """A pixel path (one vertex per pixel edge) reduced to its corners (and, open, its ends):
+    the same line, without the vertices in the middle of straight runs."""
+    step = np.diff(np.vstack([pts[-1:], pts, pts[:1]]) if closed else pts, axis=0)
+    turn = (step[1:] != step[:-1]).any(axis=1)
+    keep = turn if closed else np.concatenate([[True], turn, [True]])
+    return pts[keep].astype(np.float64)
 
 
 def _has_area(ring: np.ndarray) -> bool:

@@ -114,6 +114,16 @@ def zeros_like(a: Any) -> Any:
     return torch_module().zeros_like(a) if is_tensor(a) else np.zeros_like(a)
 
 
+def argmax0(scores: Any) -> Any:
+    """Index of the largest value along the first axis (the class axis of C×H×W scores); ties
+    give the first, as ``argmax`` does."""
+    if is_tensor(scores):
+        # torch's CPU argmax over a strided leading axis is 4-10x slower than max's indices
+        # (50 vs 12 ms for 6×512² on 2 threads), and the stitcher calls this on every block
+        return scores.max(0).indices
+    return np.argmax(scores, axis=0)
+
+
 def bincount(a: Any, minlength: int) -> Any:
     """Counts of the non-negative integers in ``a`` (at least ``minlength``), on its device."""
     if is_tensor(a):

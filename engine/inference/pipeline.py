@@ -369,7 +369,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
 
         def convert(block: Block) -> List[np.ndarray]:
             invalid = ~block.valid
-            index = block.scores.argmax(0)
+            index = xp.argmax0(block.scores)
             counts[:] += xp.bincount(index[block.valid], minlength=len(classes))
             labels = lut[index]
             labels[invalid] = CLASS_NODATA

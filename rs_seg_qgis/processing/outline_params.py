@@ -2,6 +2,7 @@
 smoothed (over the model card's class shapes) and with what tolerance."""
 from __future__ import annotations
 
+import re
 from typing import Any, Dict
 
 from qgis.core import (QgsProcessingAlgorithm, QgsProcessingContext,
@@ -18,6 +19,11 @@ OUTLINE_HELP = [
                   "least one pixel, below half a building's width"),
     ("FILL_HOLES", "holes in buildings smaller than this many m² are filled (empty: "
                    "(2 × tolerance)²)")]
+
+# the engine's keyword arguments (vectorize) and the parameters that set them
+ENGINE_KEYWORDS = {"regularize": "REGULARIZE", "smooth": "SMOOTH", "as_is": "AS_IS",
+                   "tolerance": "TOLERANCE", "fill_holes": "FILL_HOLES", "min_area": "MIN_AREA",
+                   "simplify": "SIMPLIFY"}
 
 
 def add_outline_parameters(alg: QgsProcessingAlgorithm, advanced: bool = False) -> None:
@@ -41,9 +47,22 @@ def add_outline_parameters(alg: QgsProcessingAlgorithm, advanced: bool = False) 
         alg.addParameter(param)
 
 
-def outline_options(alg: Any, parameters: Dict[str, Any],
-                    context: QgsProcessingContext) -> Dict[str, Any]:
-    """The engine's ``regularize``/``smooth``/``as_is``/``tolerance``/``fill_holes``."""
+def option_names(alg: QgsProcessingAlgorithm, output: str) -> Dict[str, str]:
+    """The labels the form shows for the parameters the engine may name in an error sentence
+    (without a trailing note in brackets: "Outline tolerance"), by engine keyword; ``output``
+    is the polygons' parameter."""
+    names = {}
+    for keyword, name in {**ENGINE_KEYWORDS, "output": output}.items():
+        definition = alg.parameterDefinition(name)
+        if definition is not None:
+            names[keyword] = re.sub(r"\s*\([^()]*\)$", "", definition.description())
+    return names
+
+
+def outline_options(alg: Any, parameters: Dict[str, Any], context: QgsProcessingContext,
+                    output: str = "OUTPUT") -> Dict[str, Any]:
+    """The engine's ``regularize``/``smooth``/``as_is``/``tolerance``/``fill_holes``, and
+    ``option_names`` (:func:`option_names`; ``output``: the polygons' parameter)."""
     def text(name: str) -> Any:
         return (alg.parameterAsString(parameters, name, context) or "").strip() or None
 
@@ -52,4 +71,4 @@ def outline_options(alg: Any, parameters: Dict[str, Any],
         fill = alg.parameterAsDouble(parameters, "FILL_HOLES", context)
     return {"regularize": text("REGULARIZE"), "smooth": text("SMOOTH"), "as_is": text("AS_IS"),
             "tolerance": alg.optional_float(parameters, "TOLERANCE", context),
-            "fill_holes": fill}
+            "fill_holes": fill, "option_names": option_names(alg, output)}

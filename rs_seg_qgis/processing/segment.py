@@ -150,7 +150,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
         if vector:
             run.call(vectorize, output, vector, produces=[vector], start=0.9,
                      probabilities=probability_for_polygons, model=model,
-                     **outline_options(self, parameters, context))
+                     **outline_options(self, parameters, context, "OUTPUT_VECTOR"))
             style_on_load(context, vector, functools.partial(
                 style_class_polygons, classes=raster_classes(output)))
         style_on_load(context, output, style_class_raster)

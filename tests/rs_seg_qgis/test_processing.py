@@ -100,11 +100,20 @@ def test_vectorize_regularises_and_smooths_named_classes(provider, tmp_path):
                       "TOLERANCE": 2.0, "OUTPUT": str(vec)})
     shapes = {(f["class_value"], f["shape"]) for f in QgsVectorLayer(str(vec)).getFeatures()}
     assert shapes == {(1, "as-is"), (2, "building"), (3, "natural")}
-    with pytest.raises(QgsProcessingException, match="has no class 'roof'; its classes are"):
+    # the sentences name the form's parameters, not the command line's options
+    with pytest.raises(QgsProcessingException) as bad:
         run("vectorize", {"INPUT": str(labels), "REGULARIZE": "roof", "OUTPUT": str(vec)})
-    with pytest.raises(QgsProcessingException, match="below the pixel size"):
-        run("vectorize", {"INPUT": str(labels), "REGULARIZE": "2", "TOLERANCE": 0.5,
-                          "OUTPUT": str(vec)})
+    assert str(bad.value).startswith("Regularise as buildings: the raster has no class 'roof'; "
+                                     "its classes are")
+    with pytest.raises(QgsProcessingException) as bad:
+        run("vectorize", {"INPUT": str(labels), "SMOOTH": "2,lake", "OUTPUT": str(vec)})
+    assert str(bad.value).startswith("Smooth as natural shapes: the raster has no class 'lake'")
+    for tolerance, problem in ((0.5, "below the pixel size"), (30.0, "above half the size")):
+        with pytest.raises(QgsProcessingException) as bad:
+            run("vectorize", {"INPUT": str(labels), "REGULARIZE": "2", "TOLERANCE": tolerance,
+                              "OUTPUT": str(vec)})
+        assert str(bad.value).startswith(f"Outline tolerance {tolerance:g} m is {problem}")
+        assert "--" not in str(bad.value)
 
 
 def test_segment_extent_bands_and_engine_errors(provider, scene, tmp_path):

@@ -94,7 +94,7 @@ def quantize_int8(fp32: bytes, windows: Sequence[Dict[str, np.ndarray]]) -> byte
         raw, source, target = (Path(tmp) / f"{n}.onnx" for n in ("raw", "fp32", "int8"))
         raw.write_bytes(fp32)
         try:
-            with _quiet():  # the quantiser logs advice on the root logger at WARNING
+            with quiet_quantizer():
                 quant_pre_process(str(raw), str(source), skip_symbolic_shape=True)
                 quantize_static(str(source), str(target), Reader(),
                                 quant_format=QuantFormat.QDQ, per_channel=True,
@@ -108,7 +108,9 @@ def quantize_int8(fp32: bytes, windows: Sequence[Dict[str, np.ndarray]]) -> byte
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_quantizer() -> Iterator[None]:
+    """onnxruntime's quantiser logs advice on the root logger at WARNING: kept out of RS Seg's
+    log."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)

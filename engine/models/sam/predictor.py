@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, Hashable, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, Hashable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -28,6 +28,8 @@ class Embedding:
     pe: torch.Tensor                # its positional encoding (kept: decoding needs it per click)
     size: Tuple[int, int]           # window (h, w)
     resized: Tuple[int, int]        # after resizing the longest side to the model size
+    # what a decoder derives from the features once per window (engine.click.sam_onnx)
+    prepared: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass

@@ -102,13 +102,16 @@ def test_bad_tolerance_and_class_names_on_the_command_line(tmp_path):
 
     r = engine("--tolerance", "0.2")
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "below the pixel size (0.5 m); use at least 0.5 m" in r.stderr
+    assert "--tolerance 0.2 m is below the pixel size (0.5 m); use at least 0.5 m" in r.stderr
     r = engine("--tolerance", "40")
-    assert r.returncode == 2 and "above half the size of the buildings" in r.stderr
+    assert r.returncode == 2 and "--tolerance 40 m is above half the size of the buildings" \
+        in r.stderr
     r = engine("--regularize", "roof")
     assert r.returncode == 2
-    assert "the raster has no class 'roof'; its classes are 1 ground, 2 building, 3 tree" \
-        in r.stderr
+    assert "--regularize: the raster has no class 'roof'; its classes are 1 ground, " \
+        "2 building, 3 tree" in r.stderr
+    r = engine("--as-is", "lake")
+    assert r.returncode == 2 and "--as-is: the raster has no class 'lake'" in r.stderr
     assert not (tmp_path / "o.gpkg").exists()
     r = engine("--smooth", "ground", "--as-is", "tree")
     assert r.returncode == 0, r.stderr

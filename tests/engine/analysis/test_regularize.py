@@ -10,6 +10,7 @@ from rasterio.features import rasterize, shapes
 from shapely import affinity
 from shapely.geometry import Polygon, box, shape
 
+from engine.analysis.fitted import departure, fitted_polygon
 from engine.analysis.regularize import Buildings, check_tolerance, regularize_polygon
 from engine.jobs import InputError
 
@@ -109,3 +110,25 @@ def test_buildings_smaller_than_a_tolerance_square_are_left_out():
     speck, house = pixel_polygons(box(5, 5, 7, 9), box(20, 20, 40, 35))  # 8 px² and 300 px²
     assert list(buildings.add(speck)) == [] and buildings.dropped == 1
     assert len(list(buildings.add(house))) == 1 and buildings.dropped == 1
+
+
+def test_a_building_that_is_not_rectilinear_keeps_its_own_walls():
+    # a trapezoid with 60° and 120° corners: right angles would move its slanted walls
+    truth = affinity.translate(Polygon([(0, 0), (60, 0), (45, 26), (15, 26)]), 30, 40)
+    (raw,) = pixel_polygons(truth)
+    reg = regularize_polygon(raw, 2.0, 4.0)
+    assert reg.is_valid and len(reg.exterior.coords) - 1 == 4
+    assert sorted(np.round(corner_angles(reg) / 10) * 10) == [60, 60, 120, 120]
+    assert iou(reg, truth) > 0.98
+    assert len(raw.exterior.coords) - 1 >= 5 * 4
+
+
+@pytest.mark.parametrize("angle", [10, 27, 45])
+def test_fitted_walls_run_through_the_middle_of_the_staircase(angle):
+    truth = affinity.translate(affinity.rotate(box(0, 0, 40, 30), angle, origin=(0, 0)), 40, 20)
+    (raw,) = pixel_polygons(truth)
+    fitted = fitted_polygon(raw, 2.0, 0.0)
+    through_corners = raw.simplify(2.0, preserve_topology=True)  # Douglas-Peucker
+    assert len(fitted.exterior.coords) - 1 == 4
+    assert departure(fitted, raw) < min(0.25, departure(through_corners, raw))
+    assert iou(fitted, truth) > max(iou(raw, truth), iou(through_corners, truth) + 0.01)

@@ -12,8 +12,10 @@ from scipy import ndimage
 from shapely.geometry import box
 from shapely.ops import unary_union
 
+from engine.analysis.blocks import iter_polygons
 from engine.analysis.smooth import CoverageSmoother, LabelSampler, smooth_arc
-from engine.analysis.vectorize import iter_polygons
+from engine.analysis.vectorize import vectorize
+from tests.engine.analysis.test_borders import polygons, suburb
 
 SHAPES = {1: "as-is", 2: "natural", 3: "natural"}
 
@@ -88,3 +90,14 @@ def test_an_arc_is_the_same_curve_from_either_side():
     a = smooth_arc(ring, 1.0, closed=True)
     b = smooth_arc(np.roll(ring[::-1], 2, axis=0), 1.0, closed=True)
     assert {tuple(p) for p in a} == {tuple(p) for p in b}
+
+
+@pytest.mark.parametrize("seed", [2, 5])
+def test_a_smoothed_arc_does_not_cut_into_a_third_region(tmp_path, seed):
+    # houses left as pixel outlines in a ground / tree coverage: near a node where a house
+    # meets both, the ground / tree arc's chord could cut into the house (seed 2 did)
+    path, extent = suburb(tmp_path, seed=seed)
+    vectorize(path, tmp_path / "o.gpkg", smooth="tree")
+    polys = [p for _, p in polygons(tmp_path / "o.gpkg")]
+    assert sum(p.area for p in polys) - unary_union(polys).area < 1e-6  # m²: no overlap
+    assert extent * extent - unary_union(polys).area < 1e-6  # m²: no gap

@@ -196,9 +196,22 @@ def test_bad_inputs_and_outputs(class_raster, tmp_path):
         vectorize(rgb, tmp_path / "o.gpkg")
     with pytest.raises(OutputError, match="does not exist"):
         vectorize(class_raster, tmp_path / "no" / "such" / "o.gpkg")
-    with pytest.raises(OutputError, match=r"\.gpkg"):
+    with pytest.raises(OutputError, match=r"^--output o\.shp must be a GeoPackage .*\.gpkg"):
         vectorize(class_raster, tmp_path / "o.shp")
     assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_sentences_name_the_parameters_as_the_caller_does(class_raster, tmp_path):
+    out = tmp_path / "o.gpkg"
+    with pytest.raises(InputError, match=r"^--fill-holes must not be negative \(got -2\)"):
+        vectorize(class_raster, out, fill_holes=-2.0)
+    form = {"fill_holes": "Fill building holes below", "output": "Class polygons"}
+    with pytest.raises(InputError, match=r"^Fill building holes below must not be negative"):
+        vectorize(class_raster, out, fill_holes=-2.0, option_names=form)
+    with pytest.raises(OutputError, match=r"^Class polygons o\.shp must be a GeoPackage"):
+        vectorize(class_raster, tmp_path / "o.shp", option_names=form)
+    with pytest.raises(InputError, match=r"^--min-area must not be negative"):  # not renamed
+        vectorize(class_raster, out, min_area=-1.0, option_names=form)
 
 
 def test_overwrites_existing_output_and_handles_wide_types(tmp_path):

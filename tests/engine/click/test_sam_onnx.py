@@ -94,3 +94,28 @@ def test_a_coarser_preview_outlines_the_same_object(tmp_path, monkeypatch):
                                       cached_only=True, preview=4)
     assert coarse["cached"] and coarse["geometry"].equals(full["geometry"])
     assert coarse["area_m2"] == pytest.approx(full["area_m2"])
+
+
+def test_a_preview_on_the_same_pixel_reuses_the_outline_and_opens_nothing(tmp_path, monkeypatch):
+    sam = _constant_positive(build_sam("tiny", seed=3))
+    session, (raster, x, y, weights) = _click_on(tmp_path, monkeypatch, sam)
+    sam_click.sam_segment_at(raster, x, y, weights, window=128, session=session, device="cpu")
+    decoder = session.decoder(sam, torch.device("cpu"))
+    decodes = []
+    real = decoder.decode
+    monkeypatch.setattr(decoder, "decode", lambda *a, **k: decodes.append(a) or real(*a, **k))
+    monkeypatch.setattr(sam_click, "open_raster",
+                        lambda path: pytest.fail("a hover over an encoded window opened the file"))
+
+    def hover(dx: float):
+        return sam_click.sam_segment_at(raster, x + dx, y, weights, window=128, session=session,
+                                        device="cpu", cached_only=True, preview=4)
+    first = hover(0.0)
+    assert len(decodes) == 1
+    same_pixel = hover(0.5)        # 1 raster pixel (0.5 m) right: the same 1/4-resolution pixel
+    assert len(decodes) == 1 and same_pixel["geometry"].equals(first["geometry"])
+    hover(2.0)                     # 4 raster pixels right: the next preview pixel
+    assert len(decodes) == 2
+    full = sam_click.sam_segment_at(raster, x + 0.5, y, weights, window=128, session=session,
+                                    device="cpu")
+    assert len(decodes) == 3 and full["cached"]  # a click always decodes its own point

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from rasterio import Affine
 
 import engine.click.sam_click as sam_click
 from engine.jobs import InputError, ModelFileError
@@ -160,3 +161,19 @@ def test_the_clicked_part_with_small_holes_filled():
     assert part.area == 20 * 20 - 64 and len(part.interiors) == 1
     assert sam_click._part(mask, (32.0, 32.0)).area == 25
     assert sam_click._part(mask, (0.5, 39.5)).area == 20 * 20 - 64      # off the mask: largest
+
+
+@pytest.mark.parametrize("transform", [Affine(0.5, 0, 100, 0, -0.5, 200),   # north up
+                                       Affine(2.0, 0, 0, 0, 2.0, 0)])        # y down
+def test_the_map_polygon_is_shapelys_oriented_transform(transform):
+    from shapely.affinity import affine_transform
+    from shapely.geometry.polygon import orient
+    mask = np.zeros((40, 40), bool)
+    mask[5:25, 5:25] = True
+    mask[14:22, 14:22] = False
+    part = sam_click._part(mask, (6.0, 6.0))
+    got = sam_click._to_map(part, transform)
+    matrix = [transform.a, transform.b, transform.d, transform.e, transform.xoff, transform.yoff]
+    want = orient(affine_transform(part, matrix), 1.0)
+    assert got.equals(want) and got.exterior.is_ccw and not got.interiors[0].is_ccw
+    assert list(got.exterior.coords) == list(want.exterior.coords)

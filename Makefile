@@ -20,7 +20,7 @@ export DEBIAN_FRONTEND := noninteractive
 export QGIS_CUSTOM_CONFIG_PATH := $(CURDIR)/build/qgis-profile
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup apt-deps demo test bad-input-table bench bench-realdata bench-transfer bench-zoo bench-polygons bench-loop gpu-check qgis package gui-shot gui-deps clean
+.PHONY: setup apt-deps demo test bad-input-table bench bench-realdata bench-transfer bench-zoo bench-polygons bench-loop bench-loop-round gpu-check qgis package gui-shot gui-deps clean
 
 setup: apt-deps $(STAMP)
 
@@ -71,6 +71,9 @@ bench-polygons: setup      # building polygons raw / simplified / regularised on
 
 bench-loop: setup          # the analyst's loop simulated on LoveDA: guided vs random vs scratch (long)
 	$(VPY) bench/loop.py
+
+bench-loop-round: setup    # times one round alone (refine, 2-minute budget, + re-predict a 2048² scene)
+	$(VPY) bench/loop.py --part round
 
 gpu-check: setup           # CUDA machine: CUDA tests + GPU benchmarks (< 8 min) → docs
 	$(VPY) bench/gpu.py

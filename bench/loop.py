@@ -2,24 +2,33 @@
 
 A U-Net trained on LoveDA tile 0 (agriculture, water, buildings; no forest) is taken to a
 512² window of LoveDA tile 1 (rows/columns from 512/0: water 43 %, agriculture 26 %,
-background 19 %, forest 10 %; `--target-window`).  Each round a simulated analyst "corrects" K windows of the target
-with the true labels (the windows' label regions become correction polygons) and the model is
-refined (`engine refine`, from the previous round's model) and re-predicted.  Strategies:
+background 19 %, forest 10 %; `--target-window`).  Each round a simulated analyst "corrects"
+K windows of the target with the true labels (the windows' label regions become correction
+polygons) and the model is refined (`engine refine`, from the previous round's model) and
+re-predicted.  Strategies:
 
-  guided   the K least-certain windows (`engine.analysis.unsure`, margin uncertainty)
-  random   K random windows (seeded)
-  scratch  a new U-Net trained from scratch on the guided strategy's final labels, with the
-           time of all rounds together
+  guided   the K least-certain windows (`engine.analysis.unsure`: margin uncertainty, spread
+           apart, a mix of predicted classes)
+  plain    the K least-certain windows by mean uncertainty alone (`--strategies` to add it)
+  mixed    as guided, but every second window is the one farthest from all windows corrected
+           so far (`unsure_places(explore=0.5)`): the places the dock lists
+  random   K random windows, once per seed of `--seeds` (mean ± spread reported)
+  scratch  a new U-Net trained from scratch on the guided strategy's final labels, for as many
+           epochs as all rounds together
 
-Accuracy is overall accuracy and mIoU against every labelled pixel of the target.  A last part
-times one round (refine with the default 2-minute budget + re-predict with uncertainty) on a
-2048² scene (a 2×2 mosaic of LoveDA tiles).  Results: bench/results/loop.json; figures in
+Training is bounded by epochs, never by the clock (base model `--base-epochs`, each refine
+`--epochs` epochs of 32 windows, no time budget), so the accuracy figures do not depend on the
+machine's load.  Accuracy is overall accuracy and mIoU against every labelled pixel of the
+target.  `--part round` times one round alone (refine with the product's default 2-minute
+budget + re-predict with uncertainty and the difference layer) on a 2048² scene (a 2×2 mosaic
+of LoveDA tiles) and prints it.  Results: bench/results/loop.json, loop-round.json; figures in
 docs/benchmarks.md with the machine.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import resource
 import shutil
 import sys
 import time
@@ -101,9 +110,29 @@ def add_corrections(gpkg: Path, labels: np.ndarray, transform, windows: List[Tup
     return added
 
 
-def run_strategy(name: str, base: Path, image: Path, labels: np.ndarray, transform,
-                 rounds: int, k: int, cell: int, budget: float, seed: int) -> dict:
-    folder = WORK / name
+def cpu_s() -> float:
+    """CPU seconds of this process and its children so far."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def pick(strategy: str, unc: Path, pred: Path, transform, grid, chosen, k: int, cell: int,
+         rng) -> List[Tuple[int, int]]:
+    """The K windows the simulated analyst corrects this round."""
+    if strategy == "random":
+        free = [g for g in grid if g not in chosen]
+        return [free[i] for i in rng.choice(len(free), k, replace=False)]
+    done = [tuple(rasterio.windows.bounds(Window(x, y, cell, cell), transform)) for x, y in chosen]
+    options = (dict(spread=0) if strategy == "plain" else
+               dict(prediction=pred, explore=0.5 if strategy == "mixed" else 0.0))
+    places = unsure_places(unc, count=k, cell_px=cell, exclude=done, **options)
+    return [(p.window[0], p.window[1]) for p in places]
+
+
+def run_strategy(name: str, strategy: str, base: Path, image: Path, labels: np.ndarray,
+                 transform, rounds: int, k: int, cell: int, epochs: int, seed: int,
+                 runs: Path, pseudo_scaled: bool = True, lr=None) -> dict:
+    folder = runs / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     gpkg = create_corrections(folder / "corrections.gpkg", CRS)
@@ -117,21 +146,14 @@ def run_strategy(name: str, base: Path, image: Path, labels: np.ndarray, transfo
     history = [{"round": 0, "labelled_px": 0, **accuracy(pred, labels)}]
     print(name, history[-1], flush=True)
     for r in range(1, rounds + 1):
-        if name == "guided":
-            taken = {(x, y) for x, y in chosen}
-            places = unsure_places(unc, count=len(grid), cell_px=cell)
-            picks = [(p.window[0], p.window[1]) for p in places
-                     if p.window[2] == cell and p.window[3] == cell
-                     and (p.window[0], p.window[1]) not in taken][:k]
-        else:
-            free = [g for g in grid if g not in chosen]
-            picks = [free[i] for i in rng.choice(len(free), k, replace=False)]
+        picks = pick(strategy, unc, pred, transform, grid, chosen, k, cell, rng)
         chosen += picks
         labelled += add_corrections(gpkg, labels, transform, picks, cell)
         started = time.perf_counter()
         out = folder / f"round{r}.rsmodel"
         result = refine(model, image, gpkg, out, prediction=pred, uncertainty=unc,
-                        time_budget_s=budget, device="cpu", seed=seed + r)
+                        time_budget_s=None, max_epochs=epochs, device="cpu", seed=seed + r,
+                        pseudo_scaled=pseudo_scaled, lr=lr)
         refine_s = time.perf_counter() - started
         new_pred, new_unc = folder / f"pred{r}.tif", folder / f"unc{r}.tif"
         again = repredict(out, image, new_pred, previous=pred, difference=folder / f"diff{r}.tif",
@@ -149,8 +171,9 @@ def run_strategy(name: str, base: Path, image: Path, labels: np.ndarray, transfo
     return {"history": history, "windows": chosen}
 
 
-def scratch(image: Path, labels: np.ndarray, transform, windows, cell: int, budget: float) -> dict:
-    folder = WORK / "scratch"
+def scratch(image: Path, labels: np.ndarray, transform, windows, cell: int, epochs: int,
+            runs: Path) -> dict:
+    folder = runs / "scratch"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     sparse = np.zeros_like(labels)
@@ -162,8 +185,8 @@ def scratch(image: Path, labels: np.ndarray, transform, windows, cell: int, budg
         dst.write(sparse[None])
     started = time.perf_counter()
     train(images=[str(image)], labels=[str(folder / "labels.tif")], out=str(folder / "m.rsmodel"),
-          classes=CLASSES, ignore_value=0, hparams=HPARAMS, tile=256, epochs=1000, patience=8,
-          time_budget_s=budget, batch_size=4, samples_per_epoch=32, device="cpu")
+          classes=CLASSES, ignore_value=0, hparams=HPARAMS, tile=256, epochs=epochs,
+          patience=epochs, batch_size=4, samples_per_epoch=32, device="cpu")
     seconds = time.perf_counter() - started
     predict(folder / "m.rsmodel", image, folder / "pred.tif", device="cpu")
     return {"labelled_px": int((sparse > 0).sum()), "train_s": round(seconds, 1),
@@ -182,8 +205,9 @@ def mosaic(tiles: List[Path], out: Path) -> Path:
     return out
 
 
-def time_2048(base: Path, k: int, cell: int, budget: float) -> dict:
-    """One round on a 2048² scene: refine (default budget) + re-predict with uncertainty."""
+def time_round(base: Path, k: int, cell: int, budget: float) -> dict:
+    """One round on a 2048² scene: refine (default budget) + re-predict with uncertainty and
+    the difference layer; wall and CPU seconds."""
     folder = WORK / "scene2048"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -196,66 +220,122 @@ def time_2048(base: Path, k: int, cell: int, budget: float) -> dict:
     with rasterio.open(image) as ds:
         transform = ds.transform
     gpkg = create_corrections(folder / "corrections.gpkg", CRS)
-    places = unsure_places(unc, count=k, cell_px=cell)
+    places = unsure_places(unc, count=k, cell_px=cell, prediction=pred)
     add_corrections(gpkg, labels, transform, [(p.window[0], p.window[1]) for p in places], cell)
-    started = time.perf_counter()
-    refine(base, image, gpkg, folder / "r1.rsmodel", prediction=pred, uncertainty=unc,
-           time_budget_s=budget, device="cpu")
-    refine_s = time.perf_counter() - started
+    load = os.getloadavg()[0]
+    started, cpu = time.perf_counter(), cpu_s()
+    result = refine(base, image, gpkg, folder / "r1.rsmodel", prediction=pred, uncertainty=unc,
+                    time_budget_s=budget, device="cpu")
+    refine_s, refine_cpu = time.perf_counter() - started, cpu_s() - cpu
     repredict(folder / "r1.rsmodel", image, folder / "pred1.tif", previous=pred,
               uncertainty=folder / "unc1.tif", difference=folder / "diff1.tif", device="cpu")
     total = time.perf_counter() - started
     return {"size": 2048, "budget_s": budget, "refine_s": round(refine_s, 1),
-            "repredict_s": round(total - refine_s, 1), "round_s": round(total, 1)}
+            "training_s": round(result["training"]["seconds"], 1),
+            "epochs": result["training"]["epochs_run"],
+            "repredict_s": round(total - refine_s, 1), "round_s": round(total, 1),
+            "refine_cpu_s": round(refine_cpu, 1), "round_cpu_s": round(cpu_s() - cpu, 1),
+            "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2),
+            "target_met": total <= 180}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--k", type=int, default=4, help="windows corrected per round")
     p.add_argument("--cell", type=int, default=64, help="window edge (px)")
-    p.add_argument("--budget", type=float, default=30.0, help="refine budget per round (s)")
-    p.add_argument("--base-budget", type=float, default=120.0, help="base model training (s)")
+    p.add_argument("--epochs", type=int, default=4,
+                   help="refine epochs (32 windows each) per round; no time budget")
+    p.add_argument("--base-epochs", type=int, default=20, help="base model training epochs")
     p.add_argument("--round-budget", type=float, default=120.0,
                    help="refine budget of the timed 2048² round (s; the product default)")
-    p.add_argument("--part", choices=("all", "accuracy", "round2048"), default="all")
+    p.add_argument("--part", choices=("all", "accuracy", "round", "scratch-random"),
+                   default="all",
+                   help="round: time one round on the 2048² scene only; scratch-random: "
+                        "scratch on the final labels of random review with the first seed "
+                        "(its windows do not depend on the models, so no rounds are run)")
+    p.add_argument("--strategies", default="guided,mixed,random",
+                   help="comma-separated: guided, plain, mixed, random")
+    p.add_argument("--seeds", default="0,1,2", help="seeds of the random strategy")
     p.add_argument("--target-window", default="0,512,512,512", help="x,y,w,h in LoveDA tile 1")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fixed-pseudo", action="store_true",
+                   help="the recipe before pseudo-labels were scaled by what the parent gets "
+                        "right (3 per corrected pixel whatever it gets right)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads (1 on a busy machine: no thread waits on a descheduled one)")
+    p.add_argument("--lr", type=float, help="refine's learning rate (default: refine's, the "
+                                             "recipe's rate)")
+    p.add_argument("--name", default="loop",
+                   help="results file (bench/results/NAME.json) and work folder of the runs")
     a = p.parse_args()
     if not LOVEDA.is_dir():
         sys.exit(f"skipped: {LOVEDA} is absent (the real data of ../shared/data)")
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     WORK.mkdir(parents=True, exist_ok=True)
     source = geotiff(LOVEDA / "img_dir" / "0.png", WORK / "source.tif")
     source_labels = geotiff(LOVEDA / "ann_dir" / "0.png", WORK / "source_labels.tif")
+    base = WORK / f"base-{a.base_epochs}ep.rsmodel"
+    started = time.perf_counter()
+    if not base.exists():
+        train(images=[str(source)], labels=[str(source_labels)], out=str(base), classes=CLASSES,
+              ignore_value=0, hparams=HPARAMS, tile=256, epochs=a.base_epochs,
+              patience=a.base_epochs, batch_size=4, samples_per_epoch=32, device="cpu")
+    result = {"settings": vars(a), "base_train_s": round(time.perf_counter() - started, 1)}
+    if a.part == "round":
+        result["round_2048"] = time_round(base, a.k, a.cell, a.round_budget)
+        print("round", result["round_2048"], flush=True)
+        return save("loop-round", result)
     x, y, w, h = (int(v) for v in a.target_window.split(","))
     target = geotiff(LOVEDA / "img_dir" / "1.png", WORK / "target.tif", (x, y, w, h))
     labels = np.asarray(Image.open(LOVEDA / "ann_dir" / "1.png"))[y:y + h, x:x + w]
     with rasterio.open(target) as ds:
         transform = ds.transform
-    base = WORK / "base.rsmodel"
-    started = time.perf_counter()
-    if not base.exists():
-        train(images=[str(source)], labels=[str(source_labels)], out=str(base), classes=CLASSES,
-              ignore_value=0, hparams=HPARAMS, tile=256, epochs=1000, patience=10,
-              time_budget_s=a.base_budget, batch_size=4, samples_per_epoch=32, device="cpu")
-    result = {"settings": vars(a), "base_train_s": round(time.perf_counter() - started, 1)}
-    if a.part == "round2048":
-        result = {"settings": vars(a), "round_2048": time_2048(base, a.k, a.cell, a.round_budget)}
-        return save("loop-round2048", result)
-    for name in ("guided", "random"):
-        result[name] = run_strategy(name, base, target, labels, transform, a.rounds, a.k, a.cell,
-                                    a.budget, a.seed)
-    result["scratch"] = scratch(target, labels, transform, result["guided"]["windows"], a.cell,
-                                a.budget * a.rounds)
-    print("scratch", result["scratch"], flush=True)
-    for name in ("guided", "random"):
+    if a.part == "scratch-random":
+        seed = int(a.seeds.split(",")[0])
+        grid = [(gx, gy) for gy in range(0, h - a.cell + 1, a.cell)
+                for gx in range(0, w - a.cell + 1, a.cell)]
+        rng, chosen = np.random.default_rng(seed), []
+        for _ in range(a.rounds):  # the draws run_strategy makes, round by round
+            chosen += pick("random", Path(), Path(), transform, grid, chosen, a.k, a.cell, rng)
+        result[f"scratch-random-{seed}"] = scratch(target, labels, transform, chosen, a.cell,
+                                                   a.epochs * a.rounds, WORK / a.name)
+        return save(a.name, result)
+    runs = []
+    for strategy in a.strategies.split(","):
+        seeds = [int(v) for v in a.seeds.split(",")] if strategy == "random" else [0]
+        for seed in seeds:
+            name = f"{strategy}-{seed}" if strategy == "random" else strategy
+            result[name] = run_strategy(name, strategy, base, target, labels, transform,
+                                        a.rounds, a.k, a.cell, a.epochs, seed, WORK / a.name,
+                                        not a.fixed_pseudo, a.lr)
+            runs.append(name)
+            save(a.name, result)  # a partial result survives an interrupted run
+    if "guided" in result:  # scratch on the guided strategy's final labels
+        result["scratch"] = scratch(target, labels, transform, result["guided"]["windows"],
+                                    a.cell, a.epochs * a.rounds, WORK / a.name)
+        print("scratch", result["scratch"], flush=True)
+    result["random_mean"] = random_summary(result, a.rounds)
+    for name in runs:
         result[name].pop("windows")
     if a.part == "all":
-        result["round_2048"] = time_2048(base, a.k, a.cell, a.round_budget)
-        print("2048", result["round_2048"], flush=True)
-    save("loop", result)
+        result["round_2048"] = time_round(base, a.k, a.cell, a.round_budget)
+        print("round", result["round_2048"], flush=True)
+    save(a.name, result)
+
+
+def random_summary(result: dict, rounds: int) -> List[dict]:
+    """Per round: the random runs' mean OA / mIoU and their spread (min..max)."""
+    runs = [v["history"] for k, v in result.items() if k.startswith("random-")]
+    summary = []
+    for r in range(rounds + 1) if runs else ():
+        oa = [h[r]["oa"] for h in runs]
+        miou = [h[r]["miou"] for h in runs]
+        summary.append({"round": r, "labelled_px": runs[0][r]["labelled_px"],
+                        "oa_mean": round(float(np.mean(oa)), 4), "oa_min": min(oa),
+                        "oa_max": max(oa), "miou_mean": round(float(np.mean(miou)), 4),
+                        "miou_min": min(miou), "miou_max": max(miou)})
+    return summary
 
 
 if __name__ == "__main__":

@@ -4,6 +4,13 @@
 The raster (or the part of it inside ``bounds``, e.g. the map extent) is cut into cells of
 ``cell_px`` pixels; a cell's score is its mean uncertainty over valid pixels.  Large extents are
 read decimated (at most ``MAX_READ`` pixels a side), so ranking a whole scene stays cheap.
+
+The least-certain cells of a weak model cluster (along one kind of boundary, in one kind of
+land cover), and ten places side by side teach a model little more than one.  So the list is
+picked greedily for variety: a place keeps its neighbours within ``spread`` cells off the list
+(they come back only when nothing else is left), and with the model's class raster
+(``prediction``) each further place of a cell's majority class counts for ``CLASS_REPEAT``
+times less, so the list mixes the predicted classes.
 """
 from __future__ import annotations
 
@@ -17,12 +24,13 @@ from rasterio.windows import Window, from_bounds
 from rasterio.windows import bounds as window_bounds
 
 from ..inference.uncertainty import NODATA, SCALE
-from ..io.rasters import open_raster
+from ..io.rasters import CLASS_NODATA, open_raster
 from ..jobs import InputError
 
 Bounds = Tuple[float, float, float, float]  # left, bottom, right, top in the raster's CRS
 MAX_READ = 2048
 MIN_VALID_SHARE = 0.5  # a cell mostly outside the data is not a place to check
+CLASS_REPEAT = 0.7  # a cell's score times this for each place already listed of its class
 
 
 @dataclass
@@ -36,48 +44,150 @@ class Place:
 
 
 def unsure_places(uncertainty: str | Path, bounds: Optional[Bounds] = None, count: int = 10,
-                  cell_px: int = 64, exclude: Sequence[Bounds] = ()) -> List[Place]:
-    """The ``count`` cells with the highest mean uncertainty, most unsure first; cells whose
-    centre lies in one of ``exclude`` (places already reviewed) are left out."""
-    if count < 1 or cell_px < 1:
-        raise InputError(f"count and cell size must be at least 1 (got {count}, {cell_px})")
+                  cell_px: int = 64, exclude: Sequence[Bounds] = (), spread: int = 1,
+                  prediction: Optional[str | Path] = None, explore: float = 0.0) -> List[Place]:
+    """``count`` cells of high mean uncertainty, most unsure first, kept varied: no two within
+    ``spread`` cells of each other while others are left (0: the plain ranking) and, with the
+    model's class raster ``prediction`` (same grid), a mix of its classes.  Cells whose centre
+    lies in one of ``exclude`` (places already reviewed) are left out.  ``explore`` (0..1): the
+    share of the places picked instead as far as possible from every place reviewed or listed
+    (a confidently wrong model is sure where it is wrong: uncertainty alone never sends the
+    analyst there)."""
+    if not 0 <= explore <= 1:
+        raise InputError(f"explore is a share of the places, 0 to 1 (got {explore})")
+    if count < 1 or cell_px < 1 or spread < 0:
+        raise InputError(f"count and cell size must be at least 1 and the spread at least 0 "
+                         f"(got {count}, {cell_px}, {spread})")
     with open_raster(uncertainty) as ds:
-        full = Window(0, 0, ds.width, ds.height)
-        if bounds is None:
-            win = full
-        else:
-            win = from_bounds(*bounds, transform=ds.transform).round_offsets().round_lengths()
-            try:
-                win = win.intersection(full)
-            except Exception:  # rasterio raises WindowError when they do not meet
-                return []
-        col, row, w, h = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
-        if w < 1 or h < 1:
+        read = _read_window(ds, bounds)
+        if read is None:
             return []
-        step = max(1, math.ceil(max(w, h) / MAX_READ))
-        data = ds.read(1, window=Window(col, row, w, h),
-                       out_shape=(math.ceil(h / step), math.ceil(w / step)))
-        transform = ds.transform
+        (col, row, w, h), step = read
+        shape = (math.ceil(h / step), math.ceil(w / step))
+        data = ds.read(1, window=Window(col, row, w, h), out_shape=shape)
+        transform, grid = ds.transform, (ds.width, ds.height, ds.transform)
     cell = max(1, cell_px // step)
+    mean = _cell_means(data, cell)
+    classes = _cell_classes(prediction, grid, (col, row, w, h), shape, cell) \
+        if prediction is not None else None
+
+    def place(r: int, c: int) -> Tuple[Bounds, Tuple[int, int, int, int]]:
+        x, y = col + c * cell * step, row + r * cell * step
+        win = (x, y, min(cell * step, col + w - x), min(cell * step, row + h - y))
+        return tuple(window_bounds(Window(*win), transform)), win
+
+    seen = np.zeros(mean.shape, bool)
+    for r, c in zip(*np.nonzero(mean >= 0)) if exclude else ():  # reviewed: not listed
+        (left, bottom, right, top), _ = place(r, c)
+        cx, cy = (left + right) / 2, (bottom + top) / 2
+        if any(e[0] <= cx <= e[2] and e[1] <= cy <= e[3] for e in exclude):
+            mean[r, c], seen[r, c] = -1.0, True
+    places: List[Place] = []
+    for r, c in _pick(mean, classes, spread, count, seen, explore):
+        box, win = place(r, c)
+        places.append(Place(len(places) + 1, box, float(mean[r, c]) / SCALE, win))
+    return places
+
+
+def _read_window(ds, bounds: Optional[Bounds]):
+    """The pixel window (col, row, w, h) of ``bounds`` on ``ds`` and the decimation step; None
+    when they do not meet."""
+    full = Window(0, 0, ds.width, ds.height)
+    win = full
+    if bounds is not None:
+        win = from_bounds(*bounds, transform=ds.transform).round_offsets().round_lengths()
+        try:
+            win = win.intersection(full)
+        except Exception:  # rasterio raises WindowError when they do not meet
+            return None
+    col, row, w, h = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
+    if w < 1 or h < 1:
+        return None
+    return (col, row, w, h), max(1, math.ceil(max(w, h) / MAX_READ))
+
+
+def _blocks(data: np.ndarray, cell: int, fill: int) -> np.ndarray:
+    """``data`` cut into cells: rows × cols × cell² (the ragged edge padded with ``fill``)."""
     rows, cols = math.ceil(data.shape[0] / cell), math.ceil(data.shape[1] / cell)
-    padded = np.full((rows * cell, cols * cell), NODATA, np.uint8)
+    padded = np.full((rows * cell, cols * cell), fill, data.dtype)
     padded[:data.shape[0], :data.shape[1]] = data
-    blocks = padded.reshape(rows, cell, cols, cell).swapaxes(1, 2).reshape(rows, cols, -1)
+    return padded.reshape(rows, cell, cols, cell).swapaxes(1, 2).reshape(rows, cols, -1)
+
+
+def _cell_means(data: np.ndarray, cell: int) -> np.ndarray:
+    """Each cell's mean uncertainty (0..SCALE); -1 where the cell is mostly nodata."""
+    blocks = _blocks(data, cell, NODATA)
     valid = blocks != NODATA
     n = valid.sum(-1)
     mean = np.where(n > 0, (blocks * valid).sum(-1) / np.maximum(n, 1), -1.0)
     mean[n < MIN_VALID_SHARE * cell * cell] = -1.0
-    places: List[Place] = []
-    for flat in np.argsort(mean, axis=None)[::-1]:
-        if len(places) == count or mean.flat[flat] < 0:
-            break
-        r, c = divmod(int(flat), cols)
-        x, y = col + c * cell * step, row + r * cell * step
-        pw, ph = min(cell * step, col + w - x), min(cell * step, row + h - y)
-        left, bottom, right, top = window_bounds(Window(x, y, pw, ph), transform)
-        cx, cy = (left + right) / 2, (bottom + top) / 2
-        if any(e[0] <= cx <= e[2] and e[1] <= cy <= e[3] for e in exclude):
+    return mean
+
+
+def _cell_classes(prediction: str | Path, grid, window, shape, cell: int) -> np.ndarray:
+    """Each cell's majority class in the class raster (read like the uncertainty raster)."""
+    col, row, w, h = window
+    with open_raster(prediction) as ds:
+        if (ds.width, ds.height, ds.transform) != grid:
+            raise InputError(f"{Path(prediction).name} is not on the grid of the uncertainty "
+                             f"raster; give the class raster predicted with it")
+        data = ds.read(1, window=Window(col, row, w, h), out_shape=shape, resampling=0)
+    blocks = _blocks(data.astype(np.int64), cell, CLASS_NODATA)
+    cells = np.broadcast_to(np.arange(blocks.shape[0] * blocks.shape[1]).reshape(
+        blocks.shape[:2] + (1,)), blocks.shape)
+    valid = blocks != CLASS_NODATA
+    codes, counts = np.unique(cells[valid] * 256 + blocks[valid], return_counts=True)
+    order = np.lexsort((counts, codes // 256))  # by cell, then count: each cell's last wins
+    majority = np.full(blocks.shape[0] * blocks.shape[1], -1, np.int64)
+    ranked_cells = codes[order] // 256
+    last = np.r_[ranked_cells[1:] != ranked_cells[:-1], True]
+    majority[ranked_cells[last]] = (codes[order] % 256)[last]
+    return majority.reshape(blocks.shape[:2])
+
+
+def _pick(mean: np.ndarray, classes: Optional[np.ndarray], spread: int, limit: int,
+          seen: np.ndarray, explore: float):
+    """Cells (row, col) in the order they join the list, at most ``limit``; of every place,
+    ``explore`` of one is the valid cell farthest from the ``seen`` (reviewed) and listed
+    cells."""
+    rows, cols = np.indices(mean.shape)
+    seen = seen.copy()
+    explored = 0.0
+    score = mean.astype(np.float64).copy()
+    score[mean < 0] = -np.inf
+    near = np.zeros(mean.shape, bool)  # within ``spread`` of a listed cell: held back
+    listed: dict = {}
+    picked = 0
+    while picked < limit:
+        weight = np.ones_like(score)
+        if classes is not None:
+            for value, n in listed.items():
+                weight[classes == value] = CLASS_REPEAT ** n
+        exploring = explored + explore >= 1 and np.isfinite(score).any()
+        if exploring:
+            far = _distance(seen, rows, cols)
+            ranked = np.where(np.isfinite(score), far + score / (SCALE + 1), -np.inf)
+        else:
+            ranked = np.where(near, -np.inf, score * weight)
+        if not np.isfinite(ranked).any():
+            if not near.any() or not np.isfinite(score).any():
+                return
+            near[:] = False  # only neighbours are left: they come back, still ranked
             continue
-        places.append(Place(len(places) + 1, (left, bottom, right, top),
-                            float(mean.flat[flat]) / SCALE, (x, y, pw, ph)))
-    return places
+        r, c = np.unravel_index(int(np.argmax(ranked)), ranked.shape)
+        yield int(r), int(c)
+        picked += 1
+        explored += explore - 1 if exploring else explore
+        score[r, c], seen[r, c] = -np.inf, True
+        near[max(0, r - spread):r + spread + 1, max(0, c - spread):c + spread + 1] = True
+        if classes is not None:
+            listed[classes[r, c]] = listed.get(classes[r, c], 0) + 1
+
+
+def _distance(seen: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Each cell's distance (cells) to the nearest seen cell; large where none is seen."""
+    if not seen.any():
+        return np.full(seen.shape, float(max(seen.shape)))
+    r, c = np.nonzero(seen)
+    d = np.hypot(rows[..., None] - r, cols[..., None] - c)
+    return d.min(-1)

@@ -305,7 +305,8 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
             tta: str = "none",
             progress: Optional[ProgressFn] = None,
             cancelled: Optional[CancelledFn] = None, uncertainty: Optional[str | Path] = None,
-            uncertainty_measure: str = "margin") -> Dict[str, Any]:
+            uncertainty_measure: str = "margin",
+            statistics: Optional[BandStats] = None) -> Dict[str, Any]:
     """Segment ``input`` with ``model`` and write a class raster (and optional probabilities).
 
     ``uncertainty``: also write a uint8 per-pixel uncertainty raster (``uncertainty_measure``
@@ -316,7 +317,9 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
     gives the pixel size of a raster without georeferencing; ``output_format`` is ``gtiff`` or
     ``cog`` (Cloud-Optimized GeoTIFF with overviews, :mod:`engine.io.cog`); ``backend`` and
     ``precision`` pick the runtime (:mod:`engine.inference.backends`); ``tta`` averages each
-    window's probabilities over flips or D4 (:mod:`.tta`).  Returns a summary: output
+    window's probabilities over flips or D4 (:mod:`.tta`).  ``statistics``: the image
+    statistics to normalise with when ``input`` is a crop of a larger image, so the crop is
+    seen as in the whole (default: sampled from ``input``).  Returns a summary: output
     paths, raster size, windows, seconds, MPix/s, the backend, the area share of each class and
     any domain notes.
     """
@@ -350,7 +353,7 @@ def predict(model: str | Path | LoadedModel, input: str | Path, output: str | Pa
         view = make_view(ds, card, t, o, ViewOptions(gsd, input_gsd,
                                                      model_grid=sharded.world()[1] == 1))
         indexes, band_note = match_bands(ds, card["inputs"]["image"]["bands"], bands)
-        stats = image_statistics(WindowReader(ds, indexes))
+        stats = statistics or image_statistics(WindowReader(ds, indexes))
         range_note = check_range(card, "image", stats, ds.dtypes[indexes[0] - 1])
         notes = [n for n in [band_note, alpha_note(ds, indexes), range_note,
                              *(card.get("onnx") or {}).get("notes", [])]

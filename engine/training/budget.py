@@ -5,7 +5,8 @@ the windows are read at.  With a time budget the first steps are timed and, when
 epochs would not fit, each epoch gets fewer steps (and the run fewer epochs when even
 :data:`MIN_EPOCH_STEPS` steps an epoch would not fit), so the run validates, decays its learning
 rate and ends within the budget; the budget is also checked after every step, so a slow step
-stops the run within one step of it, not one epoch.
+stops the run within one step of it, not one epoch.  The clock starts with the run, so
+scanning the labels and reading the statistics count too.
 """
 from __future__ import annotations
 

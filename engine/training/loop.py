@@ -83,6 +83,8 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     backbone = inspect_backbone(cfg.arch, cfg.backbone_weights) if cfg.backbone_weights else None
     device = resolve_device(cfg.device)
     rank, world = init_distributed(device)
+    # the budget covers the whole run: reading the labels and statistics count too
+    budget = TimeBudget(cfg.time_budget_s, world)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
@@ -205,7 +207,6 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     ckpt = checkpoint_path(cfg.out)
     needs_targets = wants_targets(net)
     metric_name = "F1(change)" if cfg.task == "change" else "mIoU"
-    budget = TimeBudget(cfg.time_budget_s, world)
     started, probed, stopped = budget.started, cfg.time_budget_s is None, False
     epoch = start_epoch
     while epoch < plan.epochs and not stopped:

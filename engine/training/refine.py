@@ -5,55 +5,68 @@ the places they confirmed and a sample of its own confident predictions
 (:mod:`.refine_labels`), on the window of the image around the corrections.  A share of the
 corrections is held out: the round's score is the accuracy of the new model, and of its parent,
 on them.  The new model's card records its lineage: parent, round, corrections, date, scores,
-and every earlier round.  ``repredict`` then segments the whole image with the new model and
-compares it with the previous round's class raster (:mod:`engine.analysis.rounds`).
+and every earlier round.  ``repredict`` (:mod:`.repredict`) then segments the image, or the
+current extent, with the new model and compares it with the previous round's class raster.
+
+The time budget holds for the whole round of refine, not only its training epochs: what the
+round spent before training (labels, statistics) comes off the training time, and a share is
+kept for scoring, which predicts only around the held-out corrections.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 import rasterio
-from osgeo import gdal
 from rasterio.windows import Window
+from scipy import ndimage
 
 from ..analysis.attributes import file_sha256
 from ..analysis.metrics import confusion_matrix, scores
-from ..analysis.rounds import compare_rounds
 from ..formats.card import is_onnx
 from ..formats.modelfile import load_model, read_card, save_model
 from ..inference.pipeline import predict
 from ..io.corrections import (CLASS_FIELD, REVIEWED_LAYER, corrections_layer, has_layer,
                               read_layer)
-from ..io.rasters import CLASS_NODATA, open_raster
 from ..io.cog import check_raster_outputs
+from ..io.crop import crop_vrt
+from ..io.rasters import CLASS_NODATA, open_raster
 from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn, check_outputs
 from ..models import architecture
-from .config import TrainConfig
+from .config import DEFAULTS, TrainConfig, recipe_of
 from .loop import train
-from .refine_labels import (HELD_OUT_SHARE, IGNORE, PSEUDO_RATIO, class_values, inside,
-                            round_labels, training_window)
+from .refine_labels import (HELD_OUT_SHARE, IGNORE, PSEUDO_RATIO, RoundLabels, class_values,
+                            inside, round_labels, training_window)
+from .repredict import format_change, image_stats, repredict
+
+__all__ = ["refine", "repredict", "format_score", "format_change"]
 
 COMMAND = "refine"
 HELP = "fine-tune a model on the analyst's corrections (one round of the loop)"
 DEFAULT_BUDGET_S = 120.0  # two minutes on a CPU: a round the analyst waits for
 REFINE_TILE = 256
-# Short epochs: the time budget is checked after each, so a round ends close to its budget.
-EPOCH_WINDOWS = 32
-MAX_EPOCHS = 1000  # in practice the time budget ends a round
+EPOCH_WINDOWS = 32  # short epochs: the budget fits their number, per-step checks end the run
+# The budget fits this many epochs to itself (fewer, shorter ones on a slow machine); planning
+# a thousand made the fit keep one epoch, since each planned epoch's validation is counted.
+MAX_EPOCHS = 20
 SCORE_CONTEXT_PX = 32  # image around the held-out corrections the network sees when scoring
+SCORING_SHARE = 0.1  # of the budget, kept for scoring the held-out corrections
+MIN_TRAIN_S = 1.0  # training gets at least this, even when the round's start ate the budget
 
 
 def refine(model: str | Path, image: str | Path, corrections: str | Path, out: str | Path,
            class_field: str = CLASS_FIELD, prediction: Optional[str | Path] = None,
-           uncertainty: Optional[str | Path] = None, time_budget_s: float = DEFAULT_BUDGET_S,
+           uncertainty: Optional[str | Path] = None,
+           time_budget_s: Optional[float] = DEFAULT_BUDGET_S,
            init_head: str = "keep", held_out_share: float = HELD_OUT_SHARE,
            pseudo_ratio: float = PSEUDO_RATIO, device: str = "auto", seed: int = 0,
            reviewed: Optional[str | Path] = None, max_epochs: int = MAX_EPOCHS,
+           pseudo_scaled: bool = True, lr: Optional[float] = None,
            progress: Optional[ProgressFn] = None,
            cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Write ``out``, the next version of ``model`` fine-tuned on ``corrections`` of ``image``.
@@ -61,16 +74,21 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
     ``prediction``/``uncertainty``: the parent's class and uncertainty rasters of ``image``
     (``predict --uncertainty``); computed on the corrected window when not given.
     ``reviewed``: the places checked (polygons; default: the ``reviewed`` layer of a corrections
-    GeoPackage).  Training stops at the time budget or after ``max_epochs`` short epochs
-    (``EPOCH_WINDOWS`` windows each), whichever comes first.  Returns the
-    lineage entry of the round, with ``model``, ``notes`` and the training summary.
+    GeoPackage).  ``pseudo_scaled``: scale the pseudo-labels by what the parent gets right
+    (:mod:`.refine_labels`); ``lr``: the learning rate (default: the architecture's recipe
+    rate, not fine-tuning's reduced one: a round is a few short epochs, and at 0.3 × the rate
+    they learned far less from the corrections; docs/benchmarks.md).  Training stops so that the round ends within the time budget
+    (None: no budget), or after ``max_epochs`` short epochs (``EPOCH_WINDOWS`` windows each),
+    whichever comes first.  Returns the lineage entry of the round, with ``model``, ``notes``
+    and the training summary.
     """
+    clock = time.perf_counter()
     job = Job(progress, cancelled)
     parent = _parent_card(model)
     check_outputs({"--out": out}, [model, image, corrections, prediction, uncertainty, reviewed])
     if max_epochs < 1:
         raise InputError(f"--max-epochs must be at least 1 (got {max_epochs})")
-    if time_budget_s <= 0:
+    if time_budget_s is not None and time_budget_s <= 0:
         raise InputError(f"the time budget must be a positive number of seconds "
                          f"(got {time_budget_s})")
     notes: List[str] = []
@@ -99,13 +117,14 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
     with tempfile.TemporaryDirectory(prefix=".rs-seg-refine-",
                                      dir=Path(out).parent if str(Path(out).parent) else ".") as tmp:
         work = Path(tmp)
-        crop = _crop(image, window, work / "image.vrt")
+        crop = crop_vrt(image, window, work / "image.vrt")
+        stats = image_stats(model, image)  # crops are predicted as in the whole image
         job.report(0.02, "refine: the parent's predictions")
         pred, unsure, pred_nodata = _parent_predictions(model, crop, window, prediction,
                                                         uncertainty, (width, height, transform),
-                                                        device, work, job, cancelled)
+                                                        stats, device, work, job, cancelled)
         labels = round_labels(features, values, reviewed, window, transform, pred, unsure,
-                              pred_nodata, held_out_share, pseudo_ratio, seed)
+                              pred_nodata, held_out_share, pseudo_ratio, seed, pseudo_scaled)
         for note in labels.notes:
             job.log(note)
         notes += labels.notes
@@ -120,9 +139,12 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
         cfg = TrainConfig(out=str(trained), images=[str(crop)], labels=[str(label_path)],
                           arch=parent["architecture"], hparams=hparams, init=str(model),
                           init_head=init_head, classes=classes, ignore_value=IGNORE,
-                          epochs=max_epochs, patience=8, time_budget_s=time_budget_s, tile=tile,
+                          epochs=max_epochs, patience=8,
+                          time_budget_s=_training_budget(time_budget_s, clock), tile=tile,
                           batch_size=4, samples_per_epoch=EPOCH_WINDOWS, val_fraction=0.1,
-                          freeze_encoder_epochs=0, device=device, seed=seed)
+                          freeze_encoder_epochs=0, device=device, seed=seed,
+                          lr=lr if lr is not None else recipe_of(parent["architecture"]).get(
+                              "lr", DEFAULTS["lr"]))
         job.log(f"refine: {labels.counts['corrections_trained']} correction(s), "
                 f"{labels.counts['corrected_pixels']} corrected, "
                 f"{labels.counts['confirmed_pixels']} confirmed and "
@@ -130,7 +152,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                 f"{labels.counts['held_out']} held out")
         summary = train(cfg, progress=lambda f, m: job.report(0.05 + 0.85 * f, m)
                         if f >= 0 else job.log(m), cancelled=cancelled)
-        score = _held_out_scores(trained, crop, labels.held_out, pred, device, work, job,
+        score = _held_out_scores(trained, crop, labels, pred, stats, device, work, job,
                                  cancelled)
         entry = _lineage_entry(model, parent, classes, labels.counts, score, time_budget_s)
         if score and score["held_out"]["accuracy"] < score["parent_held_out"]["accuracy"]:
@@ -144,26 +166,6 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
     summary = {k: v for k, v in summary.items() if k not in ("model", "checkpoint", "history",
                                                              "curves")}  # files of the work folder
     return {"model": str(out), **entry, "notes": notes, "training": summary}
-
-
-def repredict(model: str | Path, image: str | Path, output: str | Path,
-              previous: Optional[str | Path] = None, difference: Optional[str | Path] = None,
-              uncertainty: Optional[str | Path] = None, device: str = "auto",
-              progress: Optional[ProgressFn] = None,
-              cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
-    """Segment ``image`` with the refined ``model`` and compare with ``previous`` (the parent's
-    class raster): changed pixels and m², and the ``difference`` raster when asked."""
-    if difference is not None and previous is None:
-        raise InputError("a difference layer needs the previous round's class raster "
-                         "(--prediction / PREDICTION)")
-    job = Job(progress, cancelled)
-    result = predict(model, image, output, uncertainty=uncertainty, device=device,
-                     progress=lambda f, m: job.report(0.9 * f, m) if f >= 0 else job.log(m),
-                     cancelled=cancelled)
-    if previous is not None:
-        result["compare"] = compare_rounds(previous, output, difference, cancelled=cancelled)
-    job.report(1.0, "re-predict: done")
-    return result
 
 
 def _parent_card(model: str | Path) -> Dict[str, Any]:
@@ -191,19 +193,16 @@ def _reviewed_places(corrections, layer: Optional[str], reviewed, crs) -> List[A
     return []
 
 
-def _crop(image: str | Path, window: Window, path: Path) -> Path:
-    """A VRT of ``window`` of the image (no pixels copied)."""
-    src = str(Path(image).resolve())
-    done = gdal.Translate(str(path), src, format="VRT",
-                          srcWin=[int(window.col_off), int(window.row_off), int(window.width),
-                                  int(window.height)])
-    if done is None:
-        raise InputError(f"cannot read {image} with GDAL: {gdal.GetLastErrorMsg()}")
-    done = None
-    return path
+def _training_budget(budget: Optional[float], clock: float) -> Optional[float]:
+    """Training seconds left of the round's ``budget`` (started at ``clock``), less the share
+    kept for scoring."""
+    if budget is None:
+        return None
+    spent = time.perf_counter() - clock
+    return max(MIN_TRAIN_S, budget * (1 - SCORING_SHARE) - spent)
 
 
-def _parent_predictions(model, crop: Path, window: Window, prediction, uncertainty, grid,
+def _parent_predictions(model, crop: Path, window: Window, prediction, uncertainty, grid, stats,
                         device: str, work: Path, job: Job, cancelled: Optional[CancelledFn]):
     """The parent's class and uncertainty arrays on ``window``: read from the given rasters
     (checked to be on the image grid), else predicted on the crop."""
@@ -213,7 +212,8 @@ def _parent_predictions(model, crop: Path, window: Window, prediction, uncertain
     if prediction is None:
         prediction, uncertainty = work / "parent.tif", work / "parent_unsure.tif"
         predict(model, crop, prediction, uncertainty=uncertainty, device=device,
-                progress=lambda f, m: job.log(m) if f < 0 else None, cancelled=cancelled)
+                statistics=stats, progress=lambda f, m: job.log(m) if f < 0 else None,
+                cancelled=cancelled)
         window, grid = Window(0, 0, window.width, window.height), None
     arrays = []
     for path in (prediction, uncertainty):
@@ -235,27 +235,49 @@ def _write_labels(crop: Path, labels: np.ndarray, path: Path) -> Path:
     return path
 
 
-def _held_out_scores(trained: Path, crop: Path, held_out: np.ndarray, parent_pred: np.ndarray,
-                     device: str, work: Path, job: Job,
+def _held_out_scores(trained: Path, crop: Path, labels: RoundLabels, parent_pred: np.ndarray,
+                     stats, device: str, work: Path, job: Job,
                      cancelled: Optional[CancelledFn]) -> Dict[str, Any]:
-    """Accuracy and mIoU of the new model and of its parent on the held-out corrections."""
-    rows, cols = np.nonzero(held_out != IGNORE)
-    if not len(rows):
+    """Accuracy and mIoU of the new model and of its parent on the held-out corrections: the
+    new model predicts only the boxes around them (with ``SCORE_CONTEXT_PX`` of context),
+    normalised with the whole image's ``stats``."""
+    held = labels.held_out
+    if not (held != IGNORE).any():
         return {}
-    r0, c0 = max(0, rows.min() - SCORE_CONTEXT_PX), max(0, cols.min() - SCORE_CONTEXT_PX)
-    r1 = min(held_out.shape[0], rows.max() + 1 + SCORE_CONTEXT_PX)
-    c1 = min(held_out.shape[1], cols.max() + 1 + SCORE_CONTEXT_PX)
-    sub = Window(c0, r0, c1 - c0, r1 - r0)
     job.report(0.92, "refine: scoring on held-out corrections")
-    new_pred = work / "scored.tif"
-    predict(trained, _crop(crop, sub, work / "scored.vrt"), new_pred, device=device,
-            cancelled=cancelled)
-    with open_raster(new_pred) as ds:
-        new = ds.read(1)
-    ref = held_out[r0:r1, c0:c1]
-    old = parent_pred[r0:r1, c0:c1]
-    return {"held_out": _score(ref, new), "parent_held_out": _score(ref, old),
-            "held_out_pixels": int((ref != IGNORE).sum())}
+    new = np.full(held.shape, IGNORE, np.uint8)
+    for i, (r0, c0, r1, c1) in enumerate(_score_boxes(held, SCORE_CONTEXT_PX)):
+        path, box = work / f"scored{i}.tif", Window(c0, r0, c1 - c0, r1 - r0)
+        predict(trained, crop_vrt(crop, box, work / f"scored{i}.vrt"), path, device=device,
+                statistics=stats, cancelled=cancelled)
+        with open_raster(path) as ds:
+            new[r0:r1, c0:c1] = ds.read(1)
+    mask = held != IGNORE
+    return {"held_out": _score(held[mask], new[mask]),
+            "parent_held_out": _score(held[mask], parent_pred[mask]),
+            "held_out_pixels": int(mask.sum())}
+
+
+def _score_boxes(held: np.ndarray, context: int) -> List[tuple]:
+    """Boxes (row0, col0, row1, col1) around the held-out pixels' connected parts, grown by
+    ``context`` and merged where they overlap."""
+    parts, _ = ndimage.label(held != IGNORE)
+    boxes = [[max(0, s[0].start - context), max(0, s[1].start - context),
+              min(held.shape[0], s[0].stop + context), min(held.shape[1], s[1].stop + context)]
+             for s in ndimage.find_objects(parts) if s is not None]
+    pending, done = boxes, []
+    while pending:
+        a = pending.pop()
+        hit = [b for b in pending + done
+               if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]
+        if not hit:
+            done.append(a)
+            continue
+        pending = [b for b in pending if b not in hit]
+        done = [b for b in done if b not in hit]
+        pending.append([min(b[0] for b in hit + [a]), min(b[1] for b in hit + [a]),
+                        max(b[2] for b in hit + [a]), max(b[3] for b in hit + [a])])
+    return [tuple(b) for b in done]
 
 
 def _score(reference: np.ndarray, predicted: np.ndarray) -> Dict[str, Optional[float]]:
@@ -318,7 +340,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"confident predicted pixels kept per corrected pixel (default "
                         f"{PSEUDO_RATIO:g})")
     p.add_argument("--repredict", metavar="RASTER",
-                   help="then segment the whole image with the new model into this raster")
+                   help="then segment the whole image (or --extent) with the new model into "
+                        "this raster")
+    p.add_argument("--extent", metavar="LEFT,BOTTOM,RIGHT,TOP",
+                   help="with --repredict: re-predict only this extent (image CRS); with "
+                        "--prediction / --uncertainty the outputs are those rasters with the "
+                        "extent re-predicted, else the extent alone")
     p.add_argument("--repredict-uncertainty", metavar="RASTER",
                    help="with --repredict: its uncertainty raster (for the next round)")
     p.add_argument("--difference", metavar="RASTER",
@@ -332,8 +359,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, progress=None) -> None:
     """Run one round from parsed arguments and print its lineage and score."""
-    if args.difference and not args.repredict:
-        raise InputError("--difference compares the re-predicted raster: add --repredict FILE")
+    if (args.difference or args.extent) and not args.repredict:
+        raise InputError("--difference and --extent are about the re-predicted raster: add "
+                         "--repredict FILE")
+    bounds = _extent(args.extent)
     check_raster_outputs({"--repredict": args.repredict, "--difference": args.difference,
                           "--repredict-uncertainty": args.repredict_uncertainty},
                          [args.model, args.image, args.corrections, args.prediction,
@@ -347,10 +376,25 @@ def run(args: argparse.Namespace, progress=None) -> None:
     print(format_score(result))
     if args.repredict:
         again = repredict(args.out, args.image, args.repredict, args.prediction, args.difference,
-                          args.repredict_uncertainty, args.device, progress=progress)
+                          args.repredict_uncertainty, args.device, bounds,
+                          args.uncertainty, progress=progress)
         print(f"wrote {again['output']}")
         if again.get("compare"):
             print(format_change(again["compare"]))
+
+
+def _extent(text: Optional[str]) -> Optional[tuple]:
+    """``--extent LEFT,BOTTOM,RIGHT,TOP`` as numbers."""
+    if text is None:
+        return None
+    try:
+        left, bottom, right, top = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--extent takes four numbers LEFT,BOTTOM,RIGHT,TOP in the image's "
+                         f"CRS (got {text!r})") from None
+    if left >= right or bottom >= top:
+        raise InputError(f"--extent {text}: LEFT must be below RIGHT and BOTTOM below TOP")
+    return left, bottom, right, top
 
 
 def format_score(entry: Dict[str, Any]) -> str:
@@ -366,10 +410,3 @@ def format_score(entry: Dict[str, Any]) -> str:
 def _pct(score: Optional[Dict[str, Any]]) -> str:
     return (f"{100 * score['accuracy']:.1f} %" if score and score.get("accuracy") is not None
             else "n/a")
-
-
-def format_change(compare: Dict[str, Any]) -> str:
-    """One line: how much changed class between rounds."""
-    area = (f"{compare['changed_m2']:.0f} m², " if compare.get("changed_m2") is not None else "")
-    return (f"changed class: {area}{compare['changed_pixels']} px "
-            f"({100 * compare['changed_share']:.1f} %)")

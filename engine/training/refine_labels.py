@@ -4,7 +4,10 @@ Corrections are burnt with their class; a seeded share of them (whole polygons) 
 the round's score and never trained on.  Reviewed places with no correction in them are
 confirmed: every pixel takes the parent model's class.  Elsewhere a sample of the parent's
 confident pixels (uncertainty margin ≥ ``CONFIDENT_MARGIN``) becomes pseudo-labels, so the model
-keeps what it already did right; everything else is ignored (255).
+keeps what it already did right; everything else is ignored (255).  Pseudo-labels are only as
+good as the parent: their number (``pseudo_ratio`` per corrected pixel) is scaled by the share
+of the trained corrected pixels the parent already had right, so a parent that is wrong on
+most corrections does not teach its mistakes back three to one.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ class RoundLabels:
     window: Window
     train: np.ndarray
     held_out: np.ndarray
-    counts: Dict[str, int] = field(default_factory=dict)
+    counts: Dict[str, float] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
 
 
@@ -143,9 +146,10 @@ def round_labels(corrections: Sequence[Feature], values: Sequence[int],
                  reviewed: Sequence[Feature], window: Window, transform: Affine,
                  prediction: np.ndarray, uncertainty: np.ndarray, pred_nodata: Optional[int],
                  held_out_share: float = HELD_OUT_SHARE, pseudo_ratio: float = PSEUDO_RATIO,
-                 seed: int = 0) -> RoundLabels:
+                 seed: int = 0, pseudo_scaled: bool = True) -> RoundLabels:
     """Training and held-out labels on ``window`` (``prediction``/``uncertainty``: the parent's
-    class and uint8 uncertainty rasters read on that window)."""
+    class and uint8 uncertainty rasters read on that window).  ``pseudo_scaled=False`` keeps
+    ``pseudo_ratio`` whatever the parent gets right (the recipe before the scaling)."""
     from rasterio.windows import transform as window_transform
     shape_ = (int(window.height), int(window.width))
     at = window_transform(window, transform)
@@ -175,13 +179,16 @@ def round_labels(corrections: Sequence[Feature], values: Sequence[int],
     confident = ~seen & ~corrected & valid & (uncertainty <= (1 - CONFIDENT_MARGIN) * SCALE)
     candidates = np.flatnonzero(confident)
     n_train = int((train != IGNORE).sum() - confirmed.sum())
-    n_pseudo = min(len(candidates), int(pseudo_ratio * max(n_train, 1)))
+    trained = corrected & ~held_mask & valid
+    agreement = float((prediction[trained] == train[trained]).mean()) if trained.any() else 1.0
+    share = agreement if pseudo_scaled else 1.0
+    n_pseudo = min(len(candidates), int(pseudo_ratio * share * max(n_train, 1)))
     chosen = np.random.default_rng(seed + 1).choice(candidates, n_pseudo, replace=False)
     train.flat[chosen] = prediction.flat[chosen]
     counts = {"corrections": len(corrections), "corrections_trained": len(corrections) - len(held),
               "held_out": len(held), "corrected_pixels": n_train,
               "held_out_pixels": int(held_mask.sum()), "confirmed_pixels": int(confirmed.sum()),
-              "pseudo_pixels": int(n_pseudo)}
+              "pseudo_pixels": int(n_pseudo), "parent_agreement": round(agreement, 4)}
     return RoundLabels(window, train, held_out, counts, notes)
 
 

@@ -6,8 +6,9 @@
 2. Corrections go to a GeoPackage beside the project, made on demand: draw polygons, or copy
    selected predicted polygons with another class.
 3. "Fine-tune and re-predict" runs ``rs_seg:refine_model`` (the same algorithm as the toolbox)
-   in a QgsTask: the next model version, the image re-predicted, what changed, and the round's
-   score on held-out corrections next to the parent's and the previous round's.
+   in a QgsTask: the next model version, the image re-predicted (the current map extent inside
+   the previous round's layers, or the whole layer), what changed, and the round's score on
+   held-out corrections next to the parent's and the previous round's.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from qgis.core import (QgsCoordinateTransform, QgsMapLayerProxyModel, QgsProject,
-                       QgsRasterLayer, QgsRectangle, QgsVectorLayer)
+                       QgsRasterLayer, QgsRectangle, QgsReferencedRectangle, QgsVectorLayer)
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
@@ -34,6 +35,9 @@ REFINE_ALG = "rs_seg:refine_model"
 SEGMENT_ALG = "rs_seg:segment"
 PLACES = 10
 PLACE_PX = 64  # a place is a square of this many pixels of the uncertainty raster
+# every second place is the one farthest from all reviewed places: a model sure where it is
+# wrong is never listed by uncertainty alone (docs/benchmarks.md, the analyst's loop)
+EXPLORE = 0.5
 ROUND_LAYERS = (
     ("OUTPUT_DIFFERENCE", "Changed class", "raster", lambda r: layers.style_class_raster, True),
     ("OUTPUT", "Classes", "raster", lambda r: layers.style_class_raster, True),
@@ -105,6 +109,12 @@ class ReviewTab(QWidget):
         self.budget = spin(10, 3600, 120, step=30)
         self.budget.setSuffix(" s")
         self.device = DeviceCombo()
+        self.scope = QComboBox()
+        self.scope.addItem("Current extent", "extent")
+        self.scope.addItem("Whole layer", "layer")
+        self.scope.setToolTip("Current extent: only the map view is re-predicted, inside the "
+                              "model's classes and uncertainty layers (faster); whole layer: "
+                              "the whole image")
         self.run = QPushButton("Fine-tune on corrections and re-predict")
         self.run.setToolTip("Runs Processing ▸ RS Seg ▸ Refine model on corrections in the "
                             "background")
@@ -140,6 +150,7 @@ class ReviewTab(QWidget):
         refine_form = QFormLayout(refine)
         refine_form.addRow("Time budget", self.budget)
         refine_form.addRow("Device", self.device)
+        refine_form.addRow("Re-predict", self.scope)
         refine_form.addRow(self.run)
         refine_form.addRow(self.score)
         layout = QVBoxLayout(self)
@@ -236,10 +247,16 @@ class ReviewTab(QWidget):
         to_layer = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), layer.crs(),
                                           QgsProject.instance())
         view = to_layer.transformBoundingBox(canvas.extent())
+        classes = self.prediction.currentLayer()
+        same_grid = (classes is not None and classes.crs() == layer.crs()
+                     and (classes.width(), classes.height(), classes.extent())
+                     == (layer.width(), layer.height(), layer.extent()))
         places = unsure_places(layer.source(), (view.xMinimum(), view.yMinimum(),
                                                 view.xMaximum(), view.yMaximum()),
                                count=PLACES, cell_px=PLACE_PX,
-                               exclude=fixes.reviewed_bounds(self.reviewed_layer(), layer.crs()))
+                               exclude=fixes.reviewed_bounds(self.reviewed_layer(), layer.crs()),
+                               prediction=classes.source() if same_grid else None,
+                               explore=EXPLORE)
         self.places.clear()
         for place in places:
             item = QListWidgetItem(f"{place.rank}. {100 * place.uncertainty:.0f} % unsure")
@@ -336,6 +353,15 @@ class ReviewTab(QWidget):
         prediction, uncertainty = self.prediction.currentLayer(), self.uncertainty.currentLayer()
         reviewed = self.reviewed_layer()
         both = prediction is not None and uncertainty is not None
+        extent = None
+        if self.scope.currentData() == "extent":
+            if not both:
+                raise InputProblem("re-predicting the current extent updates the model's classes "
+                                   "and uncertainty layers: choose them (or 'Segment with "
+                                   "uncertainty' first), or re-predict the whole layer")
+            canvas = self.iface.mapCanvas()
+            extent = QgsReferencedRectangle(canvas.extent(),
+                                            canvas.mapSettings().destinationCrs())
         return {"INPUT": image.source(), "MODEL": model,
                 "CORRECTIONS": corrections.source(), "CLASS_FIELD": fixes.CLASS_FIELD,
                 "REVIEWED": reviewed.source() if reviewed is not None else None,
@@ -344,7 +370,7 @@ class ReviewTab(QWidget):
                 "TIME_BUDGET": self.budget.value(), "DEVICE": self.device.value(),
                 "OUTPUT_MODEL": str(next_model_path(model, self._folder(), round_)),
                 "OUTPUT": "TEMPORARY_OUTPUT", "OUTPUT_UNCERTAINTY": "TEMPORARY_OUTPUT",
-                "OUTPUT_DIFFERENCE": "TEMPORARY_OUTPUT" if both else None}
+                "OUTPUT_DIFFERENCE": "TEMPORARY_OUTPUT" if both else None, "EXTENT": extent}
 
     @guarded(lambda self: self.iface)
     def run_refine(self, *_: object) -> Any:

@@ -2,17 +2,18 @@
 
 Fine-tunes a model on the analyst's corrections (plus the places they confirmed and the model's
 own confident predictions), scores it on held-out corrections, and optionally re-predicts the
-image and shows what changed since the previous round.
+image, or only an extent of it, and shows what changed since the previous round.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingFeedback, QgsProcessingOutputNumber,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
-                       QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer)
+                       QgsProcessingParameterExtent, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterField, QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
+                       QgsProcessingParameterRasterLayer)
 
 from ..layers import style_class_raster, style_on_load
 from .base import MODEL_FILTER, EngineRun, RsSegAlgorithm, help_html, require_engine
@@ -51,6 +52,10 @@ class RefineModelAlgorithm(RsSegAlgorithm):
              ("OUTPUT_MODEL", "the refined model"),
              ("OUTPUT / OUTPUT_UNCERTAINTY", "optional: INPUT re-predicted with the refined "
                                              "model, and its uncertainty for the next round"),
+             ("EXTENT", "optional: re-predict only this extent (e.g. the map view); the "
+                        "outputs are then PREDICTION / UNCERTAINTY with the extent "
+                        "re-predicted (the extent alone without them), and the difference "
+                        "and changed area cover the extent"),
              ("OUTPUT_DIFFERENCE", "optional, with PREDICTION and OUTPUT: the new class where "
                                    "it changed")])
 
@@ -86,6 +91,8 @@ class RefineModelAlgorithm(RsSegAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(
             "OUTPUT_DIFFERENCE", "Changed since the previous round", optional=True,
             createByDefault=False))
+        self.addParameter(QgsProcessingParameterExtent(
+            "EXTENT", "Re-predict only this extent (empty: the whole image)", optional=True))
         for name, description in (("ROUND", "Round"),
                                   ("HELD_OUT_ACCURACY", "Accuracy on held-out corrections"),
                                   ("PARENT_ACCURACY", "Parent's accuracy on them"),
@@ -130,6 +137,7 @@ class RefineModelAlgorithm(RsSegAlgorithm):
         if output:
             again = run.call(repredict, out_model, image, output, prediction, difference, unsure,
                              self.parameterAsEnumString(parameters, "DEVICE", context),
+                             self._bounds(parameters, context), uncertainty,
                              produces=[output, unsure, difference], start=0.8)
             if again.get("compare"):
                 feedback.pushInfo(format_change(again["compare"]))
@@ -138,3 +146,14 @@ class RefineModelAlgorithm(RsSegAlgorithm):
             if difference:
                 style_on_load(context, difference, style_class_raster)
         return outputs
+
+    def _bounds(self, parameters: Dict[str, Any], context: QgsProcessingContext
+                ) -> Optional[Tuple[float, float, float, float]]:
+        """EXTENT in the image's CRS, or None for the whole image."""
+        if parameters.get("EXTENT") in (None, ""):
+            return None
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        extent = self.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
+        if extent.isNull() or extent.isEmpty():
+            return None
+        return (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())

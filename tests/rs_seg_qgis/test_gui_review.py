@@ -6,12 +6,13 @@ import shutil
 
 import pytest
 from qgis.core import (QgsFeature, QgsGeometry, QgsPointXY, QgsProject, QgsRasterLayer,
-                       QgsVectorLayer)
+                       QgsRectangle, QgsVectorLayer)
 from qgis.PyQt.QtCore import Qt
 
 from engine.formats.modelfile import read_card
 from rs_seg_qgis import corrections as fixes
 from rs_seg_qgis import settings
+from rs_seg_qgis.gui.messages import InputProblem
 from rs_seg_qgis.gui.review_tab import next_model_path, score_text
 from rs_seg_qgis.tasks import running_tasks, wait_for
 from tests.engine.training.refine_helpers import box, scene
@@ -106,7 +107,14 @@ def test_the_loop_from_the_dock(loop, qgis_iface):
     tab.budget.setMinimum(1)
     tab.budget.setValue(2)
     tab.device.set_value("cpu")
+    # re-predict the current extent (the left half of the image) inside the round's layers
+    canvas = qgis_iface.mapCanvas()
+    whole = layers["image"].extent()
+    canvas.setExtent(QgsRectangle(whole.xMinimum(), whole.yMinimum(), whole.center().x(),
+                                  whole.yMaximum()))
+    assert tab.scope.currentData() == "extent"
     params = tab.parameters()
+    assert params["EXTENT"].xMaximum() == pytest.approx(canvas.extent().xMaximum())
     assert params["OUTPUT_MODEL"].endswith("unet_round1.rsmodel")
     assert params["REVIEWED"].endswith("layername=reviewed") and params["PREDICTION"]
     task = tab.run_refine()
@@ -121,6 +129,19 @@ def test_the_loop_from_the_dock(loop, qgis_iface):
     assert tab.prediction.currentLayer().name() == "Classes"
     assert tab.model.path() == params["OUTPUT_MODEL"]
     assert read_card(params["OUTPUT_MODEL"])["lineage"]["corrections"] == 4
+    classes = tab.prediction.currentLayer()
+    assert (classes.width(), classes.height()) == (layers["classes"].width(),
+                                                   layers["classes"].height())
+    changed = [n.layer() for n in group.findLayers() if n.layer().name() == "Changed class"][0]
+    assert changed.extent().xMaximum() <= canvas.extent().xMaximum() + 1e-6
+
+    # the whole layer instead; the extent needs the previous round's layers
+    tab.scope.setCurrentIndex(tab.scope.findData("layer"))
+    assert tab.parameters()["EXTENT"] is None
+    tab.scope.setCurrentIndex(tab.scope.findData("extent"))
+    tab.uncertainty.setLayer(None)
+    with pytest.raises(InputProblem, match="re-predict the whole layer"):
+        tab.parameters()
 
 
 def test_bad_input_goes_to_the_message_bar(loop, qgis_iface):

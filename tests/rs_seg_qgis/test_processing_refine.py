@@ -1,6 +1,7 @@
 """``rs_seg:refine_model`` (and ``segment``'s uncertainty output) through processing.run."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import rasterio
 from qgis.core import QgsProcessingException
@@ -55,3 +56,33 @@ def test_a_class_the_model_lacks_is_a_sentence(provider, tmp_path):
                              "CLASS_FIELD": "class", "TIME_BUDGET": 1, "DEVICE": "cpu",
                              "OUTPUT_MODEL": str(tmp_path / "r.rsmodel")})
     assert not (tmp_path / "r.rsmodel").exists()
+
+
+def test_refine_and_re_predict_only_the_extent(provider, tmp_path):
+    from tests.engine.training.refine_helpers import ORIGIN, RES
+    image, parent = scene(tmp_path)
+    seg = run("segment", {"INPUT": str(image), "MODEL": str(parent), "DEVICE": "cpu",
+                          "OUTPUT": str(tmp_path / "p0.tif"),
+                          "OUTPUT_UNCERTAINTY": str(tmp_path / "u0.tif")})
+    gpkg = corrections(tmp_path / "c.gpkg", [(box(4, 4, 40, 40), 1), (box(50, 50, 90, 90), 2)])
+    # columns 16..63, rows 8..39, as xmin,xmax,ymin,ymax [CRS] like the map canvas gives it
+    x0, x1 = ORIGIN[0] + 16 * RES, ORIGIN[0] + 64 * RES
+    y0, y1 = ORIGIN[1] - 40 * RES, ORIGIN[1] - 8 * RES
+    result = run("refine_model", {
+        "INPUT": str(image), "MODEL": str(parent),
+        "CORRECTIONS": f"{gpkg}|layername=corrections", "CLASS_FIELD": "class",
+        "PREDICTION": seg["OUTPUT"], "UNCERTAINTY": seg["OUTPUT_UNCERTAINTY"],
+        "TIME_BUDGET": 2, "DEVICE": "cpu", "EXTENT": f"{x0},{x1},{y0},{y1} [EPSG:32633]",
+        "OUTPUT_MODEL": str(tmp_path / "r1.rsmodel"), "OUTPUT": str(tmp_path / "p1.tif"),
+        "OUTPUT_UNCERTAINTY": str(tmp_path / "u1.tif"),
+        "OUTPUT_DIFFERENCE": str(tmp_path / "d1.tif")})
+    with rasterio.open(seg["OUTPUT"]) as a, rasterio.open(result["OUTPUT"]) as b, \
+            rasterio.open(result["OUTPUT_DIFFERENCE"]) as d:
+        old, new = a.read(1), b.read(1)
+        assert (b.width, b.height) == (a.width, a.height)    # the previous round, updated
+        assert (d.width, d.height) == (48, 32)               # the difference: the extent only
+    outside = np.ones(old.shape, bool)
+    outside[8:40, 16:64] = False
+    assert (new[outside] == old[outside]).all()
+    changed = int((new[~outside] != old[~outside]).sum())
+    assert result["CHANGED_M2"] == pytest.approx(changed * RES * RES)

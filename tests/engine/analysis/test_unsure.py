@@ -52,3 +52,61 @@ def test_large_rasters_are_read_decimated(tmp_path, rng, monkeypatch):
 def test_bad_count(tmp_path, rng):
     with pytest.raises(InputError, match="at least 1"):
         unsure_places(_raster(tmp_path, rng.integers(0, 9, (8, 8))), count=0)
+
+
+def test_the_places_spread_out_of_a_cluster(tmp_path, rng):
+    data = rng.integers(0, 40, (256, 256))
+    data[0:128, 0:128] = 200             # four unsure cells side by side (a cluster)
+    data[0:64, 0:64] = 210
+    data[192:256, 192:256] = 150         # a less unsure cell far from them
+    path = _raster(tmp_path, data)
+    plain = unsure_places(path, count=2, cell_px=64, spread=0)
+    assert plain[0].window == (0, 0, 64, 64) and plain[1].window[:2] in {(64, 0), (0, 64), (64, 64)}
+    spread = unsure_places(path, count=2, cell_px=64)
+    assert [p.window[:2] for p in spread] == [(0, 0), (192, 192)]
+    # once the far places are listed the neighbours come back, still by uncertainty
+    every = unsure_places(path, count=16, cell_px=64)
+    assert len(every) == 16 and len({p.window for p in every}) == 16
+    assert {p.window[:2] for p in every[:5]} >= {(0, 0), (192, 192)}
+
+
+def test_the_places_mix_the_predicted_classes(tmp_path, rng):
+    data = rng.integers(0, 40, (256, 256))
+    classes = np.ones((256, 256), np.uint8)
+    data[0:64, 0:64], data[0:64, 128:192], data[128:192, 0:64] = 200, 195, 190   # class 1
+    data[192:256, 192:256], classes[192:256, 192:256] = 160, 2                    # class 2
+    path = _raster(tmp_path, data)
+    pred = write_raster(tmp_path / "c.tif", classes[None], nodata=255, origin=(0.0, 256.0),
+                        res=1.0)
+    assert [p.window[:2] for p in unsure_places(path, count=2, cell_px=64)] == [(0, 0), (128, 0)]
+    mixed = unsure_places(path, count=2, cell_px=64, prediction=pred)
+    assert [p.window[:2] for p in mixed] == [(0, 0), (192, 192)]
+    assert mixed[1].uncertainty == pytest.approx(160 / 254)
+    other = write_raster(tmp_path / "o.tif", classes[None, :128], nodata=255,
+                         origin=(0.0, 256.0), res=1.0)
+    with pytest.raises(InputError, match="not on the grid"):
+        unsure_places(path, prediction=other)
+
+
+def test_reviewed_places_do_not_push_their_neighbours_away(tmp_path, rng):
+    data = rng.integers(0, 40, (256, 256))
+    data[0:64, 0:64], data[0:64, 64:128], data[192:256, 192:256] = 220, 200, 150
+    path = _raster(tmp_path, data)
+    first = unsure_places(path, count=1, cell_px=64)[0]
+    assert unsure_places(path, count=1, cell_px=64, exclude=[first.bounds])[0].window[:2] == \
+        (64, 0)
+
+
+def test_exploring_places_go_where_nothing_was_checked(tmp_path, rng):
+    data = rng.integers(0, 40, (256, 256))
+    data[0:64, 0:128] = 200              # unsure on the top left
+    data[192:256, 0:64] = 150
+    path = _raster(tmp_path, data)
+    reviewed = [unsure_places(path, count=1, cell_px=64, spread=0)[0].bounds]   # (0, 0)
+    plain = unsure_places(path, count=2, cell_px=64, exclude=reviewed, spread=0)
+    assert [p.window[:2] for p in plain] == [(64, 0), (0, 192)]
+    mixed = unsure_places(path, count=2, cell_px=64, exclude=reviewed, spread=0, explore=0.5)
+    # the first is still the most unsure; the second the cell farthest from both
+    assert [p.window[:2] for p in mixed] == [(64, 0), (192, 192)]
+    with pytest.raises(InputError, match="0 to 1"):
+        unsure_places(path, explore=2)

@@ -49,7 +49,7 @@ def test_refining_learns_the_corrections(tmp_path):
     image, parent = scene(tmp_path)
     gpkg = _left_is_1_right_is_2(tmp_path)
     out = tmp_path / "r.rsmodel"
-    refine(parent, image, gpkg, out, time_budget_s=600.0, max_epochs=25, device="cpu",
+    refine(parent, image, gpkg, out, time_budget_s=None, max_epochs=25, device="cpu",
            held_out_share=0)
     for model, name in ((parent, "before.tif"), (out, "after.tif")):
         predict(model, image, tmp_path / name, device="cpu")
@@ -139,3 +139,49 @@ def test_a_round_leaves_only_the_model_and_cancel_leaves_nothing(tmp_path):
     assert set(tmp_path.iterdir()) == before
     refine(parent, image, gpkg, tmp_path / "r.rsmodel", time_budget_s=BUDGET, device="cpu")
     assert set(tmp_path.iterdir()) - before == {tmp_path / "r.rsmodel"}
+
+
+def test_the_budget_holds_for_the_whole_round(monkeypatch):
+    """Training gets what the round's start left of the budget, less the scoring share."""
+    import engine.training.refine as refine_module
+    monkeypatch.setattr(refine_module.time, "perf_counter", lambda: 130.0)
+    assert refine_module._training_budget(120.0, clock=100.0) == pytest.approx(
+        120.0 * (1 - refine_module.SCORING_SHARE) - 30.0)
+    assert refine_module._training_budget(20.0, clock=100.0) == refine_module.MIN_TRAIN_S
+    assert refine_module._training_budget(None, clock=100.0) is None
+
+
+def test_held_out_scoring_predicts_only_around_the_held_out_corrections():
+    from engine.training.refine import _score_boxes
+    held = np.full((200, 300), 255, np.uint8)
+    held[10:20, 10:20] = 1
+    held[30:40, 25:35] = 2       # near the first: one box
+    held[150:160, 250:260] = 1   # far away: its own box
+    boxes = sorted(_score_boxes(held, 8))
+    assert boxes == [(2, 2, 48, 43), (142, 242, 168, 268)]
+
+
+@pytest.mark.parametrize("parent_right", [1.0, 0.25])
+def test_pseudo_labels_scale_with_what_the_parent_gets_right(parent_right):
+    """A parent wrong on most corrections gets few pseudo-labels (it would teach its
+    mistakes); one right on them gets the full ratio."""
+    from affine import Affine
+    from rasterio.windows import Window
+    from engine.io.corrections import Feature
+    from engine.training.refine_labels import PSEUDO_RATIO, round_labels
+    size = 200
+    correction = Feature(fid=1, geometry={"type": "Polygon", "coordinates": [
+        [(0, 0), (20, 0), (20, -20), (0, -20), (0, 0)]]}, value=1)
+    prediction = np.full((size, size), 2, np.uint8)
+    prediction[:20, :int(20 * parent_right)] = 1          # right on this share of the correction
+    confident = np.zeros((size, size), np.uint8)          # confident everywhere
+    labels = round_labels([correction], [1], [], Window(0, 0, size, size),
+                          Affine(1, 0, 0, 0, -1, 0), prediction, confident, 255,
+                          held_out_share=0)
+    assert labels.counts["parent_agreement"] == pytest.approx(parent_right)
+    assert labels.counts["pseudo_pixels"] == int(PSEUDO_RATIO * parent_right * 400)
+    assert (labels.train != 255).sum() == 400 + labels.counts["pseudo_pixels"]
+    fixed = round_labels([correction], [1], [], Window(0, 0, size, size),
+                         Affine(1, 0, 0, 0, -1, 0), prediction, confident, 255,
+                         held_out_share=0, pseudo_scaled=False)
+    assert fixed.counts["pseudo_pixels"] == int(PSEUDO_RATIO * 400)

@@ -35,6 +35,10 @@ def test_bad_input_exits_2_with_a_sentence(tmp_path):
     r = engine("refine", "--model", parent, "--image", image, "--corrections", gpkg,
                "--out", tmp_path / "r.rsmodel", "--difference", tmp_path / "d.tif")
     assert r.returncode == 2 and "--repredict" in r.stderr
+    r = engine("refine", "--model", parent, "--image", image, "--corrections", gpkg,
+               "--out", tmp_path / "r.rsmodel", "--repredict", tmp_path / "p1.tif",
+               "--extent", "1,2,3")
+    assert r.returncode == 2 and "--extent takes four numbers" in r.stderr
     assert not (tmp_path / "r.rsmodel").exists()
 
 

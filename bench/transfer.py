@@ -120,7 +120,7 @@ def train_change(out: Path, data: Dict[str, Dict[str, Path]], epochs: int, sampl
     started = time.perf_counter()
     opts = dict(task="change", arch=ARCH, hparams=dict(HPARAMS), tile=128, epochs=epochs,
                 batch_size=8, samples_per_epoch=samples, val_fraction=0.2, device=device,
-                workers=0, warmup_steps=20, schedule="poly", patience=epochs, seed=0)
+                workers=0, patience=epochs, seed=0)
     opts.update(options)
     r = train(images=[str(p["t1"]) for p in data.values()],
               images2=[str(p["t2"]) for p in data.values()],
@@ -130,13 +130,19 @@ def train_change(out: Path, data: Dict[str, Dict[str, Path]], epochs: int, sampl
 
 
 TRAIN_VARIANTS = {
-    # name: training options; "defaults" is what `engine train --task change` does now
+    # name: training options; "defaults" (last) is what `engine train --task change` does now
     "dataset, no sensor aug (old defaults)": dict(normalisation="dataset", sensor_augment=False,
                                                   color_jitter=0.2),
-    "dataset + sensor aug": dict(normalisation="dataset", sensor_augment=True),
+    "dataset + sensor aug with zoom": dict(normalisation="dataset", scale_augment_p=1.0),
     "image, no sensor aug": dict(normalisation="image", sensor_augment=False, color_jitter=0.2),
-    "defaults (image + sensor aug)": dict(),
+    "image + sensor aug with zoom (defaults before issue 27)": dict(scale_augment_p=1.0),
+    "image + sensor aug with zoom, each p = 0.5": dict(scale_augment_p=0.5, sensor_augment_p=0.5),
+    "image + sensor aug with zoom, each p = 0.3": dict(scale_augment_p=0.3, sensor_augment_p=0.3),
+    "image + sensor aug with zoom, last 30 % in-domain": dict(scale_augment_p=1.0,
+                                                              sensor_augment_share=0.7),
+    "defaults (image + sensor aug, no zoom)": dict(),
 }
+DEFAULT_VARIANT = list(TRAIN_VARIANTS)[-1]
 INFER_VARIANTS = {"native GSD": dict(gsd="native"), "gsd auto": dict(gsd="auto"),
                   "gsd auto + match histograms": dict(gsd="auto", match_histograms=True)}
 
@@ -176,13 +182,14 @@ def bench_finetune(device: str, base: Path, epochs: int, samples: int) -> None:
     for k in (1, 3):
         few = {n: data[n] for n in test_names[:k]}
         # from scratch at the base model's GSD: both see the pairs at the same scale
-        runs = {"fine-tuned from base": dict(init=str(base)),
-                "fine-tuned, encoder frozen for the first third": dict(
-                    init=str(base), freeze_encoder_epochs=max(1, epochs // 3)),
-                "from scratch": dict(gsd=read_card(base)["gsd_m"])}
-        for name, options in runs.items():
+        runs = {"fine-tuned, defaults (LR 0.3x, encoder frozen for the first third)": (
+                    epochs, dict(init=str(base))),
+                "fine-tuned, LR 1x, 30 epochs": (30, dict(init=str(base), lr=1e-3)),
+                "from scratch": (epochs, dict(gsd=read_card(base)["gsd_m"]))}
+        for name, (n_epochs, options) in runs.items():
             model = folder / f"{name.split()[0].strip(',')}-{k}-{len(result['runs'])}.rsmodel"
-            entry = train_change(model, few, epochs, samples, device, val_fraction=0.0, **options)
+            entry = train_change(model, few, n_epochs, samples, device, val_fraction=0.0,
+                                 **options)
             entry["held_out"] = score(model, held_out, folder / "pred", f"{name[:4]}-{k}", device)
             result["runs"][f"{k} pair(s): {name}"] = entry
         save("transfer-finetune", {"epochs": epochs, "samples_per_epoch": samples, **result})
@@ -305,7 +312,7 @@ def main() -> None:
     if ("finetune" in only or "tta" in only) and not base.exists():
         base.parent.mkdir(parents=True, exist_ok=True)  # the change benchmark's default model
         train_change(base, native_set(pairs(("train", "val"))), a.epochs, a.samples, device,
-                     time_budget_s=a.time_budget, **TRAIN_VARIANTS["defaults (image + sensor aug)"])
+                     time_budget_s=a.time_budget, **TRAIN_VARIANTS[DEFAULT_VARIANT])
     if "finetune" in only:
         bench_finetune(device, base, max(10, a.epochs // 2), a.samples)
     if "segment" in only:

@@ -7,7 +7,8 @@ are not change.  Every draw comes from the caller's generator (reproducible epoc
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Sequence, Tuple
 
 import numpy as np
@@ -25,6 +26,22 @@ class SensorShift:
     gamma: float = 0.3  # gamma in [1/(1+γ), 1+γ]
     blur: float = 1.2  # Gaussian σ up to this many pixels (drawn in half the windows)
     noise: float = 0.05  # additive noise σ up to this share of the band's std
+
+
+@dataclass(frozen=True)
+class SensorAugment:
+    """How often sensor-shift augmentation is drawn: the scale (another GSD) and the
+    radiometry (``shift``) each with their own probability per window, for the first
+    ``share`` of the epochs; the remaining epochs see the training imagery as it is."""
+
+    scale_p: float = 1.0
+    shift_p: float = 1.0
+    share: float = 1.0
+    shift: SensorShift = field(default_factory=SensorShift)
+
+    def epochs(self, total: int) -> int:
+        """Epochs (of ``total``) trained with the augmentation, at least one."""
+        return max(1, min(total, math.ceil(total * self.share - 1e-9)))
 
 
 def random_scale(rng: np.random.Generator, low: float = SCALE_RANGE[0],

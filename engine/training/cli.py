@@ -70,7 +70,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="per-image step before standardising: image (default: each image's own "
                         "band statistics), percentile (2-98 %% stretch) or dataset (none)")
     p.add_argument("--sensor-augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="random scale 0.5-2x, blur, noise, gain and gamma, per date (default on)")
+                   help="another sensor's blur, noise, gain and gamma, per date (default on)")
+    p.add_argument("--scale-augment-p", type=float, metavar="P",
+                   help="share of the windows also zoomed 0.5-2x to another GSD (default 0: "
+                        "--gsd auto handles another GSD; 1 = the earlier default)")
+    p.add_argument("--sensor-augment-p", type=float, metavar="P",
+                   help="share of the windows given another sensor's radiometry (default 1)")
+    p.add_argument("--sensor-augment-share", type=float, metavar="S",
+                   help="share of the epochs with sensor augmentation; the rest train on the "
+                        "imagery as it is (default 1)")
     p.add_argument("--gsd", type=float, metavar="METRES",
                    help="train at this ground sampling distance (windows are resampled)")
     p.add_argument("--input-gsd", type=float, metavar="METRES",

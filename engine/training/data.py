@@ -27,7 +27,7 @@ from ..io.rasters import (WindowReader, check_overlap, data_band_indexes, open_r
                           same_grid, warp_to_grid)
 from ..io.radiometry import check_mode, image_statistics, pre_affine
 from ..jobs import InputError
-from .augment import SensorShift, random_scale, resize_window, sensor_shift
+from .augment import SensorAugment, random_scale, resize_window, sensor_shift
 from .losses import IGNORE
 
 BASE_GROUPS = ("image", "t1")
@@ -302,7 +302,7 @@ class WindowDataset(torch.utils.data.Dataset):
                  length: int = 0, seed: int = 0, val_cells: Sequence[Cell] = (),
                  balanced: bool = False, augment: bool = True, date_swap: bool = False,
                  color_jitter: float = 0.0, read_size: Optional[int] = None,
-                 normalisation: str = "dataset", sensor: Optional[SensorShift] = None) -> None:
+                 normalisation: str = "dataset", sensor: Optional[SensorAugment] = None) -> None:
         self.scenes, self.spec, self.cells, self.tile = list(scenes), spec, list(cells), tile
         self.read_size = read_size or tile  # input pixels behind one window (training GSD)
         self.normalisation, self.sensor = normalisation, sensor
@@ -311,14 +311,16 @@ class WindowDataset(torch.utils.data.Dataset):
         self.val_cells = list(val_cells)
         self.weights = cell_weights(self.cells, balanced) if train else None
         self.augment, self.date_swap, self.color_jitter = augment, date_swap, color_jitter
-        self.epoch = 0
+        self.epoch, self.sensor_on = 0, sensor is not None
         self._readers: Optional[List[SceneReader]] = None
 
     def __len__(self) -> int:
         return self.length
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, sensor: bool = True) -> None:
+        """Draw the windows of ``epoch``; ``sensor=False`` leaves out the sensor augmentation
+        (the in-domain epochs at the end of a run)."""
+        self.epoch, self.sensor_on = epoch, sensor and self.sensor is not None
 
     def _reader(self, i: int) -> SceneReader:
         if self._readers is None:  # opened lazily: each DataLoader worker gets its own handles
@@ -331,11 +333,14 @@ class WindowDataset(torch.utils.data.Dataset):
             inputs, labels = self._read(c.scene, c.x, c.y, self.read_size)
             return self._tensors(inputs, labels)
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        plan = self.sensor if self.sensor_on else None
+        zoom = plan is not None and rng.random() < plan.scale_p
+        shift = plan is not None and rng.random() < plan.shift_p
         for _ in range(20):
             c = self.cells[rng.choice(len(self.cells), p=self.weights)]
             r = self._reader(c.scene)
             size = self.read_size
-            if self.sensor is not None:  # another GSD: zoom the window
+            if zoom:  # another GSD: zoom the window
                 size = int(np.clip(round(size * random_scale(rng)), 8, min(r.width, r.height)))
             x, y = self._jitter(c, rng, size)
             inputs, labels = self._read(c.scene, x, y, size)
@@ -348,8 +353,8 @@ class WindowDataset(torch.utils.data.Dataset):
             inputs, labels = dict(zip(keys, arrays[:-1])), arrays[-1]
         if self.color_jitter > 0:
             inputs = {k: self._jitter_colours(k, a, rng) for k, a in inputs.items()}
-        if self.sensor is not None:  # each date its own sensor
-            inputs = {k: sensor_shift(a, *self.stats[k], rng, self.sensor)
+        if shift:  # each date its own sensor
+            inputs = {k: sensor_shift(a, *self.stats[k], rng, plan.shift)
                       if k in IMAGERY_GROUPS else a for k, a in inputs.items()}
         batch = self._tensors(inputs, labels)
         if self.date_swap and "t2" in batch and rng.random() < 0.5:

@@ -32,10 +32,9 @@ from ..jobs import (CancelledFn, EngineError, InputError, Job, ProgressFn, check
 from ..models import architecture, build
 from ..io.radiometry import check_mode
 from . import finetune
-from .augment import SensorShift
 from .budget import PROBE_STEPS, EpochPlan, TimeBudget, epoch_samples, resumed_plan
 from .config import (DEFAULT_NORMALISATION, TrainConfig, freeze_epochs, make_optimiser, recipe_of,
-                     resolve_recipe)
+                     resolve_recipe, sensor_plan)
 from .data import (SceneReader, WindowDataset, band_statistics, batch_to, network_inputs,
                    scan_cells, split_cells)
 from ..weights import inspect_backbone, load_backbone
@@ -148,11 +147,12 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     if cfg.init and cfg.lr is None:
         hp["lr"] *= finetune.FINETUNE_LR_SCALE
     view = dict(read_size=read_size, normalisation=cfg.normalisation)
+    sensor = sensor_plan(cfg)
     train_ds = WindowDataset(scenes, spec, train_cells, cfg.tile, stats, train=True,
                              length=samples, seed=cfg.seed, val_cells=val_cells,
                              balanced=cfg.balanced, date_swap=hp["date_swap"] and cfg.task == "change",
                              color_jitter=cfg.color_jitter,
-                             sensor=SensorShift() if cfg.sensor_augment else None, **view)
+                             sensor=sensor, **view)
     val_ds = WindowDataset(scenes, spec, val_cells or train_cells[:1], cfg.tile, stats,
                            train=False, **view)
     shard = lambda ds: torch.utils.data.Subset(ds, range(rank, len(ds), world))  # noqa: E731
@@ -210,7 +210,7 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     started, probed, stopped = budget.started, cfg.time_budget_s is None, False
     epoch = start_epoch
     while epoch < plan.epochs and not stopped:
-        train_ds.set_epoch(epoch)
+        train_ds.set_epoch(epoch, sensor is not None and epoch < sensor.epochs(plan.epochs))
         model.train()
         frozen = epoch < hp["freeze_encoder_epochs"]
         scheduler.hold_encoder(frozen)

@@ -41,8 +41,9 @@ COMMON_HELP: List[Tuple[str, str]] = [
     ("NORMALISATION", "image (default): each image standardised with its own band statistics, "
                       "so other brightness or sensors map alike; percentile: 2–98 % stretch; "
                       "dataset: the training data's statistics only"),
-    ("SENSOR_AUGMENT", "random scale 0.5–2×, blur, noise, per-band gain and gamma (each date "
-                       "on its own) so the model holds up on other sensors"),
+    ("SENSOR_AUGMENT", "blur, noise, per-band gain and gamma (each date on its own) so the "
+                       "model holds up on other sensors; another GSD is met at prediction time "
+                       "(GSD auto), so windows are not zoomed (engine: --scale-augment-p)"),
     ("TRAIN_GSD", "train at this ground sampling distance (windows are resampled)"),
     ("INPUT_GSD", "pixel size of training images without georeferencing (PNG pairs), needed "
                   "to train at TRAIN_GSD or at the GSD of INIT_MODEL"),
@@ -114,7 +115,7 @@ class TrainAlgorithm(RsSegAlgorithm):
                                              "percentile": "Per image, 2–98 % stretch",
                                              "dataset": "Training data statistics"})
         self.addParameter(QgsProcessingParameterBoolean(
-            "SENSOR_AUGMENT", "Sensor-shift augmentation (scale, blur, noise, gain, gamma)",
+            "SENSOR_AUGMENT", "Sensor-shift augmentation (blur, noise, gain, gamma)",
             defaultValue=True, optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             "TRAIN_GSD", "Train at GSD (m; empty: the images' own)",

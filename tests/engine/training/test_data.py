@@ -5,6 +5,7 @@ import torch
 from engine.jobs import InputError
 from engine.training.data import (Scene, SceneReader, WindowDataset, d4, discover_label_classes,
                                   scan_cells, split_cells)
+from engine.training.augment import SensorAugment
 from engine.training.inputs import ChangeLabelSpec
 from engine.training.losses import IGNORE
 from tests.conftest import labelled_scene, write_raster
@@ -139,3 +140,40 @@ def test_colour_jitter_changes_each_date_differently_and_keeps_labels(tmp_path):
     assert torch.equal(p["t1"], p["t2"])  # identical dates without jitter
     assert not torch.equal(j["t1"], j["t2"])  # each date gets its own radiometry
     assert torch.equal(p["target"], j["target"])
+
+
+def _same_dates(tmp_path):
+    """A change scene whose two dates are the same image: any difference between them is
+    augmentation."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(50, 200, (3, 64, 64)).astype(np.uint8)
+    a = write_raster(tmp_path / "a.tif", img)
+    b = write_raster(tmp_path / "b.tif", img)
+    lab = write_raster(tmp_path / "l.tif", (rng.random((1, 64, 64)) < 0.3).astype(np.uint8))
+    scene = Scene({"t1": str(a), "t2": str(b)}, labels=str(lab))
+    spec = ChangeLabelSpec(classes=[], ignore_value=None)
+    cells = scan_cells([SceneReader(scene, spec)], 32, 2)
+    return scene, spec, cells, {"t1": ([120.0] * 3, [40.0] * 3), "t2": ([120.0] * 3, [40.0] * 3)}
+
+
+def test_sensor_shift_probability_leaves_that_share_of_windows_as_they_are(tmp_path):
+    scene, spec, cells, stats = _same_dates(tmp_path)
+    def shifted(p: float) -> int:
+        ds = WindowDataset([scene], spec, cells, 32, stats, train=True, length=60, augment=False,
+                           sensor=SensorAugment(scale_p=0.0, shift_p=p))
+        return sum(not torch.equal(w["t1"], w["t2"]) for w in map(ds.__getitem__, range(60)))
+
+    assert shifted(1.0) == 60
+    assert shifted(0.0) == 0
+    assert 15 <= shifted(0.5) <= 45
+
+
+def test_sensor_augmentation_is_left_out_of_the_in_domain_epochs(tmp_path):
+    scene, spec, cells, stats = _same_dates(tmp_path)
+    ds = WindowDataset([scene], spec, cells, 32, stats, train=True, length=8, augment=False,
+                       sensor=SensorAugment(share=0.5))
+    ds.set_epoch(3, sensor=True)
+    assert any(not torch.equal(w["t1"], w["t2"]) for w in map(ds.__getitem__, range(8)))
+    ds.set_epoch(3, sensor=False)
+    assert all(torch.equal(w["t1"], w["t2"]) for w in map(ds.__getitem__, range(8)))
+    assert [SensorAugment(share=s).epochs(10) for s in (1.0, 0.7, 0.05, 0.0)] == [10, 7, 1, 1]

@@ -132,3 +132,16 @@ def test_resize_keeps_the_step_and_applies_new_lengths():
     s.resize(fit_to_run({}, steps_per_epoch=2, epochs=10, early_stop_patience=10))
     assert s.warmup_steps == 2 and s.total_steps == 20 and s.step_count == 5
     assert s.lr == pytest.approx((1 - 3 / 18) ** 0.9)
+
+
+def test_sensor_augmentation_defaults_to_radiometry_without_zoom_and_checks_shares():
+    from engine.jobs import InputError
+    from engine.training.config import SENSOR_AUGMENT, sensor_plan
+    plan = sensor_plan(TrainConfig(out="m", images=["a"]))
+    assert (plan.scale_p, plan.shift_p, plan.share) == (0.0, 1.0, 1.0) == (
+        SENSOR_AUGMENT.scale_p, SENSOR_AUGMENT.shift_p, SENSOR_AUGMENT.share)
+    old = sensor_plan(TrainConfig(out="m", images=["a"], scale_augment_p=1.0))
+    assert (old.scale_p, old.shift_p) == (1.0, 1.0)
+    assert sensor_plan(TrainConfig(out="m", images=["a"], sensor_augment=False)) is None
+    with pytest.raises(InputError, match="--sensor-augment-share must be between 0 and 1"):
+        sensor_plan(TrainConfig(out="m", images=["a"], sensor_augment_share=30))

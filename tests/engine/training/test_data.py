@@ -120,19 +120,7 @@ def test_bad_label_inputs(tmp_path, rng):
 
 
 def test_colour_jitter_changes_each_date_differently_and_keeps_labels(tmp_path):
-    import numpy as np
-    from engine.training.data import Scene, SceneReader, WindowDataset, scan_cells
-    from engine.training.inputs import ChangeLabelSpec
-    from tests.conftest import write_raster
-    rng = np.random.default_rng(0)
-    img = rng.integers(50, 200, (3, 64, 64)).astype(np.uint8)
-    a = write_raster(tmp_path / "a.tif", img)
-    b = write_raster(tmp_path / "b.tif", img)
-    lab = write_raster(tmp_path / "l.tif", (rng.random((1, 64, 64)) < 0.3).astype(np.uint8))
-    scene = Scene({"t1": str(a), "t2": str(b)}, labels=str(lab))
-    spec = ChangeLabelSpec(classes=[], ignore_value=None)
-    cells = scan_cells([SceneReader(scene, spec)], 32, 2)
-    stats = {"t1": ([120.0] * 3, [40.0] * 3), "t2": ([120.0] * 3, [40.0] * 3)}
+    scene, spec, cells, stats = _same_dates(tmp_path)
     plain = WindowDataset([scene], spec, cells, 32, stats, train=True, length=2, augment=False)
     jit = WindowDataset([scene], spec, cells, 32, stats, train=True, length=2, augment=False,
                         color_jitter=0.3)

@@ -69,10 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalisation", choices=("dataset", "image", "percentile"),
                    help="per-image step before standardising: image (default: each image's own "
                         "band statistics), percentile (2-98 %% stretch) or dataset (none)")
-    p.add_argument("--sensor-augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="another sensor's blur, noise, gain and gamma, per date (default: on "
-                        "for change, off for segmentation, where it cost in-domain accuracy; "
-                        "giving one of the shares below turns it on)")
+    p.add_argument("--sensor-augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="another sensor's blur, noise, gain and gamma, per date (default on)")
     p.add_argument("--scale-augment-p", type=float, metavar="P",
                    help="share of the windows also zoomed 0.5-2x to another GSD (default 0: "
                         "--gsd auto handles another GSD; 1 = the earlier default)")

@@ -55,7 +55,7 @@ class TrainConfig:
     init: Optional[str] = None
     init_head: str = "keep"
     normalisation: Optional[str] = None  # default: the --init model's, else DEFAULT_NORMALISATION
-    sensor_augment: Optional[bool] = None  # default: SENSOR_AUGMENT_TASKS, or any share given
+    sensor_augment: bool = True
     scale_augment_p: Optional[float] = None  # share of windows zoomed; default SENSOR_AUGMENT's
     sensor_augment_p: Optional[float] = None  # share of windows radiometrically shifted
     sensor_augment_share: Optional[float] = None  # share of the epochs augmented (then in-domain)
@@ -76,11 +76,6 @@ DEFAULT_NORMALISATION = "image"  # transfers best to other sensors (docs/benchma
 # which inference handles by reading at the model's GSD (--gsd auto). LEVIR native / shifted F1
 # 0.453 / 0.544 against 0.254 / 0.365 with the zoom too (docs/benchmarks.md, issue 27).
 SENSOR_AUGMENT = SensorAugment(scale_p=0.0, shift_p=1.0, share=1.0)
-# Tasks trained with it unless told otherwise.  Not segmentation: on ISPRS Potsdam the same
-# radiometric augmentation cost 0.14 mIoU in-domain (0.318 against 0.460 without; half the
-# windows or an in-domain last 30 % did not recover it), and most analysts train and predict on
-# one sensor; a share given on the command line (--sensor-augment-p ...) turns it on.
-SENSOR_AUGMENT_TASKS = ("change",)
 FINETUNE_FREEZE_SHARE = 3  # with --init the encoder is frozen for epochs // 3
 DEFAULTS = {"lr": 1e-3, "weight_decay": 1e-4, "schedule": "poly", "grad_clip": 1.0,
             "aux_weight": 0.2, "date_swap": True, "optimizer": "adamw"}
@@ -122,15 +117,11 @@ def resolve_recipe(cfg: TrainConfig, steps_per_epoch: int) -> Dict[str, Any]:
 
 
 def sensor_plan(cfg: TrainConfig) -> Optional[SensorAugment]:
-    """The sensor-shift augmentation in force: None with --no-sensor-augment, and by default
-    for tasks outside :data:`SENSOR_AUGMENT_TASKS` unless a share is given."""
+    """The sensor-shift augmentation in force (None with --no-sensor-augment)."""
+    if not cfg.sensor_augment:
+        return None
     values = {"scale_p": cfg.scale_augment_p, "shift_p": cfg.sensor_augment_p,
               "share": cfg.sensor_augment_share}
-    on = cfg.sensor_augment
-    if on is None:
-        on = cfg.task in SENSOR_AUGMENT_TASKS or any(v is not None for v in values.values())
-    if not on:
-        return None
     for key, value in values.items():
         if value is not None and not 0.0 <= value <= 1.0:
             flag = {"scale_p": "--scale-augment-p", "shift_p": "--sensor-augment-p",

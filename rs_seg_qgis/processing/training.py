@@ -43,9 +43,7 @@ COMMON_HELP: List[Tuple[str, str]] = [
                       "dataset: the training data's statistics only"),
     ("SENSOR_AUGMENT", "blur, noise, per-band gain and gamma (each date on its own) so the "
                        "model holds up on other sensors; another GSD is met at prediction time "
-                       "(GSD auto), so windows are not zoomed (engine: --scale-augment-p). "
-                       "Default on for change, off for segmentation (it cost in-domain "
-                       "accuracy there: turn it on to apply a model to another sensor)"),
+                       "(GSD auto), so windows are not zoomed (engine: --scale-augment-p)"),
     ("TRAIN_GSD", "train at this ground sampling distance (windows are resampled)"),
     ("INPUT_GSD", "pixel size of training images without georeferencing (PNG pairs), needed "
                   "to train at TRAIN_GSD or at the GSD of INIT_MODEL"),
@@ -118,8 +116,7 @@ class TrainAlgorithm(RsSegAlgorithm):
                                              "dataset": "Training data statistics"})
         self.addParameter(QgsProcessingParameterBoolean(
             "SENSOR_AUGMENT", "Sensor-shift augmentation (blur, noise, gain, gamma)",
-            # the engine's default (SENSOR_AUGMENT_TASKS), shown in the form
-            defaultValue=self.TASK == "change", optional=True))
+            defaultValue=True, optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             "TRAIN_GSD", "Train at GSD (m; empty: the images' own)",
             QgsProcessingParameterNumber.Double, optional=True, minValue=0.0))
@@ -168,7 +165,7 @@ class TrainAlgorithm(RsSegAlgorithm):
             init_head=self.parameterAsEnumString(parameters, "INIT_HEAD", context) or "keep",
             normalisation=self.parameterAsEnumString(parameters, "NORMALISATION", context) or None,
             sensor_augment=self.parameterAsBoolean(parameters, "SENSOR_AUGMENT", context)
-            if parameters.get("SENSOR_AUGMENT") is not None else None,
+            if parameters.get("SENSOR_AUGMENT") is not None else True,
             gsd=self.optional_float(parameters, "TRAIN_GSD", context),
             input_gsd=self.optional_float(parameters, "INPUT_GSD", context),
             time_budget_s=self.optional_float(parameters, "TIME_BUDGET", context),

@@ -137,22 +137,11 @@ def test_resize_keeps_the_step_and_applies_new_lengths():
 def test_sensor_augmentation_defaults_to_radiometry_without_zoom_and_checks_shares():
     from engine.jobs import InputError
     from engine.training.config import SENSOR_AUGMENT, sensor_plan
-    plan = sensor_plan(TrainConfig(out="m", images=["a"], task="change"))
+    plan = sensor_plan(TrainConfig(out="m", images=["a"]))
     assert (plan.scale_p, plan.shift_p, plan.share) == (0.0, 1.0, 1.0) == (
         SENSOR_AUGMENT.scale_p, SENSOR_AUGMENT.shift_p, SENSOR_AUGMENT.share)
-    old = sensor_plan(TrainConfig(out="m", images=["a"], task="change", scale_augment_p=1.0))
+    old = sensor_plan(TrainConfig(out="m", images=["a"], scale_augment_p=1.0))
     assert (old.scale_p, old.shift_p) == (1.0, 1.0)
-    assert sensor_plan(TrainConfig(out="m", images=["a"], task="change",
-                                   sensor_augment=False)) is None
+    assert sensor_plan(TrainConfig(out="m", images=["a"], sensor_augment=False)) is None
     with pytest.raises(InputError, match="--sensor-augment-share must be between 0 and 1"):
         sensor_plan(TrainConfig(out="m", images=["a"], sensor_augment_share=30))
-
-
-def test_segmentation_trains_without_sensor_augmentation_unless_asked():
-    from engine.training.config import sensor_plan
-    assert sensor_plan(TrainConfig(out="m", images=["a"])) is None
-    asked = sensor_plan(TrainConfig(out="m", images=["a"], sensor_augment=True))
-    assert (asked.scale_p, asked.shift_p) == (0.0, 1.0)
-    # giving a share is asking for it
-    half = sensor_plan(TrainConfig(out="m", images=["a"], sensor_augment_p=0.5))
-    assert half.shift_p == 0.5

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import rasterio
 from rasterio import Affine
+from rasterio.errors import CRSError
 from rasterio.warp import transform as transform_points
 
 from ..jobs import InputError
@@ -27,7 +28,8 @@ def raster_gsd(ds: rasterio.io.DatasetReader) -> Optional[float]:
     better; UTM's 0.9996 scale stays a 0.5 m pixel, Web Mercator's 2 m at 54° N is 1.18 m)."""
     if ds.crs is None or ds.transform.is_identity:
         return None
-    return float(f"{ground_pixel_size(ds.crs, ds.transform, ds.width, ds.height):.3g}")
+    size = ground_pixel_size(ds.crs, ds.transform, ds.width, ds.height)
+    return float(f"{size:.3g}") if math.isfinite(size) else None
 
 
 def ground_pixel_size(crs: Any, transform: Affine, width: int, height: int) -> float:
@@ -39,7 +41,7 @@ def ground_pixel_size(crs: Any, transform: Affine, width: int, height: int) -> f
     54° N is 1.18 m on the ground).  A pixel is tiny next to the Earth, so the length of a step
     is the ellipsoid's local metric: meridian radius × Δlatitude, prime-vertical radius ×
     cos(latitude) × Δlongitude.  A CRS with no route to WGS 84 (a local engineering CRS) keeps
-    its linear unit.
+    its linear unit; one with neither gives NaN (the GSD is unknown).
     """
     cx, cy = width / 2, height / 2
     xs, ys = zip(*(transform * p for p in ((cx, cy), (cx + 1, cy), (cx, cy + 1))))
@@ -49,7 +51,10 @@ def ground_pixel_size(crs: Any, transform: Affine, width: int, height: int) -> f
         lons = lats = [math.nan]
     if not all(map(math.isfinite, (*lons, *lats))):
         px, py = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
-        return math.sqrt(px * py) * float(crs.linear_units_factor[1])
+        try:
+            return math.sqrt(px * py) * float(crs.linear_units_factor[1])
+        except CRSError:  # neither on the Earth nor in a linear unit (a damaged header)
+            return math.nan
     lat = math.radians(lats[0])
     w = math.sqrt(1 - WGS84_E2 * math.sin(lat) ** 2)
     meridian, prime = WGS84_A * (1 - WGS84_E2) / w ** 3, WGS84_A / w

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import rasterio
+from rasterio import Affine
 
 from engine.io.gsd import MAX_RATIO, ground_pixel_size, plan_gsd, raster_gsd
 from engine.jobs import InputError
@@ -77,6 +78,20 @@ def test_raster_without_georeferencing_has_no_gsd(tmp_path):
             plan_gsd(ds, 0.5, "auto")
         assert not plan_gsd(ds, 0.5, "native").resampled
         assert plan_gsd(ds, 0.5, "auto", input_gsd=1.5).scale == pytest.approx(3.0)
+
+
+class _CrsWithoutUnits:
+    """What a damaged header can decode to: a CRS neither on the Earth nor in a linear unit."""
+
+    @property
+    def linear_units_factor(self):
+        from rasterio.errors import CRSError
+        raise CRSError("Linear units factor is not defined for non projected CRS")
+
+
+def test_a_crs_with_neither_earth_nor_unit_gives_no_gsd():
+    # found by the damaged-GeoTIFF fuzz test: predict raised CRSError from inside the GSD plan
+    assert math.isnan(ground_pixel_size(_CrsWithoutUnits(), Affine(0.5, 0, 0, 0, -0.5, 0), 8, 8))
 
 
 def test_plan_resamples_only_beyond_tolerance(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from rasterio.transform import from_origin
 
 from engine.__main__ import main
@@ -49,6 +49,7 @@ HEADER_BYTES = 700  # the TIFF header and first directory of the file below
 @given(cut=st.one_of(st.just(1.0), st.floats(0.0, 1.0)),
        flips=st.lists(st.tuples(st.one_of(st.integers(0, HEADER_BYTES - 1), st.floats(0.0, 1.0)),
                                 st.integers(1, 255)), max_size=6))
+@example(cut=1.0, flips=[(453, 1)])  # a CRS key flipped to one with neither datum nor unit
 def test_damaged_geotiff_gives_an_output_or_one_sentence(clean, cut, flips):
     data, model = clean
     with tempfile.TemporaryDirectory() as tmp:

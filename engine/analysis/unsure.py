@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
 from ..inference.uncertainty import NODATA, SCALE
-from ..io.rasters import CLASS_NODATA, open_raster
+from ..io.rasters import CLASS_NODATA, bounds_window, open_raster
 from ..jobs import InputError
 
 Bounds = Tuple[float, float, float, float]  # left, bottom, right, top in the raster's CRS
@@ -92,17 +92,10 @@ def unsure_places(uncertainty: str | Path, bounds: Optional[Bounds] = None, coun
 def _read_window(ds, bounds: Optional[Bounds]):
     """The pixel window (col, row, w, h) of ``bounds`` on ``ds`` and the decimation step; None
     when they do not meet."""
-    full = Window(0, 0, ds.width, ds.height)
-    win = full
-    if bounds is not None:
-        win = from_bounds(*bounds, transform=ds.transform).round_offsets().round_lengths()
-        try:
-            win = win.intersection(full)
-        except Exception:  # rasterio raises WindowError when they do not meet
-            return None
-    col, row, w, h = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
-    if w < 1 or h < 1:
+    win = Window(0, 0, ds.width, ds.height) if bounds is None else bounds_window(ds, bounds)
+    if win is None:
         return None
+    col, row, w, h = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
     return (col, row, w, h), max(1, math.ceil(max(w, h) / MAX_READ))
 
 

@@ -312,3 +312,17 @@ def intersection_grid(base: rasterio.io.DatasetReader, other: rasterio.io.Datase
     if width < 1 or height < 1:
         raise InputError(f"{other_path} overlaps {base.name} by less than one pixel")
     return window_transform(Window(col0, row0, width, height), base.transform), width, height
+
+
+def bounds_window(ds: rasterio.io.DatasetReader,
+                  bounds: Tuple[float, float, float, float]) -> Optional[Window]:
+    """The whole pixels of ``ds`` inside ``bounds`` (left, bottom, right, top in its CRS), or
+    None when they do not meet."""
+    win = from_bounds(*bounds, transform=ds.transform).round_offsets().round_lengths()
+    try:
+        win = win.intersection(Window(0, 0, ds.width, ds.height))
+    except Exception:  # noqa: BLE001 (rasterio raises WindowError when they do not meet)
+        return None
+    if win.width < 1 or win.height < 1:
+        return None
+    return Window(int(win.col_off), int(win.row_off), int(win.width), int(win.height))

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import rasterio
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import Window
 
 from ..analysis.rounds import compare_rounds
 from ..io.crop import crop_vrt
 from ..io.radiometry import BandStats, image_statistics
-from ..io.rasters import WindowReader, match_bands, open_raster
+from ..io.rasters import WindowReader, bounds_window, match_bands, open_raster
 from ..inference.pipeline import predict
 from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output
 from ..formats.modelfile import read_card
@@ -60,16 +60,11 @@ def repredict(model: str | Path, image: str | Path, output: str | Path,
 def extent_window(image: str | Path, bounds: Bounds) -> Window:
     """The pixel window of ``bounds`` on ``image`` (whole pixels, inside the image)."""
     with open_raster(image) as ds:
-        full = Window(0, 0, ds.width, ds.height)
-        win = from_bounds(*bounds, transform=ds.transform).round_offsets().round_lengths()
-        try:
-            win = win.intersection(full)
-        except Exception:  # rasterio raises WindowError when they do not meet
-            win = None
-    if win is None or win.width < 1 or win.height < 1:
+        win = bounds_window(ds, bounds)
+    if win is None:
         raise InputError(f"the extent {', '.join(f'{v:.1f}' for v in bounds)} does not meet "
                          f"{Path(image).name}; zoom to the image or re-predict the whole layer")
-    return Window(int(win.col_off), int(win.row_off), int(win.width), int(win.height))
+    return win
 
 
 def image_stats(model: str | Path, image: str | Path) -> BandStats:

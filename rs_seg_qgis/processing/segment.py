@@ -104,6 +104,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine(self.parameterAsFile(parameters, "MODEL", context))
         from engine.inference.pipeline import predict
+        from engine.analysis.outlines import check_outline_options
         from engine.analysis.vectorize import vectorize
 
         output = self.output(parameters, "OUTPUT", context)
@@ -119,6 +120,9 @@ class SegmentAlgorithm(RsSegAlgorithm):
         extent = self.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
         image = self.raster_input(parameters, "INPUT", context, feedback, extent,
                                   card.get("gsd_m"))
+        outlines = outline_options(self, parameters, context, "OUTPUT_VECTOR") if vector else {}
+        if vector:  # a mistyped class or tolerance fails now, not after the prediction
+            run.call(check_outline_options, card["classes"], image, job=False, **outlines)
         aux_layer = self.parameterAsRasterLayer(parameters, "AUX_INPUT", context)
         aux_extent = (self.parameterAsExtent(parameters, "EXTENT", context, aux_layer.crs())
                       if aux_layer else None)
@@ -149,8 +153,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
                           f"({result['mpix_per_s']:.2f} MPix/s)")
         if vector:
             run.call(vectorize, output, vector, produces=[vector], start=0.9,
-                     probabilities=probability_for_polygons, model=model,
-                     **outline_options(self, parameters, context, "OUTPUT_VECTOR"))
+                     probabilities=probability_for_polygons, model=model, **outlines)
             style_on_load(context, vector, functools.partial(
                 style_class_polygons, classes=raster_classes(output)))
         style_on_load(context, output, style_class_raster)

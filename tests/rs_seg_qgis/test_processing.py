@@ -116,6 +116,23 @@ def test_vectorize_regularises_and_smooths_named_classes(provider, tmp_path):
         assert "--" not in str(bad.value)
 
 
+def test_segment_checks_outline_options_before_it_predicts(provider, scene, tmp_path):
+    image, model = scene
+    out, vec = tmp_path / "classes.tif", tmp_path / "classes.gpkg"
+    for options, sentence in (({"REGULARIZE": "roof"}, "Regularise as buildings: the raster has "
+                                                       "no class 'roof'"),
+                              ({"TOLERANCE": 0.2}, "Outline tolerance 0.2 m is below the pixel "
+                                                   "size (0.5 m)")):
+        feedback = QgsProcessingFeedback()
+        with pytest.raises(QgsProcessingException) as bad:
+            run("segment", {"INPUT": str(image), "MODEL": str(model), "DEVICE": "cpu",
+                            "OUTPUT": str(out), "OUTPUT_VECTOR": str(vec), **options},
+                feedback=feedback)
+        assert str(bad.value).startswith(sentence)
+        assert feedback.progress() == 0  # nothing predicted
+        assert not out.exists() and not vec.exists()
+
+
 def test_segment_extent_bands_and_engine_errors(provider, scene, tmp_path):
     image, model = scene
     out = tmp_path / "part.tif"

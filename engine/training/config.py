@@ -26,6 +26,8 @@ class TrainConfig:
     aux: List[str] = field(default_factory=list)
     images2: List[str] = field(default_factory=list)
     bands: Optional[List[int]] = None  # imagery bands to train on (1-based); default its data bands
+    # per image, the raster whose statistics normalise it (refine: a crop as its whole image)
+    statistics_from: List[str] = field(default_factory=list)
     labels: List[str] = field(default_factory=list)
     label_colours: Optional[str] = None  # colour-coded labels: "isprs" or a colour table file
     polygons: Optional[str] = None

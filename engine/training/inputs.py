@@ -45,7 +45,9 @@ def training_scenes(cfg: TrainConfig) -> List[Scene]:
             inputs["aux"] = cfg.aux[i]
         scenes.append(Scene(inputs, labels=cfg.labels[i] if cfg.labels else None,
                             polygons=cfg.polygons, class_field=cfg.class_field,
-                            bands=cfg.bands))
+                            bands=cfg.bands,
+                            statistics_from=cfg.statistics_from[i] if cfg.statistics_from
+                            else None))
     for scene in scenes if cfg.bands else ():  # a band that does not exist: say so first
         for group, path in scene.inputs.items():
             band_count(path, scene.bands_of(group))

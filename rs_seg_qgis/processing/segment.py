@@ -9,6 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingContext,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
+from .. import sources
 from ..layers import raster_classes, style_class_polygons, style_class_raster, style_on_load
 from .base import (BACKEND_HELP, FORMAT_HELP, TTA_HELP, EngineRun, RsSegAlgorithm, help_html,
                    require_engine)
@@ -103,7 +104,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine(self.parameterAsFile(parameters, "MODEL", context))
-        from engine.inference.pipeline import predict
+        from engine.inference.pipeline import image_band_statistics, predict
         from engine.analysis.outlines import check_outline_options
         from engine.analysis.vectorize import vectorize
 
@@ -127,8 +128,13 @@ class SegmentAlgorithm(RsSegAlgorithm):
         aux_extent = (self.parameterAsExtent(parameters, "EXTENT", context, aux_layer.crs())
                       if aux_layer else None)
         aux = self.raster_input(parameters, "AUX_INPUT", context, feedback, aux_extent)
-        options = dict(aux=aux, device=device,
-                       bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
+        bands = parse_bands(self.parameterAsString(parameters, "BANDS", context))
+        whole = sources.gdal_file(layer)
+        if whole is not None and image != whole:  # a part: normalised as in the whole layer
+            statistics = run.call(image_band_statistics, card, whole, bands, job=False)
+        else:
+            statistics = None
+        options = dict(aux=aux, device=device, bands=bands, statistics=statistics,
                        output_format=self.output_format(parameters, context),
                        **self.backend_options(parameters, context),
                        **self.tiling(parameters, context), **self.gsd_options(parameters, context),

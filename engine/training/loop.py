@@ -33,8 +33,8 @@ from ..models import architecture, build
 from ..io.radiometry import check_mode
 from . import finetune
 from .budget import PROBE_STEPS, EpochPlan, TimeBudget, epoch_samples, resumed_plan
-from .config import (DEFAULT_NORMALISATION, TrainConfig, freeze_epochs, make_optimiser, recipe_of,
-                     resolve_recipe, sensor_plan)
+from .config import (DEFAULT_NORMALISATION, TrainConfig, architecture_name, freeze_epochs,
+                     make_optimiser, recipe_of, resolve_recipe, sensor_plan)
 from .data import (SceneReader, WindowDataset, band_statistics, batch_to, network_inputs,
                    scan_cells, split_cells)
 from ..weights import inspect_backbone, load_backbone
@@ -62,11 +62,24 @@ def wants_targets(net: torch.nn.Module) -> bool:
     return "targets" in inspect.signature(net.forward).parameters
 
 
+def network_of_run(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its architecture and hyper-parameters settled: a fine-tune's come from its
+    --init model (:func:`finetune.inherited_network`), a resumed run's from its checkpoint,
+    else the given architecture or the task's default."""
+    if cfg.init and not cfg.resume:
+        return replace(cfg, **finetune.inherited_network(finetune.base_card(cfg.init), cfg.arch,
+                                                         cfg.hparams))
+    if cfg.arch is None and cfg.resume:
+        card = json.loads(load_checkpoint(cfg.resume)["card"])
+        return replace(cfg, arch=card["architecture"])
+    return replace(cfg, arch=architecture_name(cfg))
+
+
 @job_outputs
 def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] = None,
           cancelled: Optional[CancelledFn] = None, **kwargs: Any) -> Dict[str, Any]:
     """Train a model; returns a summary (paths, best epoch, validation scores)."""
-    cfg = config or TrainConfig(**kwargs)
+    cfg = network_of_run(config or TrainConfig(**kwargs))
     job = Job(progress, cancelled)
     arch = architecture(cfg.arch)
     if arch.task != cfg.task:

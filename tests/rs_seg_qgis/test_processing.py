@@ -384,11 +384,14 @@ def test_train_fine_tunes_from_a_model_with_the_transfer_parameters(provider, tm
                                       "OUTPUT_MODEL": str(tmp_path / "base.rsmodel")})
     assert read_card(base["OUTPUT_MODEL"])["inputs"]["image"]["normalisation"] == "percentile"
     tuned = run("train_segmentation", {**common, "INIT_MODEL": base["OUTPUT_MODEL"],
+                                       "ARCHITECTURE": "glcnet",  # the initial model's wins
                                        "INIT_HEAD": "new", "TIME_BUDGET": 600,
                                        "OUTPUT_MODEL": str(tmp_path / "tuned.rsmodel")})
     card = read_card(tuned["OUTPUT_MODEL"])
     training = card["training"]
     assert card["inputs"]["image"]["normalisation"] == "percentile"  # inherited from the base
+    assert card["architecture"] == "unet" and card["hparams"] == \
+        {**read_card(base["OUTPUT_MODEL"])["hparams"], "num_classes": len(card["classes"])}
     assert training["init"]["from"] == base["OUTPUT_MODEL"] and training["init"]["loaded"] > 0
     assert training["init"]["head"] == "new"
     # no LEARNING_RATE given: the architecture's, scaled down for fine-tuning

@@ -126,7 +126,7 @@ def test_init_loads_matching_layers_by_value(tmp_path, scene):
     assert init["skipped"] == 2 and init["loaded"] == len(a) - 2
 
 
-def test_change_training_with_fcsiamdiff(tmp_path, rng):
+def test_change_training_defaults_to_fcsiamdiff(tmp_path, rng):
     t1 = rng.integers(60, 120, (3, 96, 96)).astype(np.uint8)
     t2 = t1.copy()
     change = np.zeros((1, 96, 96), np.uint8)
@@ -136,11 +136,12 @@ def test_change_training_with_fcsiamdiff(tmp_path, rng):
     a = write_raster(tmp_path / "t1.tif", t1)
     b = write_raster(tmp_path / "t2.tif", t2)
     c = write_raster(tmp_path / "change.tif", change)
-    result = train(task="change", arch="fcsiamdiff", images=[str(a)], images2=[str(b)],
+    result = train(task="change", images=[str(a)], images2=[str(b)],
                    labels=[str(c)], out=str(tmp_path / "cd.rsmodel"), tile=32, epochs=10,
                    samples_per_epoch=64, lr=1e-2, device="cpu", hparams=dict(SMALL))
     card = read_card(result["model"])
     assert set(card["inputs"]) == {"t1", "t2"} and card["task"] == "change"
+    assert card["architecture"] == "fcsiamdiff"  # the task's default: no --arch needed
     assert [c["name"] for c in card["classes"]] == ["no change", "change"]
     assert result["best_metric"] > 0.5
 

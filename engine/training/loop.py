@@ -43,8 +43,8 @@ from .checkpoints import (checkpoint_path, load_checkpoint, record_epochs_run, r
                           save_train_state, write_best_model)
 from .distributed import all_sum, barrier, init_distributed
 from .verdict import training_warnings
-from .inputs import (backbone_statistics, band_count, band_notes, label_spec, model_card,
-                     network_hparams, training_scenes, window_read_size)
+from .inputs import (backbone_statistics, band_count, band_notes, fit_tile, label_spec,
+                     model_card, network_hparams, training_scenes, window_read_size)
 from .losses import IGNORE, build_loss
 from .report import write_report
 from .schedule import LRSchedule, fit_to_run
@@ -123,6 +123,10 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     read_size = window_read_size(cfg, scenes, gsd_from_init)
     readers = [SceneReader(s, spec, cfg.normalisation) for s in scenes]
     try:
+        cfg, read_size, tile_note = fit_tile(cfg, [(r.width, r.height) for r in readers],
+                                             read_size, arch.input_multiple)
+        if tile_note:
+            job.log(tile_note)
         job.report(0.0, "train: scanning labels")
         cells = scan_cells(readers, read_size, len(spec.classes))
         train_cells, val_cells = split_cells(cells, cfg.val_fraction, cfg.seed)

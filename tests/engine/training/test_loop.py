@@ -154,9 +154,16 @@ def test_bad_training_requests(tmp_path, scene):
         train(images=[str(image)], out=str(tmp_path / "x.rsmodel"))
     with pytest.raises(InputError, match="--class-field"):
         train(images=[str(image)], polygons="p.gpkg", out=str(tmp_path / "x.rsmodel"))
-    with pytest.raises(InputError, match="smaller than the training tile"):
-        _train(tmp_path, scene, tile=256, hparams=dict(SMALL))
     assert not (tmp_path / "x.rsmodel").exists()
+
+
+def test_a_tile_larger_than_the_images_shrinks_to_fit(tmp_path, scene):
+    messages = []
+    result = _train(tmp_path, scene, tile=256, epochs=1, samples_per_epoch=8,
+                    progress=lambda f, m: messages.append(m))
+    assert read_card(result["model"])["tile_size"] == 192  # the 192 px scene, whole
+    assert "training tile 192 px instead of 256: the smallest image is 192 px across, which " \
+           "holds 192 px" in messages
 
 
 def test_torchrun_two_cpu_processes_only_rank0_writes(tmp_path, scene):

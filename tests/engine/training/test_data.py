@@ -165,3 +165,25 @@ def test_sensor_augmentation_is_left_out_of_the_in_domain_epochs(tmp_path):
     ds.set_epoch(3, sensor=False)
     assert all(torch.equal(w["t1"], w["t2"]) for w in map(ds.__getitem__, range(8)))
     assert [SensorAugment(share=s).epochs(10) for s in (1.0, 0.7, 0.05, 0.0)] == [10, 7, 1, 1]
+
+
+def test_a_crop_is_normalised_as_its_whole_image(tmp_path):
+    """Refine trains on a crop of the analyst's image and predicts it with the whole image's
+    statistics; training must standardise the crop the same way, not by its own statistics."""
+    from rasterio.windows import Window
+    from engine.io.crop import crop_vrt
+    rng = np.random.default_rng(0)
+    pixels = np.empty((3, 64, 64), np.uint8)
+    pixels[:, :, :32] = rng.integers(0, 100, (3, 64, 32))  # the crop: the dark half
+    pixels[:, :, 32:] = rng.integers(150, 255, (3, 64, 32))
+    image = write_raster(tmp_path / "image.tif", pixels)
+    labels = write_raster(tmp_path / "labels.tif", (pixels[:1] > 128).astype(np.uint8) + 1)
+    crop = crop_vrt(image, Window(0, 0, 32, 64), tmp_path / "crop.vrt")
+    spec = discover_label_classes([Scene({"image": str(image)}, labels=str(labels))], None)
+    whole = SceneReader(Scene({"image": str(image)}, labels=str(labels)), spec, "image")
+    alone = SceneReader(Scene({"image": str(crop)}), spec, "image")
+    as_whole = SceneReader(Scene({"image": str(crop)}, statistics_from=str(image)), spec, "image")
+    raw = whole.read(0, 0, 32)[0]["image"]
+    expected = whole.pre_transform("image", raw)
+    np.testing.assert_allclose(as_whole.pre_transform("image", raw), expected, rtol=1e-6)
+    assert abs(alone.pre_transform("image", raw).mean() - expected.mean()) > 0.5

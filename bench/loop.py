@@ -11,8 +11,12 @@ re-predicted.  Strategies:
            apart, a mix of predicted classes)
   plain    the K least-certain windows by mean uncertainty alone (`--strategies` to add it)
   mixed    as guided, but every second window is the one farthest from all windows corrected
-           so far (`unsure_places(explore=0.5)`): the places the dock lists
+           so far (`unsure_places(explore=0.5)`)
+  strata   the K least-certain windows within appearance groups of the image, shared among
+           the groups by their area (`unsure_places(image=…)`): the places the dock lists
   random   K random windows, once per seed of `--seeds` (mean ± spread reported)
+The model-driven strategies choose without chance: each runs once per seed of `--model-seeds`,
+which seeds refine's training (as the random seeds do theirs).
   scratch  a new U-Net trained from scratch on the guided strategy's final labels, for as many
            epochs as all rounds together
 
@@ -116,15 +120,16 @@ def cpu_s() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def pick(strategy: str, unc: Path, pred: Path, transform, grid, chosen, k: int, cell: int,
-         rng) -> List[Tuple[int, int]]:
+def pick(strategy: str, unc: Path, pred: Path, image: Path, transform, grid, chosen, k: int,
+         cell: int, rng) -> List[Tuple[int, int]]:
     """The K windows the simulated analyst corrects this round."""
     if strategy == "random":
         free = [g for g in grid if g not in chosen]
         return [free[i] for i in rng.choice(len(free), k, replace=False)]
     done = [tuple(rasterio.windows.bounds(Window(x, y, cell, cell), transform)) for x, y in chosen]
     options = (dict(spread=0) if strategy == "plain" else
-               dict(prediction=pred, explore=0.5 if strategy == "mixed" else 0.0))
+               dict(prediction=pred, explore=0.5 if strategy == "mixed" else 0.0,
+                    image=image if strategy == "strata" else None))
     places = unsure_places(unc, count=k, cell_px=cell, exclude=done, **options)
     return [(p.window[0], p.window[1]) for p in places]
 
@@ -146,7 +151,7 @@ def run_strategy(name: str, strategy: str, base: Path, image: Path, labels: np.n
     history = [{"round": 0, "labelled_px": 0, **accuracy(pred, labels)}]
     print(name, history[-1], flush=True)
     for r in range(1, rounds + 1):
-        picks = pick(strategy, unc, pred, transform, grid, chosen, k, cell, rng)
+        picks = pick(strategy, unc, pred, image, transform, grid, chosen, k, cell, rng)
         chosen += picks
         labelled += add_corrections(gpkg, labels, transform, picks, cell)
         started = time.perf_counter()
@@ -254,9 +259,12 @@ def main() -> None:
                    help="round: time one round on the 2048² scene only; scratch-random: "
                         "scratch on the final labels of random review with the first seed "
                         "(its windows do not depend on the models, so no rounds are run)")
-    p.add_argument("--strategies", default="guided,mixed,random",
-                   help="comma-separated: guided, plain, mixed, random")
+    p.add_argument("--strategies", default="guided,mixed,strata,random",
+                   help="comma-separated: guided, plain, mixed, strata, random")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the random strategy")
+    p.add_argument("--model-seeds", default="0,1",
+                   help="refine seeds of the model-driven strategies (guided, plain, mixed, "
+                        "strata)")
     p.add_argument("--target-window", default="0,512,512,512", help="x,y,w,h in LoveDA tile 1")
     p.add_argument("--fixed-pseudo", action="store_true",
                    help="the recipe before pseudo-labels were scaled by what the parent gets "
@@ -297,25 +305,27 @@ def main() -> None:
                 for gx in range(0, w - a.cell + 1, a.cell)]
         rng, chosen = np.random.default_rng(seed), []
         for _ in range(a.rounds):  # the draws run_strategy makes, round by round
-            chosen += pick("random", Path(), Path(), transform, grid, chosen, a.k, a.cell, rng)
+            chosen += pick("random", Path(), Path(), Path(), transform, grid, chosen, a.k,
+                           a.cell, rng)
         result[f"scratch-random-{seed}"] = scratch(target, labels, transform, chosen, a.cell,
                                                    a.epochs * a.rounds, WORK / a.name)
         return save(a.name, result)
     runs = []
     for strategy in a.strategies.split(","):
-        seeds = [int(v) for v in a.seeds.split(",")] if strategy == "random" else [0]
-        for seed in seeds:
-            name = f"{strategy}-{seed}" if strategy == "random" else strategy
+        seeds = a.seeds if strategy == "random" else a.model_seeds
+        for seed in (int(v) for v in seeds.split(",")):
+            name = f"{strategy}-{seed}"
             result[name] = run_strategy(name, strategy, base, target, labels, transform,
                                         a.rounds, a.k, a.cell, a.epochs, seed, WORK / a.name,
                                         not a.fixed_pseudo, a.lr)
             runs.append(name)
             save(a.name, result)  # a partial result survives an interrupted run
-    if "guided" in result:  # scratch on the guided strategy's final labels
-        result["scratch"] = scratch(target, labels, transform, result["guided"]["windows"],
+    if "guided-0" in result:  # scratch on the guided strategy's final labels
+        result["scratch"] = scratch(target, labels, transform, result["guided-0"]["windows"],
                                     a.cell, a.epochs * a.rounds, WORK / a.name)
         print("scratch", result["scratch"], flush=True)
-    result["random_mean"] = random_summary(result, a.rounds)
+    for strategy in a.strategies.split(","):
+        result[f"{strategy}_mean"] = summary(result, strategy, a.rounds)
     for name in runs:
         result[name].pop("windows")
     if a.part == "all":
@@ -324,9 +334,9 @@ def main() -> None:
     save(a.name, result)
 
 
-def random_summary(result: dict, rounds: int) -> List[dict]:
-    """Per round: the random runs' mean OA / mIoU and their spread (min..max)."""
-    runs = [v["history"] for k, v in result.items() if k.startswith("random-")]
+def summary(result: dict, strategy: str, rounds: int) -> List[dict]:
+    """Per round: a strategy's runs' mean OA / mIoU and their spread (min..max)."""
+    runs = [v["history"] for k, v in result.items() if k.startswith(f"{strategy}-")]
     summary = []
     for r in range(rounds + 1) if runs else ():
         oa = [h[r]["oa"] for h in runs]

@@ -14,12 +14,24 @@ angles (corners within 10° of 90°), boundary F-score (share of each boundary w
 tolerance of the other's), and the total area where output polygons overlap each other, at
 tolerances of 0.25, 0.5 and 1 m (those not below the pixel size).  A prediction-like input (the
 label blurred and thresholded with noise: ragged borders, specks) is scored the same way
-against the clean reference ("noisy").  Peak memory of vectorize (buildings regularised,
-vegetation smoothed, and as plain pixel outlines) on synthetic scenes of growing size checks that
-it stays flat.
+against the clean reference ("noisy").
 
-Results go to bench/results/polygons.json and polygons-memory.json; record them in
-docs/benchmarks.md with the machine.
+What the staircase costs: every score carries the polygons' loss against their *own* pixel
+staircase (``staircase_loss``); per set, the ``rectangle_floor`` (each building as its minimum
+rotated rectangle against that rectangle's staircase: what perfect straight walls of these sizes
+and angles lose) and the ``fitted_curve`` (least-squares walls at 0.5-2 px: IoU loss against
+vertex cut).
+
+The user's case (``--only predicted``): a U-Net (base 16, ``--epochs`` epochs of 96 windows of
+128 px, one thread) is trained with the engine's ``train`` on one part of a labelled scene
+(building vs other) and ``predict`` runs on the held-out part; the prediction's building polygons
+are scored against that part's label (PREDICTED lists the scenes and splits).
+
+Peak memory of vectorize (buildings regularised, vegetation smoothed, and as plain pixel
+outlines) on synthetic scenes of growing size checks that it stays flat.
+
+Results go to bench/results/polygons.json, polygons-predicted.json and polygons-memory.json;
+record them in docs/benchmarks.md with the machine.
 """
 from __future__ import annotations
 
@@ -29,7 +41,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,10 +51,11 @@ import rasterio  # noqa: E402
 from osgeo import ogr  # noqa: E402
 from rasterio.features import rasterize, shapes  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
+from rasterio.windows import Window, transform as window_transform  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from shapely import wkb  # noqa: E402
 from shapely.affinity import affine_transform  # noqa: E402
-from shapely.geometry import shape  # noqa: E402
+from shapely.geometry import box, shape  # noqa: E402
 from shapely.ops import unary_union  # noqa: E402
 from shapely.strtree import STRtree  # noqa: E402
 
@@ -63,10 +76,13 @@ SETS = [("potsdam", "isprs-loveda/potsdam/ann_dir/2_10_0_0_512_512.png", 2, 0.05
 
 
 def class_raster(name: str, labels: np.ndarray, value: int, pixel: float,
-                 transform=None, crs="EPSG:2056") -> Path:
-    """A GeoTIFF of building (1) vs other (0), named so that --regularize building finds it."""
+                 transform=None, crs="EPSG:2056", ignore: Optional[int] = None) -> Path:
+    """A GeoTIFF of building (1) vs other (0), named so that --regularize building finds it;
+    label value ``ignore`` becomes nodata (255)."""
     out = WORK / f"{name}.tif"
     arr = (labels == value).astype(np.uint8)
+    if ignore is not None:
+        arr[labels == ignore] = 255
     classes = [{"value": 0, "name": "other", "color": [200, 200, 200]},
                {"value": 1, "name": BUILDING, "color": [200, 0, 0]}]
     with rasterio.open(out, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0],
@@ -105,13 +121,70 @@ class Reference:
         self.outline = unary_union([affine_transform(shape(g), m)
                                     for g, v in shapes(arr, mask=self.mask, connectivity=4)])
 
-    def pixel_iou(self, polys: List) -> float:
-        """IoU of the polygons burnt back onto the label grid (pixel centres inside) with the
-        label pixels: what a segmentation score sees, blind to the staircase."""
-        burnt = rasterize([(p, 1) for p in polys], out_shape=self.mask.shape,
-                          transform=self.transform, dtype="uint8").astype(bool) \
+    def burn(self, polys: List) -> np.ndarray:
+        """The polygons burnt onto the label grid (pixel centres inside)."""
+        return rasterize([(p, 1) for p in polys], out_shape=self.mask.shape,
+                         transform=self.transform, dtype="uint8").astype(bool) \
             if polys else np.zeros(self.mask.shape, bool)
+
+    def pixel_iou(self, polys: List) -> float:
+        """IoU of the polygons burnt back onto the label grid with the label pixels: what a
+        segmentation score sees, blind to the staircase."""
+        burnt = self.burn(polys)
         return float((burnt & self.mask).sum() / max((burnt | self.mask).sum(), 1))
+
+    def staircase_loss(self, polys: List) -> float:
+        """Polygon IoU loss of the polygons against their *own* pixel staircase (burnt onto
+        the grid and outlined): what they would lose against raw even if the label's pixels
+        were exactly theirs.  Polygon IoU loss ≈ this + the pixel IoU loss."""
+        if not polys:
+            return 0.0
+        burnt = self.burn(polys).astype(np.uint8)
+        t = self.transform
+        m = [t.a, t.b, t.d, t.e, t.xoff, t.yoff]
+        own = unary_union([affine_transform(shape(g), m)
+                           for g, v in shapes(burnt, mask=burnt > 0, connectivity=4)])
+        out = unary_union(polys)
+        return 1 - out.intersection(own).area / max(out.union(own).area, 1e-12)
+
+    def rectangle_floor(self) -> float:
+        """The staircase loss of perfect straight-walled buildings of this set's sizes and
+        orientations: each building replaced by its minimum rotated rectangle (clipped to the
+        raster), scored against that rectangle set's own pixel staircase."""
+        h, w = self.mask.shape
+        frame = box(*_bounds(self.transform, w, h))
+        parts = getattr(self.outline, "geoms", [self.outline])
+        rects = [r for r in (p.minimum_rotated_rectangle.intersection(frame) for p in parts)
+                 if not r.is_empty and r.area > 0]
+        return self.staircase_loss(rects)
+
+    def fitted_curve(self) -> Dict[str, Dict[str, float]]:
+        """Polygon IoU loss and vertex cut of every building drawn with its own least-squares
+        walls (:func:`engine.analysis.fitted.fitted_polygon`, holes kept) at fine tolerances
+        (pixels): how close straight walls get to the staircase for a given vertex count."""
+        from engine.analysis.fitted import fitted_polygon
+        arr = self.mask.astype(np.uint8)
+        frame = (arr.shape[1], arr.shape[0])
+        t = self.transform
+        m = [t.a, t.b, t.d, t.e, t.xoff, t.yoff]
+        pixels = [shape(g) for g, v in shapes(arr, mask=arr > 0, connectivity=4)]
+        curve = {}
+        for tol in (0.5, 0.75, 1.0, 2.0):
+            drawn = [affine_transform(fitted_polygon(p, tol, 0.0, frame), m) for p in pixels]
+            out = unary_union(drawn)
+            curve[str(tol)] = {
+                "iou_loss": 1 - out.intersection(self.outline).area / out.union(self.outline).area,
+                "vertex_cut": sum(map(_vertices, pixels)) / max(sum(map(_vertices, drawn)), 1)}
+        return curve
+
+
+def _vertices(p) -> int:
+    return len(p.exterior.coords) - 1 + sum(len(r.coords) - 1 for r in p.interiors)
+
+
+def _bounds(t, w: int, h: int) -> Tuple[float, float, float, float]:
+    xs, ys = (t.xoff, t.xoff + w * t.a), (t.yoff, t.yoff + h * t.e)
+    return min(xs), min(ys), max(xs), max(ys)
 
 
 def right_angle_share(polys: List, frame) -> float:
@@ -132,6 +205,8 @@ def right_angle_share(polys: List, frame) -> float:
 
 
 def boundary_f(out, ref, d: float) -> float:
+    if out.is_empty or ref.is_empty:  # a model that found no building
+        return 0.0
     a, b = out.boundary, ref.boundary
     precision = a.intersection(b.buffer(d)).length / max(a.length, 1e-12)
     recall = b.intersection(a.buffer(d)).length / max(b.length, 1e-12)
@@ -154,12 +229,11 @@ def score(polys: List, reference: Reference, tol: float, frame,
     invalid = sum(not p.is_valid for p in polys)
     polys = [p if p.is_valid else p.buffer(0) for p in polys]
     out, ref = unary_union(polys), reference.outline
-    return {"iou": out.intersection(ref).area / out.union(ref).area,
+    return {"iou": out.intersection(ref).area / max(out.union(ref).area, 1e-12),
             "pixel_iou": reference.pixel_iou(polys),
+            "staircase_loss": reference.staircase_loss(polys),
             "polygons": len(polys), "invalid": invalid,
-            "vertices": sum(len(p.exterior.coords) - 1 + sum(len(r.coords) - 1
-                                                              for r in p.interiors)
-                            for p in polys),
+            "vertices": sum(map(_vertices, polys)),
             "right_angles": right_angle_share(polys, frame),
             "boundary_f": boundary_f(out, ref, tol),
             "overlap_m2": overlap_area(polys), "seconds": seconds}
@@ -227,17 +301,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--memory", type=int, nargs="*", default=[1024, 3072],
                         help="synthetic scene sizes for the peak-memory runs (none: skip)")
-    parser.add_argument("--only", choices=("sets", "memory"),
-                        help="run only the real-data sets or only the memory runs")
+    parser.add_argument("--only", choices=("sets", "predicted", "memory"),
+                        help="run only the label sets, the predicted ones or the memory runs")
+    parser.add_argument("--epochs", type=int, default=30,
+                        help="training epochs of the U-Net for the predicted sets")
+    parser.add_argument("--predicted", nargs="+", choices=[row[0] for row in PREDICTED],
+                        help="run only these predicted sets (their results replace theirs in "
+                             "polygons-predicted.json, the others' stay)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = {"machine": machine(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    if args.only != "memory":
+    if args.only in (None, "sets"):
         result = {"benchmark": "polygons", **stamp, "staircase_floor": staircase_floor(),
                   "sets": real_sets()}
         (RESULTS / "polygons.json").write_text(json.dumps(result, indent=1))
-    if args.only != "sets":
+    if args.only in (None, "predicted"):
+        path = RESULTS / "polygons-predicted.json"
+        sets = json.loads(path.read_text())["sets"] if args.predicted and path.exists() else {}
+        sets.update(predicted_sets(args.epochs, args.predicted))
+        result = {"benchmark": "polygons-predicted", **stamp, "epochs": args.epochs, "sets": sets}
+        path.write_text(json.dumps(result, indent=1))
+    if args.only in (None, "memory"):
         result = {"benchmark": "polygons-memory", **stamp, "streaming": streaming(args.memory)}
         (RESULTS / "polygons-memory.json").write_text(json.dumps(result, indent=1))
 
@@ -274,10 +359,89 @@ def real_sets() -> Dict[str, Dict]:
         ref = Reference(clean)
         mask = noisy(labels == value, pixel)
         rough = class_raster(f"{name}-noisy", mask, 1, pixel, *georef)
-        results[name] = {"pixel_m": pixel, "clean": {}, "noisy": {}}
+        results[name] = {"pixel_m": pixel, "rectangle_floor": ref.rectangle_floor(),
+                         "fitted_curve": ref.fitted_curve(), "clean": {}, "noisy": {}}
         for tol in (t for t in TOLERANCES_M if t >= pixel):
             results[name]["clean"][str(tol)] = run_set(name, clean, ref, tol)
             results[name]["noisy"][str(tol)] = run_set(f"{name}-noisy", rough, ref, tol)
+    return results
+
+
+# The user's case: a U-Net trained on one part of a labelled scene predicts the held-out part,
+# and its building polygons are scored against that part's label.  (name, image, label,
+# building value, value the label leaves unlabelled, pixel size m, train and test windows as
+# column, row, width, height, further train options).  The Swiss LiDAR scene is two thirds lake
+# (no labels, no buildings): its land strip (x < 480) is split in two; buildings are 4 % of its
+# training part, so it samples windows class-balanced (--balanced), as a user would.
+PREDICTED = [
+    ("potsdam", "isprs-loveda/potsdam/img_dir/2_10_0_0_512_512.png",
+     "isprs-loveda/potsdam/ann_dir/2_10_0_0_512_512.png", 2, 0, 0.05,
+     (0, 0, 256, 512), (256, 0, 256, 512), {}),
+    ("vaihingen", "isprs-loveda/vaihingen/img_dir/area1_0_0_512_512.png",
+     "isprs-loveda/vaihingen/ann_dir/area1_0_0_512_512.png", 2, 0, 0.09,
+     (0, 0, 256, 512), (256, 0, 256, 512), {}),
+    ("loveda-0", "isprs-loveda/loveda/img_dir/0.png", "isprs-loveda/loveda/ann_dir/0.png", 2, 0,
+     0.3, (0, 0, 1024, 512), (0, 512, 1024, 512), {}),  # all its buildings are on the left
+    ("swiss-lidar", "swiss-ortho/lidar/ref-img.tif",
+     "swiss-ortho/lidar/derived_lidar_class_0.5m.tif", 6, 0, 0.5,
+     (0, 0, 240, 400), (240, 0, 240, 400), {"balanced": True})]
+
+
+def crop(src: Path, window: Tuple[int, int, int, int], out: Path, pixel: float) -> Path:
+    """A window of an image as a GeoTIFF (rasters without georeferencing get the same made-up
+    grid as their labels, so image and label crops line up)."""
+    win = Window(*window)
+    with rasterio.open(src) as ds:
+        arr = ds.read(window=win)
+        base = ds.transform if ds.crs else from_origin(2600000.0, 1200000.0, pixel, pixel)
+        crs = ds.crs or "EPSG:2056"
+    with rasterio.open(out, "w", driver="GTiff", width=win.width, height=win.height,
+                       count=arr.shape[0], dtype=arr.dtype, crs=crs,
+                       transform=window_transform(win, base)) as dst:
+        dst.write(arr)
+    return out
+
+
+def predicted_sets(epochs: int, only: Optional[List[str]] = None) -> Dict[str, Dict]:
+    """Polygons of a real model's prediction on held-out pixels, against their label (the
+    sets named in ``only``, default all)."""
+    from engine.formats.modelfile import read_card
+    from engine.inference.pipeline import image_band_statistics, predict
+    from engine.training import train
+    results = {}
+    for name, image, label, value, ignore, pixel, train_win, test_win, options in PREDICTED:
+        if only and name not in only:
+            continue
+        if not (DATA / image).exists() or not (DATA / label).exists():
+            print(f"skip {name}-pred: {DATA / image} or its label is absent")
+            continue
+        parts = {}
+        for part, window in (("train", train_win), ("test", test_win)):
+            img = crop(DATA / image, window, WORK / f"{name}-{part}-img.tif", pixel)
+            lab = crop(DATA / label, window, WORK / f"{name}-{part}-lab-src.tif", pixel)
+            with rasterio.open(lab) as ds:
+                parts[part] = (img, class_raster(f"{name}-{part}-lab", ds.read(1), value, pixel,
+                                                 ds.transform, ds.crs, ignore))
+        model = WORK / f"{name}-unet.rsmodel"
+        started = time.process_time()
+        train(arch="unet", images=[str(parts["train"][0])], labels=[str(parts["train"][1])],
+              out=str(model), tile=128, epochs=epochs, batch_size=8, samples_per_epoch=96,
+              val_fraction=0.15, patience=epochs, device="cpu", workers=0,
+              hparams={"base": 16, "depth": 4}, statistics_from=[str(DATA / image)], **options)
+        train_cpu = time.process_time() - started
+        prediction = WORK / f"{name}-pred.tif"
+        # both parts normalised as in the whole image (the Swiss test part is half lake)
+        predict(model, parts["test"][0], prediction, device="cpu", tile=128, overlap=16,
+                statistics=image_band_statistics(read_card(model), DATA / image))
+        ref = Reference(parts["test"][1])
+        results[name] = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "epochs": epochs,
+                         "pixel_m": pixel, "train_cpu_s": round(train_cpu, 1),
+                         "train_window": train_win, "test_window": test_win,
+                         "train_options": options,
+                         "reference_building_px": int(ref.mask.sum()),
+                         "rectangle_floor": ref.rectangle_floor(), "tolerances": {}}
+        for tol in (t for t in TOLERANCES_M if t >= pixel):
+            results[name]["tolerances"][str(tol)] = run_set(f"{name}-pred", prediction, ref, tol)
     return results
 
 

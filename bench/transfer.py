@@ -9,6 +9,9 @@
              training from scratch on them, scored on the other shifted pairs
   segment    a U-Net trained on the ISPRS Potsdam tile (5 cm) applied to the UAV orthophoto
              (2 cm) with --gsd auto vs native: class shares and PNGs for a visual check
+  bands      the Potsdam U-Net (RGB, 5 cm) fine-tuned on 1, 2 and 4 labelled 128² crops of ISPRS
+             Vaihingen (IR-R-G false colour, 9 cm) vs untouched and from scratch: mIoU, OA on the
+             other Vaihingen cells (epoch-bounded: --epochs // 2, at least 10)
   cost       resampled inference vs native inference for the same ground area
   tta        test-time augmentation (none / flips / d4) of the default change model: F1 on the
              native and shifted LEVIR test pairs and seconds
@@ -43,7 +46,9 @@ DATA = ROOT.parent / "shared" / "data"
 LEVIR = DATA / "levir-cd" / "derived_geotiff"
 WORK = ROOT / "build" / "bench-transfer"
 RESULTS = ROOT / "bench" / "results"
+ISPRS = DATA / "isprs-loveda"
 ARCH, HPARAMS = "fcsiamdiff", {"base": 16, "depth": 4}
+UNET = {"base": 16, "depth": 4}
 # another sensor and season: each date gets its own gain per band, gamma and offset
 SHIFTS = {"t1": ((0.80, 0.92, 1.12), 1.35, 12.0), "t2": ((1.30, 1.12, 0.86), 0.75, -8.0)}
 
@@ -206,29 +211,45 @@ def quicklook(classes: Path, out: Path) -> None:
     Image.fromarray(lut[data]).save(out)
 
 
-def bench_segment(device: str, epochs: int, samples: int) -> None:
+def georeferenced(src: Path, out: Path, gsd: float, window: Optional[tuple] = None,
+                  blank: Sequence[tuple] = ()) -> Path:
+    """A PNG (or its ``window`` = col, row, width, height) as a GeoTIFF at ``gsd`` m: the ISPRS
+    crops carry no georeferencing.  ``blank`` windows are set to 0 (held-out labels)."""
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+    col, row = window[:2] if window else (0, 0)
+    with rasterio.open(src) as ds:
+        data = ds.read(window=Window(*window) if window else None)
+    for c, r, w, h in blank:
+        data[:, r:r + h, c:c + w] = 0
+    transform = from_origin(500000 + col * gsd, 5800000 - row * gsd, gsd, gsd)
+    with rasterio.open(out, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
+                       count=data.shape[0], dtype=data.dtype, crs="EPSG:32633",
+                       transform=transform) as dst:
+        dst.write(data)
+    return out
+
+
+def potsdam_model(device: str, epochs: int, samples: int) -> Path:
+    """The U-Net (base 16, depth 4) trained on the ISPRS Potsdam tile (RGB, 5 cm)."""
     folder = WORK / "segment"
     folder.mkdir(parents=True, exist_ok=True)
-    potsdam = DATA / "isprs-loveda" / "potsdam"
-    img_png = next((potsdam / "img_dir").glob("*.png"))
-    lab_png = next((potsdam / "ann_dir").glob("*.png"))
-    # Potsdam tiles carry no georeferencing: give them their published 5 cm GSD
-    from rasterio.transform import from_origin
-    geo = dict(crs="EPSG:32633", transform=from_origin(500000, 5800000, 0.05, 0.05))
-    paths = {}
-    for key, src in (("image", img_png), ("labels", lab_png)):
-        with rasterio.open(src) as ds:
-            data = ds.read()
-        dst = folder / f"potsdam_{key}.tif"
-        with rasterio.open(dst, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
-                           count=data.shape[0], dtype=data.dtype, **geo) as out:
-            out.write(data)
-        paths[key] = dst
     model = folder / "potsdam-unet.rsmodel"
-    started = time.perf_counter()
+    if model.exists():
+        return model
+    paths = {key: georeferenced(next((ISPRS / "potsdam" / sub).glob("*.png")),
+                                folder / f"potsdam_{key}.tif", 0.05)
+             for key, sub in (("image", "img_dir"), ("labels", "ann_dir"))}
     train(images=[str(paths["image"])], labels=[str(paths["labels"])], out=str(model),
           ignore_value=0, tile=128, epochs=epochs, samples_per_epoch=samples, batch_size=8,
-          device=device, hparams={"base": 16, "depth": 4}, patience=epochs, workers=0)
+          device=device, hparams=dict(UNET), patience=epochs, workers=0)
+    return model
+
+
+def bench_segment(device: str, epochs: int, samples: int) -> None:
+    folder = WORK / "segment"
+    started = time.perf_counter()
+    model = potsdam_model(device, epochs, samples)
     seconds = time.perf_counter() - started
     uav = DATA / "uav-ortho" / "dummy_fotomap_small.tif"
     result = {"model": {"train_seconds": round(seconds, 1), "trained_gsd_m": 0.05},
@@ -244,6 +265,70 @@ def bench_segment(device: str, epochs: int, samples: int) -> None:
     with rasterio.open(folder / "uav-native.tif") as a, rasterio.open(folder / "uav-auto.tif") as b:
         result["agreement_native_vs_auto"] = round(float((a.read(1) == b.read(1)).mean()), 4)
     save("transfer-segment", result)
+
+
+# Vaihingen cells (col, row) of 128² labelled in this order (k crops = the first k): a user
+# labels crops that show the classes; the tile's left half has no tree and 260 px of low
+# vegetation, so a left/right split could not teach them.  The other 12 cells are scored.
+VAIHINGEN_CROPS = ((384, 128), (128, 0), (384, 384), (0, 384))
+CROP = 128
+
+
+def recipe_lr(arch: str) -> float:
+    """The learning rate `train` uses for ``arch`` when --lr is not given (1× of the tables)."""
+    from engine.training.config import DEFAULTS, recipe_of
+    return float(recipe_of(arch).get("lr", DEFAULTS["lr"]))
+
+
+def bench_bands(device: str, base: Path, epochs: int, samples: int) -> None:
+    """The Potsdam U-Net (RGB, 5 cm) fine-tuned on 1, 2 and 4 labelled 128² crops of ISPRS
+    Vaihingen (IR-R-G, 9 cm: the bands mean something else) vs the untouched model and training
+    from scratch; mIoU and OA on the Vaihingen cells no run was given."""
+    from engine.analysis.evaluation import evaluate
+    folder = WORK / "bands"
+    folder.mkdir(parents=True, exist_ok=True)
+    src = {key: next((ISPRS / "vaihingen" / sub).glob("*.png"))
+           for key, sub in (("image", "img_dir"), ("labels", "ann_dir"))}
+    gsd = 0.09
+    cells = [(c, r, CROP, CROP) for c, r in VAIHINGEN_CROPS]
+    held_img = georeferenced(src["image"], folder / "held_image.tif", gsd)
+    held_lab = georeferenced(src["labels"], folder / "held_labels.tif", gsd, blank=cells)
+    crops = [{key: georeferenced(src[key], folder / f"crop{i}_{key}.tif", gsd, cell)
+              for key in src} for i, cell in enumerate(cells)]
+    card = read_card(base)
+
+    def held_out(model: Path, tag: str) -> dict:
+        pred = folder / f"pred-{tag}.tif"
+        predict(model, held_img, pred, gsd="auto", device=device)
+        r = evaluate(pred, held_lab, folder / f"pred-{tag}.json", ignore_value=0)
+        return {"miou": round(float(r["miou"] or 0), 4),
+                "oa": round(float(r["overall_accuracy"] or 0), 4)}
+
+    lr = recipe_lr("unet")
+    result: dict = {"base_model": str(base), "crops": cells, "gsd_m": gsd, "epochs": epochs,
+                    "samples_per_epoch": samples, "base": held_out(base, "base"), "runs": {}}
+    variants = {"fine-tuned, defaults (LR 0.3x, encoder frozen for the first third)": {},
+                "fine-tuned, LR 1x": dict(lr=lr),
+                "fine-tuned, LR 0.1x": dict(lr=0.1 * lr),
+                "fine-tuned, encoder never frozen": dict(freeze_encoder_epochs=0),
+                "fine-tuned, encoder frozen throughout": dict(freeze_encoder_epochs=epochs),
+                "fine-tuned, 2x epochs": dict(epochs=2 * epochs),
+                "from scratch": dict(init=None, gsd=card["gsd_m"])}
+    for k in (1, 2, 4):
+        for j, (name, options) in enumerate(variants.items()):
+            model = folder / f"run-{k}-{j}.rsmodel"
+            opts = dict(init=str(base), epochs=epochs) | options
+            started, cpu = time.perf_counter(), time.process_time()
+            train(images=[str(c["image"]) for c in crops[:k]], out=str(model),
+                  labels=[str(c["labels"]) for c in crops[:k]], ignore_value=0,
+                  classes=card["classes"], tile=128, samples_per_epoch=samples, batch_size=8,
+                  val_fraction=0.0, patience=opts["epochs"], device=device, workers=0,
+                  arch="unet", hparams=dict(UNET), seed=0, **opts)
+            entry = {"train_seconds": round(time.perf_counter() - started, 1),
+                     "train_cpu_seconds": round(time.process_time() - cpu, 1),
+                     "labelled_px": k * CROP * CROP, **held_out(model, f"{k}-{j}")}
+            result["runs"][f"{k} crop(s): {name}"] = entry
+            save("transfer-bands", result)
 
 
 def bench_tta(device: str, base: Path) -> None:
@@ -290,7 +375,7 @@ def bench_cost(device: str, size: int = 2048) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--only", choices=("change", "finetune", "segment", "cost", "tta"),
+    p.add_argument("--only", choices=("change", "finetune", "segment", "bands", "cost", "tta"),
                    action="append")
     p.add_argument("--device", default="auto")
     p.add_argument("--epochs", type=int, default=30)
@@ -303,7 +388,7 @@ def main() -> None:
         sys.exit(f"real data not found at {DATA}; this benchmark needs ../shared/data")
     device = a.device if a.device != "auto" else ("cuda" if __import__("torch").cuda.is_available()
                                                   else "cpu")
-    only = a.only or ["cost", "change", "finetune", "segment", "tta"]
+    only = a.only or ["cost", "change", "finetune", "segment", "bands", "tta"]
     base = WORK / "change" / f"model{len(TRAIN_VARIANTS) - 1}.rsmodel"
     if "cost" in only:
         bench_cost(device, a.cost_size)
@@ -317,6 +402,9 @@ def main() -> None:
         bench_finetune(device, base, max(10, a.epochs // 2), a.samples)
     if "segment" in only:
         bench_segment(device, a.epochs, a.samples)
+    if "bands" in only:
+        bench_bands(device, potsdam_model(device, a.epochs, a.samples), max(10, a.epochs // 2),
+                    a.samples)
     if "tta" in only:
         bench_tta(device, base)
 

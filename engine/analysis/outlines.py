@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import rasterio
 from shapely.geometry import Polygon
 
 from ..io.classes import SHAPES
@@ -96,6 +98,35 @@ def resolve_shapes(base: Mapping[int, str], names: Mapping[int, str],
             option = option_name(option_names, keyword)
             shapes.update({v: shape for v in _class_values(names, wanted, option)})
     return {v: s for v, s in shapes.items() if s != "as-is"}
+
+
+def check_not_negative(option_names: OptionNames, **values: Optional[float]) -> None:
+    """A sentence naming the first of ``values`` (engine keyword → value) below zero."""
+    for keyword, value in values.items():
+        if (value or 0) < 0:
+            raise InputError(f"{option_name(option_names, keyword)} must not be negative "
+                             f"(got {value:g})")
+
+
+def check_outline_options(classes: Sequence[Mapping[str, Any]], raster: str | Path,
+                          regularize: Optional[str] = None, smooth: Optional[str] = None,
+                          as_is: Optional[str] = None, tolerance: Optional[float] = None,
+                          fill_holes: Optional[float] = None,
+                          option_names: OptionNames = None) -> Dict[int, str]:
+    """The checks of the outline options that need no class pixels, against a model card's
+    ``classes`` and the pixel size of ``raster`` (the image whose grid the classes will take):
+    a caller that predicts before it vectorises runs them first, so a mistyped class or
+    tolerance fails before the prediction, with the sentence vectorize would give.  Returns the
+    shape each class will get."""
+    check_not_negative(option_names, tolerance=tolerance, fill_holes=fill_holes)
+    names = {int(c["value"]): str(c["name"]) for c in classes}
+    shapes = resolve_shapes(card_shapes(classes), names, regularize, smooth, as_is,
+                            option_names)
+    if shapes and tolerance is not None:
+        with rasterio.open(raster) as ds:
+            pixel_m = pixel_metres(ds)
+        check_tolerance(tolerance, pixel_m, option_name(option_names, "tolerance"))
+    return shapes
 
 
 def pixel_metres(ds: Any) -> float:

@@ -26,6 +26,8 @@ from rasterio.windows import bounds as window_bounds
 from ..inference.uncertainty import NODATA, SCALE
 from ..io.rasters import CLASS_NODATA, bounds_window, open_raster
 from ..jobs import InputError
+from .cells import cell_blocks
+from .strata import allot, appearance_strata
 
 Bounds = Tuple[float, float, float, float]  # left, bottom, right, top in the raster's CRS
 MAX_READ = 2048
@@ -45,14 +47,18 @@ class Place:
 
 def unsure_places(uncertainty: str | Path, bounds: Optional[Bounds] = None, count: int = 10,
                   cell_px: int = 64, exclude: Sequence[Bounds] = (), spread: int = 1,
-                  prediction: Optional[str | Path] = None, explore: float = 0.0) -> List[Place]:
+                  prediction: Optional[str | Path] = None, explore: float = 0.0,
+                  image: Optional[str | Path] = None) -> List[Place]:
     """``count`` cells of high mean uncertainty, most unsure first, kept varied: no two within
     ``spread`` cells of each other while others are left (0: the plain ranking) and, with the
     model's class raster ``prediction`` (same grid), a mix of its classes.  Cells whose centre
     lies in one of ``exclude`` (places already reviewed) are left out.  ``explore`` (0..1): the
     share of the places picked instead as far as possible from every place reviewed or listed
     (a confidently wrong model is sure where it is wrong: uncertainty alone never sends the
-    analyst there)."""
+    analyst there).  With the ``image`` the uncertainty was predicted from, the places are
+    shared among groups of cells that look alike in proportion to their area (``strata``),
+    each group's most unsure first: every kind of place the scene holds gets checked, also
+    where the model is sure."""
     if not 0 <= explore <= 1:
         raise InputError(f"explore is a share of the places, 0 to 1 (got {explore})")
     if count < 1 or cell_px < 1 or spread < 0:
@@ -70,6 +76,8 @@ def unsure_places(uncertainty: str | Path, bounds: Optional[Bounds] = None, coun
     mean = _cell_means(data, cell)
     classes = _cell_classes(prediction, grid, (col, row, w, h), shape, cell) \
         if prediction is not None else None
+    strata = appearance_strata(image, grid, (col, row, w, h), shape, cell, mean >= 0) \
+        if image is not None else None
 
     def place(r: int, c: int) -> Tuple[Bounds, Tuple[int, int, int, int]]:
         x, y = col + c * cell * step, row + r * cell * step
@@ -83,7 +91,7 @@ def unsure_places(uncertainty: str | Path, bounds: Optional[Bounds] = None, coun
         if any(e[0] <= cx <= e[2] and e[1] <= cy <= e[3] for e in exclude):
             mean[r, c], seen[r, c] = -1.0, True
     places: List[Place] = []
-    for r, c in _pick(mean, classes, spread, count, seen, explore):
+    for r, c in _pick(mean, classes, spread, count, seen, explore, strata):
         box, win = place(r, c)
         places.append(Place(len(places) + 1, box, float(mean[r, c]) / SCALE, win))
     return places
@@ -99,17 +107,9 @@ def _read_window(ds, bounds: Optional[Bounds]):
     return (col, row, w, h), max(1, math.ceil(max(w, h) / MAX_READ))
 
 
-def _blocks(data: np.ndarray, cell: int, fill: int) -> np.ndarray:
-    """``data`` cut into cells: rows × cols × cell² (the ragged edge padded with ``fill``)."""
-    rows, cols = math.ceil(data.shape[0] / cell), math.ceil(data.shape[1] / cell)
-    padded = np.full((rows * cell, cols * cell), fill, data.dtype)
-    padded[:data.shape[0], :data.shape[1]] = data
-    return padded.reshape(rows, cell, cols, cell).swapaxes(1, 2).reshape(rows, cols, -1)
-
-
 def _cell_means(data: np.ndarray, cell: int) -> np.ndarray:
     """Each cell's mean uncertainty (0..SCALE); -1 where the cell is mostly nodata."""
-    blocks = _blocks(data, cell, NODATA)
+    blocks = cell_blocks(data, cell, NODATA)
     valid = blocks != NODATA
     n = valid.sum(-1)
     mean = np.where(n > 0, (blocks * valid).sum(-1) / np.maximum(n, 1), -1.0)
@@ -125,7 +125,7 @@ def _cell_classes(prediction: str | Path, grid, window, shape, cell: int) -> np.
             raise InputError(f"{Path(prediction).name} is not on the grid of the uncertainty "
                              f"raster; give the class raster predicted with it")
         data = ds.read(1, window=Window(col, row, w, h), out_shape=shape, resampling=0)
-    blocks = _blocks(data.astype(np.int64), cell, CLASS_NODATA)
+    blocks = cell_blocks(data.astype(np.int64), cell, CLASS_NODATA)
     cells = np.broadcast_to(np.arange(blocks.shape[0] * blocks.shape[1]).reshape(
         blocks.shape[:2] + (1,)), blocks.shape)
     valid = blocks != CLASS_NODATA
@@ -139,10 +139,10 @@ def _cell_classes(prediction: str | Path, grid, window, shape, cell: int) -> np.
 
 
 def _pick(mean: np.ndarray, classes: Optional[np.ndarray], spread: int, limit: int,
-          seen: np.ndarray, explore: float):
+          seen: np.ndarray, explore: float, strata: Optional[np.ndarray] = None):
     """Cells (row, col) in the order they join the list, at most ``limit``; of every place,
     ``explore`` of one is the valid cell farthest from the ``seen`` (reviewed) and listed
-    cells."""
+    cells; with ``strata`` the others come from the group owed the next place."""
     rows, cols = np.indices(mean.shape)
     seen = seen.copy()
     explored = 0.0
@@ -162,6 +162,10 @@ def _pick(mean: np.ndarray, classes: Optional[np.ndarray], spread: int, limit: i
             ranked = np.where(np.isfinite(score), far + score / (SCALE + 1), -np.inf)
         else:
             ranked = np.where(near, -np.inf, score * weight)
+            if strata is not None:
+                inside = strata == allot(strata, seen, np.isfinite(score))
+                ranked = np.where(inside, ranked if np.isfinite(ranked[inside]).any()
+                                  else score * weight, -np.inf)
         if not np.isfinite(ranked).any():
             if not near.any() or not np.isfinite(score).any():
                 return

@@ -41,8 +41,8 @@ from ..jobs import (CancelledFn, InputError, Job, OptionNames, OutputError, Prog
                    atomic_output, check_outputs, job_outputs, option_name)
 from .attributes import FIELDS, ProbabilityProbe, probability_fields, provenance
 from .blocks import DEFAULT_BLOCK, iter_polygons
-from .outlines import (Drawn, Outliner, card_shapes, class_names, raster_shapes,
-                       resolve_shapes)
+from .outlines import (Drawn, Outliner, card_shapes, check_not_negative, class_names,
+                       raster_shapes, resolve_shapes)
 
 COMMAND = "vectorize"
 HELP = "polygons from a class raster"
@@ -104,10 +104,8 @@ def vectorize(input: str | Path, output: str | Path, min_area: float = 0.0,
                           f".gpkg")
     if int(block) < 1:
         raise InputError(f"{label('block')} must be a positive number of pixels (got {block})")
-    for keyword, value in (("min_area", min_area), ("simplify", simplify),
-                           ("tolerance", tolerance), ("fill_holes", fill_holes)):
-        if (value or 0) < 0:
-            raise InputError(f"{label(keyword)} must not be negative (got {value:g})")
+    check_not_negative(option_names, min_area=min_area, simplify=simplify, tolerance=tolerance,
+                       fill_holes=fill_holes)
     check_outputs({label("output"): out}, [input, probabilities, model])
     card = None
     if model is not None:

@@ -18,7 +18,6 @@ import contextlib
 import math
 import os
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Hashable, List, Optional, Tuple
@@ -47,6 +46,7 @@ from ..inference.tiling import with_margin
 from ..inference.tiling import Block
 from ..inference.views import ViewOptions, make_view
 from ..io.area import AreaMeter
+from .recent import Recent
 
 BATCH_SIZE = 8
 MIN_WINDOW = 16
@@ -69,8 +69,7 @@ class PredictionCache:
     """
 
     def __init__(self, size: int = 8) -> None:
-        self.size = size
-        self._windows: "OrderedDict[Hashable, WindowPrediction]" = OrderedDict()
+        self._windows: "Recent[WindowPrediction]" = Recent(size)
         self._model: Optional[Tuple[Hashable, LoadedModel]] = None
         self._lock = threading.Lock()
 
@@ -84,19 +83,11 @@ class PredictionCache:
 
     def get(self, key: Hashable) -> Optional[WindowPrediction]:
         """The cached prediction for ``key`` (marked as recently used), or None."""
-        with self._lock:
-            hit = self._windows.get(key)
-            if hit is not None:
-                self._windows.move_to_end(key)
-            return hit
+        return self._windows.get(key)
 
     def put(self, key: Hashable, value: WindowPrediction) -> None:
         """Remember ``value``; forget the least recently used window beyond ``size``."""
-        with self._lock:
-            self._windows[key] = value
-            self._windows.move_to_end(key)
-            while len(self._windows) > self.size:
-                self._windows.popitem(last=False)
+        self._windows.put(key, value)
 
     def __len__(self) -> int:
         return len(self._windows)

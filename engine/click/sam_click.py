@@ -26,8 +26,9 @@ from ..compute.devices import resolve_device
 from ..io.rasters import data_band_indexes, open_raster
 from ..jobs import CancelledFn, InputError, Job, ProgressFn
 from ..models.sam import Sam
-from ..models.sam.predictor import EmbeddingCache, decode, encode
+from ..models.sam.predictor import decode, encode
 from .point import file_stamp, snapped_window
+from .recent import Recent
 from .sam_onnx import OnnxSamDecoder, onnx_decoder
 from ..io.area import AreaMeter
 
@@ -55,8 +56,8 @@ class SamSession:
     threads) of a map tool."""
 
     def __init__(self, windows: int = 8) -> None:
-        self.embeddings = EmbeddingCache(windows)
-        self.rasters = EmbeddingCache(windows)  # the same small LRU, of RasterInfo
+        self.embeddings: Recent[Any] = Recent(windows)
+        self.rasters: "Recent[RasterInfo]" = Recent(windows)
         self.last_preview: Optional[Tuple[Hashable, Dict[str, Any]]] = None
         self._model: Optional[Tuple[Hashable, Sam]] = None
         self._decoder: Optional[Tuple[Hashable, Optional[OnnxSamDecoder]]] = None

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
@@ -293,6 +293,16 @@ def open_sources(card: Dict[str, Any], image: rasterio.io.DatasetReader,
     elif aux_path is not None:
         raise InputError("this model takes no auxiliary raster; remove --aux / AUX_INPUT")
     return sources
+
+
+def image_band_statistics(card: Mapping[str, Any], image: str | Path,
+                          bands: Optional[Sequence[int]] = None) -> BandStats:
+    """The band statistics :func:`predict` normalises ``image`` with (the bands ``card``'s
+    image group reads, or ``bands``): pass them as its ``statistics`` when predicting a crop of
+    ``image``, so the crop is seen as in the whole image."""
+    with open_raster(image) as ds:
+        indexes = match_bands(ds, card["inputs"]["image"]["bands"], bands)[0]
+        return image_statistics(WindowReader(ds, indexes))
 
 
 @job_outputs

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register
+from .resnet_blocks import BasicBlock, Bottleneck, projection
 
 #: Parameter count of the full configuration for 4 bands and 7 classes (this implementation, exact).
 FULL_PARAMS = 40_351_719
@@ -91,52 +92,6 @@ def conv_bn_relu(cin: int, cout: int, k: int = 1, dilation: int = 1) -> nn.Seque
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, cin: int, planes: int, stride: int = 1, dilation: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, dilation, dilation, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, dilation, dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = _shortcut(cin, planes * self.expansion, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return self.relu(y + (x if self.downsample is None else self.downsample(x)))
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, cin: int, planes: int, stride: int = 1, dilation: int = 1) -> None:
-        super().__init__()
-        out = planes * self.expansion
-        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, dilation, dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = _shortcut(cin, out, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        return self.relu(y + (x if self.downsample is None else self.downsample(x)))
-
-
-def _shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:
-    if stride == 1 and cin == cout:
-        return None
-    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-
 class ResNet(nn.Module):
     """ResNet encoder for DeepLabv3+: returns (layer1 low-level feature, layer4 feature).
 
@@ -159,7 +114,9 @@ class ResNet(nn.Module):
             planes = width * 2 ** i
             blocks = []
             for j in range(n):
-                blocks.append(block(cin, planes, stride if j == 0 else 1, dilation))
+                step = stride if j == 0 else 1
+                blocks.append(block(cin, planes, step,
+                                    projection(cin, planes * block.expansion, step), dilation))
                 cin = planes * block.expansion
             layers.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = layers

@@ -16,7 +16,8 @@ HELP = "train a model from rasters and label rasters or polygons"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``train`` (they mirror ``engine.train``'s TrainConfig)."""
     p.add_argument("--task", choices=("segmentation", "change"), default="segmentation")
-    p.add_argument("--arch", default="unet", help=f"one of {', '.join(available())}")
+    p.add_argument("--arch", help=f"one of {', '.join(available())} (default: the --init "
+                   f"model's, else unet for segmentation and fcsiamdiff for change)")
     p.add_argument("--image", action="append", required=True, dest="images",
                    help="training image (repeat for several; the 'before' date for change)")
     p.add_argument("--image2", action="append", default=[], dest="images2",

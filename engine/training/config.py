@@ -22,10 +22,12 @@ class TrainConfig:
     out: str
     images: List[str]
     task: str = "segmentation"
-    arch: str = "unet"
+    arch: Optional[str] = None  # default: the --init model's, else DEFAULT_ARCHITECTURES[task]
     aux: List[str] = field(default_factory=list)
     images2: List[str] = field(default_factory=list)
     bands: Optional[List[int]] = None  # imagery bands to train on (1-based); default its data bands
+    # per image, the raster whose statistics normalise it (refine: a crop as its whole image)
+    statistics_from: List[str] = field(default_factory=list)
     labels: List[str] = field(default_factory=list)
     label_colours: Optional[str] = None  # colour-coded labels: "isprs" or a colour table file
     polygons: Optional[str] = None
@@ -76,6 +78,7 @@ DEFAULT_NORMALISATION = "image"  # transfers best to other sensors (docs/benchma
 # which inference handles by reading at the model's GSD (--gsd auto). LEVIR native / shifted F1
 # 0.453 / 0.544 against 0.254 / 0.365 with the zoom too (docs/benchmarks.md, issue 27).
 SENSOR_AUGMENT = SensorAugment(scale_p=0.0, shift_p=1.0, share=1.0)
+DEFAULT_ARCHITECTURES = {"segmentation": "unet", "change": "fcsiamdiff"}
 FINETUNE_FREEZE_SHARE = 3  # with --init the encoder is frozen for epochs // 3
 DEFAULTS = {"lr": 1e-3, "weight_decay": 1e-4, "schedule": "poly", "grad_clip": 1.0,
             "aux_weight": 0.2, "date_swap": True, "optimizer": "adamw"}
@@ -92,9 +95,15 @@ def recipe_of(arch: str) -> Dict[str, Any]:
     return dict(getattr(_architecture_module(arch), "RECIPE", {}))
 
 
+def architecture_name(cfg: TrainConfig) -> str:
+    """The architecture a run trains: the given one, else the task's default (a fine-tune's
+    comes from its --init model: :func:`engine.training.loop.network_of_run`)."""
+    return cfg.arch or DEFAULT_ARCHITECTURES[cfg.task]
+
+
 def resolve_recipe(cfg: TrainConfig, steps_per_epoch: int) -> Dict[str, Any]:
     """Hyper-parameters in force: the user's, else the architecture's recipe, else defaults."""
-    recipe = recipe_of(cfg.arch)
+    recipe = recipe_of(architecture_name(cfg))
     out = {}
     for key, default in DEFAULTS.items():
         value = getattr(cfg, key)

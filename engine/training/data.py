@@ -25,7 +25,7 @@ from rasterio.windows import transform as window_transform
 from ..io.classes import class_colour
 from ..io.rasters import (WindowReader, check_overlap, data_band_indexes, open_raster,
                           same_grid, warp_to_grid)
-from ..io.radiometry import check_mode, image_statistics, pre_affine
+from ..io.radiometry import BandStats, check_mode, image_statistics, pre_affine
 from ..jobs import InputError
 from .augment import SensorAugment, random_scale, resize_window, sensor_shift
 from .losses import IGNORE
@@ -43,6 +43,9 @@ class Scene:
     polygons: Optional[str] = None
     class_field: Optional[str] = None
     bands: Optional[List[int]] = None  # --bands: the imagery bands to train on (1-based)
+    # the raster whose statistics normalise the base imagery (a crop is seen as in its whole
+    # image, as predict sees it); default the base raster itself
+    statistics_from: Optional[str] = None
 
     @property
     def base(self) -> str:
@@ -110,7 +113,7 @@ class SceneReader:
         self._pre: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         for group, reader in self.readers.items():
             mode = normalisation if group in IMAGERY_GROUPS else "dataset"
-            stats = image_statistics(reader) if check_mode(mode) != "dataset" else None
+            stats = self._statistics(group, reader) if check_mode(mode) != "dataset" else None
             self._pre[group] = pre_affine(mode, stats, len(reader.bands))
         self._labels = self._aligned(scene.labels, Resampling.nearest) if scene.labels else None
         self._lut = spec.lut()
@@ -118,6 +121,14 @@ class SceneReader:
             nd = int(self._labels.nodata)
             if 0 <= nd < 256:
                 self._lut[nd] = IGNORE
+
+    def _statistics(self, group: str, reader: WindowReader) -> BandStats:
+        """Band statistics of ``group``: the scene's ``statistics_from`` raster's for the base
+        imagery (same bands), else the group's own."""
+        if group != self.scene.base or self.scene.statistics_from is None:
+            return image_statistics(reader)
+        with open_raster(self.scene.statistics_from) as whole:
+            return image_statistics(WindowReader(whole, reader.bands))
 
     def _aligned(self, path: str, resampling: Resampling) -> rasterio.io.DatasetReader:
         ds = self._stack.enter_context(open_raster(path))

@@ -77,3 +77,21 @@ def inherited(base: Mapping[str, Any], normalisation: Optional[str],
     main = "t1" if base["task"] == "change" else "image"
     return {"normalisation": normalisation or base["inputs"][main].get("normalisation", "dataset"),
             "gsd": gsd if gsd is not None else base.get("gsd_m")}
+
+
+# hyper-parameters a run sets from its own data, not from the model it starts from
+DATA_HPARAMS = ("in_channels", "num_classes", "aux_channels")
+
+
+def inherited_network(base: Mapping[str, Any], arch: Optional[str],
+                      hparams: Mapping[str, Any]) -> Dict[str, Any]:
+    """``arch`` and ``hparams`` of a fine-tune: the base model's architecture and
+    hyper-parameters (another network would load almost none of its weights), the user's
+    ``hparams`` on top; a different ``arch`` is refused in one sentence."""
+    own = base["architecture"]
+    if arch is not None and arch != own:
+        raise InputError(f"the --init model is a {own} network; fine-tuning keeps its "
+                         f"architecture (leave out --arch, or give --arch {own}), or train a "
+                         f"{arch} from scratch without --init")
+    kept = {k: v for k, v in base.get("hparams", {}).items() if k not in DATA_HPARAMS}
+    return {"arch": own, "hparams": {**kept, **hparams}}

@@ -3,8 +3,9 @@ input pixels behind a window at ``--gsd``, the network's hyper-parameters, the i
 of a pre-trained backbone and the model card describing it all."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -45,7 +46,9 @@ def training_scenes(cfg: TrainConfig) -> List[Scene]:
             inputs["aux"] = cfg.aux[i]
         scenes.append(Scene(inputs, labels=cfg.labels[i] if cfg.labels else None,
                             polygons=cfg.polygons, class_field=cfg.class_field,
-                            bands=cfg.bands))
+                            bands=cfg.bands,
+                            statistics_from=cfg.statistics_from[i] if cfg.statistics_from
+                            else None))
     for scene in scenes if cfg.bands else ():  # a band that does not exist: say so first
         for group, path in scene.inputs.items():
             band_count(path, scene.bands_of(group))
@@ -165,6 +168,27 @@ def window_read_size(cfg: TrainConfig, scenes: List[Scene], gsd_from_init: bool 
         raise InputError("training at a chosen --gsd needs the images' pixel size: they are not "
                          "georeferenced; give it with --input-gsd METRES, or leave out --gsd")
     return max(8, int(round(cfg.tile * cfg.gsd / native)))
+
+
+def fit_tile(cfg: TrainConfig, sizes: Sequence[Tuple[int, int]], read_size: int,
+             multiple: int) -> Tuple[TrainConfig, int, Optional[str]]:
+    """``cfg``, the read size and a note, with the training tile shrunk (to a multiple of
+    ``multiple``) when its window would not fit in the smallest image (``sizes``: width,
+    height), e.g. 256² chips fine-tuned at a base model's slightly coarser GSD."""
+    smallest = min(min(w, h) for w, h in sizes)
+    if read_size <= smallest:
+        return cfg, read_size, None
+    scale = read_size / cfg.tile  # input pixels per training pixel
+    tile = int(smallest / scale) // multiple * multiple
+    if tile < max(multiple, 16):
+        raise InputError(f"the smallest training image is {smallest} px across, too small for "
+                         f"a training window (at least {max(multiple, 16)} px at the training "
+                         f"GSD); use larger images")
+    read = min(smallest, max(8, int(round(tile * scale))))
+    at = f" at the training GSD ({cfg.gsd:g} m)" if abs(scale - 1) > 1e-9 else ""
+    note = (f"training tile {tile} px instead of {cfg.tile}: the smallest image is {smallest} px "
+            f"across, which holds {tile} px{at}")
+    return replace(cfg, tile=tile), read, note
 
 
 def model_card(cfg: TrainConfig, scenes: List[Scene], spec: LabelSpec,

@@ -33,8 +33,8 @@ from ..models import architecture, build
 from ..io.radiometry import check_mode
 from . import finetune
 from .budget import PROBE_STEPS, EpochPlan, TimeBudget, epoch_samples, resumed_plan
-from .config import (DEFAULT_NORMALISATION, TrainConfig, freeze_epochs, make_optimiser, recipe_of,
-                     resolve_recipe, sensor_plan)
+from .config import (DEFAULT_NORMALISATION, TrainConfig, architecture_name, freeze_epochs,
+                     make_optimiser, recipe_of, resolve_recipe, sensor_plan)
 from .data import (SceneReader, WindowDataset, band_statistics, batch_to, network_inputs,
                    scan_cells, split_cells)
 from ..weights import inspect_backbone, load_backbone
@@ -43,8 +43,8 @@ from .checkpoints import (checkpoint_path, load_checkpoint, record_epochs_run, r
                           save_train_state, write_best_model)
 from .distributed import all_sum, barrier, init_distributed
 from .verdict import training_warnings
-from .inputs import (backbone_statistics, band_count, band_notes, label_spec, model_card,
-                     network_hparams, training_scenes, window_read_size)
+from .inputs import (backbone_statistics, band_count, band_notes, fit_tile, label_spec,
+                     model_card, network_hparams, training_scenes, window_read_size)
 from .losses import IGNORE, build_loss
 from .report import write_report
 from .schedule import LRSchedule, fit_to_run
@@ -62,11 +62,24 @@ def wants_targets(net: torch.nn.Module) -> bool:
     return "targets" in inspect.signature(net.forward).parameters
 
 
+def network_of_run(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its architecture and hyper-parameters settled: a fine-tune's come from its
+    --init model (:func:`finetune.inherited_network`), a resumed run's from its checkpoint,
+    else the given architecture or the task's default."""
+    if cfg.init and not cfg.resume:
+        return replace(cfg, **finetune.inherited_network(finetune.base_card(cfg.init), cfg.arch,
+                                                         cfg.hparams))
+    if cfg.arch is None and cfg.resume:
+        card = json.loads(load_checkpoint(cfg.resume)["card"])
+        return replace(cfg, arch=card["architecture"])
+    return replace(cfg, arch=architecture_name(cfg))
+
+
 @job_outputs
 def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] = None,
           cancelled: Optional[CancelledFn] = None, **kwargs: Any) -> Dict[str, Any]:
     """Train a model; returns a summary (paths, best epoch, validation scores)."""
-    cfg = config or TrainConfig(**kwargs)
+    cfg = network_of_run(config or TrainConfig(**kwargs))
     job = Job(progress, cancelled)
     arch = architecture(cfg.arch)
     if arch.task != cfg.task:
@@ -110,6 +123,10 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     read_size = window_read_size(cfg, scenes, gsd_from_init)
     readers = [SceneReader(s, spec, cfg.normalisation) for s in scenes]
     try:
+        cfg, read_size, tile_note = fit_tile(cfg, [(r.width, r.height) for r in readers],
+                                             read_size, arch.input_multiple)
+        if tile_note:
+            job.log(tile_note)
         job.report(0.0, "train: scanning labels")
         cells = scan_cells(readers, read_size, len(spec.classes))
         train_cells, val_cells = split_cells(cells, cfg.val_fraction, cfg.seed)

@@ -30,7 +30,7 @@ from ..analysis.attributes import file_sha256
 from ..analysis.metrics import confusion_matrix, scores
 from ..formats.card import is_onnx
 from ..formats.modelfile import load_model, read_card, save_model
-from ..inference.pipeline import predict
+from ..inference.pipeline import image_band_statistics, predict
 from ..io.corrections import (CLASS_FIELD, REVIEWED_LAYER, corrections_layer, has_layer,
                               read_layer)
 from ..io.cog import check_raster_outputs
@@ -42,7 +42,7 @@ from .config import DEFAULTS, TrainConfig, recipe_of
 from .loop import train
 from .refine_labels import (HELD_OUT_SHARE, IGNORE, PSEUDO_RATIO, RoundLabels, class_values,
                             inside, round_labels, training_window)
-from .repredict import format_change, image_stats, repredict
+from .repredict import format_change, repredict
 
 __all__ = ["refine", "repredict", "format_score", "format_change"]
 
@@ -118,7 +118,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                                      dir=Path(out).parent if str(Path(out).parent) else ".") as tmp:
         work = Path(tmp)
         crop = crop_vrt(image, window, work / "image.vrt")
-        stats = image_stats(model, image)  # crops are predicted as in the whole image
+        stats = image_band_statistics(parent, image)  # crops as in the whole image
         job.report(0.02, "refine: the parent's predictions")
         pred, unsure, pred_nodata = _parent_predictions(model, crop, window, prediction,
                                                         uncertainty, (width, height, transform),
@@ -137,6 +137,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
         # trained inside the work folder: ``out`` appears only once it carries its lineage
         trained = work / "refined.rsmodel"
         cfg = TrainConfig(out=str(trained), images=[str(crop)], labels=[str(label_path)],
+                          statistics_from=[str(image)],
                           arch=parent["architecture"], hparams=hparams, init=str(model),
                           init_head=init_head, classes=classes, ignore_value=IGNORE,
                           epochs=max_epochs, patience=8,

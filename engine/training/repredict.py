@@ -21,9 +21,8 @@ from rasterio.windows import Window
 
 from ..analysis.rounds import compare_rounds
 from ..io.crop import crop_vrt
-from ..io.radiometry import BandStats, image_statistics
-from ..io.rasters import WindowReader, bounds_window, match_bands, open_raster
-from ..inference.pipeline import predict
+from ..io.rasters import bounds_window, open_raster
+from ..inference.pipeline import image_band_statistics, predict
 from ..jobs import CancelledFn, InputError, Job, ProgressFn, atomic_output
 from ..formats.modelfile import read_card
 
@@ -67,14 +66,6 @@ def extent_window(image: str | Path, bounds: Bounds) -> Window:
     return win
 
 
-def image_stats(model: str | Path, image: str | Path) -> BandStats:
-    """The statistics ``predict`` normalises ``image`` with (the bands the model reads), so a
-    crop of the image is seen as in the whole."""
-    with open_raster(image) as ds:
-        indexes = match_bands(ds, read_card(model)["inputs"]["image"]["bands"])[0]
-        return image_statistics(WindowReader(ds, indexes))
-
-
 def _repredict_extent(model, image, output, previous, difference, uncertainty, device, bounds,
                       previous_uncertainty, steps, cancelled) -> Dict[str, Any]:
     window = extent_window(image, bounds)
@@ -94,7 +85,7 @@ def _repredict_extent(model, image, output, previous, difference, uncertainty, d
         crop = crop_vrt(image, window, work / "extent.vrt")
         part, part_unsure = work / "classes.tif", work / "uncertainty.tif"
         result = predict(model, crop, part, uncertainty=part_unsure if uncertainty else None,
-                         device=device, statistics=image_stats(model, image), progress=steps,
+                         device=device, statistics=image_band_statistics(read_card(model), image), progress=steps,
                          cancelled=cancelled)
         _place(part, output, previous, window)
         if uncertainty is not None:

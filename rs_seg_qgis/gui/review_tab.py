@@ -35,14 +35,19 @@ REFINE_ALG = "rs_seg:refine_model"
 SEGMENT_ALG = "rs_seg:segment"
 PLACES = 10
 PLACE_PX = 64  # a place is a square of this many pixels of the uncertainty raster
-# every second place is the one farthest from all reviewed places: a model sure where it is
-# wrong is never listed by uncertainty alone (docs/benchmarks.md, the analyst's loop)
-EXPLORE = 0.5
 ROUND_LAYERS = (
     ("OUTPUT_DIFFERENCE", "Changed class", "raster", lambda r: layers.style_class_raster, True),
     ("OUTPUT", "Classes", "raster", lambda r: layers.style_class_raster, True),
     ("OUTPUT_UNCERTAINTY", "Uncertainty", "raster", lambda r: None, False),
 )
+
+
+def on_grid(layer: Optional[QgsRasterLayer], reference: QgsRasterLayer) -> bool:
+    """Whether ``layer`` lies pixel for pixel on ``reference``'s grid (the uncertainty layer's):
+    only then can its cells be read beside the uncertainty's."""
+    return (layer is not None and layer.crs() == reference.crs()
+            and (layer.width(), layer.height(), layer.extent())
+            == (reference.width(), reference.height(), reference.extent()))
 
 
 def next_model_path(model: str, folder: Path, round_: int) -> Path:
@@ -97,6 +102,9 @@ class ReviewTab(QWidget):
         self.segment.setToolTip("Runs Processing ▸ RS Seg ▸ Segment raster with its uncertainty "
                                 "output; the classes and uncertainty layers are then used here")
         self.find = QPushButton("List unsure places in view")
+        self.find.setToolTip("The places are shared among parts of the image that look alike, "
+                             "in proportion to their area, the most unsure of each first: a "
+                             "model sure where it is wrong is listed there too")
         self.places = QListWidget()
         self.places.setMinimumHeight(80)
         self.next = QPushButton("Next place to check")
@@ -247,16 +255,13 @@ class ReviewTab(QWidget):
         to_layer = QgsCoordinateTransform(canvas.mapSettings().destinationCrs(), layer.crs(),
                                           QgsProject.instance())
         view = to_layer.transformBoundingBox(canvas.extent())
-        classes = self.prediction.currentLayer()
-        same_grid = (classes is not None and classes.crs() == layer.crs()
-                     and (classes.width(), classes.height(), classes.extent())
-                     == (layer.width(), layer.height(), layer.extent()))
+        classes, image = self.prediction.currentLayer(), self.image.currentLayer()
         places = unsure_places(layer.source(), (view.xMinimum(), view.yMinimum(),
                                                 view.xMaximum(), view.yMaximum()),
                                count=PLACES, cell_px=PLACE_PX,
                                exclude=fixes.reviewed_bounds(self.reviewed_layer(), layer.crs()),
-                               prediction=classes.source() if same_grid else None,
-                               explore=EXPLORE)
+                               prediction=classes.source() if on_grid(classes, layer) else None,
+                               image=image.source() if on_grid(image, layer) else None)
         self.places.clear()
         for place in places:
             item = QListWidgetItem(f"{place.rank}. {100 * place.uncertainty:.0f} % unsure")

@@ -13,6 +13,7 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayo
 from ..processing.base import architectures
 from . import defaults
 from .defaults import class_field
+from .model_manager import read_entry
 from .params import TrainState, default_model_path
 from .widgets import DeviceCombo, ModelPicker, RasterListCombo, hint, spin
 
@@ -141,6 +142,7 @@ class TrainTab(QWidget):
         layout.addStretch(1)
 
         self.task.currentIndexChanged.connect(self._task_changed)
+        self.init_model.changed.connect(self._init_changed)
         self.label_kind.currentIndexChanged.connect(self.labels.setCurrentIndex)
         self._task_changed()
         self.apply_defaults(force=True)
@@ -166,6 +168,14 @@ class TrainTab(QWidget):
         image = defaults.default_imagery()
         if image is not None and (force or not self.images.layer_ids()):
             self.images.set_layer_ids([image.id()])
+
+    def _init_changed(self, path: str) -> None:
+        """A fine-tune keeps its initial model's architecture: show it, fixed."""
+        card = read_entry(path).card if path else None
+        arch = (card or {}).get("architecture")
+        if arch and self.architecture.findText(arch) >= 0:
+            self.architecture.setCurrentText(arch)
+        self.architecture.setEnabled(not arch)
 
     def task_value(self) -> str:
         return self.task.currentData()

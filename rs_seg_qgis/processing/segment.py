@@ -9,6 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingContext,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination)
 
+from .. import sources
 from ..layers import raster_classes, style_class_polygons, style_class_raster, style_on_load
 from .base import (BACKEND_HELP, FORMAT_HELP, TTA_HELP, EngineRun, RsSegAlgorithm, help_html,
                    require_engine)
@@ -103,7 +104,8 @@ class SegmentAlgorithm(RsSegAlgorithm):
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine(self.parameterAsFile(parameters, "MODEL", context))
-        from engine.inference.pipeline import predict
+        from engine.inference.pipeline import image_band_statistics, predict
+        from engine.analysis.outlines import check_outline_options
         from engine.analysis.vectorize import vectorize
 
         output = self.output(parameters, "OUTPUT", context)
@@ -119,12 +121,20 @@ class SegmentAlgorithm(RsSegAlgorithm):
         extent = self.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
         image = self.raster_input(parameters, "INPUT", context, feedback, extent,
                                   card.get("gsd_m"))
+        outlines = outline_options(self, parameters, context, "OUTPUT_VECTOR") if vector else {}
+        if vector:  # a mistyped class or tolerance fails now, not after the prediction
+            run.call(check_outline_options, card["classes"], image, job=False, **outlines)
         aux_layer = self.parameterAsRasterLayer(parameters, "AUX_INPUT", context)
         aux_extent = (self.parameterAsExtent(parameters, "EXTENT", context, aux_layer.crs())
                       if aux_layer else None)
         aux = self.raster_input(parameters, "AUX_INPUT", context, feedback, aux_extent)
-        options = dict(aux=aux, device=device,
-                       bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
+        bands = parse_bands(self.parameterAsString(parameters, "BANDS", context))
+        whole = sources.gdal_file(layer)
+        if whole is not None and image != whole:  # a part: normalised as in the whole layer
+            statistics = run.call(image_band_statistics, card, whole, bands, job=False)
+        else:
+            statistics = None
+        options = dict(aux=aux, device=device, bands=bands, statistics=statistics,
                        output_format=self.output_format(parameters, context),
                        **self.backend_options(parameters, context),
                        **self.tiling(parameters, context), **self.gsd_options(parameters, context),
@@ -149,8 +159,7 @@ class SegmentAlgorithm(RsSegAlgorithm):
                           f"({result['mpix_per_s']:.2f} MPix/s)")
         if vector:
             run.call(vectorize, output, vector, produces=[vector], start=0.9,
-                     probabilities=probability_for_polygons, model=model,
-                     **outline_options(self, parameters, context, "OUTPUT_VECTOR"))
+                     probabilities=probability_for_polygons, model=model, **outlines)
             style_on_load(context, vector, functools.partial(
                 style_class_polygons, classes=raster_classes(output)))
         style_on_load(context, output, style_class_raster)

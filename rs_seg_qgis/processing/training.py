@@ -26,7 +26,8 @@ COMMON_HELP: List[Tuple[str, str]] = [
     ("LABEL_POLYGONS", "digitised polygons with a class field, instead of LABELS"),
     ("CLASS_FIELD", "the field of LABEL_POLYGONS holding the class (integer value or name)"),
     ("IGNORE_VALUE", "label value that is not learnt (e.g. 0 for 'unlabelled')"),
-    ("ARCHITECTURE", "the network (see the model zoo in the documentation)"),
+    ("ARCHITECTURE", "the network (see the model zoo in the documentation); with INIT_MODEL "
+                     "the initial model's, whatever is chosen here"),
     ("EPOCHS", "passes over the training windows (typical 20–100; stops early when the "
                "validation score stalls)"),
     ("BATCH_SIZE", "windows per step (8 on a GPU; lower it on out-of-memory errors)"),
@@ -34,8 +35,9 @@ COMMON_HELP: List[Tuple[str, str]] = [
     ("LEARNING_RATE", "AdamW learning rate (typical 1e-3; lower it if the loss explodes)"),
     ("VALIDATION_FRACTION", "share of spatial blocks held out for validation (typical 0.2)"),
     ("INIT_MODEL", "optional model to start from (fine-tuning, the documented path to a new "
-                   "sensor: a handful of labelled samples of your imagery); matching layers are "
-                   "copied, its normalisation and GSD are kept, the learning rate is 0.3×"),
+                   "sensor: a handful of labelled samples of your imagery); its architecture and "
+                   "hyper-parameters, normalisation and GSD are kept, its layers copied, the "
+                   "learning rate is 0.3×"),
     ("INIT_HEAD", "keep: same classes as INIT_MODEL; new: train the classifier anew (other "
                   "classes)"),
     ("NORMALISATION", "image (default): each image standardised with its own band statistics, "
@@ -149,19 +151,21 @@ class TrainAlgorithm(RsSegAlgorithm):
                                          "LABEL_POLYGONS with a CLASS_FIELD (not both)")
         fields = self.parameterAsFields(parameters, "CLASS_FIELD", context)
         run = EngineRun(context, feedback)
+        init = self.parameterAsFile(parameters, "INIT_MODEL", context) or None
         result = run.call(
             train, out=out, task=self.TASK, labels=labels, polygons=polygons,
             label_colours=self.parameterAsString(parameters, "LABEL_COLOURS", context) or None,
             bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
             class_field=fields[0] if fields else None,
             ignore_value=self.optional_int(parameters, "IGNORE_VALUE", context),
-            arch=self.parameterAsEnumString(parameters, "ARCHITECTURE", context),
+            arch=None if init else self.parameterAsEnumString(parameters, "ARCHITECTURE",
+                                                              context),
             epochs=self.parameterAsInt(parameters, "EPOCHS", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             tile=self.parameterAsInt(parameters, "TILE_SIZE", context),
             lr=self.optional_float(parameters, "LEARNING_RATE", context),
             val_fraction=self.parameterAsDouble(parameters, "VALIDATION_FRACTION", context),
-            init=self.parameterAsFile(parameters, "INIT_MODEL", context) or None,
+            init=init,
             init_head=self.parameterAsEnumString(parameters, "INIT_HEAD", context) or "keep",
             normalisation=self.parameterAsEnumString(parameters, "NORMALISATION", context) or None,
             sensor_augment=self.parameterAsBoolean(parameters, "SENSOR_AUGMENT", context)

@@ -166,6 +166,18 @@ def test_train_tab_polygon_labels_with_a_bound_class_field(dock, data):
     assert tab.architecture.currentText() == "fcsiamdiff" and tab.images_after.isVisibleTo(tab)
 
 
+def test_train_tab_shows_the_architecture_a_fine_tune_keeps(dock, models_dir):
+    mindist = make_model(models_dir / "mindist.rsmodel", arch="mindist")
+    tab = dock.train
+    tab.init_model.refresh()
+    assert tab.architecture.currentText() == "unet" and tab.architecture.isEnabled()
+    tab.init_model.select(str(mindist))
+    assert tab.architecture.currentText() == "mindist"
+    assert not tab.architecture.isEnabled()
+    tab.init_model.select("")
+    assert tab.architecture.isEnabled()
+
+
 def test_train_run_logs_opens_the_report_and_selects_the_new_model(dock, data, models_dir):
     image, labels = data["scene"]
     image_layer, label_layer = add_raster(image, "scene"), add_raster(labels, "labels")

@@ -167,3 +167,28 @@ def test_segment_with_uncertainty_feeds_the_tab(loop):
     assert tab.uncertainty.currentLayer().name() == "Uncertainty"
     assert tab.prediction.currentLayer().name() == "Classes"
     assert tab.find_places() > 0
+
+
+def test_the_list_groups_places_by_the_image_on_the_uncertainty_grid(loop, monkeypatch):
+    import engine.analysis.unsure as unsure
+    tab, layers, folder = loop
+    calls = []
+    real = unsure.unsure_places
+    monkeypatch.setattr(unsure, "unsure_places",
+                        lambda *a, **k: calls.append(k) or real(*a, **k))
+    assert tab.find_places() > 0
+    assert calls[-1]["image"] == layers["image"].source()
+    assert calls[-1]["prediction"] == layers["classes"].source()
+    # an image on another grid (here a crop) cannot be read beside the uncertainty: left out
+    import rasterio
+    from rasterio.windows import Window
+    with rasterio.open(layers["image"].source()) as ds:
+        profile = dict(ds.profile, width=ds.width // 2, height=ds.height // 2)
+        crop = ds.read(window=Window(0, 0, ds.width // 2, ds.height // 2))
+    with rasterio.open(folder / "crop.tif", "w", **profile) as dst:
+        dst.write(crop)
+    other = QgsRasterLayer(str(folder / "crop.tif"), "crop")
+    QgsProject.instance().addMapLayer(other)
+    tab.image.setLayer(other)
+    assert tab.find_places() > 0
+    assert calls[-1]["image"] is None

@@ -116,6 +116,50 @@ def test_vectorize_regularises_and_smooths_named_classes(provider, tmp_path):
         assert "--" not in str(bad.value)
 
 
+def test_segment_checks_outline_options_before_it_predicts(provider, scene, tmp_path):
+    image, model = scene
+    out, vec = tmp_path / "classes.tif", tmp_path / "classes.gpkg"
+    for options, sentence in (({"REGULARIZE": "roof"}, "Regularise as buildings: the raster has "
+                                                       "no class 'roof'"),
+                              ({"TOLERANCE": 0.2}, "Outline tolerance 0.2 m is below the pixel "
+                                                   "size (0.5 m)")):
+        feedback = QgsProcessingFeedback()
+        with pytest.raises(QgsProcessingException) as bad:
+            run("segment", {"INPUT": str(image), "MODEL": str(model), "DEVICE": "cpu",
+                            "OUTPUT": str(out), "OUTPUT_VECTOR": str(vec), **options},
+                feedback=feedback)
+        assert str(bad.value).startswith(sentence)
+        assert feedback.progress() == 0  # nothing predicted
+        assert not out.exists() and not vec.exists()
+
+
+def test_segment_over_an_extent_normalises_as_the_whole_layer(provider, tmp_path):
+    """A model that standardises each image must see a part of the layer as in the whole: the
+    part's probabilities are the whole layer's there, not those of the part taken alone."""
+    from engine.formats.modelfile import load_model, save_model
+    rng = np.random.default_rng(3)
+    pixels = np.empty((4, 96, 96), np.uint8)  # a dark half and a bright half
+    pixels[:, :, :48] = rng.integers(0, 110, (4, 96, 48))
+    pixels[:, :, 48:] = rng.integers(120, 255, (4, 96, 48))
+    image = write_raster(tmp_path / "image.tif", pixels)
+    lm = load_model(make_model(tmp_path / "dataset.rsmodel", base=4, depth=2, tile=64,
+                               overlap=16))
+    card = {**lm.card, "inputs": {**lm.card["inputs"], "image": {
+        **lm.card["inputs"]["image"], "normalisation": "image", "mean": [0.0] * 4,
+        "std": [1.0] * 4}}}
+    model = save_model(tmp_path / "image.rsmodel", card, lm.network)
+    probabilities = {}
+    for name, extent in (("whole", None), ("part", "500000,500024,4999952,5000000 [EPSG:32633]")):
+        prob = tmp_path / f"{name}_prob.tif"
+        run("segment", {"INPUT": str(image), "MODEL": str(model), "DEVICE": "cpu",
+                        "EXTENT": extent, "OUTPUT": str(tmp_path / f"{name}.tif"),
+                        "OUTPUT_PROBABILITY": str(prob)})
+        with rasterio.open(prob) as ds:
+            probabilities[name] = ds.read()
+    assert probabilities["part"].shape[1:] == (96, 48)
+    np.testing.assert_array_equal(probabilities["part"], probabilities["whole"][:, :, :48])
+
+
 def test_segment_extent_bands_and_engine_errors(provider, scene, tmp_path):
     image, model = scene
     out = tmp_path / "part.tif"
@@ -340,11 +384,14 @@ def test_train_fine_tunes_from_a_model_with_the_transfer_parameters(provider, tm
                                       "OUTPUT_MODEL": str(tmp_path / "base.rsmodel")})
     assert read_card(base["OUTPUT_MODEL"])["inputs"]["image"]["normalisation"] == "percentile"
     tuned = run("train_segmentation", {**common, "INIT_MODEL": base["OUTPUT_MODEL"],
+                                       "ARCHITECTURE": "glcnet",  # the initial model's wins
                                        "INIT_HEAD": "new", "TIME_BUDGET": 600,
                                        "OUTPUT_MODEL": str(tmp_path / "tuned.rsmodel")})
     card = read_card(tuned["OUTPUT_MODEL"])
     training = card["training"]
     assert card["inputs"]["image"]["normalisation"] == "percentile"  # inherited from the base
+    assert card["architecture"] == "unet" and card["hparams"] == \
+        {**read_card(base["OUTPUT_MODEL"])["hparams"], "num_classes": len(card["classes"])}
     assert training["init"]["from"] == base["OUTPUT_MODEL"] and training["init"]["loaded"] > 0
     assert training["init"]["head"] == "new"
     # no LEARNING_RATE given: the architecture's, scaled down for fine-tuning

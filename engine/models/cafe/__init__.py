@@ -25,7 +25,8 @@ from .decoder import Decoder, TransBasicBlock
 from .fusion import CFF_MODES, ECA, CategoryFusion, eca_kernel
 from .loss import cafe_loss
 from .model import CEL_MODES, FULL_PARAMS, RECIPE, SPEC_PARAMS, TINY, CaFE, build_cafe
-from .resnet import DEPTHS, BasicBlock, Bottleneck, ResNetStream, conv3x3
+from ..resnet_blocks import BasicBlock, Bottleneck, conv3x3
+from .resnet import DEPTHS, ResNetStream
 
 __all__ = ["IGNORE", "FULL_PARAMS", "SPEC_PARAMS", "TINY", "RECIPE", "DEPTHS", "CFF_MODES",
            "CEL_MODES", "CaFE", "build_cafe", "cafe_loss", "eca_kernel", "ECA", "CategoryFusion",

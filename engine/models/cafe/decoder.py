@@ -8,7 +8,7 @@ from typing import List, Sequence, Tuple
 import torch
 from torch import nn
 
-from .resnet import conv3x3
+from ..resnet_blocks import conv3x3
 
 
 class TransBasicBlock(nn.Module):

@@ -3,10 +3,12 @@ names so that ImageNet weights load into both the image and the DSM stream.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from ..resnet_blocks import BasicBlock, Bottleneck, projection
 
 #: ResNet depth → (block kind, blocks per stage).
 DEPTHS: Dict[int, Tuple[str, Tuple[int, int, int, int]]] = {
@@ -14,58 +16,6 @@ DEPTHS: Dict[int, Tuple[str, Tuple[int, int, int, int]]] = {
     34: ("basic", (3, 4, 6, 3)),
     50: ("bottleneck", (3, 4, 6, 3)),
 }
-
-
-def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    """3×3 conv, padding 1, no bias (a BatchNorm follows)."""
-    return nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-
-
-class BasicBlock(nn.Module):
-    """Two 3×3 conv-BN units with an identity (or projection) shortcut."""
-
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: Optional[nn.Module] = None) -> None:
-        super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    """1×1 → 3×3 (stride) → 1×1 conv-BN units, ×4 widening, with a shortcut."""
-
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: Optional[nn.Module] = None) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
 
 
 class ResNetStream(nn.Module):
@@ -91,11 +41,7 @@ class ResNetStream(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def _make_layer(self, cls, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes * cls.expansion:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * cls.expansion, 1, stride, bias=False),
-                nn.BatchNorm2d(planes * cls.expansion))
+        downsample = projection(self.inplanes, planes * cls.expansion, stride)
         out = [cls(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * cls.expansion
         out += [cls(self.inplanes, planes) for _ in range(1, blocks)]

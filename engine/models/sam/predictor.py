@@ -8,10 +8,8 @@ and thresholded at 0.  With several candidate masks the one with the highest pre
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, Hashable, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -101,30 +99,3 @@ def best_mask(masks: torch.Tensor, iou: torch.Tensor, emb: Embedding, size: int,
     up = F.interpolate(up, size=(h, w), mode="bilinear", align_corners=False)
     return MaskResult((up[0, 0] > 0).cpu().numpy(), float(iou[0, best]),
                       [float(v) for v in iou[0]])
-
-
-class EmbeddingCache:
-    """Recent window embeddings (with whatever the caller keeps beside them), least recently
-    used dropped first; thread-safe."""
-
-    def __init__(self, size: int = 8) -> None:
-        self.size = size
-        self._items: "OrderedDict[Hashable, Any]" = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-            return hit
-
-    def put(self, key: Hashable, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)

@@ -116,3 +116,23 @@ def test_bad_tolerance_and_class_names_on_the_command_line(tmp_path):
     r = engine("--smooth", "ground", "--as-is", "tree")
     assert r.returncode == 0, r.stderr
     assert "ground" in r.stdout and "natural" in r.stdout
+
+
+def test_outline_options_are_checked_against_a_card_before_any_pixel(tmp_path):
+    """What a caller that predicts first checks up front: the card's classes and the image's
+    pixel size (0.5 m here), with the sentences vectorize gives."""
+    from engine.analysis.outlines import check_outline_options
+    from tests.conftest import write_raster
+    image = write_raster(tmp_path / "image.tif", np.zeros((3, 8, 8), np.uint8), res=0.5)
+    classes = default_card("unet", 3, 6)["classes"]
+    assert check_outline_options(classes, image, smooth="car", tolerance=1.0) == \
+        {2: "building", 3: "natural", 4: "natural", 5: "natural"}
+    with pytest.raises(InputError, match=r"--regularize: the raster has no class 'roof'"):
+        check_outline_options(classes, image, regularize="roof")
+    with pytest.raises(InputError, match=r"^Outline tolerance 0.2 m is below the pixel size "
+                                         r"\(0.5 m\)"):
+        check_outline_options(classes, image, tolerance=0.2,
+                              option_names={"tolerance": "Outline tolerance"})
+    with pytest.raises(InputError, match=r"--fill-holes must not be negative"):
+        check_outline_options(classes, image, fill_holes=-1.0)
+    assert check_outline_options(classes, image, as_is="all", tolerance=0.2) == {}

@@ -110,3 +110,22 @@ def test_exploring_places_go_where_nothing_was_checked(tmp_path, rng):
     assert [p.window[:2] for p in mixed] == [(64, 0), (192, 192)]
     with pytest.raises(InputError, match="0 to 1"):
         unsure_places(path, explore=2)
+
+
+def test_places_are_shared_among_what_the_image_holds(tmp_path, rng):
+    # a model sure (and wrong) over the dark three quarters, unsure on the bright quarter
+    data = rng.integers(0, 40, (256, 256))
+    data[:, 192:] = rng.integers(150, 250, (256, 64))
+    data[64:128, 64:128] = 100                                 # the dark part's most unsure
+    image = np.full((3, 256, 256), 30, np.uint8)
+    image[:, :, 192:] = 200
+    path = _raster(tmp_path, data)
+    img = write_raster(tmp_path / "i.tif", image, origin=(0.0, 256.0), res=1.0)
+    plain = unsure_places(path, count=4, cell_px=64, spread=0)
+    assert all(p.window[0] == 192 for p in plain)              # all four on the bright quarter
+    shared = unsure_places(path, count=4, cell_px=64, spread=0, image=img)
+    dark = [p.window[:2] for p in shared if p.window[0] < 192]
+    assert len(dark) == 3 and dark[0] == (64, 64)              # its share, its most unsure first
+    other = write_raster(tmp_path / "o.tif", image[:, :128], origin=(0.0, 256.0), res=1.0)
+    with pytest.raises(InputError, match="not on the grid"):
+        unsure_places(path, image=other)

@@ -180,3 +180,25 @@ def test_runs_with_and_without_sensor_augmentation_draw_the_same_windows(scene):
     plain, shifted = windows(None), windows(SensorAugment(scale_p=0.0, shift_p=1.0))
     assert all(torch.equal(a["target"], b["target"]) for a, b in zip(plain, shifted))
     assert all(not torch.equal(a["image"], b["image"]) for a, b in zip(plain, shifted))
+
+
+def test_a_crop_is_normalised_as_its_whole_image(tmp_path):
+    """Refine trains on a crop of the analyst's image and predicts it with the whole image's
+    statistics; training must standardise the crop the same way, not by its own statistics."""
+    from rasterio.windows import Window
+    from engine.io.crop import crop_vrt
+    rng = np.random.default_rng(0)
+    pixels = np.empty((3, 64, 64), np.uint8)
+    pixels[:, :, :32] = rng.integers(0, 100, (3, 64, 32))  # the crop: the dark half
+    pixels[:, :, 32:] = rng.integers(150, 255, (3, 64, 32))
+    image = write_raster(tmp_path / "image.tif", pixels)
+    labels = write_raster(tmp_path / "labels.tif", (pixels[:1] > 128).astype(np.uint8) + 1)
+    crop = crop_vrt(image, Window(0, 0, 32, 64), tmp_path / "crop.vrt")
+    spec = discover_label_classes([Scene({"image": str(image)}, labels=str(labels))], None)
+    whole = SceneReader(Scene({"image": str(image)}, labels=str(labels)), spec, "image")
+    alone = SceneReader(Scene({"image": str(crop)}), spec, "image")
+    as_whole = SceneReader(Scene({"image": str(crop)}, statistics_from=str(image)), spec, "image")
+    raw = whole.read(0, 0, 32)[0]["image"]
+    expected = whole.pre_transform("image", raw)
+    np.testing.assert_allclose(as_whole.pre_transform("image", raw), expected, rtol=1e-6)
+    assert abs(alone.pre_transform("image", raw).mean() - expected.mean()) > 0.5

@@ -95,3 +95,19 @@ def test_fine_tuning_on_pngs_at_the_base_gsd_needs_input_gsd(tmp_path, scene):
     assert read_card(tuned["model"])["gsd_m"] == 2.0
     native = _train(tmp_path, png, png_labels, "native.rsmodel", input_gsd=1.0)
     assert read_card(native["model"])["gsd_m"] == 1.0
+
+
+def test_fine_tuning_keeps_the_base_network_without_being_told(tmp_path, scene):
+    """As a new user runs it: `train --init BASE` with no --arch or --hparams builds the base
+    model's network (an architecture's default sizes would load almost none of its weights)."""
+    image, labels = scene
+    base = _train(tmp_path, image, labels, "base.rsmodel", hparams={"base": 4, "depth": 3})
+    tuned = _train(tmp_path, image, labels, "tuned.rsmodel", init=base["model"], hparams={})
+    card = read_card(tuned["model"])
+    assert card["architecture"] == "unet" and card["hparams"]["depth"] == 3
+    assert card["hparams"] == read_card(base["model"])["hparams"]
+    assert card["training"]["init"]["loaded"] == len(load_model(base["model"]).network
+                                                     .state_dict())
+    with pytest.raises(InputError, match=r"the --init model is a unet network; fine-tuning "
+                                         r"keeps its architecture \(leave out --arch"):
+        _train(tmp_path, image, labels, "x.rsmodel", init=base["model"], arch="glcnet")

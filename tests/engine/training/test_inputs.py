@@ -111,3 +111,17 @@ def test_colour_labels_without_the_option_say_how(tmp_path):
         train(images=[str(image)], labels=[str(coloured)], label_colours=str(tmp_path / "t.txt"),
               out=str(tmp_path / "m.rsmodel"), tile=32, epochs=1, device="cpu")
     assert not (tmp_path / "m.rsmodel").exists()
+
+
+def test_the_training_tile_shrinks_to_fit_the_smallest_image():
+    from engine.training.config import TrainConfig
+    from engine.training.inputs import fit_tile
+    cfg = TrainConfig(out="m.rsmodel", images=["a.png"], tile=256, gsd=0.554)
+    # 256² chips at 0.5 m read at a base model's 0.554 m: 284 input px would not fit
+    fitted, read, note = fit_tile(cfg, [(256, 256), (300, 280)], 284, 32)
+    assert (fitted.tile, read) == (224, 248)  # 224 × 284/256 input px
+    assert note.startswith("training tile 224 px instead of 256: the smallest image is 256 px")
+    same, read, note = fit_tile(cfg, [(512, 400)], 284, 32)
+    assert same is cfg and read == 284 and note is None
+    with pytest.raises(InputError, match="the smallest training image is 12 px across"):
+        fit_tile(cfg, [(12, 40)], 284, 32)

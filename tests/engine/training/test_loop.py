@@ -126,7 +126,7 @@ def test_init_loads_matching_layers_by_value(tmp_path, scene):
     assert init["skipped"] == 2 and init["loaded"] == len(a) - 2
 
 
-def test_change_training_with_fcsiamdiff(tmp_path, rng):
+def test_change_training_defaults_to_fcsiamdiff(tmp_path, rng):
     t1 = rng.integers(60, 120, (3, 96, 96)).astype(np.uint8)
     t2 = t1.copy()
     change = np.zeros((1, 96, 96), np.uint8)
@@ -136,11 +136,12 @@ def test_change_training_with_fcsiamdiff(tmp_path, rng):
     a = write_raster(tmp_path / "t1.tif", t1)
     b = write_raster(tmp_path / "t2.tif", t2)
     c = write_raster(tmp_path / "change.tif", change)
-    result = train(task="change", arch="fcsiamdiff", images=[str(a)], images2=[str(b)],
+    result = train(task="change", images=[str(a)], images2=[str(b)],
                    labels=[str(c)], out=str(tmp_path / "cd.rsmodel"), tile=32, epochs=10,
                    samples_per_epoch=64, lr=1e-2, device="cpu", hparams=dict(SMALL))
     card = read_card(result["model"])
     assert set(card["inputs"]) == {"t1", "t2"} and card["task"] == "change"
+    assert card["architecture"] == "fcsiamdiff"  # the task's default: no --arch needed
     assert [c["name"] for c in card["classes"]] == ["no change", "change"]
     assert result["best_metric"] > 0.5
 
@@ -153,9 +154,16 @@ def test_bad_training_requests(tmp_path, scene):
         train(images=[str(image)], out=str(tmp_path / "x.rsmodel"))
     with pytest.raises(InputError, match="--class-field"):
         train(images=[str(image)], polygons="p.gpkg", out=str(tmp_path / "x.rsmodel"))
-    with pytest.raises(InputError, match="smaller than the training tile"):
-        _train(tmp_path, scene, tile=256, hparams=dict(SMALL))
     assert not (tmp_path / "x.rsmodel").exists()
+
+
+def test_a_tile_larger_than_the_images_shrinks_to_fit(tmp_path, scene):
+    messages = []
+    result = _train(tmp_path, scene, tile=256, epochs=1, samples_per_epoch=8,
+                    progress=lambda f, m: messages.append(m))
+    assert read_card(result["model"])["tile_size"] == 192  # the 192 px scene, whole
+    assert "training tile 192 px instead of 256: the smallest image is 192 px across, which " \
+           "holds 192 px" in messages
 
 
 def test_torchrun_two_cpu_processes_only_rank0_writes(tmp_path, scene):

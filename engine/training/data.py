@@ -345,8 +345,12 @@ class WindowDataset(torch.utils.data.Dataset):
             return self._tensors(inputs, labels)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         plan = self.sensor if self.sensor_on else None
-        zoom = plan is not None and rng.random() < plan.scale_p
-        shift = plan is not None and rng.random() < plan.shift_p
+        # Drawn whatever the plan, so runs with and without the augmentation (or its in-domain
+        # epochs) pick the same windows and flips: skipping these draws once gave an unaugmented
+        # run other windows, and that luck read as the augmentation's cost (issue 27).
+        u_zoom, u_shift = rng.random(), rng.random()
+        zoom = plan is not None and u_zoom < plan.scale_p
+        shift = plan is not None and u_shift < plan.shift_p
         for _ in range(20):
             c = self.cells[rng.choice(len(self.cells), p=self.weights)]
             r = self._reader(c.scene)

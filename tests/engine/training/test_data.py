@@ -167,6 +167,21 @@ def test_sensor_augmentation_is_left_out_of_the_in_domain_epochs(tmp_path):
     assert [SensorAugment(share=s).epochs(10) for s in (1.0, 0.7, 0.05, 0.0)] == [10, 7, 1, 1]
 
 
+def test_runs_with_and_without_sensor_augmentation_draw_the_same_windows(scene):
+    # paired comparisons: only the radiometry may differ, not which windows and flips are seen
+    spec = discover_label_classes([scene], None)
+    cells = scan_cells([SceneReader(scene, spec)], 32, 3)
+    stats = {"image": ([120.0] * 3, [40.0] * 3)}
+    def windows(sensor):
+        ds = WindowDataset([scene], spec, cells, 32, stats, train=True, length=12, seed=3,
+                           sensor=sensor)
+        return [ds[i] for i in range(12)]
+
+    plain, shifted = windows(None), windows(SensorAugment(scale_p=0.0, shift_p=1.0))
+    assert all(torch.equal(a["target"], b["target"]) for a, b in zip(plain, shifted))
+    assert all(not torch.equal(a["image"], b["image"]) for a, b in zip(plain, shifted))
+
+
 def test_a_crop_is_normalised_as_its_whole_image(tmp_path):
     """Refine trains on a crop of the analyst's image and predicts it with the whole image's
     statistics; training must standardise the crop the same way, not by its own statistics."""

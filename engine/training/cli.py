@@ -50,7 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
     p.add_argument("--loss", choices=LOSSES, help="default: the recipe's, else ce (segmentation) "
                    "or bce_dice (change)")
-    p.add_argument("--balanced", action="store_true", help="class-balanced window sampling")
+    p.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw training windows by rare classes (default: on for segmentation, "
+                        "off for change)")
     p.add_argument("--color-jitter", type=float, default=0.0, metavar="J",
                    help="random per-band gain 1±J and offset ±J·std, per date (e.g. 0.2)")
     p.add_argument("--date-swap", action=argparse.BooleanOptionalAction, default=None,

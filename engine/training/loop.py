@@ -33,8 +33,8 @@ from ..models import architecture, build
 from ..io.radiometry import check_mode
 from . import finetune
 from .budget import PROBE_STEPS, EpochPlan, TimeBudget, epoch_samples, resumed_plan
-from .config import (DEFAULT_NORMALISATION, TrainConfig, architecture_name, freeze_epochs,
-                     make_optimiser, recipe_of, resolve_recipe, sensor_plan)
+from .config import (DEFAULT_NORMALISATION, TrainConfig, architecture_name, balanced_sampling,
+                     freeze_epochs, make_optimiser, recipe_of, resolve_recipe, sensor_plan)
 from .data import (SceneReader, WindowDataset, band_statistics, batch_to, network_inputs,
                    scan_cells, split_cells)
 from ..weights import inspect_backbone, load_backbone
@@ -167,7 +167,8 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     sensor = sensor_plan(cfg)
     train_ds = WindowDataset(scenes, spec, train_cells, cfg.tile, stats, train=True,
                              length=samples, seed=cfg.seed, val_cells=val_cells,
-                             balanced=cfg.balanced, date_swap=hp["date_swap"] and cfg.task == "change",
+                             balanced=balanced_sampling(cfg),
+                             date_swap=hp["date_swap"] and cfg.task == "change",
                              color_jitter=cfg.color_jitter,
                              sensor=sensor, **view)
     val_ds = WindowDataset(scenes, spec, val_cells or train_cells[:1], cfg.tile, stats,

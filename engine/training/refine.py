@@ -144,6 +144,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                           time_budget_s=_training_budget(time_budget_s, clock), tile=tile,
                           batch_size=4, samples_per_epoch=EPOCH_WINDOWS, val_fraction=0.1,
                           freeze_encoder_epochs=0, device=device, seed=seed,
+                          balanced=False,  # as the loop was measured (docs/benchmarks.md)
                           lr=lr if lr is not None else recipe_of(parent["architecture"]).get(
                               "lr", DEFAULTS["lr"]))
         job.log(f"refine: {labels.counts['corrections_trained']} correction(s), "

@@ -202,3 +202,18 @@ def test_a_crop_is_normalised_as_its_whole_image(tmp_path):
     expected = whole.pre_transform("image", raw)
     np.testing.assert_allclose(as_whole.pre_transform("image", raw), expected, rtol=1e-6)
     assert abs(alone.pre_transform("image", raw).mean() - expected.mean()) > 0.5
+
+
+def test_segmentation_draws_windows_by_rare_classes_unless_told():
+    import argparse
+    from engine.training.cli import add_arguments
+    from engine.training.config import TrainConfig, balanced_sampling
+    seg = TrainConfig(out="m.rsmodel", images=["a.tif"])
+    assert balanced_sampling(seg) is True
+    assert balanced_sampling(TrainConfig(out="m.rsmodel", images=["a.tif"], task="change")) is False
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for flags, expected in (([], True), (["--no-balanced"], False), (["--balanced"], True)):
+        args = parser.parse_args(["--image", "a.tif", *flags])
+        cfg = TrainConfig(out="m.rsmodel", images=args.images, balanced=args.balanced)
+        assert balanced_sampling(cfg) is expected

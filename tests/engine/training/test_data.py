@@ -214,6 +214,6 @@ def test_segmentation_draws_windows_by_rare_classes_unless_told():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     for flags, expected in (([], True), (["--no-balanced"], False), (["--balanced"], True)):
-        args = parser.parse_args(["--image", "a.tif", *flags])
+        args = parser.parse_args(["--image", "a.tif", "--out", "m.rsmodel", *flags])
         cfg = TrainConfig(out="m.rsmodel", images=args.images, balanced=args.balanced)
         assert balanced_sampling(cfg) is expected

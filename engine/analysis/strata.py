@@ -15,11 +15,8 @@ from pathlib import Path
 from typing import Tuple
 
 import numpy as np
-from rasterio.windows import Window
-
 from ..io.rasters import data_band_indexes, open_raster
-from ..jobs import InputError
-from .cells import cell_blocks
+from .cells import cell_blocks, read_on_grid
 
 STRATA = 8  # groups of a scene: enough to part its main land covers, few enough to fill
 ITERATIONS = 25
@@ -31,14 +28,10 @@ def appearance_strata(image: str | Path, grid, window: Tuple[int, int, int, int]
     """Each cell's appearance group (0..count-1; -1 where ``valid`` is false), from ``image``
     read over ``window`` at ``shape`` (the uncertainty raster's grid ``grid``, cut in cells of
     ``cell`` read pixels like it)."""
-    col, row, w, h = window
     with open_raster(image) as ds:
-        if (ds.width, ds.height, ds.transform) != grid:
-            raise InputError(f"{Path(image).name} is not on the grid of the uncertainty raster; "
-                             f"give the image it was predicted from")
         bands = data_band_indexes(ds)
-        data = ds.read(bands, window=Window(col, row, w, h), out_shape=(len(bands),) + shape,
-                       resampling=0).astype(np.float32)
+    data = read_on_grid(image, grid, window, shape, "give the image it was predicted from",
+                        bands).astype(np.float32)
     features = np.concatenate([_band_features(band, cell) for band in data], -1)
     labels = np.full(valid.shape, -1, np.int64)
     if valid.any():

@@ -26,7 +26,7 @@ from rasterio.windows import bounds as window_bounds
 from ..inference.uncertainty import NODATA, SCALE
 from ..io.rasters import CLASS_NODATA, bounds_window, open_raster
 from ..jobs import InputError
-from .cells import cell_blocks
+from .cells import cell_blocks, read_on_grid
 from .strata import allot, appearance_strata
 
 Bounds = Tuple[float, float, float, float]  # left, bottom, right, top in the raster's CRS
@@ -119,12 +119,8 @@ def _cell_means(data: np.ndarray, cell: int) -> np.ndarray:
 
 def _cell_classes(prediction: str | Path, grid, window, shape, cell: int) -> np.ndarray:
     """Each cell's majority class in the class raster (read like the uncertainty raster)."""
-    col, row, w, h = window
-    with open_raster(prediction) as ds:
-        if (ds.width, ds.height, ds.transform) != grid:
-            raise InputError(f"{Path(prediction).name} is not on the grid of the uncertainty "
-                             f"raster; give the class raster predicted with it")
-        data = ds.read(1, window=Window(col, row, w, h), out_shape=shape, resampling=0)
+    data = read_on_grid(prediction, grid, window, shape,
+                        "give the class raster predicted with it")
     blocks = cell_blocks(data.astype(np.int64), cell, CLASS_NODATA)
     cells = np.broadcast_to(np.arange(blocks.shape[0] * blocks.shape[1]).reshape(
         blocks.shape[:2] + (1,)), blocks.shape)

@@ -62,16 +62,17 @@ def wants_targets(net: torch.nn.Module) -> bool:
     return "targets" in inspect.signature(net.forward).parameters
 
 
-def network_of_run(cfg: TrainConfig) -> TrainConfig:
+def network_of_run(cfg: TrainConfig, base: Optional[Dict[str, Any]],
+                   resume_state: Optional[Dict[str, Any]]) -> TrainConfig:
     """``cfg`` with its architecture and hyper-parameters settled: a fine-tune's come from its
-    --init model (:func:`finetune.inherited_network`), a resumed run's from its checkpoint,
-    else the given architecture or the task's default."""
-    if cfg.init and not cfg.resume:
-        return replace(cfg, **finetune.inherited_network(finetune.base_card(cfg.init), cfg.arch,
-                                                         cfg.hparams))
-    if cfg.arch is None and cfg.resume:
-        card = json.loads(load_checkpoint(cfg.resume)["card"])
-        return replace(cfg, arch=card["architecture"])
+    --init model's card ``base`` (:func:`finetune.inherited_network`), a resumed run's from its
+    checkpoint ``resume_state``, else the given architecture or the task's default."""
+    if resume_state is not None:
+        if cfg.arch is not None:
+            return cfg
+        return replace(cfg, arch=json.loads(resume_state["card"])["architecture"])
+    if base is not None:
+        return replace(cfg, **finetune.inherited_network(base, cfg.arch, cfg.hparams))
     return replace(cfg, arch=architecture_name(cfg))
 
 
@@ -79,7 +80,10 @@ def network_of_run(cfg: TrainConfig) -> TrainConfig:
 def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] = None,
           cancelled: Optional[CancelledFn] = None, **kwargs: Any) -> Dict[str, Any]:
     """Train a model; returns a summary (paths, best epoch, validation scores)."""
-    cfg = network_of_run(config or TrainConfig(**kwargs))
+    cfg = config or TrainConfig(**kwargs)
+    base = finetune.base_card(cfg.init) if cfg.init else None
+    resume_state = load_checkpoint(cfg.resume) if cfg.resume else None
+    cfg = network_of_run(cfg, base, resume_state)
     job = Job(progress, cancelled)
     arch = architecture(cfg.arch)
     if arch.task != cfg.task:
@@ -107,7 +111,6 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     spec = label_spec(cfg, scenes)
     for note in band_notes(scenes) + spec.notes:
         job.log(note)
-    base = finetune.base_card(cfg.init) if cfg.init else None
     gsd_from_init = base is not None and cfg.gsd is None and base.get("gsd_m") is not None
     if base is not None:
         finetune.check_compatible(base, cfg.task, band_count(scenes[0].inputs[scenes[0].base],
@@ -136,7 +139,6 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         for r in readers:
             r.close()
 
-    resume_state = load_checkpoint(cfg.resume) if cfg.resume else None
     if resume_state is not None:
         card = json.loads(resume_state["card"])
         stats = {g: (v["mean"], v["std"]) for g, v in card["inputs"].items()}

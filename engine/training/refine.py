@@ -132,13 +132,10 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
             raise InputError("nothing to train on: the corrections hold no pixel and the parent "
                              "model is confident nowhere around them; draw larger corrections")
         label_path = _write_labels(crop, labels.train, work / "labels.tif")
-        hparams = {k: v for k, v in parent.get("hparams", {}).items()
-                   if k not in ("in_channels", "num_classes", "aux_channels")}
         # trained inside the work folder: ``out`` appears only once it carries its lineage
         trained = work / "refined.rsmodel"
         cfg = TrainConfig(out=str(trained), images=[str(crop)], labels=[str(label_path)],
-                          statistics_from=[str(image)],
-                          arch=parent["architecture"], hparams=hparams, init=str(model),
+                          statistics_from=[str(image)], init=str(model),  # its network
                           init_head=init_head, classes=classes, ignore_value=IGNORE,
                           epochs=max_epochs, patience=8,
                           time_budget_s=_training_budget(time_budget_s, clock), tile=tile,

@@ -69,7 +69,7 @@ bench-zoo: setup           # the model zoo on real data at equal time budgets (l
 bench-polygons: setup      # building polygons raw / simplified / regularised on ../shared/data
 	OMP_NUM_THREADS=1 $(VPY) bench/polygons.py
 
-bench-loop: setup          # the analyst's loop simulated on LoveDA: guided vs random vs scratch (long)
+bench-loop: setup          # the analyst's loop simulated on LoveDA: strata vs random vs scratch (long)
 	$(VPY) bench/loop.py
 
 bench-loop-round: setup    # times one round alone (refine, 2-minute budget, + re-predict a 2048² scene)

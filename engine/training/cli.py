@@ -46,7 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default: one epoch)")
     p.add_argument("--grad-clip", type=float, help="gradient norm clip (default: recipe, else 1.0)")
     p.add_argument("--aux-weight", type=float, help="weight of auxiliary outputs (default 0.2)")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of the labelled cells held out to pick the best epoch (0: none; "
+                        "the last epoch is kept)")
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
     p.add_argument("--loss", choices=LOSSES, help="default: the recipe's, else ce (segmentation) "
                    "or bce_dice (change)")

@@ -1,8 +1,8 @@
 """``engine.train``: from rasters or polygons to a model file, a checkpoint and a report.
 
 AdamW with warm-up then poly or cosine decay, AMP on CUDA, gradient clipping, early stopping on
-the validation metric (mIoU, or change-class F1), the best model written as the ``.rsmodel`` and
-the last state as ``<out>.last.ckpt`` (both atomically), exact resume, DistributedDataParallel
+the validation metric (mIoU, or change-class F1), the best model written as the ``.rsmodel``
+(the last epoch's when no cell is left for validation) and the last state as ``<out>.last.ckpt`` (both atomically), exact resume, DistributedDataParallel
 under ``torchrun`` (rank 0 writes).
 
 This module is the loop itself; the run's inputs and model card are in :mod:`.inputs`, the
@@ -213,6 +213,12 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
 
     history: List[Dict[str, Any]] = []
     best, bad_epochs, start_epoch = -1.0, 0, 0
+    # Without validation cells (--val-fraction 0, or one labelled cell) the score comes from a
+    # training cell: it would pick an epoch by noise, so the last epoch is kept, no early stop.
+    keep_last = not val_cells
+    if keep_last:
+        job.log("no labelled cell is held out for validation (--val-fraction 0, or the labels "
+                "fill one cell): the last epoch is kept and the model is not judged")
     plan = EpochPlan(cfg.epochs, steps_per_epoch)
     best_matrix = matrix = None  # the saved model's and the last validation matrices
     if resume_state is not None:
@@ -299,13 +305,14 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
                  "val": compact_scores(val_scores)}
         history.append(entry)
         scheduler.epoch_end(metric)
-        improved = metric > best
+        improved = keep_last or metric > best
         if improved:
             best, bad_epochs, best_matrix = metric, 0, matrix
         else:
             bad_epochs += 1
         job.log(f"epoch {epoch + 1}/{plan.epochs}: train loss {train_loss:.4f}, val loss "
-                f"{val_loss:.4f}, {metric_name} {metric:.4f}" + (" (best)" if improved else ""))
+                f"{val_loss:.4f}, {metric_name} {metric:.4f}"
+                + (" (best)" if improved and not keep_last else ""))
         if rank == 0:
             if improved:
                 write_best_model(cfg.out, card, net, _training_summary(
@@ -327,7 +334,9 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
         record_epochs_run(cfg.out, len(history))
     barrier(world)
     # a resumed run that never improved judges its last epoch (the saved model's is not kept)
-    warnings = _warn(job, best_matrix if best_matrix is not None else matrix, names)
+    # a training cell's scores cannot judge the model: no verdict without validation cells
+    warnings = [] if keep_last else _warn(job, best_matrix if best_matrix is not None else matrix,
+                                          names)
     job.report(1.0, "train: done")
     return {"model": str(cfg.out), "checkpoint": str(ckpt), **report, "warnings": warnings,
             "best_metric": best, "epochs_run": len(history),

@@ -137,9 +137,13 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
         cfg = TrainConfig(out=str(trained), images=[str(crop)], labels=[str(label_path)],
                           statistics_from=[str(image)], init=str(model),  # its network
                           init_head=init_head, classes=classes, ignore_value=IGNORE,
-                          epochs=max_epochs, patience=8,
+                          epochs=max_epochs,
                           time_budget_s=_training_budget(time_budget_s, clock), tile=tile,
-                          batch_size=4, samples_per_epoch=EPOCH_WINDOWS, val_fraction=0.1,
+                          batch_size=4, samples_per_epoch=EPOCH_WINDOWS,
+                          # every labelled cell trains and the last epoch is kept: a
+                          # validation cell took up to a third of a round's corrections and
+                          # picked the epoch by a few pixels' noise (docs/benchmarks.md)
+                          val_fraction=0.0,
                           freeze_encoder_epochs=0, device=device, seed=seed,
                           balanced=False,  # as the loop was measured (docs/benchmarks.md)
                           lr=lr if lr is not None else recipe_of(parent["architecture"]).get(

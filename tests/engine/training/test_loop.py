@@ -55,6 +55,25 @@ def test_training_learns_beats_the_classical_floor_and_writes_a_report(tmp_path,
         assert (o.read(1) == ref.read(1)).mean() > 0.8
 
 
+def test_without_validation_cells_the_last_epoch_is_kept_and_nothing_stops_early(tmp_path,
+                                                                                 scene):
+    # a learning rate of 0: the score never improves, so validation stops after `patience`
+    held = _train(tmp_path, scene, name="held.rsmodel", epochs=4, patience=1, lr=0.0,
+                  val_fraction=0.25)
+    assert held["epochs_run"] == 2 and read_card(held["model"])["training"]["best_epoch"] == 1
+    logs = []
+    free = _train(tmp_path, scene, name="free.rsmodel", epochs=4, patience=1, lr=0.0,
+                  val_fraction=0.0, progress=lambda f, m: logs.append(m))
+    assert free["epochs_run"] == 4 and read_card(free["model"])["training"]["best_epoch"] == 4
+    assert any("the last epoch is kept" in m for m in logs)
+    assert free["warnings"] == []  # a training cell cannot judge the model
+    learning = _train(tmp_path, scene, name="last.rsmodel", epochs=3, patience=1,
+                      val_fraction=0.0)
+    kept = load_model(learning["model"], device="cpu").network.state_dict()
+    last = load_checkpoint(checkpoint_path(learning["model"]))["model"]
+    assert all(torch.equal(kept[k], last[k]) for k in last)
+
+
 def test_resume_is_exact(tmp_path, scene):
     straight = _train(tmp_path / "a", scene, epochs=3) if (tmp_path / "a").mkdir() is None else None
     (tmp_path / "b").mkdir()

@@ -216,9 +216,9 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
     # Without validation cells (--val-fraction 0, or one labelled cell) the score comes from a
     # training cell: it would pick an epoch by noise, so the last epoch is kept, no early stop.
     keep_last = not val_cells
-    if keep_last:
-        job.log("no labelled cell is held out for validation (--val-fraction 0, or the labels "
-                "fill one cell): the last epoch is kept and the model is not judged")
+    if keep_last and cfg.val_fraction > 0:
+        job.log("the labels fill a single cell, so none is held out for validation: the last "
+                "epoch is kept and the model is not judged; label a larger area to validate")
     plan = EpochPlan(cfg.epochs, steps_per_epoch)
     best_matrix = matrix = None  # the saved model's and the last validation matrices
     if resume_state is not None:

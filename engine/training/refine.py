@@ -42,9 +42,9 @@ from .config import DEFAULTS, TrainConfig, recipe_of
 from .loop import train
 from .refine_labels import (HELD_OUT_SHARE, IGNORE, PSEUDO_RATIO, RoundLabels, class_values,
                             inside, round_labels, training_window)
-from .repredict import format_change, repredict
+from .repredict import check_difference, format_change, repredict
 
-__all__ = ["refine", "repredict", "format_score", "format_change"]
+__all__ = ["refine", "repredict", "check_difference", "format_score", "format_change"]
 
 COMMAND = "refine"
 HELP = "fine-tune a model on the analyst's corrections (one round of the loop)"
@@ -366,6 +366,7 @@ def run(args: argparse.Namespace, progress=None) -> None:
         raise InputError("--difference and --extent are about the re-predicted raster: add "
                          "--repredict FILE")
     bounds = _extent(args.extent)
+    check_difference(args.prediction, args.difference)
     check_raster_outputs({"--repredict": args.repredict, "--difference": args.difference,
                           "--repredict-uncertainty": args.repredict_uncertainty},
                          [args.model, args.image, args.corrections, args.prediction,

@@ -39,9 +39,7 @@ def repredict(model: str | Path, image: str | Path, output: str | Path,
     """Segment ``image`` (or its part inside ``bounds``, in the image's CRS) with the refined
     ``model`` and compare with ``previous`` (the parent's class raster): changed pixels and m²,
     and the ``difference`` raster when asked."""
-    if difference is not None and previous is None:
-        raise InputError("a difference layer needs the previous round's class raster "
-                         "(--prediction / PREDICTION)")
+    check_difference(previous, difference)
     job = Job(progress, cancelled)
     steps = lambda f, m: job.report(0.9 * f, m) if f >= 0 else job.log(m)  # noqa: E731
     if bounds is None:
@@ -54,6 +52,14 @@ def repredict(model: str | Path, image: str | Path, output: str | Path,
                                    device, bounds, previous_uncertainty, steps, cancelled)
     job.report(1.0, "re-predict: done")
     return result
+
+
+def check_difference(previous: Optional[str | Path], difference: Optional[str | Path]) -> None:
+    """Refuse a difference layer without the previous round's class raster; callers that
+    refine first check this before training, so a finished model is never lost to it."""
+    if difference is not None and previous is None:
+        raise InputError("a difference layer needs the previous round's class raster "
+                         "(--prediction / PREDICTION)")
 
 
 def extent_window(image: str | Path, bounds: Bounds) -> Window:

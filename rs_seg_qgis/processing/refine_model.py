@@ -103,7 +103,8 @@ class RefineModelAlgorithm(RsSegAlgorithm):
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         model = self.parameterAsFile(parameters, "MODEL", context)
         require_engine(model)
-        from engine.training.refine import format_change, format_score, refine, repredict
+        from engine.training.refine import (check_difference, format_change, format_score,
+                                            refine, repredict)
 
         image = self.raster_input(parameters, "INPUT", context, feedback)
         prediction = self.raster_input(parameters, "PREDICTION", context, feedback)
@@ -117,6 +118,7 @@ class RefineModelAlgorithm(RsSegAlgorithm):
                                          "re-predicted classes: set OUTPUT too")
         fields = self.parameterAsFields(parameters, "CLASS_FIELD", context)
         run = EngineRun(context, feedback, [output, unsure, difference])
+        run.call(check_difference, prediction, difference, job=False)  # before the training
         result = run.call(
             refine, model, image, self.vector_input(parameters, "CORRECTIONS", context, feedback),
             out_model, fields[0] if fields else "class", prediction, uncertainty,

@@ -19,6 +19,14 @@ def run(alg, params):
     return processing.run(f"rs_seg:{alg}", params)
 
 
+def _refine(image, parent, gpkg, tmp_path, **more):
+    """refine_model's parameters for a one-second round on the test scene."""
+    return {"INPUT": str(image), "MODEL": str(parent),
+            "CORRECTIONS": f"{gpkg}|layername=corrections", "CLASS_FIELD": "class",
+            "TIME_BUDGET": 1, "DEVICE": "cpu", "OUTPUT_MODEL": str(tmp_path / "r.rsmodel"),
+            **more}
+
+
 def test_segment_uncertainty_then_refine_repredict_and_compare(provider, tmp_path):
     image, parent = scene(tmp_path)
     seg = run("segment", {"INPUT": str(image), "MODEL": str(parent), "DEVICE": "cpu",
@@ -51,11 +59,22 @@ def test_a_class_the_model_lacks_is_a_sentence(provider, tmp_path):
     image, parent = scene(tmp_path)
     gpkg = corrections(tmp_path / "c.gpkg", [(box(4, 4, 40, 40), 9)])
     with pytest.raises(QgsProcessingException, match="--init-head new"):
-        run("refine_model", {"INPUT": str(image), "MODEL": str(parent),
-                             "CORRECTIONS": f"{gpkg}|layername=corrections",
-                             "CLASS_FIELD": "class", "TIME_BUDGET": 1, "DEVICE": "cpu",
-                             "OUTPUT_MODEL": str(tmp_path / "r.rsmodel")})
+        run("refine_model", _refine(image, parent, gpkg, tmp_path))
     assert not (tmp_path / "r.rsmodel").exists()
+
+
+def test_a_difference_without_the_previous_classes_is_refused_before_training(
+        provider, tmp_path, monkeypatch):
+    import engine.training.refine as refine_module
+    trained = []
+    monkeypatch.setattr(refine_module, "refine", lambda *a, **k: trained.append(a))
+    image, parent = scene(tmp_path)
+    gpkg = corrections(tmp_path / "c.gpkg", [(box(4, 4, 40, 40), 1)])
+    with pytest.raises(QgsProcessingException, match="previous round's class raster"):
+        run("refine_model", _refine(image, parent, gpkg, tmp_path,
+                                    OUTPUT=str(tmp_path / "p1.tif"),
+                                    OUTPUT_DIFFERENCE=str(tmp_path / "d.tif")))
+    assert trained == []  # no two-minute round spent, then lost with the refused output
 
 
 def test_refine_and_re_predict_only_the_extent(provider, tmp_path):

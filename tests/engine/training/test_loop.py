@@ -61,12 +61,14 @@ def test_without_validation_cells_the_last_epoch_is_kept_and_nothing_stops_early
     held = _train(tmp_path, scene, name="held.rsmodel", epochs=4, patience=1, lr=0.0,
                   val_fraction=0.25)
     assert held["epochs_run"] == 2 and read_card(held["model"])["training"]["best_epoch"] == 1
-    logs = []
     free = _train(tmp_path, scene, name="free.rsmodel", epochs=4, patience=1, lr=0.0,
-                  val_fraction=0.0, progress=lambda f, m: logs.append(m))
+                  val_fraction=0.0)
     assert free["epochs_run"] == 4 and read_card(free["model"])["training"]["best_epoch"] == 4
-    assert any("the last epoch is kept" in m for m in logs)
     assert free["warnings"] == []  # a training cell cannot judge the model
+    logs = []  # a validation share asked for, but the labels fill one cell: the user hears it
+    one = _train(tmp_path, scene, name="one.rsmodel", epochs=3, patience=1, lr=0.0, tile=192,
+                 batch_size=2, samples_per_epoch=2, progress=lambda f, m: logs.append(m))
+    assert one["epochs_run"] == 3 and any("fill a single cell" in m for m in logs)
     learning = _train(tmp_path, scene, name="last.rsmodel", epochs=3, patience=1,
                       val_fraction=0.0)
     kept = load_model(learning["model"], device="cpu").network.state_dict()

@@ -39,6 +39,11 @@ def test_bad_input_exits_2_with_a_sentence(tmp_path):
                "--out", tmp_path / "r.rsmodel", "--repredict", tmp_path / "p1.tif",
                "--extent", "1,2,3")
     assert r.returncode == 2 and "--extent takes four numbers" in r.stderr
+    r = engine("refine", "--model", parent, "--image", image, "--corrections", gpkg,
+               "--out", tmp_path / "r.rsmodel", "--repredict", tmp_path / "p1.tif",
+               "--difference", tmp_path / "d.tif", "--time-budget", "30", "--device", "cpu")
+    assert r.returncode == 2 and "previous round's class raster" in r.stderr
+    assert "refine:" not in r.stdout + r.stderr  # refused before any of the round's work
     assert not (tmp_path / "r.rsmodel").exists()
 
 

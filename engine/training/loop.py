@@ -2,8 +2,9 @@
 
 AdamW with warm-up then poly or cosine decay, AMP on CUDA, gradient clipping, early stopping on
 the validation metric (mIoU, or change-class F1), the best model written as the ``.rsmodel``
-(the last epoch's when no cell is left for validation) and the last state as ``<out>.last.ckpt`` (both atomically), exact resume, DistributedDataParallel
-under ``torchrun`` (rank 0 writes).
+(the last epoch's when no cell is left for validation) and the last state as
+``<out>.last.ckpt`` (both atomically), exact resume, DistributedDataParallel under ``torchrun``
+(rank 0 writes).
 
 This module is the loop itself; the run's inputs and model card are in :mod:`.inputs`, the
 hyper-parameters in force in :mod:`.config`, validation and its scores in :mod:`.validation`,

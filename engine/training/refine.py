@@ -145,7 +145,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                           # picked the epoch by a few pixels' noise (docs/benchmarks.md)
                           val_fraction=0.0,
                           freeze_encoder_epochs=0, device=device, seed=seed,
-                          balanced=False,  # as the loop was measured (docs/benchmarks.md)
+                          balanced=False,  # balanced windows measured level over six rounds (benchmarks)
                           lr=lr if lr is not None else recipe_of(parent["architecture"]).get(
                               "lr", DEFAULTS["lr"]))
         job.log(f"refine: {labels.counts['corrections_trained']} correction(s), "

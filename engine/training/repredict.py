@@ -90,9 +90,9 @@ def _repredict_extent(model, image, output, previous, difference, uncertainty, d
         work = Path(tmp)
         crop = crop_vrt(image, window, work / "extent.vrt")
         part, part_unsure = work / "classes.tif", work / "uncertainty.tif"
+        stats = image_band_statistics(read_card(model), image)  # the extent as in the whole
         result = predict(model, crop, part, uncertainty=part_unsure if uncertainty else None,
-                         device=device, statistics=image_band_statistics(read_card(model), image), progress=steps,
-                         cancelled=cancelled)
+                         device=device, statistics=stats, progress=steps, cancelled=cancelled)
         _place(part, output, previous, window)
         if uncertainty is not None:
             _place(part_unsure, uncertainty, previous_uncertainty, window)

@@ -4,8 +4,9 @@ A U-Net trained on LoveDA tile 0 (agriculture, water, buildings; no forest) is t
 512² window of LoveDA tile 1 (rows/columns from 512/0: water 43 %, agriculture 26 %,
 background 19 %, forest 10 %; `--target-window`).  Each round a simulated analyst "corrects"
 K windows of the target with the true labels (the windows' label regions become correction
-polygons) and the model is refined (`engine refine`, from the previous round's model) and
-re-predicted.  Strategies:
+polygons) and the model is refined (`engine refine`, from the previous round's model; with
+`--start auto`, refine's default, the first round trains the network afresh when the base model
+had less than half of the corrected pixels right) and re-predicted.  Strategies:
 
   strata   the K least-certain windows within appearance groups of the image, shared among
            the groups by their area (`unsure_places(image=…)`): the places the dock lists
@@ -59,6 +60,7 @@ from engine.inference.pipeline import predict  # noqa: E402
 from engine.io.corrections import CLASS_FIELD, CORRECTIONS_LAYER, create_corrections  # noqa: E402
 from engine.training import train  # noqa: E402
 from engine.training.refine import refine, repredict  # noqa: E402
+from engine.training.refine_start import STARTS  # noqa: E402
 
 WORK = ROOT / "build" / "bench-loop"
 LOVEDA = DATA / "isprs-loveda" / "loveda"
@@ -136,7 +138,7 @@ def pick(strategy: str, unc: Path, pred: Path, image: Path, transform, grid, cho
 
 def run_strategy(name: str, strategy: str, base: Path, image: Path, labels: np.ndarray,
                  transform, rounds: int, k: int, cell: int, epochs: int, seed: int,
-                 runs: Path, pseudo_scaled: bool = True, lr=None) -> dict:
+                 runs: Path, pseudo_scaled: bool = True, lr=None, start: str = "auto") -> dict:
     folder = runs / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -158,7 +160,7 @@ def run_strategy(name: str, strategy: str, base: Path, image: Path, labels: np.n
         out = folder / f"round{r}.rsmodel"
         result = refine(model, image, gpkg, out, prediction=pred, uncertainty=unc,
                         time_budget_s=None, max_epochs=epochs, device="cpu", seed=seed + r,
-                        pseudo_scaled=pseudo_scaled, lr=lr)
+                        pseudo_scaled=pseudo_scaled, lr=lr, start=start)
         refine_s = time.perf_counter() - started
         new_pred, new_unc = folder / f"pred{r}.tif", folder / f"unc{r}.tif"
         again = repredict(out, image, new_pred, previous=pred, difference=folder / f"diff{r}.tif",
@@ -276,6 +278,9 @@ def main() -> None:
                    help="torch threads (1 on a busy machine: no thread waits on a descheduled one)")
     p.add_argument("--lr", type=float, help="refine's learning rate (default: refine's, the "
                                              "recipe's rate)")
+    p.add_argument("--start", choices=STARTS, default="auto",
+                   help="refine's --start (parent: never train afresh, as before stop 34, "
+                        "which also drew uniform rather than class-balanced windows)")
     p.add_argument("--name", default="loop",
                    help="results file (bench/results/NAME.json) and work folder of the runs")
     a = p.parse_args()
@@ -320,7 +325,7 @@ def main() -> None:
             name = f"{strategy}-{seed}"
             result[name] = run_strategy(name, strategy, base, target, labels, transform,
                                         a.rounds, a.k, a.cell, a.epochs, seed, WORK / a.name,
-                                        not a.fixed_pseudo, a.lr)
+                                        not a.fixed_pseudo, a.lr, a.start)
             runs.append(name)
             save(a.name, result)  # a partial result survives an interrupted run
     driven = [f"{s}-{a.model_seeds.split(',')[0]}" for s in a.strategies.split(",")

@@ -42,6 +42,7 @@ from .config import DEFAULTS, TrainConfig, recipe_of
 from .loop import train
 from .refine_labels import (HELD_OUT_SHARE, IGNORE, PSEUDO_RATIO, RoundLabels, class_values,
                             inside, round_labels, training_window)
+from .refine_start import STARTS, check_start, fresh_config, fresh_reason
 from .repredict import check_difference, format_change, repredict
 
 __all__ = ["refine", "repredict", "check_difference", "format_score", "format_change"]
@@ -66,7 +67,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
            init_head: str = "keep", held_out_share: float = HELD_OUT_SHARE,
            pseudo_ratio: float = PSEUDO_RATIO, device: str = "auto", seed: int = 0,
            reviewed: Optional[str | Path] = None, max_epochs: int = MAX_EPOCHS,
-           pseudo_scaled: bool = True, lr: Optional[float] = None,
+           pseudo_scaled: bool = True, lr: Optional[float] = None, start: str = "auto",
            progress: Optional[ProgressFn] = None,
            cancelled: Optional[CancelledFn] = None) -> Dict[str, Any]:
     """Write ``out``, the next version of ``model`` fine-tuned on ``corrections`` of ``image``.
@@ -77,7 +78,10 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
     GeoPackage).  ``pseudo_scaled``: scale the pseudo-labels by what the parent gets right
     (:mod:`.refine_labels`); ``lr``: the learning rate (default: the architecture's recipe
     rate, not fine-tuning's reduced one: a round is a few short epochs, and at 0.3 × the rate
-    they learned far less from the corrections; docs/benchmarks.md).  Training stops so that the round ends within the time budget
+    they learned far less from the corrections; docs/benchmarks.md).  ``start``: ``parent``
+    fine-tunes the parent, ``fresh`` trains its network from random weights, ``auto`` does
+    the latter only for a parent from elsewhere that is wrong on most corrections
+    (:mod:`.refine_start`).  Training stops so that the round ends within the time budget
     (None: no budget), or after ``max_epochs`` short epochs (``EPOCH_WINDOWS`` windows each),
     whichever comes first.  Returns the lineage entry of the round, with ``model``, ``notes``
     and the training summary.
@@ -86,6 +90,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
     job = Job(progress, cancelled)
     parent = _parent_card(model)
     check_outputs({"--out": out}, [model, image, corrections, prediction, uncertainty, reviewed])
+    check_start(start)
     if max_epochs < 1:
         raise InputError(f"--max-epochs must be at least 1 (got {max_epochs})")
     if time_budget_s is not None and time_budget_s <= 0:
@@ -145,9 +150,15 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                           # picked the epoch by a few pixels' noise (docs/benchmarks.md)
                           val_fraction=0.0,
                           freeze_encoder_epochs=0, device=device, seed=seed,
-                          balanced=False,  # balanced windows measured level over six rounds (benchmarks)
+                          # class-balanced windows (train's default): with a fresh first round
+                          # they measured ahead early and level at the end (benchmarks)
                           lr=lr if lr is not None else recipe_of(parent["architecture"]).get(
                               "lr", DEFAULTS["lr"]))
+        fresh = fresh_reason(start, parent, labels.counts["parent_agreement"])
+        if fresh:
+            cfg = fresh_config(cfg, parent)
+            job.log(fresh)
+            notes.append(fresh)
         job.log(f"refine: {labels.counts['corrections_trained']} correction(s), "
                 f"{labels.counts['corrected_pixels']} corrected, "
                 f"{labels.counts['confirmed_pixels']} confirmed and "
@@ -157,7 +168,8 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                         if f >= 0 else job.log(m), cancelled=cancelled)
         score = _held_out_scores(trained, crop, labels, pred, stats, device, work, job,
                                  cancelled)
-        entry = _lineage_entry(model, parent, classes, labels.counts, score, time_budget_s)
+        entry = _lineage_entry(model, parent, classes, labels.counts, score, time_budget_s,
+                               "fresh" if fresh else "parent")
         if score and score["held_out"]["accuracy"] < score["parent_held_out"]["accuracy"]:
             note = ("the refined model is less accurate than its parent on the held-out "
                     "corrections: keep the parent, or correct more places and refine again")
@@ -295,13 +307,13 @@ def _score(reference: np.ndarray, predicted: np.ndarray) -> Dict[str, Optional[f
 
 
 def _lineage_entry(model, parent: Dict[str, Any], classes, counts: Dict[str, int],
-                   score: Dict[str, Any], budget: float) -> Dict[str, Any]:
+                   score: Dict[str, Any], budget: float, start: str) -> Dict[str, Any]:
     rounds = (parent.get("lineage") or {}).get("rounds", [])
     previous = rounds[-1]["scores"].get("held_out") if rounds and rounds[-1].get("scores") else None
     return {"round": len(rounds) + 1, "parent": str(Path(model).resolve()),
             "parent_name": parent.get("name"), "parent_sha256": file_sha256(model),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "time_budget_s": budget, **counts,
+            "time_budget_s": budget, "start": start, **counts,
             "scores": {**score, "previous_round": previous} if score else {},
             "new_classes": [c["value"] for c in classes
                             if c["value"] not in {p["value"] for p in parent["classes"]}]}
@@ -342,6 +354,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pseudo-ratio", type=float, default=PSEUDO_RATIO,
                    help=f"confident predicted pixels kept per corrected pixel (default "
                         f"{PSEUDO_RATIO:g})")
+    p.add_argument("--start", choices=STARTS, default="auto",
+                   help="parent: fine-tune the model; fresh: train its network from random "
+                        "weights; auto (default): fresh only when the model has no earlier "
+                        "round and had less than half of the corrected pixels right")
     p.add_argument("--repredict", metavar="RASTER",
                    help="then segment the whole image (or --extent) with the new model into "
                         "this raster")
@@ -374,7 +390,7 @@ def run(args: argparse.Namespace, progress=None) -> None:
     result = refine(args.model, args.image, args.corrections, args.out, args.class_field,
                     args.prediction, args.uncertainty, args.time_budget_s, args.init_head,
                     args.held_out_share, args.pseudo_ratio, args.device, args.seed,
-                    args.reviewed, args.max_epochs, progress=progress)
+                    args.reviewed, args.max_epochs, start=args.start, progress=progress)
     print(f"wrote {result['model']} (round {result['round']}, {result['corrections']} "
           f"correction(s), {result['training']['epochs_run']} epoch(s))")
     print(format_score(result))

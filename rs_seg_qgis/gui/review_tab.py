@@ -75,6 +75,9 @@ def score_text(results: Dict[str, Any], card: Dict[str, Any]) -> str:
     changed = results.get("CHANGED_M2")
     if isinstance(changed, (int, float)):
         text += f"; {changed:,.0f} m² changed class"
+    if lineage.get("start") == "fresh":
+        text += (f"; trained afresh: the model had {pct(lineage.get('parent_agreement'))} of "
+                 f"the corrected pixels right")
     return text + "."
 
 

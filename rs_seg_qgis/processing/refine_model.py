@@ -6,6 +6,7 @@ image, or only an extent of it, and shows what changed since the previous round.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Dict, Optional, Tuple
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
@@ -19,6 +20,7 @@ from ..layers import style_class_raster, style_on_load
 from .base import MODEL_FILTER, EngineRun, RsSegAlgorithm, help_html, require_engine
 
 DEFAULT_BUDGET_S = 120  # engine.training.refine.DEFAULT_BUDGET_S (the engine may be missing)
+STARTS = ("auto", "parent", "fresh")  # engine.training.refine_start.STARTS
 
 
 class RefineModelAlgorithm(RsSegAlgorithm):
@@ -49,6 +51,10 @@ class RefineModelAlgorithm(RsSegAlgorithm):
              ("INIT_HEAD", "new: the corrections may add classes (the classifier is trained "
                            "anew)"),
              ("HELD_OUT", "share of corrected pixels held out for the score"),
+             ("START", "parent: fine-tune the model; fresh: train its network from random "
+                       "weights; auto: fresh only for a model with no earlier round that had "
+                       "less than half of the corrected pixels right (a model from elsewhere "
+                       "that is wrong here learns them faster afresh)"),
              ("OUTPUT_MODEL", "the refined model"),
              ("OUTPUT / OUTPUT_UNCERTAINTY", "optional: INPUT re-predicted with the refined "
                                              "model, and its uncertainty for the next round"),
@@ -80,6 +86,9 @@ class RefineModelAlgorithm(RsSegAlgorithm):
                                             minValue=0.0, maxValue=0.9)
         held.setFlags(held.flags() | held.FlagAdvanced)
         self.addParameter(held)
+        self.add_enum("START", "Start from", list(STARTS), "auto")
+        start = self.parameterDefinition("START")
+        start.setFlags(start.flags() | start.FlagAdvanced)
         self.add_device()
         self.addParameter(QgsProcessingParameterFileDestination(
             "OUTPUT_MODEL", "Refined model", MODEL_FILTER))
@@ -119,8 +128,10 @@ class RefineModelAlgorithm(RsSegAlgorithm):
         fields = self.parameterAsFields(parameters, "CLASS_FIELD", context)
         run = EngineRun(context, feedback, [output, unsure, difference])
         run.call(check_difference, prediction, difference, job=False)  # before the training
+        # ``start`` is also EngineRun.call's own progress argument: bound to refine here
+        start = self.parameterAsEnumString(parameters, "START", context) or "auto"
         result = run.call(
-            refine, model, image, self.vector_input(parameters, "CORRECTIONS", context, feedback),
+            partial(refine, start=start), model, image, self.vector_input(parameters, "CORRECTIONS", context, feedback),
             out_model, fields[0] if fields else "class", prediction, uncertainty,
             float(self.parameterAsInt(parameters, "TIME_BUDGET", context)),
             self.parameterAsEnumString(parameters, "INIT_HEAD", context) or "keep",

@@ -37,6 +37,9 @@ def test_score_text_names_parent_previous_round_and_change():
     assert text == ("Round 2: held-out accuracy 90.0 % (this round's parent 70.0 %, previous "
                     "round 80.0 %); 1,234 m² changed class.")
     assert "no score this round" in score_text({"ROUND": 1}, {"lineage": {"scores": {}}})
+    fresh = {"lineage": {"scores": {}, "start": "fresh", "parent_agreement": 0.031}}
+    assert score_text({"ROUND": 1}, fresh).endswith(
+        "; trained afresh: the model had 3.1 % of the corrected pixels right.")
 
 
 @pytest.fixture

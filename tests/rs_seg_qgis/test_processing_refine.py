@@ -105,3 +105,16 @@ def test_refine_and_re_predict_only_the_extent(provider, tmp_path):
     assert (new[outside] == old[outside]).all()
     changed = int((new[~outside] != old[~outside]).sum())
     assert result["CHANGED_M2"] == pytest.approx(changed * RES * RES)
+
+
+def test_start_from_the_parent_or_afresh(provider, tmp_path):
+    from engine.training.refine_start import STARTS
+    from rs_seg_qgis.processing import refine_model
+    assert refine_model.STARTS == STARTS  # the plugin's copy of the engine's choices
+    image, parent = scene(tmp_path)
+    gpkg = corrections(tmp_path / "c.gpkg", [(box(4, 4, 40, 40), 1), (box(50, 50, 90, 90), 2)])
+    for start in ("parent", "fresh"):
+        out = tmp_path / f"from-{start}.rsmodel"
+        result = run("refine_model", _refine(image, parent, gpkg, tmp_path, START=start,
+                                             OUTPUT_MODEL=str(out)))
+        assert read_card(result["OUTPUT_MODEL"])["lineage"]["start"] == start

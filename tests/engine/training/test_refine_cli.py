@@ -59,3 +59,18 @@ def test_outputs_that_are_inputs_are_refused_before_any_work(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and "--out" in r.stderr
     assert {p: p.read_bytes() for p in before} == before
     assert not (tmp_path / "r.rsmodel").exists()
+
+
+def test_start_chooses_where_the_round_starts(tmp_path):
+    from engine.formats.modelfile import read_card
+    image, parent = scene(tmp_path)
+    gpkg = corrections(tmp_path / "c.gpkg", [(box(4, 4, 40, 40), 1), (box(50, 50, 90, 90), 2)])
+    for start in ("fresh", "parent"):
+        out = tmp_path / f"from-{start}.rsmodel"
+        r = engine("refine", "--model", parent, "--image", image, "--corrections", gpkg,
+                   "--out", out, "--start", start, "--max-epochs", "1", "--device", "cpu")
+        assert r.returncode == 0, r.stderr
+        assert read_card(out)["lineage"]["start"] == start
+    r = engine("refine", "--model", parent, "--image", image, "--corrections", gpkg,
+               "--out", tmp_path / "x.rsmodel", "--start", "scratch")
+    assert r.returncode == 2 and "invalid choice: 'scratch'" in r.stderr

@@ -381,6 +381,10 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     try:
         args.func(args)
         leave()
+        if signal.getsignal(signal.SIGINT) is _interrupt:
+            # the outputs are complete: a Ctrl-C while the interpreter shuts down must neither
+            # report them cancelled nor kill the process by the signal
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         leave()

@@ -58,3 +58,20 @@ def test_ctrl_c_is_cancelled_exit_130_without_traceback(files, delay):
     command = "python -m engine " + " ".join(argv) + " (Ctrl-C)"
     bad_input_table.check_row(CASE, bad_input_table.normalise(command, folder), r.returncode,
                               last)
+
+
+def test_ctrl_c_once_the_output_is_written_exits_0_and_keeps_it(files, tmp_path):
+    folder, image, model = files
+    out = tmp_path / "done.tif"
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "predict", "--model", str(model),
+                             "--input", str(image), "--output", str(out), "--device", "cpu"],
+                            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in proc.stdout:  # "wrote …" is printed once the output is complete
+        if line.startswith("wrote"):
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (proc.returncode, err)
+    assert out.exists() and "cancelled" not in err and "Traceback" not in err

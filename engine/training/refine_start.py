@@ -3,7 +3,7 @@
 A model from elsewhere that is wrong on most of what the analyst corrected carries more bias
 than knowledge to this imagery.  On the bench loop's final labels (LoveDA, 98 304 px, 72
 epochs) the same U-Net reached OA 0.72 fine-tuned from such a base and 0.83 from random
-weights; in the loop, starting the first round afresh lifted round 1 from 0.40 to 0.50 OA
+weights; in the loop, starting the first round afresh lifted round 1 from 0.40 to 0.54 OA
 (docs/benchmarks.md).  ``auto`` therefore starts a fresh network (the parent's architecture,
 size, normalisation and GSD, random weights) when the parent has no lineage yet, was not
 trained from a published backbone, and got less than ``FRESH_BELOW`` of the trained corrected

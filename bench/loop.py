@@ -79,10 +79,13 @@ def geotiff(png: Path, out: Path, window: Tuple[int, int, int, int] = (0, 0, 102
     x, y, w, h = window
     a = np.asarray(Image.open(png))[y:y + h, x:x + w]
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    with rasterio.open(out, "w", driver="GTiff", width=a.shape[2], height=a.shape[1],
+    # written aside and renamed: a second bench run started meanwhile may be reading ``out``
+    part = out.with_name(f".{out.stem}.{os.getpid()}.tif")
+    with rasterio.open(part, "w", driver="GTiff", width=a.shape[2], height=a.shape[1],
                        count=a.shape[0], dtype="uint8", crs=CRS, nodata=0 if a.shape[0] == 1 else None,
                        transform=from_origin(*origin, RES, RES)) as dst:
         dst.write(a)
+    os.replace(part, out)
     return out
 
 

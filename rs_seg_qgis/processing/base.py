@@ -149,13 +149,14 @@ class EngineRun:
         self.written: List[str] = []
 
     def call(self, fn: Callable[..., Any], *args: Any, produces: Sequence[Optional[str]] = (),
-             start: float = 0.0, end: float = 1.0, job: bool = True,
+             share: Tuple[float, float] = (0.0, 1.0), job: bool = True,
              cancel_message: str = CANCELLED, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` (with progress/cancelled unless ``job`` is False);
-        ``produces`` are the files it writes, ``start``..``end`` its share of the progress bar."""
+        ``produces`` are the files it writes, ``share`` (from, to) its part of the progress bar
+        (a name no engine function takes as a keyword)."""
         from engine.jobs import Cancelled, EngineError
         if job:
-            bridge = FeedbackBridge(self.feedback, start, end)
+            bridge = FeedbackBridge(self.feedback, *share)
             kwargs.update(progress=bridge.progress, cancelled=bridge.cancelled)
         try:
             result = fn(*args, **kwargs)

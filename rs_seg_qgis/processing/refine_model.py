@@ -6,7 +6,6 @@ image, or only an extent of it, and shows what changed since the previous round.
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, Dict, Optional, Tuple
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
@@ -128,17 +127,16 @@ class RefineModelAlgorithm(RsSegAlgorithm):
         fields = self.parameterAsFields(parameters, "CLASS_FIELD", context)
         run = EngineRun(context, feedback, [output, unsure, difference])
         run.call(check_difference, prediction, difference, job=False)  # before the training
-        # ``start`` is also EngineRun.call's own progress argument: bound to refine here
-        start = self.parameterAsEnumString(parameters, "START", context) or "auto"
         result = run.call(
-            partial(refine, start=start), model, image, self.vector_input(parameters, "CORRECTIONS", context, feedback),
+            refine, model, image, self.vector_input(parameters, "CORRECTIONS", context, feedback),
             out_model, fields[0] if fields else "class", prediction, uncertainty,
             float(self.parameterAsInt(parameters, "TIME_BUDGET", context)),
             self.parameterAsEnumString(parameters, "INIT_HEAD", context) or "keep",
             self.parameterAsDouble(parameters, "HELD_OUT", context),
             device=self.parameterAsEnumString(parameters, "DEVICE", context),
             reviewed=self.vector_input(parameters, "REVIEWED", context, feedback),
-            produces=[out_model], end=0.8 if output else 1.0)
+            start=self.parameterAsEnumString(parameters, "START", context) or "auto",
+            produces=[out_model], share=(0.0, 0.8 if output else 1.0))
         feedback.pushInfo(f"round {result['round']}: {result['corrections']} correction(s); "
                           + format_score(result))
         scores = result.get("scores") or {}
@@ -151,7 +149,7 @@ class RefineModelAlgorithm(RsSegAlgorithm):
             again = run.call(repredict, out_model, image, output, prediction, difference, unsure,
                              self.parameterAsEnumString(parameters, "DEVICE", context),
                              self._bounds(parameters, context), uncertainty,
-                             produces=[output, unsure, difference], start=0.8)
+                             produces=[output, unsure, difference], share=(0.8, 1.0))
             if again.get("compare"):
                 feedback.pushInfo(format_change(again["compare"]))
                 outputs["CHANGED_M2"] = again["compare"]["changed_m2"]

@@ -145,20 +145,20 @@ class SegmentAlgorithm(RsSegAlgorithm):
             probability_for_polygons = probability
         result = run.call(predict, lm, image, output, probabilities=probability_for_polygons,
                           uncertainty=unsure, produces=[output, probability, unsure],
-                          end=0.9 if vector else 1.0, **options)
+                          share=(0.0, 0.9 if vector else 1.0), **options)
         self.name_layer(context, output, layer_name(card))
         chosen = self.optional_int(parameters, "OUTPUT_INDEX", context)
         for index, name, path in other_outputs(lm, output, chosen):
             other = load_model(self, run, model, device, parameters, context, output=index)
-            run.call(predict, other, image, path, produces=[path], end=0.9 if vector else 1.0,
-                     **options)
+            run.call(predict, other, image, path, produces=[path],
+                     share=(0.0, 0.9 if vector else 1.0), **options)
             feedback.pushInfo(f"model output {index} ('{name}') → {path}")
             self.load_layer(context, path, f"{name}: {layer_name(other.card)}")
         feedback.pushInfo(f"{result['width']}×{result['height']} px, {result['windows']} "
                           f"windows on {result['device']} in {result['seconds']:.1f} s "
                           f"({result['mpix_per_s']:.2f} MPix/s)")
         if vector:
-            run.call(vectorize, output, vector, produces=[vector], start=0.9,
+            run.call(vectorize, output, vector, produces=[vector], share=(0.9, 1.0),
                      probabilities=probability_for_polygons, model=model, **outlines)
             style_on_load(context, vector, functools.partial(
                 style_class_polygons, classes=raster_classes(output)))

@@ -23,7 +23,8 @@ which seeds refine's training (as the random seeds do theirs).
 
 Training is bounded by epochs, never by the clock (base model `--base-epochs`, each refine
 `--epochs` epochs of 32 windows, 12 by default, fewer than the 20 the product's 2-minute
-budget fits on a quiet 2-core CPU; no time budget), so the accuracy figures do not depend on the machine's load.  Accuracy is overall accuracy and mIoU against every labelled pixel of the
+budget fits on a quiet 2-core CPU; no time budget), so the accuracy figures do not depend on
+the machine's load.  Accuracy is overall accuracy and mIoU against every labelled pixel of the
 target.  `--part round` times one round alone (refine with the product's default 2-minute
 budget + re-predict with uncertainty and the difference layer) on a 2048² scene (a 2×2 mosaic
 of LoveDA tiles) and prints it.  Results: bench/results/loop.json, loop-round.json; figures in

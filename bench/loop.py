@@ -6,7 +6,7 @@ background 19 %, forest 10 %; `--target-window`).  Each round a simulated analys
 K windows of the target with the true labels (the windows' label regions become correction
 polygons) and the model is refined (`engine refine`, from the previous round's model; with
 `--start auto`, refine's default, the first round trains the network afresh when the base model
-had less than half of the corrected pixels right) and re-predicted.  Strategies:
+had less than half of the reviewed pixels right) and re-predicted.  Strategies:
 
   strata   the K least-certain windows within appearance groups of the image, shared among
            the groups by their area (`unsure_places(image=…)`): the places the dock lists

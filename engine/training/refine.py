@@ -129,7 +129,8 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                                                         uncertainty, (width, height, transform),
                                                         stats, device, work, job, cancelled)
         labels = round_labels(features, values, reviewed, window, transform, pred, unsure,
-                              pred_nodata, held_out_share, pseudo_ratio, seed, pseudo_scaled)
+                              pred_nodata, held_out_share, pseudo_ratio, seed, pseudo_scaled,
+                              learned=_learned(parent))
         for note in labels.notes:
             job.log(note)
         notes += labels.notes
@@ -162,13 +163,14 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
         job.log(f"refine: {labels.counts['corrections_trained']} correction(s), "
                 f"{labels.counts['corrected_pixels']} corrected, "
                 f"{labels.counts['confirmed_pixels']} confirmed and "
-                f"{labels.counts['pseudo_pixels']} pseudo-labelled pixels; "
+                f"{labels.counts['pseudo_pixels']} pseudo-labelled pixels"
+                f"{_margin_text(labels.counts['pseudo_margin'])}; "
                 f"{labels.counts['held_out']} held out")
         summary = train(cfg, progress=lambda f, m: job.report(0.05 + 0.85 * f, m)
                         if f >= 0 else job.log(m), cancelled=cancelled)
         score = _held_out_scores(trained, crop, labels, pred, stats, device, work, job,
                                  cancelled)
-        entry = _lineage_entry(model, parent, classes, labels.counts, score, time_budget_s,
+        entry = _lineage_entry(model, parent, classes, labels, score, time_budget_s,
                                "fresh" if fresh else "parent")
         if score and score["held_out"]["accuracy"] < score["parent_held_out"]["accuracy"]:
             note = ("the refined model is less accurate than its parent on the held-out "
@@ -206,6 +208,10 @@ def _reviewed_places(corrections, layer: Optional[str], reviewed, crs) -> List[A
     if layer is not None and has_layer(corrections, REVIEWED_LAYER):
         return read_layer(corrections, REVIEWED_LAYER, crs)
     return []
+
+
+def _margin_text(margin: Optional[float]) -> str:
+    return f" (margin ≥ {margin:g})" if margin is not None else ""
 
 
 def _training_budget(budget: Optional[float], clock: float) -> Optional[float]:
@@ -306,14 +312,21 @@ def _score(reference: np.ndarray, predicted: np.ndarray) -> Dict[str, Optional[f
     return {"accuracy": s["overall_accuracy"], "miou": s["miou"]}
 
 
-def _lineage_entry(model, parent: Dict[str, Any], classes, counts: Dict[str, int],
+def _learned(parent: Dict[str, Any]) -> frozenset:
+    """Keys of the corrections the parent's weights have trained on, in any earlier round."""
+    return frozenset(k for r in (parent.get("lineage") or {}).get("rounds", [])
+                     for k in r.get("trained_corrections", []))
+
+
+def _lineage_entry(model, parent: Dict[str, Any], classes, labels: RoundLabels,
                    score: Dict[str, Any], budget: float, start: str) -> Dict[str, Any]:
     rounds = (parent.get("lineage") or {}).get("rounds", [])
     previous = rounds[-1]["scores"].get("held_out") if rounds and rounds[-1].get("scores") else None
     return {"round": len(rounds) + 1, "parent": str(Path(model).resolve()),
             "parent_name": parent.get("name"), "parent_sha256": file_sha256(model),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "time_budget_s": budget, "start": start, **counts,
+            "time_budget_s": budget, "start": start, **labels.counts,
+            "trained_corrections": labels.trained_keys,
             "scores": {**score, "previous_round": previous} if score else {},
             "new_classes": [c["value"] for c in classes
                             if c["value"] not in {p["value"] for p in parent["classes"]}]}
@@ -357,7 +370,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", choices=STARTS, default="auto",
                    help="parent: fine-tune the model; fresh: train its network from random "
                         "weights; auto (default): fresh only when the model has no earlier "
-                        "round and had less than half of the corrected pixels right")
+                        "round and had less than half of the reviewed pixels right")
     p.add_argument("--repredict", metavar="RASTER",
                    help="then segment the whole image (or --extent) with the new model into "
                         "this raster")

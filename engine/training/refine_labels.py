@@ -1,18 +1,29 @@
 """The labels of one refinement round, on a window of the image grid.
 
-Corrections are burnt with their class; a seeded share of them (whole polygons) is held out for
-the round's score and never trained on.  Reviewed places with no correction in them are
-confirmed: every pixel takes the parent model's class.  Elsewhere a sample of the parent's
-confident pixels (uncertainty margin ≥ ``CONFIDENT_MARGIN``) becomes pseudo-labels, so the model
-keeps what it already did right; everything else is ignored (255).  Pseudo-labels are only as
-good as the parent: their number (``pseudo_ratio`` per corrected pixel) is scaled by the share
-of the trained corrected pixels the parent already had right, so a parent that is wrong on
-most corrections does not teach its mistakes back three to one.
+Corrections are burnt with their class; a seeded share of those the parent never trained on
+(whole polygons) is held out for the round's score, so the score of the parent is as honest as
+the new model's (its lineage names the corrections it trained on by :func:`correction_key`).
+Reviewed places with no correction in them are confirmed: every pixel takes the parent model's
+class.  Elsewhere a sample of the parent's confident pixels becomes pseudo-labels, so the model
+keeps what it already did right; everything else is ignored (255).  Pseudo-labels are only as good as the parent, so both their
+confidence and their number follow what the analyst's review showed of it:
+
+- *confident* means a margin (p1 − p2) at or above the lowest of ``MARGINS`` at which the
+  parent was at least ``PSEUDO_PRECISION`` right on the reviewed pixels (trained corrections
+  and confirmed places) it was that sure of; with no such margin there are no pseudo-labels.
+  Corrections the parent already trained on are left out of that evidence when there are new
+  ones: it learned them, so they say nothing of how right it is elsewhere.  A fixed margin of 0.5 let through
+  pseudo-labels 70–85 % right, and trained on them each round's model grew surer of its own
+  mistakes (docs/benchmarks.md);
+- their number (``pseudo_ratio`` per corrected pixel) is scaled by the share of the reviewed
+  pixels the parent had right (``parent_agreement``), so a parent wrong on most of them does
+  not teach its mistakes back three to one.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from affine import Affine
@@ -26,7 +37,9 @@ from ..io.corrections import Feature
 from ..jobs import InputError
 
 IGNORE = 255
-CONFIDENT_MARGIN = 0.5  # p1 − p2 at least this: a pseudo-label
+MARGINS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)  # p1 − p2 thresholds tried for pseudo-labels
+PSEUDO_PRECISION = 0.95  # the parent's accuracy on reviewed pixels at a margin it must reach
+MIN_EVIDENCE_PIXELS = 64  # reviewed pixels at or above a margin needed to judge it
 HELD_OUT_SHARE = 0.25
 MIN_HELD_OUT_PIXELS = 64
 PSEUDO_RATIO = 3.0  # pseudo-labelled pixels per trained corrected pixel
@@ -41,6 +54,13 @@ class RoundLabels:
     held_out: np.ndarray
     counts: Dict[str, float] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    trained_keys: List[str] = field(default_factory=list)  # corrections trained on, by key
+
+
+def correction_key(feature: Feature) -> str:
+    """A correction's identity across rounds and files: its class and geometry, hashed."""
+    return hashlib.sha1(shape(feature.geometry).wkb + repr(feature.value).encode()
+                        ).hexdigest()[:16]
 
 
 def class_values(features: Sequence[Feature], classes: List[Dict[str, Any]],
@@ -121,15 +141,16 @@ def _at_least(lo: int, hi: int, size: int, limit: int) -> Tuple[int, int]:
 
 def hold_out(pixels: np.ndarray, share: float, seed: int) -> Tuple[List[int], Optional[str]]:
     """Indexes of corrections to hold out (whole polygons, seeded) so that about ``share`` of
-    the corrected pixels are held out; none, with the reason, when there are too few."""
+    the corrected pixels are held out; none, with the reason, when there are too few.
+    ``pixels``: each correction's pixels, 0 for those that may not be held out."""
     present = [i for i in range(len(pixels)) if pixels[i] > 0]
     total = int(pixels.sum())
     if share <= 0:
         return [], "no corrections are held out (held-out share 0): no score this round"
     if len(present) < 2 or total * share < MIN_HELD_OUT_PIXELS:
-        return [], (f"too few corrected pixels ({total} in {len(present)} correction(s)) to hold "
-                    f"any out: the score on held-out corrections is not available this round; "
-                    f"training still runs")
+        return [], (f"too few corrected pixels new to the model ({total} in {len(present)} "
+                    f"correction(s)) to hold any out: the score on held-out corrections is not "
+                    f"available this round; training still runs")
     # whole polygons in a seeded order, each taken while it keeps the share at most ``share``
     # (the first always), so a few large corrections do not hold out most of the pixels
     held, count = [], 0
@@ -146,10 +167,12 @@ def round_labels(corrections: Sequence[Feature], values: Sequence[int],
                  reviewed: Sequence[Feature], window: Window, transform: Affine,
                  prediction: np.ndarray, uncertainty: np.ndarray, pred_nodata: Optional[int],
                  held_out_share: float = HELD_OUT_SHARE, pseudo_ratio: float = PSEUDO_RATIO,
-                 seed: int = 0, pseudo_scaled: bool = True) -> RoundLabels:
+                 seed: int = 0, pseudo_scaled: bool = True,
+                 learned: AbstractSet[str] = frozenset()) -> RoundLabels:
     """Training and held-out labels on ``window`` (``prediction``/``uncertainty``: the parent's
-    class and uint8 uncertainty rasters read on that window).  ``pseudo_scaled=False`` keeps
-    ``pseudo_ratio`` whatever the parent gets right (the recipe before the scaling)."""
+    class and uint8 uncertainty rasters read on that window).  ``learned``: the keys of the
+    corrections the parent trained on.  ``pseudo_scaled=False`` keeps ``pseudo_ratio`` at the
+    lowest margin whatever the parent gets right (the recipe before the scaling)."""
     from rasterio.windows import transform as window_transform
     shape_ = (int(window.height), int(window.width))
     at = window_transform(window, transform)
@@ -160,7 +183,10 @@ def round_labels(corrections: Sequence[Feature], values: Sequence[int],
     empty = [str(corrections[i].fid) for i in np.nonzero(pixels == 0)[0]]
     notes = [f"correction(s) {', '.join(empty)} cover no pixel centre and are skipped"] \
         if empty else []
-    held, why = hold_out(pixels, held_out_share, seed)
+    keys = [correction_key(f) for f in corrections]
+    new = np.array([k not in learned for k in keys], bool)
+    # only corrections the parent never trained on are held out: the parent's score is honest
+    held, why = hold_out(np.where(new, pixels, 0), held_out_share, seed)
     if why:
         notes.append(why)
     lut = np.full(len(corrections) + 1, IGNORE, np.uint8)
@@ -176,20 +202,56 @@ def round_labels(corrections: Sequence[Feature], values: Sequence[int],
                       dtype="uint8").astype(bool) if reviewed else np.zeros(shape_, bool))
     confirmed = seen & ~corrected & valid
     train[confirmed] = prediction[confirmed]
-    confident = ~seen & ~corrected & valid & (uncertainty <= (1 - CONFIDENT_MARGIN) * SCALE)
-    candidates = np.flatnonzero(confident)
     n_train = int((train != IGNORE).sum() - confirmed.sum())
+    # what the review showed of the parent: the trained corrections it had not learned yet
+    # (all of them when none is new) and the confirmed places
     trained = corrected & ~held_mask & valid
-    agreement = float((prediction[trained] == train[trained]).mean()) if trained.any() else 1.0
-    share = agreement if pseudo_scaled else 1.0
-    n_pseudo = min(len(candidates), int(pseudo_ratio * share * max(n_train, 1)))
-    chosen = np.random.default_rng(seed + 1).choice(candidates, n_pseudo, replace=False)
-    train.flat[chosen] = prediction.flat[chosen]
+    unseen = trained & np.isin(ids, np.flatnonzero(new) + 1)
+    evidence = (unseen if unseen.any() else trained) | confirmed
+    right = prediction[evidence] == train[evidence]
+    agreement = float(right.mean()) if evidence.any() else 1.0
+    margin = (pseudo_margin(right, uncertainty[evidence]) if pseudo_scaled and evidence.any()
+              else MARGINS[0])
+    if margin is None:
+        notes.append(f"no pseudo-labels this round: at no confidence was the parent at least "
+                     f"{PSEUDO_PRECISION:.0%} right on the reviewed pixels")
+    n_pseudo = _add_pseudo_labels(train, prediction, uncertainty, ~seen & ~corrected & valid,
+                                  margin, int(pseudo_ratio * (agreement if pseudo_scaled else 1)
+                                              * max(n_train, 1)), seed + 1)
     counts = {"corrections": len(corrections), "corrections_trained": len(corrections) - len(held),
               "held_out": len(held), "corrected_pixels": n_train,
               "held_out_pixels": int(held_mask.sum()), "confirmed_pixels": int(confirmed.sum()),
-              "pseudo_pixels": int(n_pseudo), "parent_agreement": round(agreement, 4)}
-    return RoundLabels(window, train, held_out, counts, notes)
+              "pseudo_pixels": int(n_pseudo), "pseudo_margin": margin,
+              "unseen_corrected_pixels": int(unseen.sum()),
+              "parent_agreement": round(agreement, 4)}
+    held_set = set(held)
+    trained_keys = [k for i, k in enumerate(keys) if i not in held_set and pixels[i] > 0]
+    return RoundLabels(window, train, held_out, counts, notes, trained_keys)
+
+
+def _add_pseudo_labels(train: np.ndarray, prediction: np.ndarray, uncertainty: np.ndarray,
+                       eligible: np.ndarray, margin: Optional[float], wanted: int,
+                       seed: int) -> int:
+    """Label up to ``wanted`` random ``eligible`` pixels of ``train`` with the parent's class
+    where its margin is at least ``margin`` (none when None); returns how many."""
+    if margin is None:
+        return 0
+    candidates = np.flatnonzero(eligible & (uncertainty <= (1 - margin) * SCALE))
+    chosen = np.random.default_rng(seed).choice(candidates, min(len(candidates), wanted),
+                                                replace=False)
+    train.flat[chosen] = prediction.flat[chosen]
+    return len(chosen)
+
+
+def pseudo_margin(right: np.ndarray, uncertainty: np.ndarray) -> Optional[float]:
+    """The lowest of ``MARGINS`` at which the parent was at least ``PSEUDO_PRECISION`` right on
+    the reviewed pixels (``right``: whether it was, per pixel; ``uncertainty``: its uint8
+    uncertainty there) with at least ``MIN_EVIDENCE_PIXELS`` of them that sure; None if none."""
+    for margin in MARGINS:
+        sure = uncertainty <= (1 - margin) * SCALE
+        if sure.sum() >= MIN_EVIDENCE_PIXELS and right[sure].mean() >= PSEUDO_PRECISION:
+            return margin
+    return None
 
 
 def class_table(classes: Sequence[Mapping[str, Any]]) -> str:

@@ -6,9 +6,9 @@ epochs) the same U-Net reached OA 0.72 fine-tuned from such a base and 0.83 from
 weights; in the loop, starting the first round afresh lifted round 1 from 0.40 to 0.54 OA
 (docs/benchmarks.md).  ``auto`` therefore starts a fresh network (the parent's architecture,
 size, normalisation and GSD, random weights) when the parent has no lineage yet, was not
-trained from a published backbone, and got less than ``FRESH_BELOW`` of the trained corrected
-pixels right; every later round fine-tunes its parent, which by then learned these
-corrections.
+trained from a published backbone, and got less than ``FRESH_BELOW`` of the reviewed pixels
+right (the trained corrections and the places confirmed without one); every later round
+fine-tunes its parent, which by then learned these corrections.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .config import TrainConfig
 from .finetune import inherited, inherited_network
 
 STARTS = ("auto", "parent", "fresh")
-FRESH_BELOW = 0.5  # share of the corrected pixels the parent had right
+FRESH_BELOW = 0.5  # share of the reviewed pixels the parent had right
 
 
 def check_start(start: str) -> None:
@@ -31,15 +31,15 @@ def check_start(start: str) -> None:
 
 def fresh_reason(start: str, parent: Mapping[str, Any], agreement: float) -> Optional[str]:
     """Why this round starts a fresh network (a sentence for the log), or None to fine-tune
-    the parent.  ``agreement``: the share of the trained corrected pixels the parent had
-    right."""
+    the parent.  ``agreement``: the share of the reviewed pixels (trained corrections and
+    confirmed places) the parent had right."""
     if start == "fresh":
         return "refine: a fresh network, as asked (--start fresh)"
     if start == "parent" or (parent.get("lineage") or {}).get("rounds"):
         return None
     if (parent.get("training") or {}).get("backbone") or agreement >= FRESH_BELOW:
         return None
-    return (f"refine: the parent had {100 * agreement:.0f} % of the corrected pixels right, so "
+    return (f"refine: the parent had {100 * agreement:.0f} % of the reviewed pixels right, so "
             f"a fresh {parent['architecture']} learns them instead of fine-tuning it "
             f"(--start parent to fine-tune anyway)")
 

@@ -70,14 +70,14 @@ def score_text(results: Dict[str, Any], card: Dict[str, Any]) -> str:
     text = (f"Round {results.get('ROUND')}: held-out accuracy {pct(results.get('HELD_OUT_ACCURACY'))}"
             f" (this round's parent {pct(results.get('PARENT_ACCURACY'))}, previous round "
             f"{pct(previous)})" if scores else
-            f"Round {results.get('ROUND')}: no score this round (too few corrections to hold "
-            f"any out)")
+            f"Round {results.get('ROUND')}: no score this round (too few new corrections to "
+            f"hold any out)")
     changed = results.get("CHANGED_M2")
     if isinstance(changed, (int, float)):
         text += f"; {changed:,.0f} m² changed class"
     if lineage.get("start") == "fresh":
         text += (f"; trained afresh: the model had {pct(lineage.get('parent_agreement'))} of "
-                 f"the corrected pixels right")
+                 f"the reviewed pixels right")
     return text + "."
 
 

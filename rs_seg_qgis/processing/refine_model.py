@@ -52,7 +52,7 @@ class RefineModelAlgorithm(RsSegAlgorithm):
              ("HELD_OUT", "share of corrected pixels held out for the score"),
              ("START", "parent: fine-tune the model; fresh: train its network from random "
                        "weights; auto: fresh only for a model with no earlier round that had "
-                       "less than half of the corrected pixels right (a model from elsewhere "
+                       "less than half of the reviewed pixels right (a model from elsewhere "
                        "that is wrong here learns them faster afresh)"),
              ("OUTPUT_MODEL", "the refined model"),
              ("OUTPUT / OUTPUT_UNCERTAINTY", "optional: INPUT re-predicted with the refined "

@@ -39,7 +39,7 @@ def test_score_text_names_parent_previous_round_and_change():
     assert "no score this round" in score_text({"ROUND": 1}, {"lineage": {"scores": {}}})
     fresh = {"lineage": {"scores": {}, "start": "fresh", "parent_agreement": 0.031}}
     assert score_text({"ROUND": 1}, fresh).endswith(
-        "; trained afresh: the model had 3.1 % of the corrected pixels right.")
+        "; trained afresh: the model had 3.1 % of the reviewed pixels right.")
 
 
 @pytest.fixture

@@ -42,6 +42,10 @@ def test_round_writes_lineage_and_scores_on_held_out_corrections(tmp_path):
     second = read_card(out2)["lineage"]
     assert second["round"] == 2 and [r["round"] for r in second["rounds"]] == [1, 2]
     assert second["scores"]["previous_round"] == s["held_out"]
+    # the corrections round 1 trained on are named, and round 2 knows which ones are new
+    assert len(lineage["trained_corrections"]) == lineage["corrections_trained"]
+    assert set(second["trained_corrections"]) & set(lineage["trained_corrections"])
+    assert second["unseen_corrected_pixels"] < second["corrected_pixels"]
 
 
 def test_refining_learns_the_corrections(tmp_path):
@@ -159,29 +163,3 @@ def test_held_out_scoring_predicts_only_around_the_held_out_corrections():
     held[150:160, 250:260] = 1   # far away: its own box
     boxes = sorted(_score_boxes(held, 8))
     assert boxes == [(2, 2, 48, 43), (142, 242, 168, 268)]
-
-
-@pytest.mark.parametrize("parent_right", [1.0, 0.25])
-def test_pseudo_labels_scale_with_what_the_parent_gets_right(parent_right):
-    """A parent wrong on most corrections gets few pseudo-labels (it would teach its
-    mistakes); one right on them gets the full ratio."""
-    from affine import Affine
-    from rasterio.windows import Window
-    from engine.io.corrections import Feature
-    from engine.training.refine_labels import PSEUDO_RATIO, round_labels
-    size = 200
-    correction = Feature(fid=1, geometry={"type": "Polygon", "coordinates": [
-        [(0, 0), (20, 0), (20, -20), (0, -20), (0, 0)]]}, value=1)
-    prediction = np.full((size, size), 2, np.uint8)
-    prediction[:20, :int(20 * parent_right)] = 1          # right on this share of the correction
-    confident = np.zeros((size, size), np.uint8)          # confident everywhere
-    labels = round_labels([correction], [1], [], Window(0, 0, size, size),
-                          Affine(1, 0, 0, 0, -1, 0), prediction, confident, 255,
-                          held_out_share=0)
-    assert labels.counts["parent_agreement"] == pytest.approx(parent_right)
-    assert labels.counts["pseudo_pixels"] == int(PSEUDO_RATIO * parent_right * 400)
-    assert (labels.train != 255).sum() == 400 + labels.counts["pseudo_pixels"]
-    fixed = round_labels([correction], [1], [], Window(0, 0, size, size),
-                         Affine(1, 0, 0, 0, -1, 0), prediction, confident, 255,
-                         held_out_share=0, pseudo_scaled=False)
-    assert fixed.counts["pseudo_pixels"] == int(PSEUDO_RATIO * 400)

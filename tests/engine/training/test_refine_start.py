@@ -58,7 +58,7 @@ def test_a_round_from_a_parent_wrong_on_every_correction_starts_fresh(tmp_path):
     result = refine(parent, image, gpkg, out, prediction=wrong[0], uncertainty=wrong[1], **still)
     card = read_card(out)
     assert card["lineage"]["start"] == "fresh" and card["lineage"]["parent_agreement"] == 0.0
-    assert any("0 % of the corrected pixels right" in n for n in result["notes"])
+    assert any("0 % of the reviewed pixels right" in n for n in result["notes"])
     assert (card["architecture"], card["hparams"]) == (read_card(parent)["architecture"],
                                                        read_card(parent)["hparams"])
     assert _max_change(_weights(out), _weights(parent)) > 0.05  # random weights, not the parent's

@@ -276,8 +276,8 @@ def main() -> None:
                         "strata)")
     p.add_argument("--target-window", default="0,512,512,512", help="x,y,w,h in LoveDA tile 1")
     p.add_argument("--fixed-pseudo", action="store_true",
-                   help="the recipe before pseudo-labels were scaled by what the parent gets "
-                        "right (3 per corrected pixel whatever it gets right)")
+                   help="the recipe before pseudo-labels followed what the parent gets "
+                        "right (3 per corrected pixel at margin 0.5, whatever it gets right)")
     p.add_argument("--threads", type=int, default=2,
                    help="torch threads (1 on a busy machine: no thread waits on a descheduled one)")
     p.add_argument("--lr", type=float, help="refine's learning rate (default: refine's, the "

@@ -311,7 +311,9 @@ def train(config: TrainConfig | None = None, *, progress: Optional[ProgressFn] =
             best, bad_epochs, best_matrix = metric, 0, matrix
         else:
             bad_epochs += 1
-        job.log(f"epoch {epoch + 1}/{plan.epochs}: train loss {train_loss:.4f}, val loss "
+        # with no validation cell the scores are a training cell's: say so, not "val"
+        checked = "a training cell's" if keep_last else "val"
+        job.log(f"epoch {epoch + 1}/{plan.epochs}: train loss {train_loss:.4f}, {checked} loss "
                 f"{val_loss:.4f}, {metric_name} {metric:.4f}"
                 + (" (best)" if improved and not keep_last else ""))
         if rank == 0:

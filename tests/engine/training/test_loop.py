@@ -61,10 +61,14 @@ def test_without_validation_cells_the_last_epoch_is_kept_and_nothing_stops_early
     held = _train(tmp_path, scene, name="held.rsmodel", epochs=4, patience=1, lr=0.0,
                   val_fraction=0.25)
     assert held["epochs_run"] == 2 and read_card(held["model"])["training"]["best_epoch"] == 1
+    free_logs = []
     free = _train(tmp_path, scene, name="free.rsmodel", epochs=4, patience=1, lr=0.0,
-                  val_fraction=0.0)
+                  val_fraction=0.0, progress=lambda f, m: free_logs.append(m))
     assert free["epochs_run"] == 4 and read_card(free["model"])["training"]["best_epoch"] == 4
     assert free["warnings"] == []  # a training cell cannot judge the model
+    epochs = [m for m in free_logs if "train loss" in m]  # nor is it called validation
+    assert len(epochs) == 4 and all("training cell's loss" in m and "val" not in m
+                                    for m in epochs)
     logs = []  # a validation share asked for, but the labels fill one cell: the user hears it
     one = _train(tmp_path, scene, name="one.rsmodel", epochs=3, patience=1, lr=0.0, tile=192,
                  batch_size=2, samples_per_epoch=2, progress=lambda f, m: logs.append(m))

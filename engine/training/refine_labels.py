@@ -236,7 +236,7 @@ def _add_pseudo_labels(train: np.ndarray, prediction: np.ndarray, uncertainty: n
     where its margin is at least ``margin`` (none when None); returns how many."""
     if margin is None:
         return 0
-    candidates = np.flatnonzero(eligible & (uncertainty <= (1 - margin) * SCALE))
+    candidates = np.flatnonzero(eligible & _sure(uncertainty, margin))
     chosen = np.random.default_rng(seed).choice(candidates, min(len(candidates), wanted),
                                                 replace=False)
     train.flat[chosen] = prediction.flat[chosen]
@@ -248,10 +248,16 @@ def pseudo_margin(right: np.ndarray, uncertainty: np.ndarray) -> Optional[float]
     the reviewed pixels (``right``: whether it was, per pixel; ``uncertainty``: its uint8
     uncertainty there) with at least ``MIN_EVIDENCE_PIXELS`` of them that sure; None if none."""
     for margin in MARGINS:
-        sure = uncertainty <= (1 - margin) * SCALE
+        sure = _sure(uncertainty, margin)
         if sure.sum() >= MIN_EVIDENCE_PIXELS and right[sure].mean() >= PSEUDO_PRECISION:
             return margin
     return None
+
+
+def _sure(uncertainty: np.ndarray, margin: float) -> np.ndarray:
+    """Where the uint8 uncertainty says the margin p1 − p2 was at least ``margin`` (never on
+    nodata, 255)."""
+    return uncertainty <= (1 - margin) * SCALE
 
 
 def class_table(classes: Sequence[Mapping[str, Any]]) -> str:

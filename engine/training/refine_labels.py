@@ -30,6 +30,7 @@ from affine import Affine
 from rasterio.features import rasterize
 from rasterio.windows import Window, from_bounds
 from shapely.geometry import shape
+from shapely.ops import transform as transform_coords
 
 from ..inference.uncertainty import SCALE
 from ..io.classes import class_colour
@@ -42,6 +43,7 @@ PSEUDO_PRECISION = 0.95  # the parent's accuracy on reviewed pixels at a margin 
 MIN_EVIDENCE_PIXELS = 64  # reviewed pixels at or above a margin needed to judge it
 HELD_OUT_SHARE = 0.25
 MIN_HELD_OUT_PIXELS = 64
+KEY_GRID_PX = 1 / 8  # a correction's key rounds its outline to this much of a pixel
 PSEUDO_RATIO = 3.0  # pseudo-labelled pixels per trained corrected pixel
 
 
@@ -57,10 +59,18 @@ class RoundLabels:
     trained_keys: List[str] = field(default_factory=list)  # corrections trained on, by key
 
 
-def correction_key(feature: Feature) -> str:
-    """A correction's identity across rounds and files: its class and geometry, hashed."""
-    return hashlib.sha1(shape(feature.geometry).wkb + repr(feature.value).encode()
-                        ).hexdigest()[:16]
+def correction_key(feature: Feature, transform: Affine) -> str:
+    """A correction's identity across rounds and files: its class and geometry, hashed.
+
+    The geometry is taken to the raster's pixels (``transform``), rounded to
+    ``KEY_GRID_PX`` and normalised (ring start and orientation), so the same polygon saved
+    again by another tool, with other float rounding, keeps its key."""
+    pixels = ~transform
+    quantised = transform_coords(
+        lambda x, y: tuple(np.round(np.asarray(pixels * (np.asarray(x), np.asarray(y)))
+                                    / KEY_GRID_PX)),
+        shape(feature.geometry)).normalize()
+    return hashlib.sha1(quantised.wkb + repr(feature.value).encode()).hexdigest()[:16]
 
 
 def class_values(features: Sequence[Feature], classes: List[Dict[str, Any]],
@@ -183,7 +193,7 @@ def round_labels(corrections: Sequence[Feature], values: Sequence[int],
     empty = [str(corrections[i].fid) for i in np.nonzero(pixels == 0)[0]]
     notes = [f"correction(s) {', '.join(empty)} cover no pixel centre and are skipped"] \
         if empty else []
-    keys = [correction_key(f) for f in corrections]
+    keys = [correction_key(f, transform) for f in corrections]
     new = np.array([k not in learned for k in keys], bool)
     # only corrections the parent never trained on are held out: the parent's score is honest
     held, why = hold_out(np.where(new, pixels, 0), held_out_share, seed)

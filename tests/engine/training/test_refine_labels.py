@@ -94,19 +94,28 @@ def test_corrections_the_parent_learned_are_not_evidence_of_its_confidence():
     blind = _labels([old, new], prediction, sure)
     assert blind.counts["parent_agreement"] == round(3600 / 3700, 4)
     assert blind.counts["pseudo_margin"] == 0.5
-    told = _labels([old, new], prediction, sure, learned={correction_key(old)})
+    told = _labels([old, new], prediction, sure, learned={correction_key(old, GRID)})
     assert told.counts["unseen_corrected_pixels"] == 100
     assert told.counts["parent_agreement"] == 0.0 and told.counts["pseudo_pixels"] == 0
-    assert told.trained_keys == [correction_key(old), correction_key(new)]
-    again = _labels([old], prediction, sure, learned={correction_key(old)})
+    assert told.trained_keys == [correction_key(old, GRID), correction_key(new, GRID)]
+    again = _labels([old], prediction, sure, learned={correction_key(old, GRID)})
     assert again.counts["pseudo_margin"] == 0.5  # nothing new: all the corrections judge it
 
 
 def test_a_correction_key_follows_class_and_geometry():
     a = _square(1, 0, 0, 10)
-    assert correction_key(a) == correction_key(_square(7, 0, 0, 10))  # another fid: the same
-    assert correction_key(a) != correction_key(_square(1, 0, 0, 10, value=2))
-    assert correction_key(a) != correction_key(_square(1, 1, 0, 10))
+    assert correction_key(a, GRID) == correction_key(_square(7, 0, 0, 10), GRID)  # another fid
+    assert correction_key(a, GRID) != correction_key(_square(1, 0, 0, 10, value=2), GRID)
+    assert correction_key(a, GRID) != correction_key(_square(1, 1, 0, 10), GRID)
+
+
+def test_a_correction_saved_again_by_another_tool_keeps_its_key():
+    """Another start point, the other orientation and float noise in the coordinates: the
+    same polygon on the raster's pixels."""
+    ring = _square(1, 0, 0, 10).geometry["coordinates"][0]
+    again = [(x + 1e-9 * GRID.a, y - 3e-10 * GRID.a) for x, y in (ring[2:-1] + ring[:3])[::-1]]
+    resaved = Feature(fid=4, geometry={"type": "Polygon", "coordinates": [again]}, value=1)
+    assert correction_key(resaved, GRID) == correction_key(_square(1, 0, 0, 10), GRID)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -116,10 +125,10 @@ def test_only_corrections_new_to_the_parent_are_held_out(seed):
     prediction = np.full((SIZE, SIZE), 1, np.uint8)
     sure = np.zeros((SIZE, SIZE), np.uint8)
     squares = [_square(i + 1, 20 * i, 0, 16) for i in range(8)]
-    learned = {correction_key(f) for f in squares[:5]}
+    learned = {correction_key(f, GRID) for f in squares[:5]}
     labels = round_labels(squares, [1] * 8, [], Window(0, 0, SIZE, SIZE), GRID, prediction,
                           sure, 255, held_out_share=0.25, seed=seed, learned=learned)
-    held = {f.fid for f in squares if correction_key(f) not in labels.trained_keys}
+    held = {f.fid for f in squares if correction_key(f, GRID) not in labels.trained_keys}
     assert held and held <= {6, 7, 8} and len(held) < 3
     assert labels.counts["unseen_corrected_pixels"] == (3 - len(held)) * 256
     alone = round_labels(squares[:6], [1] * 6, [], Window(0, 0, SIZE, SIZE), GRID, prediction,

@@ -149,27 +149,40 @@ def _at_least(lo: int, hi: int, size: int, limit: int) -> Tuple[int, int]:
     return lo, hi
 
 
-def hold_out(pixels: np.ndarray, share: float, seed: int) -> Tuple[List[int], Optional[str]]:
-    """Indexes of corrections to hold out (whole polygons, seeded) so that about ``share`` of
-    the corrected pixels are held out; none, with the reason, when there are too few.
-    ``pixels``: each correction's pixels, 0 for those that may not be held out."""
-    present = [i for i in range(len(pixels)) if pixels[i] > 0]
-    total = int(pixels.sum())
+def hold_out(pixels: np.ndarray, values: Sequence[int], eligible: np.ndarray, share: float,
+             seed: int) -> Tuple[List[int], Optional[str]]:
+    """Indexes of corrections to hold out (whole polygons, seeded): about ``share`` of each
+    class's ``eligible`` corrected pixels, never the last training pixels of a class; none,
+    with the reason, when there are too few.  ``pixels``: each correction's pixels;
+    ``values``: its class."""
+    present = [i for i in range(len(pixels)) if eligible[i] and pixels[i] > 0]
+    total = int(pixels[present].sum())
     if share <= 0:
         return [], "no corrections are held out (held-out share 0): no score this round"
     if len(present) < 2 or total * share < MIN_HELD_OUT_PIXELS:
         return [], (f"too few corrected pixels new to the model ({total} in {len(present)} "
                     f"correction(s)) to hold any out: the score on held-out corrections is not "
                     f"available this round; training still runs")
-    # whole polygons in a seeded order, each taken while it keeps the share at most ``share``
-    # (the first always), so a few large corrections do not hold out most of the pixels
-    held, count = [], 0
+    # per class, so a class's only corrections are never all held out (on the bench the one
+    # forest correction of a round was, and the model could not learn forest that round)
+    training = np.bincount(values, weights=pixels * (pixels > 0), minlength=256)
+    allowed = share * np.bincount([values[i] for i in present], pixels[present], 256)
+    held_of = np.zeros(256)
+    held: List[int] = []
+    # whole polygons in a seeded order, each taken while it keeps its class's share at most
+    # ``share`` (the first always), so a few large corrections do not hold out most pixels
     for i in np.random.default_rng(seed).permutation(present):
         if len(held) == len(present) - 1:
             break
-        if not held or count + pixels[i] <= total * share:
+        c, n = values[i], pixels[i]
+        if training[c] - n > 0 and (not held or held_of[c] + n <= allowed[c]):
             held.append(int(i))
-            count += int(pixels[i])
+            held_of[c] += n
+            training[c] -= n
+    if not held:
+        return [], ("each class corrected anew has a single correction, and the model needs "
+                    "it to learn the class: the score on held-out corrections is not available "
+                    "this round; training still runs")
     return held, None
 
 
@@ -196,7 +209,7 @@ def round_labels(corrections: Sequence[Feature], values: Sequence[int],
     keys = [correction_key(f, transform) for f in corrections]
     new = np.array([k not in learned for k in keys], bool)
     # only corrections the parent never trained on are held out: the parent's score is honest
-    held, why = hold_out(np.where(new, pixels, 0), held_out_share, seed)
+    held, why = hold_out(pixels, values, new, held_out_share, seed)
     if why:
         notes.append(why)
     lut = np.full(len(corrections) + 1, IGNORE, np.uint8)

@@ -116,16 +116,6 @@ def test_too_few_pixels_to_hold_out_still_trains(tmp_path):
     assert "not available" in format_score(result)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_held_out_share_is_whole_polygons_at_most_the_share(seed):
-    from engine.training.refine_labels import hold_out
-    pixels = np.array([1296, 1600, 1440, 1440, 0, 300])
-    held, why = hold_out(pixels, 0.25, seed)
-    assert why is None and held and 4 not in held
-    assert pixels[held].sum() <= 0.25 * pixels.sum() or len(held) == 1
-    assert len(held) < 5  # at least one correction stays for training
-
-
 def test_a_round_leaves_only_the_model_and_cancel_leaves_nothing(tmp_path):
     from engine.jobs import Cancelled
     image, parent = scene(tmp_path)

@@ -6,8 +6,8 @@ from affine import Affine
 from rasterio.windows import Window
 
 from engine.io.corrections import Feature
-from engine.training.refine_labels import (PSEUDO_RATIO, correction_key, pseudo_margin,
-                                           round_labels)
+from engine.training.refine_labels import (PSEUDO_RATIO, correction_key, hold_out,
+                                           pseudo_margin, round_labels)
 
 SIZE = 200
 GRID = Affine(1, 0, 0, 0, -1, 0)  # pixel (row, col) = (−y, x)
@@ -135,3 +135,36 @@ def test_only_corrections_new_to_the_parent_are_held_out(seed):
                          sure, 255, held_out_share=0.25, seed=seed, learned=learned)
     assert alone.counts["held_out"] == 0  # one new correction: it trains, no score
     assert any("new to the model" in n for n in alone.notes)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_held_out_share_is_whole_polygons_at_most_the_share(seed):
+    pixels = np.array([1296, 1600, 1440, 1440, 0, 300])
+    held, why = hold_out(pixels, [1] * 6, np.ones(6, bool), 0.25, seed)
+    assert why is None and held and 4 not in held
+    assert pixels[held].sum() <= 0.25 * pixels.sum() or len(held) == 1
+    assert len(held) < 5  # at least one correction stays for training
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_class_keeps_its_only_correction_for_training(seed):
+    """Forest's one correction trains; each class gives at most its share (the first held
+    polygon aside)."""
+    pixels = np.array([400, 400, 400, 400, 900, 400, 400])
+    values = [1, 1, 1, 1, 6, 2, 2]
+    held, why = hold_out(pixels, values, np.ones(7, bool), 0.25, seed)
+    assert why is None and held and 4 not in held
+    for c in {1, 2} - {values[held[0]]}:
+        of_class = np.array(values) == c
+        assert pixels[[i for i in held if of_class[i]]].sum() <= 0.25 * pixels[of_class].sum()
+
+
+def test_a_class_learned_before_may_lose_its_new_correction_to_the_hold_out():
+    pixels = np.array([900, 400, 400])
+    held, _ = hold_out(pixels, [6, 6, 1], np.array([True, False, True]), 0.5, 0)
+    assert held == [0]  # forest still trains on the correction the parent learned
+
+
+def test_only_single_corrections_per_class_hold_nothing_out_and_say_why():
+    held, why = hold_out(np.array([900, 400, 400]), [6, 1, 2], np.ones(3, bool), 0.25, 0)
+    assert held == [] and "single correction" in why and "not available" in why

@@ -3,9 +3,11 @@ import pytest
 import rasterio
 
 from engine.formats.modelfile import read_card
+from engine.io.corrections import CORRECTIONS_LAYER, read_layer
 from engine.inference.pipeline import predict
 from engine.jobs import InputError
 from engine.training.refine import format_score, refine, repredict
+from engine.training.refine_labels import correction_key
 from tests.engine.training.refine_helpers import box, corrections, scene
 
 BUDGET = 2.0
@@ -92,6 +94,20 @@ def test_class_the_model_lacks_offers_a_new_head(tmp_path):
            init_head="new")
     card = read_card(tmp_path / "r.rsmodel")
     assert 7 in [c["value"] for c in card["classes"]] and card["lineage"]["new_classes"] == [7]
+
+
+def test_a_new_class_with_one_correction_is_trained_on_not_held_out(tmp_path):
+    image, parent = scene(tmp_path)
+    boxes = [(box(4, 4, 40, 40), 7)] + [(box(c, 50, c + 16, 90), 1) for c in (44, 60, 76)]
+    gpkg = corrections(tmp_path / "c.gpkg", boxes)
+    for seed in range(4):
+        refine(parent, image, gpkg, tmp_path / "r.rsmodel", time_budget_s=BUDGET, device="cpu",
+               init_head="new", seed=seed, max_epochs=1)
+        lineage = read_card(tmp_path / "r.rsmodel")["lineage"]
+        with rasterio.open(image) as ds:
+            new_class = correction_key(read_layer(gpkg, CORRECTIONS_LAYER, ds.crs, "class")[0],
+                                       ds.transform)
+        assert lineage["held_out"] == 1 and new_class in lineage["trained_corrections"]
 
 
 def test_outside_corrections_are_named_and_skipped(tmp_path):

@@ -362,8 +362,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-head", choices=("keep", "new"), default="keep",
                    help="'new' re-initialises the classifier so corrections may add classes")
     p.add_argument("--held-out", type=float, default=HELD_OUT_SHARE, dest="held_out_share",
-                   help=f"share of corrected pixels held out for the score (default "
-                        f"{HELD_OUT_SHARE})")
+                   help=f"share of each class's corrected pixels held out for the score "
+                        f"(default {HELD_OUT_SHARE}; never a class's last correction)")
     p.add_argument("--pseudo-ratio", type=float, default=PSEUDO_RATIO,
                    help=f"confident predicted pixels kept per corrected pixel (default "
                         f"{PSEUDO_RATIO:g})")

@@ -49,7 +49,8 @@ class RefineModelAlgorithm(RsSegAlgorithm):
              ("TIME_BUDGET", "training seconds (default 120)"),
              ("INIT_HEAD", "new: the corrections may add classes (the classifier is trained "
                            "anew)"),
-             ("HELD_OUT", "share of corrected pixels held out for the score"),
+             ("HELD_OUT", "share of each class's corrected pixels held out for the score (never "
+                          "a class's last correction)"),
              ("START", "parent: fine-tune the model; fresh: train its network from random "
                        "weights; auto: fresh only for a model with no earlier round that had "
                        "less than half of the reviewed pixels right (a model from elsewhere "

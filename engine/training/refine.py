@@ -58,6 +58,9 @@ MAX_EPOCHS = 20
 SCORE_CONTEXT_PX = 32  # image around the held-out corrections the network sees when scoring
 SCORING_SHARE = 0.1  # of the budget, kept for scoring the held-out corrections
 MIN_TRAIN_S = 1.0  # training gets at least this, even when the round's start ate the budget
+# a round's labels are few and skewed (a class may have one correction): Dice weighs every
+# class alike; on the bench loop it lifted mIoU at every round (docs/benchmarks.md)
+ROUND_LOSS = "ce_dice"
 
 
 def refine(model: str | Path, image: str | Path, corrections: str | Path, out: str | Path,
@@ -140,6 +143,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
         label_path = _write_labels(crop, labels.train, work / "labels.tif")
         # trained inside the work folder: ``out`` appears only once it carries its lineage
         trained = work / "refined.rsmodel"
+        recipe = recipe_of(parent["architecture"])
         cfg = TrainConfig(out=str(trained), images=[str(crop)], labels=[str(label_path)],
                           statistics_from=[str(image)], init=str(model),  # its network
                           init_head=init_head, classes=classes, ignore_value=IGNORE,
@@ -153,8 +157,8 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                           freeze_encoder_epochs=0, device=device, seed=seed,
                           # class-balanced windows (train's default): with a fresh first round
                           # they measured ahead early and level at the end (benchmarks)
-                          lr=lr if lr is not None else recipe_of(parent["architecture"]).get(
-                              "lr", DEFAULTS["lr"]))
+                          lr=lr if lr is not None else recipe.get("lr", DEFAULTS["lr"]),
+                          loss=recipe.get("loss") or ROUND_LOSS)  # a model's own loss stays
         fresh = fresh_reason(start, parent, labels.counts["parent_agreement"])
         if fresh:
             cfg = fresh_config(cfg, parent)

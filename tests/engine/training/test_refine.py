@@ -37,6 +37,7 @@ def test_round_writes_lineage_and_scores_on_held_out_corrections(tmp_path):
     assert 0.0 <= s["held_out"]["accuracy"] <= 1.0 and s["previous_round"] is None
     assert [c["value"] for c in card["classes"]] == [c["value"] for c in read_card(parent)["classes"]]
     assert "parent" in format_score(result)
+    assert card["training"]["loss"] == "ce_dice"  # the unet's recipe names no loss of its own
 
     # the next round starts from this one: round 2, both rounds listed, previous score carried
     out2 = tmp_path / "round2.rsmodel"
@@ -82,6 +83,15 @@ def test_given_prediction_and_repredict_compare(tmp_path):
     assert result["compare"]["changed_pixels"] == int(changed.sum())
     assert result["compare"]["changed_m2"] == pytest.approx(changed.sum() * 0.25)
     assert (diff[changed] == new[changed]).all() and (diff[~changed] == 255).all()
+
+
+def test_a_model_whose_recipe_names_a_loss_keeps_it(tmp_path, monkeypatch):
+    import engine.training.refine as refine_module
+    monkeypatch.setattr(refine_module, "recipe_of", lambda arch: {"loss": "dice"})
+    image, parent = scene(tmp_path)
+    refine(parent, image, _left_is_1_right_is_2(tmp_path), tmp_path / "r.rsmodel",
+           time_budget_s=BUDGET, device="cpu", max_epochs=1)
+    assert read_card(tmp_path / "r.rsmodel")["training"]["loss"] == "dice"
 
 
 def test_class_the_model_lacks_offers_a_new_head(tmp_path):

@@ -1,8 +1,8 @@
 """The labels of one refinement round, on a window of the image grid.
 
-Corrections are burnt with their class; a seeded share of those the parent never trained on
-(whole polygons) is held out for the round's score, so the score of the parent is as honest as
-the new model's (its lineage names the corrections it trained on by :func:`correction_key`).
+Corrections are burnt with their class; a seeded share of each class's corrections the parent
+never trained on (whole polygons, never a class's last training pixels) is held out for the
+round's score, so the score of the parent is as honest as the new model's (its lineage names the corrections it trained on by :func:`correction_key`).
 Reviewed places with no correction in them are confirmed: every pixel takes the parent model's
 class.  Elsewhere a sample of the parent's confident pixels becomes pseudo-labels, so the model
 keeps what it already did right; everything else is ignored (255).  Pseudo-labels are only as good as the parent, so both their

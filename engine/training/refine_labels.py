@@ -2,7 +2,8 @@
 
 Corrections are burnt with their class; a seeded share of each class's corrections the parent
 never trained on (whole polygons, never a class's last training pixels) is held out for the
-round's score, so the score of the parent is as honest as the new model's (its lineage names the corrections it trained on by :func:`correction_key`).
+round's score, so the score of the parent is as honest as the new model's (its lineage names
+the corrections it trained on by :func:`correction_key`).
 Reviewed places with no correction in them are confirmed: every pixel takes the parent model's
 class.  Elsewhere a sample of the parent's confident pixels becomes pseudo-labels, so the model
 keeps what it already did right; everything else is ignored (255).  Pseudo-labels are only as good as the parent, so both their
@@ -165,9 +166,10 @@ def hold_out(pixels: np.ndarray, values: Sequence[int], eligible: np.ndarray, sh
                     f"available this round; training still runs")
     # per class, so a class's only corrections are never all held out (on the bench the one
     # forest correction of a round was, and the model could not learn forest that round)
-    training = np.bincount(values, weights=pixels * (pixels > 0), minlength=256)
-    allowed = share * np.bincount([values[i] for i in present], pixels[present], 256)
-    held_of = np.zeros(256)
+    classes = max(values) + 1
+    training = np.bincount(values, weights=pixels, minlength=classes)
+    allowed = share * np.bincount([values[i] for i in present], pixels[present], classes)
+    held_of = np.zeros(classes)
     held: List[int] = []
     # whole polygons in a seeded order, each taken while it keeps its class's share at most
     # ``share`` (the first always), so a few large corrections do not hold out most pixels

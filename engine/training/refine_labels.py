@@ -3,19 +3,19 @@
 Corrections are burnt with their class; a seeded share of each class's corrections the parent
 never trained on (whole polygons, never a class's last training pixels) is held out for the
 round's score, so the score of the parent is as honest as the new model's (its lineage names
-the corrections it trained on by :func:`correction_key`).
-Reviewed places with no correction in them are confirmed: every pixel takes the parent model's
-class.  Elsewhere a sample of the parent's confident pixels becomes pseudo-labels, so the model
-keeps what it already did right; everything else is ignored (255).  Pseudo-labels are only as good as the parent, so both their
+the corrections it trained on by :func:`correction_key`).  Reviewed places with no correction
+in them are confirmed: every pixel takes the parent model's class.  Elsewhere a sample of the
+parent's confident pixels becomes pseudo-labels, so the model keeps what it already did right;
+everything else is ignored (255).  Pseudo-labels are only as good as the parent, so both their
 confidence and their number follow what the analyst's review showed of it:
 
 - *confident* means a margin (p1 − p2) at or above the lowest of ``MARGINS`` at which the
   parent was at least ``PSEUDO_PRECISION`` right on the reviewed pixels (trained corrections
   and confirmed places) it was that sure of; with no such margin there are no pseudo-labels.
   Corrections the parent already trained on are left out of that evidence when there are new
-  ones: it learned them, so they say nothing of how right it is elsewhere.  A fixed margin of 0.5 let through
-  pseudo-labels 70–85 % right, and trained on them each round's model grew surer of its own
-  mistakes (docs/benchmarks.md);
+  ones: it learned them, so they say nothing of how right it is elsewhere.  A fixed margin of
+  0.5 let through pseudo-labels 70–85 % right, and trained on them each round's model grew
+  surer of its own mistakes (docs/benchmarks.md);
 - their number (``pseudo_ratio`` per corrected pixel) is scaled by the share of the reviewed
   pixels the parent had right (``parent_agreement``), so a parent wrong on most of them does
   not teach its mistakes back three to one.
@@ -44,6 +44,7 @@ PSEUDO_PRECISION = 0.95  # the parent's accuracy on reviewed pixels at a margin 
 MIN_EVIDENCE_PIXELS = 64  # reviewed pixels at or above a margin needed to judge it
 HELD_OUT_SHARE = 0.25
 MIN_HELD_OUT_PIXELS = 64
+NO_SCORE = "the score on held-out corrections is not available this round; training still runs"
 KEY_GRID_PX = 1 / 8  # a correction's key rounds its outline to this much of a pixel
 PSEUDO_RATIO = 3.0  # pseudo-labelled pixels per trained corrected pixel
 
@@ -66,11 +67,13 @@ def correction_key(feature: Feature, transform: Affine) -> str:
     The geometry is taken to the raster's pixels (``transform``), rounded to
     ``KEY_GRID_PX`` and normalised (ring start and orientation), so the same polygon saved
     again by another tool, with other float rounding, keeps its key."""
-    pixels = ~transform
-    quantised = transform_coords(
-        lambda x, y: tuple(np.round(np.asarray(pixels * (np.asarray(x), np.asarray(y)))
-                                    / KEY_GRID_PX)),
-        shape(feature.geometry)).normalize()
+    to_pixels = ~transform
+
+    def on_grid(x, y):
+        col, row = to_pixels * (np.asarray(x), np.asarray(y))
+        return np.round(col / KEY_GRID_PX), np.round(row / KEY_GRID_PX)
+
+    quantised = transform_coords(on_grid, shape(feature.geometry)).normalize()
     return hashlib.sha1(quantised.wkb + repr(feature.value).encode()).hexdigest()[:16]
 
 
@@ -162,8 +165,7 @@ def hold_out(pixels: np.ndarray, values: Sequence[int], eligible: np.ndarray, sh
         return [], "no corrections are held out (held-out share 0): no score this round"
     if len(present) < 2 or total * share < MIN_HELD_OUT_PIXELS:
         return [], (f"too few corrected pixels new to the model ({total} in {len(present)} "
-                    f"correction(s)) to hold any out: the score on held-out corrections is not "
-                    f"available this round; training still runs")
+                    f"correction(s)) to hold any out: {NO_SCORE}")
     # per class, so a class's only corrections are never all held out (on the bench the one
     # forest correction of a round was, and the model could not learn forest that round)
     classes = max(values) + 1
@@ -183,8 +185,7 @@ def hold_out(pixels: np.ndarray, values: Sequence[int], eligible: np.ndarray, sh
             training[c] -= n
     if not held:
         return [], ("each class corrected anew has a single correction, and the model needs "
-                    "it to learn the class: the score on held-out corrections is not available "
-                    "this round; training still runs")
+                    f"it to learn the class: {NO_SCORE}")
     return held, None
 
 

@@ -7,7 +7,10 @@ import sys
 
 
 def _cancelled_at_start(signum: int, frame: object) -> None:
-    """Ctrl-C while this module's own imports run: nothing was written yet."""
+    """Ctrl-C before the command runs (this module's imports, then the command modules' with
+    torch's while the parser is built): nothing was written yet, so the process ends at once.
+    Raising instead would put a KeyboardInterrupt into whatever code runs, and inside torch's
+    C++ start-up (``torch._C._c10d_init``) pybind11 turns it into an abort (exit -6)."""
     sys.stderr.write("cancelled: no output was written\n")
     os._exit(130)
 
@@ -361,8 +364,6 @@ def _worker_rank() -> bool:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command; the exit status: 0 done, 2 a sentence on stderr (3: some files of a
     batch failed), 130 cancelled (Ctrl-C at any moment, the imports at start-up included)."""
-    if signal.getsignal(signal.SIGINT) is _cancelled_at_start:  # from here: KeyboardInterrupt
-        signal.signal(signal.SIGINT, _interrupt)
     try:
         return _run(argv)
     except BaseException as exc:
@@ -375,6 +376,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _run(argv: Optional[Sequence[str]]) -> int:
     args = build_parser().parse_args(argv)
+    if signal.getsignal(signal.SIGINT) is _cancelled_at_start:  # from here: KeyboardInterrupt
+        signal.signal(signal.SIGINT, _interrupt)
     if _worker_rank():  # rank 0 prints the summary; errors still reach stderr
         sys.stdout = open(os.devnull, "w")
     from .inference.sharded import leave  # a torchrun job's ranks leave together (no-op otherwise)

@@ -60,6 +60,39 @@ def test_ctrl_c_is_cancelled_exit_130_without_traceback(files, delay):
                               last)
 
 
+# torch's start-up runs C++ that calls back into Python (``torch._C._c10d_init`` while
+# ``torch.distributed`` loads); a KeyboardInterrupt raised there made pybind11 abort the process
+# (exit -6) under load.  The Ctrl-C is delivered at that import here, so the test is not a race.
+CTRL_C_IN_TORCH_START_UP = """
+import runpy, signal, sys
+class CtrlCInTorchStartUp:
+    def find_spec(self, name, path, target=None):
+        if name == "torch.distributed":
+            sys.meta_path.remove(self)
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                print("the Ctrl-C was raised into torch's start-up", file=sys.stderr)
+                raise
+        return None
+sys.meta_path.insert(0, CtrlCInTorchStartUp())
+sys.argv = ["engine", *sys.argv[1:]]
+runpy.run_module("engine", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_ctrl_c_in_torch_start_up_ends_the_process_without_raising_into_it(files, tmp_path):
+    _, image, model = files
+    r = subprocess.run([sys.executable, "-c", CTRL_C_IN_TORCH_START_UP, "predict", "--model",
+                        str(model), "--input", str(image), "--output", str(tmp_path / "out.tif"),
+                        "--device", "cpu"], cwd=ROOT, text=True, capture_output=True,
+                       env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert r.returncode == 130, (r.returncode, r.stderr)
+    assert "raised into" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "cancelled: no output was written"
+    assert not any(tmp_path.iterdir())
+
+
 def test_ctrl_c_once_the_output_is_written_exits_0_and_keeps_it(files, tmp_path):
     folder, image, model = files
     out = tmp_path / "done.tif"

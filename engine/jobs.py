@@ -17,6 +17,7 @@ import contextlib
 import functools
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -60,6 +61,26 @@ def option_name(names: OptionNames, keyword: str) -> str:
 
 class Cancelled(Exception):
     """The job was cancelled by the user; no output was left behind."""
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block ends (in the main thread, where the platform can
+    hold signals; elsewhere, as on Windows, nothing to do).
+
+    A KeyboardInterrupt raised inside an extension's import (numpy imported by onnxruntime's
+    C++) is printed as a traceback there and turned into an ImportError, so the command went
+    on without onnxruntime as if it were not installed; held, it arrives once the import is
+    done, in Python code that cancels the command."""
+    if not hasattr(signal, "pthread_sigmask") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 class Job:

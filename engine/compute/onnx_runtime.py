@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
-from ..jobs import EngineError, ModelFileError
+from ..jobs import EngineError, ModelFileError, ctrl_c_held
 from .threads import plan_threads
 
 # Pinned in requirements.txt; the install hint names the same versions.
@@ -31,7 +31,8 @@ def require(module: str, pin: str, purpose: str) -> Any:
     """Import ``module`` or raise :class:`MissingPackageError` with the pip command."""
     import importlib
     try:
-        return importlib.import_module(module)
+        with ctrl_c_held():
+            return importlib.import_module(module)
     except ImportError:
         raise MissingPackageError(
             f"{purpose} needs the Python package '{module}', which is not installed; install it "

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.jobs import (OutputError, atomic_output, check_outputs, lock_path, output_lock,
-                         partial_prefix, remove_stale_partials)
+from engine.jobs import (OutputError, atomic_output, check_outputs, ctrl_c_held, lock_path,
+                         output_lock, partial_prefix, remove_stale_partials)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,3 +126,12 @@ def test_a_job_holds_its_outputs_from_the_guard_to_its_end(tmp_path):
         return "done"
     assert job() == "done" and seen["locked"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
+
+
+def test_a_ctrl_c_held_back_arrives_once_the_block_ends():
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_held():
+            signal.raise_signal(signal.SIGINT)
+            steps.append("the block went on")
+    assert steps == ["the block went on"]

@@ -19,8 +19,9 @@ _interrupted = False
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """Ctrl-C once this module is loaded: a KeyboardInterrupt, remembered because an extension
-    being imported (numpy, torch) may turn it into an ImportError."""
+    """Ctrl-C while the command runs: a KeyboardInterrupt, remembered because an extension
+    imported on the way (a lazy import; torch is loaded before this handler) may turn it into
+    an ImportError."""
     global _interrupted
     _interrupted = True
     raise KeyboardInterrupt

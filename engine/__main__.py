@@ -231,7 +231,8 @@ def _predict_many(a: argparse.Namespace, model, inputs: List[Path]) -> None:
 # Commands living in their own modules: each has COMMAND, HELP, add_arguments(p), run(args, progress).
 COMMAND_MODULES = ("engine.training.cli", "engine.training.pretrain", "engine.training.refine",
                    "engine.analysis.change", "engine.analysis.vectorize",
-                   "engine.analysis.evaluation", "engine.analysis.derive", "engine.formats.onnx.cli",
+                   "engine.analysis.evaluation", "engine.analysis.derive", "engine.analysis.places",
+                   "engine.formats.onnx.cli",
                    "engine.formats.catalogue_cli", "engine.formats.describe")
 
 

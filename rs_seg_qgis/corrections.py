@@ -7,8 +7,9 @@ predicted polygon into the corrections with a new class, and record a reviewed p
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from qgis.core import (QgsCategorizedSymbolRenderer, QgsCoordinateReferenceSystem,
                        QgsCoordinateTransform, QgsEditorWidgetSetup, QgsFeature, QgsFillSymbol,
@@ -108,17 +109,30 @@ def mark_reviewed(reviewed: QgsVectorLayer, bounds: QgsRectangle,
     return add_polygon(reviewed, QgsGeometry.fromRect(bounds), crs)
 
 
+def _geometries_in(layer: Optional[QgsVectorLayer],
+                   crs: QgsCoordinateReferenceSystem) -> Iterator[QgsGeometry]:
+    """The non-empty geometries of ``layer`` (its edits included) in ``crs``."""
+    if layer is None:
+        return
+    transform = (QgsCoordinateTransform(layer.crs(), crs, QgsProject.instance())
+                 if crs.isValid() and crs != layer.crs() else None)
+    for feature in layer.getFeatures():
+        geometry = QgsGeometry(feature.geometry())
+        if geometry.isEmpty():
+            continue
+        if transform is not None:
+            geometry.transform(transform)
+        yield geometry
+
+
+def polygons_in(layer: Optional[QgsVectorLayer], crs: QgsCoordinateReferenceSystem
+                ) -> List[Dict[str, Any]]:
+    """The polygons of ``layer`` as GeoJSON geometries in ``crs``."""
+    return [json.loads(geometry.asJson()) for geometry in _geometries_in(layer, crs)]
+
+
 def reviewed_bounds(reviewed: Optional[QgsVectorLayer], crs: QgsCoordinateReferenceSystem
                     ) -> List[Tuple[float, float, float, float]]:
     """Bounds of the reviewed places in ``crs`` (left, bottom, right, top)."""
-    if reviewed is None:
-        return []
-    transform = (QgsCoordinateTransform(reviewed.crs(), crs, QgsProject.instance())
-                 if crs.isValid() and crs != reviewed.crs() else None)
-    out = []
-    for feature in reviewed.getFeatures():
-        box = feature.geometry().boundingBox()
-        if transform is not None:
-            box = transform.transformBoundingBox(box)
-        out.append((box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()))
-    return out
+    boxes = (geometry.boundingBox() for geometry in _geometries_in(reviewed, crs))
+    return [(b.xMinimum(), b.yMinimum(), b.xMaximum(), b.yMaximum()) for b in boxes]

@@ -11,17 +11,23 @@ picked greedily for variety: a place keeps its neighbours within ``spread`` cell
 (they come back only when nothing else is left), and with the model's class raster
 (``prediction``) each further place of a cell's majority class counts for ``CLASS_REPEAT``
 times less, so the list mixes the predicted classes.
+
+Places already checked stay off the list: a cell whose centre lies in a reviewed place, or
+that the analyst's corrections cover for at least ``CORRECTED_SHARE`` of its area.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+from affine import Affine
+from rasterio.features import rasterize
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
+from rasterio.windows import transform as window_transform
 
 from ..inference.uncertainty import NODATA, SCALE
 from ..io.rasters import CLASS_NODATA, bounds_window, open_raster
@@ -33,6 +39,9 @@ Bounds = Tuple[float, float, float, float]  # left, bottom, right, top in the ra
 MAX_READ = 2048
 MIN_VALID_SHARE = 0.5  # a cell mostly outside the data is not a place to check
 CLASS_REPEAT = 0.7  # a cell's score times this for each place already listed of its class
+CORRECTED_SHARE = 0.25  # a cell this much covered by corrections was checked: not listed
+PLACES = 10  # places a list holds
+PLACE_PX = 64  # a place is a square of this many pixels of the uncertainty raster
 
 
 @dataclass
@@ -45,14 +54,17 @@ class Place:
     window: Tuple[int, int, int, int]  # col, row, width, height on the raster grid
 
 
-def unsure_places(uncertainty: str | Path, bounds: Optional[Bounds] = None, count: int = 10,
-                  cell_px: int = 64, exclude: Sequence[Bounds] = (), spread: int = 1,
-                  prediction: Optional[str | Path] = None, explore: float = 0.0,
-                  image: Optional[str | Path] = None) -> List[Place]:
+def unsure_places(uncertainty: str | Path, bounds: Optional[Bounds] = None,
+                  count: int = PLACES, cell_px: int = PLACE_PX, exclude: Sequence[Bounds] = (),
+                  spread: int = 1, prediction: Optional[str | Path] = None,
+                  explore: float = 0.0, image: Optional[str | Path] = None,
+                  corrected: Sequence[Mapping[str, Any]] = ()) -> List[Place]:
     """``count`` cells of high mean uncertainty, most unsure first, kept varied: no two within
     ``spread`` cells of each other while others are left (0: the plain ranking) and, with the
     model's class raster ``prediction`` (same grid), a mix of its classes.  Cells whose centre
-    lies in one of ``exclude`` (places already reviewed) are left out.  ``explore`` (0..1): the
+    lies in one of ``exclude`` (places already reviewed), or that the ``corrected`` polygons
+    (GeoJSON geometries in the raster's CRS) cover for ``CORRECTED_SHARE`` of their area, are
+    left out.  ``explore`` (0..1): the
     share of the places picked instead as far as possible from every place reviewed or listed
     (a confidently wrong model is sure where it is wrong: uncertainty alone never sends the
     analyst there).  With the ``image`` the uncertainty was predicted from, the places are
@@ -85,6 +97,10 @@ def unsure_places(uncertainty: str | Path, bounds: Optional[Bounds] = None, coun
         return tuple(window_bounds(Window(*win), transform)), win
 
     seen = np.zeros(mean.shape, bool)
+    if corrected:
+        covered = _cell_cover(corrected, transform, (col, row, w, h), shape, cell)
+        checked = (mean >= 0) & (covered >= CORRECTED_SHARE)
+        mean[checked], seen[checked] = -1.0, True
     for r, c in zip(*np.nonzero(mean >= 0)) if exclude else ():  # reviewed: not listed
         (left, bottom, right, top), _ = place(r, c)
         cx, cy = (left + right) / 2, (bottom + top) / 2
@@ -115,6 +131,18 @@ def _cell_means(data: np.ndarray, cell: int) -> np.ndarray:
     mean = np.where(n > 0, (blocks * valid).sum(-1) / np.maximum(n, 1), -1.0)
     mean[n < MIN_VALID_SHARE * cell * cell] = -1.0
     return mean
+
+
+def _cell_cover(polygons: Sequence[Mapping[str, Any]], transform, window, shape,
+                cell: int) -> np.ndarray:
+    """The share of each cell the ``polygons`` cover, on the grid read at ``shape``."""
+    col, row, w, h = window
+    grid = window_transform(Window(col, row, w, h), transform) * Affine.scale(
+        w / shape[1], h / shape[0])
+    burned = rasterize(((p, 1) for p in polygons), out_shape=shape, transform=grid, fill=0,
+                       dtype="uint8")
+    inside = cell_blocks(np.ones(shape, np.uint8), cell, 0).sum(-1)  # a ragged edge's own area
+    return cell_blocks(burned, cell, 0).sum(-1) / np.maximum(inside, 1)
 
 
 def _cell_classes(prediction: str | Path, grid, window, shape, cell: int) -> np.ndarray:

@@ -109,3 +109,16 @@ def corrections_layer(path: str | Path) -> Optional[str]:
         raise InputError(f"{Path(path).name} has layers {', '.join(names)} but none is called "
                          f"{CORRECTIONS_LAYER!r}; name the corrections layer so")
     return None
+
+
+def reviewed_places(corrections: str | Path, layer: Optional[str],
+                    reviewed: Optional[str | Path], crs: Any) -> List[Feature]:
+    """The reviewed places in ``crs``: from ``reviewed`` (its ``reviewed`` layer, else its only
+    layer), else from the corrections file's own ``reviewed`` layer when its corrections are
+    in a layer named ``layer``, else none."""
+    if reviewed is not None:
+        return read_layer(reviewed, REVIEWED_LAYER if has_layer(reviewed, REVIEWED_LAYER)
+                          else None, crs)
+    if layer is not None and has_layer(corrections, REVIEWED_LAYER):
+        return read_layer(corrections, REVIEWED_LAYER, crs)
+    return []

@@ -314,6 +314,20 @@ def intersection_grid(base: rasterio.io.DatasetReader, other: rasterio.io.Datase
     return window_transform(Window(col0, row0, width, height), base.transform), width, height
 
 
+def parse_extent(text: Optional[str]) -> Optional[Tuple[float, float, float, float]]:
+    """``--extent LEFT,BOTTOM,RIGHT,TOP`` as numbers (None without one)."""
+    if text is None:
+        return None
+    try:
+        left, bottom, right, top = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--extent takes four numbers LEFT,BOTTOM,RIGHT,TOP in the image's "
+                         f"CRS (got {text!r})") from None
+    if left >= right or bottom >= top:
+        raise InputError(f"--extent {text}: LEFT must be below RIGHT and BOTTOM below TOP")
+    return left, bottom, right, top
+
+
 def bounds_window(ds: rasterio.io.DatasetReader,
                   bounds: Tuple[float, float, float, float]) -> Optional[Window]:
     """The whole pixels of ``ds`` inside ``bounds`` (left, bottom, right, top in its CRS), or

@@ -31,11 +31,10 @@ from ..analysis.metrics import confusion_matrix, scores
 from ..formats.card import is_onnx
 from ..formats.modelfile import load_model, read_card, save_model
 from ..inference.pipeline import image_band_statistics, predict
-from ..io.corrections import (CLASS_FIELD, REVIEWED_LAYER, corrections_layer, has_layer,
-                              read_layer)
+from ..io.corrections import CLASS_FIELD, corrections_layer, read_layer, reviewed_places
 from ..io.cog import check_raster_outputs
 from ..io.crop import crop_vrt
-from ..io.rasters import CLASS_NODATA, open_raster
+from ..io.rasters import CLASS_NODATA, open_raster, parse_extent
 from ..jobs import CancelledFn, InputError, Job, ModelFileError, ProgressFn, check_outputs
 from ..models import architecture
 from .config import DEFAULTS, TrainConfig, recipe_of
@@ -105,7 +104,7 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
         raster_bounds = tuple(ds.bounds)
     layer = corrections_layer(corrections)
     features = read_layer(corrections, layer, crs, class_field)
-    places = _reviewed_places(corrections, layer, reviewed, crs)
+    places = reviewed_places(corrections, layer, reviewed, crs)
     keep, outside = inside(features, raster_bounds)
     if outside:
         notes.append(f"correction(s) {', '.join(map(str, outside))} lie outside {Path(image).name} "
@@ -201,17 +200,6 @@ def _parent_card(model: str | Path) -> Dict[str, Any]:
         raise ModelFileError(f"{Path(model).name} also reads an auxiliary raster; refining "
                              f"supports image-only models")
     return card
-
-
-def _reviewed_places(corrections, layer: Optional[str], reviewed, crs) -> List[Any]:
-    """The reviewed places: from ``reviewed`` (its ``reviewed`` layer, else its only layer),
-    else from the corrections GeoPackage's own ``reviewed`` layer, else none."""
-    if reviewed is not None:
-        return read_layer(reviewed, REVIEWED_LAYER if has_layer(reviewed, REVIEWED_LAYER)
-                          else None, crs)
-    if layer is not None and has_layer(corrections, REVIEWED_LAYER):
-        return read_layer(corrections, REVIEWED_LAYER, crs)
-    return []
 
 
 def _margin_text(margin: Optional[float]) -> str:
@@ -398,7 +386,7 @@ def run(args: argparse.Namespace, progress=None) -> None:
     if (args.difference or args.extent) and not args.repredict:
         raise InputError("--difference and --extent are about the re-predicted raster: add "
                          "--repredict FILE")
-    bounds = _extent(args.extent)
+    bounds = parse_extent(args.extent)
     check_difference(args.prediction, args.difference)
     check_raster_outputs({"--repredict": args.repredict, "--difference": args.difference,
                           "--repredict-uncertainty": args.repredict_uncertainty},
@@ -418,20 +406,6 @@ def run(args: argparse.Namespace, progress=None) -> None:
         print(f"wrote {again['output']}")
         if again.get("compare"):
             print(format_change(again["compare"]))
-
-
-def _extent(text: Optional[str]) -> Optional[tuple]:
-    """``--extent LEFT,BOTTOM,RIGHT,TOP`` as numbers."""
-    if text is None:
-        return None
-    try:
-        left, bottom, right, top = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"--extent takes four numbers LEFT,BOTTOM,RIGHT,TOP in the image's "
-                         f"CRS (got {text!r})") from None
-    if left >= right or bottom >= top:
-        raise InputError(f"--extent {text}: LEFT must be below RIGHT and BOTTOM below TOP")
-    return left, bottom, right, top
 
 
 def format_score(entry: Dict[str, Any]) -> str:

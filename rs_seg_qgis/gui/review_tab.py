@@ -33,8 +33,6 @@ from .. import layers
 
 REFINE_ALG = "rs_seg:refine_model"
 SEGMENT_ALG = "rs_seg:segment"
-PLACES = 10
-PLACE_PX = 64  # a place is a square of this many pixels of the uncertainty raster
 ROUND_LAYERS = (
     ("OUTPUT_DIFFERENCE", "Changed class", "raster", lambda r: layers.style_class_raster, True),
     ("OUTPUT", "Classes", "raster", lambda r: layers.style_class_raster, True),
@@ -261,8 +259,9 @@ class ReviewTab(QWidget):
         classes, image = self.prediction.currentLayer(), self.image.currentLayer()
         places = unsure_places(layer.source(), (view.xMinimum(), view.yMinimum(),
                                                 view.xMaximum(), view.yMaximum()),
-                               count=PLACES, cell_px=PLACE_PX,
                                exclude=fixes.reviewed_bounds(self.reviewed_layer(), layer.crs()),
+                               corrected=fixes.polygons_in(self.corrections.currentLayer(),
+                                                           layer.crs()),
                                prediction=classes.source() if on_grid(classes, layer) else None,
                                image=image.source() if on_grid(image, layer) else None)
         self.places.clear()

@@ -420,6 +420,19 @@ class RsSegAlgorithm(QgsProcessingAlgorithm):
         """The destination path of output ``name``, or None when the output is skipped."""
         return self.parameterAsOutputLayer(parameters, name, context) or None
 
+    def extent_bounds(self, parameters: Dict[str, Any], name: str, layer: str,
+                      context: QgsProcessingContext
+                      ) -> Optional[Tuple[float, float, float, float]]:
+        """Extent parameter ``name`` in the CRS of raster parameter ``layer`` (left, bottom,
+        right, top), or None when it is not set."""
+        if parameters.get(name) in (None, ""):
+            return None
+        crs = self.parameterAsRasterLayer(parameters, layer, context).crs()
+        extent = self.parameterAsExtent(parameters, name, context, crs)
+        if extent.isNull() or extent.isEmpty():
+            return None
+        return (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
+
     def raster_input(self, parameters: Dict[str, Any], name: str, context: QgsProcessingContext,
                      feedback: Optional[QgsProcessingFeedback],
                      extent: Optional[QgsRectangle] = None,

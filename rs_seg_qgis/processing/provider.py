@@ -15,6 +15,7 @@ from .export_onnx import ExportOnnxAlgorithm
 from .pretrain import PretrainAlgorithm
 from .quantize_int8 import QuantizeInt8Algorithm
 from .refine_model import RefineModelAlgorithm
+from .review_places import ReviewPlacesAlgorithm
 from .segment import SegmentAlgorithm
 from .segment_folder import SegmentFolderAlgorithm
 from .segment_point import SegmentPointAlgorithm
@@ -25,7 +26,8 @@ from .vectorize import VectorizeAlgorithm
 ALGORITHMS = (SegmentAlgorithm, SegmentPointAlgorithm, VectorizeAlgorithm, DetectChangeAlgorithm,
               TrainSegmentationAlgorithm, TrainChangeAlgorithm, PretrainAlgorithm,
               EvaluateAlgorithm, ExportOnnxAlgorithm, QuantizeInt8Algorithm,
-              SegmentFolderAlgorithm, DownloadModelAlgorithm, RefineModelAlgorithm)
+              SegmentFolderAlgorithm, DownloadModelAlgorithm, RefineModelAlgorithm,
+              ReviewPlacesAlgorithm)
 
 
 class RsSegProvider(QgsProcessingProvider):

@@ -6,7 +6,7 @@ image, or only an extent of it, and shows what changed since the previous round.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingFeedback, QgsProcessingOutputNumber,
@@ -149,7 +149,7 @@ class RefineModelAlgorithm(RsSegAlgorithm):
         if output:
             again = run.call(repredict, out_model, image, output, prediction, difference, unsure,
                              self.parameterAsEnumString(parameters, "DEVICE", context),
-                             self._bounds(parameters, context), uncertainty,
+                             self.extent_bounds(parameters, "EXTENT", "INPUT", context), uncertainty,
                              produces=[output, unsure, difference], share=(0.8, 1.0))
             if again.get("compare"):
                 feedback.pushInfo(format_change(again["compare"]))
@@ -158,14 +158,3 @@ class RefineModelAlgorithm(RsSegAlgorithm):
             if difference:
                 style_on_load(context, difference, style_class_raster)
         return outputs
-
-    def _bounds(self, parameters: Dict[str, Any], context: QgsProcessingContext
-                ) -> Optional[Tuple[float, float, float, float]]:
-        """EXTENT in the image's CRS, or None for the whole image."""
-        if parameters.get("EXTENT") in (None, ""):
-            return None
-        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        extent = self.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
-        if extent.isNull() or extent.isEmpty():
-            return None
-        return (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())

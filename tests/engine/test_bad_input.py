@@ -77,6 +77,18 @@ def _colour_labels(s: Scene) -> Path:
     return write_raster(s.folder / "colours.tif", rgb, photometric="RGB")
 
 
+def _uncertainty(s: Scene) -> Path:
+    from engine.inference.uncertainty import NODATA
+    return write_raster(s.folder / "unsure.tif", np.full((1, 96, 96), 30, np.uint8),
+                        nodata=NODATA)
+
+
+def _corrections(s: Scene) -> Path:
+    from engine.io.corrections import create_corrections
+    path = s.folder / "corrections.gpkg"
+    return path if path.exists() else create_corrections(path, "EPSG:32633")
+
+
 def _linked(s: Scene) -> Path:
     s.link_tif.symlink_to(s.image)
     return s.link_tif
@@ -140,6 +152,11 @@ CASES: Dict[str, Callable[[Scene], List[object]]] = {
     "train: band that does not exist": lambda s: [
         "train", "--image", s.image, "--labels", s.classes, "--bands", "1,2,7", "--out",
         s.out_rsmodel, "--epochs", "1"],
+    "places: the image given as the uncertainty": lambda s: [
+        "places", "--uncertainty", s.image, "--image", s.image],
+    "places: output is the corrections file": lambda s: [
+        "places", "--uncertainty", _uncertainty(s), "--image", s.image, "--corrections",
+        _corrections(s), "--output", _corrections(s)],
 }
 LOCKED = {"predict: another run writes the output": "out.tif",
           "vectorize: another run writes the output": "out.gpkg"}

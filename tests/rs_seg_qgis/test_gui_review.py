@@ -106,6 +106,9 @@ def test_the_loop_from_the_dock(loop, qgis_iface):
     tab.klass.setCurrentIndex(tab.klass.findData(2))
     assert tab.copy_selected() == 1
     assert corrections.featureCount() == 4
+    # the corrections (not yet saved) cover every place left: none is listed again
+    assert tab.find_places() == 0
+    assert tab.places.item(0).text() == "No unsure place left in this view."
 
     tab.budget.setMinimum(1)
     tab.budget.setValue(2)

@@ -129,3 +129,21 @@ def test_places_are_shared_among_what_the_image_holds(tmp_path, rng):
     other = write_raster(tmp_path / "o.tif", image[:, :128], origin=(0.0, 256.0), res=1.0)
     with pytest.raises(InputError, match="not on the grid"):
         unsure_places(path, image=other)
+
+
+def test_cells_the_corrections_cover_are_left_out(tmp_path, rng):
+    data = rng.integers(0, 40, (256, 256))
+    data[64:128, 128:192] = 200
+    data[0:64, 0:64] = 120
+    path = _raster(tmp_path, data)
+
+    def square(col0, row0, col1, row1):  # pixel box → GeoJSON on the raster (origin 0, 256)
+        ring = [(col0, 256 - row0), (col1, 256 - row0), (col1, 256 - row1), (col0, 256 - row1)]
+        return {"type": "Polygon", "coordinates": [ring + ring[:1]]}
+
+    # a quarter of the top cell is corrected: it was checked
+    top = unsure_places(path, count=1, cell_px=64, corrected=[square(128, 64, 160, 96)])
+    assert top[0].window == (0, 0, 64, 64)
+    # a sliver of it is not enough
+    top = unsure_places(path, count=1, cell_px=64, corrected=[square(128, 64, 136, 96)])
+    assert top[0].window == (128, 64, 64, 64)

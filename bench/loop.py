@@ -4,7 +4,10 @@ A U-Net trained on LoveDA tile 0 (agriculture, water, buildings; no forest) is t
 LoveDA tile 1, the whole 1024² tile (agriculture 50 %, water 23 %, background 22 %, forest 4 %,
 buildings and roads under 1 %; `--target-tile`, `--target-window`: stops 31–36 measured its
 512² window at rows/columns from 512/0, where six rounds of random review label 37 % of the
-scene, against 9 % of the whole tile).  Each round a simulated analyst "corrects"
+scene, against 9 % of the whole tile).  `--scene isprs` takes a model trained on the ISPRS
+Potsdam crop (RGB) to the Vaihingen crop (IR-R-G false colour: another sensor; six classes,
+both put on the same made-up 0.3 m grid; `--cell 32` keeps six rounds near 9 % of its 512²).
+Each round a simulated analyst "corrects"
 K windows of the target with the true labels (the windows' label regions become correction
 polygons) and the model is refined (`engine refine`, from the previous round's model; with
 `--start auto`, refine's default, the first round trains the network afresh when the base model
@@ -67,10 +70,22 @@ from engine.training.refine_start import STARTS  # noqa: E402
 
 WORK = ROOT / "build" / "bench-loop"
 LOVEDA = DATA / "isprs-loveda" / "loveda"
-NAMES = ["background", "building", "road", "water", "barren", "forest", "agriculture"]
-CLASSES = [{"value": i + 1, "name": n, "color": c} for i, (n, c) in enumerate(zip(NAMES, [
-    [255, 255, 255], [255, 0, 0], [255, 255, 0], [0, 0, 255], [159, 129, 183], [0, 255, 0],
-    [255, 195, 128]]))]
+ISPRS = DATA / "isprs-loveda"
+
+
+def _classes(names: List[str], colours: List[List[int]]) -> List[dict]:
+    return [{"value": i + 1, "name": n, "color": c} for i, (n, c) in enumerate(zip(names, colours))]
+
+
+CLASSES = _classes(["background", "building", "road", "water", "barren", "forest", "agriculture"],
+                   [[255, 255, 255], [255, 0, 0], [255, 255, 0], [0, 0, 255], [159, 129, 183],
+                    [0, 255, 0], [255, 195, 128]])
+# --scene isprs: ISPRS Potsdam (RGB, 5 cm) → Vaihingen (IR-R-G false colour, 9 cm): another sensor
+ISPRS_CLASSES = _classes(["impervious", "building", "low vegetation", "tree", "car", "clutter"],
+                         [[255, 255, 255], [0, 0, 255], [0, 255, 255], [0, 255, 0],
+                          [255, 255, 0], [255, 0, 0]])
+ISPRS_SOURCE = "potsdam/{}/2_10_0_0_512_512.png"
+ISPRS_TARGET = "vaihingen/{}/area1_0_0_512_512.png"
 CRS, RES = "EPSG:32650", 0.3
 HPARAMS = {"base": 16, "depth": 4}
 
@@ -96,9 +111,8 @@ def accuracy(prediction: Path, labels: np.ndarray) -> Dict[str, float]:
     with rasterio.open(prediction) as ds:
         pred = ds.read(1)
     mask = labels > 0
-    lut = np.zeros(256, np.int64)
-    lut[1:8] = np.arange(7)
-    s = scores(confusion_matrix(lut[labels[mask]], lut[pred[mask]], 7))
+    # every class value its own row; absent classes drop out of the mIoU
+    s = scores(confusion_matrix(labels[mask].astype(np.int64), pred[mask].astype(np.int64), 256))
     return {"oa": round(s["overall_accuracy"], 4), "miou": round(s["miou"], 4)}
 
 
@@ -185,7 +199,7 @@ def run_strategy(name: str, strategy: str, base: Path, image: Path, labels: np.n
 
 
 def scratch(image: Path, labels: np.ndarray, transform, windows, cell: int, epochs: int,
-            runs: Path) -> dict:
+            runs: Path, classes: List[dict]) -> dict:
     folder = runs / "scratch"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -198,7 +212,7 @@ def scratch(image: Path, labels: np.ndarray, transform, windows, cell: int, epoc
         dst.write(sparse[None])
     started = time.perf_counter()
     train(images=[str(image)], labels=[str(folder / "labels.tif")], out=str(folder / "m.rsmodel"),
-          classes=CLASSES, ignore_value=0, hparams=HPARAMS, tile=256, epochs=epochs,
+          classes=classes, ignore_value=0, hparams=HPARAMS, tile=256, epochs=epochs,
           patience=epochs, batch_size=4, samples_per_epoch=32, device="cpu")
     seconds = time.perf_counter() - started
     predict(folder / "m.rsmodel", image, folder / "pred.tif", device="cpu")
@@ -276,6 +290,10 @@ def main() -> None:
     p.add_argument("--model-seeds", default="0,1",
                    help="refine seeds of the model-driven strategies (guided, plain, mixed, "
                         "strata)")
+    p.add_argument("--scene", choices=("loveda", "isprs"), default="loveda",
+                   help="isprs: the base model trained on ISPRS Potsdam (RGB) is taken to "
+                        "Vaihingen (IR-R-G), the whole 512² crops (--target-tile/-window "
+                        "are LoveDA's)")
     p.add_argument("--target-tile", type=int, default=1,
                    help="the LoveDA tile the model is taken to")
     p.add_argument("--target-window", default="0,0,1024,1024",
@@ -298,12 +316,24 @@ def main() -> None:
     import torch
     torch.set_num_threads(a.threads)
     WORK.mkdir(parents=True, exist_ok=True)
-    source = geotiff(LOVEDA / "img_dir" / "0.png", WORK / "source.tif")
-    source_labels = geotiff(LOVEDA / "ann_dir" / "0.png", WORK / "source_labels.tif")
-    base = WORK / f"base-{a.base_epochs}ep.rsmodel"
+    classes = ISPRS_CLASSES if a.scene == "isprs" else CLASSES
+    if a.scene == "isprs":
+        source_png, source_ann = (ISPRS / ISPRS_SOURCE.format(d) for d in ("img_dir", "ann_dir"))
+        window = (0, 0, 512, 512)
+        target_png, target_ann = (ISPRS / ISPRS_TARGET.format(d) for d in ("img_dir", "ann_dir"))
+        stem = "isprs"
+    else:
+        source_png, source_ann = LOVEDA / "img_dir" / "0.png", LOVEDA / "ann_dir" / "0.png"
+        window = tuple(int(v) for v in a.target_window.split(","))
+        target_png, target_ann = (LOVEDA / d / f"{a.target_tile}.png" for d in ("img_dir", "ann_dir"))
+        stem = "base"
+    source = geotiff(source_png, WORK / f"source-{a.scene}.tif", (0, 0) + Image.open(source_png).size)
+    source_labels = geotiff(source_ann, WORK / f"source-{a.scene}-labels.tif",
+                            (0, 0) + Image.open(source_ann).size)
+    base = WORK / f"{stem}-{a.base_epochs}ep.rsmodel"
     started = time.perf_counter()
     if not base.exists():
-        train(images=[str(source)], labels=[str(source_labels)], out=str(base), classes=CLASSES,
+        train(images=[str(source)], labels=[str(source_labels)], out=str(base), classes=classes,
               ignore_value=0, hparams=HPARAMS, tile=256, epochs=a.base_epochs,
               patience=a.base_epochs, batch_size=4, samples_per_epoch=32, device="cpu")
     result = {"settings": vars(a), "base_train_s": round(time.perf_counter() - started, 1)}
@@ -311,12 +341,11 @@ def main() -> None:
         result["round_2048"] = time_round(base, a.k, a.cell, a.round_budget)
         print("round", result["round_2048"], flush=True)
         return save("loop-round", result)
-    x, y, w, h = (int(v) for v in a.target_window.split(","))
-    scene = f"{a.target_tile}.png"
+    x, y, w, h = window
     # one file per scene, so runs on different scenes can go side by side
-    target = geotiff(LOVEDA / "img_dir" / scene,
-                     WORK / f"target-{a.target_tile}-{x}-{y}-{w}-{h}.tif", (x, y, w, h))
-    labels = np.asarray(Image.open(LOVEDA / "ann_dir" / scene))[y:y + h, x:x + w]
+    target = geotiff(target_png, WORK / f"target-{a.scene}-{target_png.stem}-{x}-{y}-{w}-{h}.tif",
+                     window)
+    labels = np.asarray(Image.open(target_ann))[y:y + h, x:x + w]
     with rasterio.open(target) as ds:
         transform = ds.transform
     if a.part == "scratch-random":
@@ -328,7 +357,7 @@ def main() -> None:
             chosen += pick("random", Path(), Path(), Path(), transform, grid, chosen, a.k,
                            a.cell, rng)
         result[f"scratch-random-{seed}"] = scratch(target, labels, transform, chosen, a.cell,
-                                                   a.epochs * a.rounds, WORK / a.name)
+                                                   a.epochs * a.rounds, WORK / a.name, classes)
         return save(a.name, result)
     runs = []
     for strategy in a.strategies.split(","):
@@ -345,7 +374,7 @@ def main() -> None:
     if driven and a.scratch:  # scratch on the first model-driven strategy's final labels
         result["scratch"] = {"labels_of": driven[0], **scratch(
             target, labels, transform, result[driven[0]]["windows"], a.cell,
-            a.epochs * a.rounds, WORK / a.name)}
+            a.epochs * a.rounds, WORK / a.name, classes)}
         print("scratch", result["scratch"], flush=True)
     for strategy in a.strategies.split(","):
         result[f"{strategy}_mean"] = summary(result, strategy, a.rounds)

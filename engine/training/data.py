@@ -2,7 +2,8 @@
 
 Each scene is a base raster (``image`` or ``t1``) plus optional co-registered inputs (``aux``,
 ``t2``: warped onto the base grid on the fly) and labels.  The base grid is cut into cells of
-``tile`` pixels; whole cells go to validation (fixed windows, no augmentation), and training
+``tile`` pixels (the last row and column flush with the far edges, so no labelled strip is
+left out); whole cells go to validation (fixed windows, no augmentation), and training
 windows are drawn at random positions that never touch a validation cell, so neighbouring windows
 cannot leak between the splits.  Every random draw comes from a generator seeded by
 (seed, epoch, index), which makes epochs reproducible and resume exact.
@@ -248,16 +249,27 @@ class Cell:
         return int(self.class_counts.sum())
 
 
+def cell_starts(length: int, tile: int) -> List[int]:
+    """Cell offsets along one axis: a grid of ``tile``, and one more cell flush with the far
+    edge when ``length`` is not a multiple of it (labels in that strip, e.g. corrections near
+    the edge of refine's window, would otherwise never train)."""
+    starts = list(range(0, length - tile + 1, tile))
+    if length % tile:
+        starts.append(length - tile)
+    return starts
+
+
 def scan_cells(readers: Sequence[SceneReader], tile: int, num_classes: int) -> List[Cell]:
-    """All whole cells of every scene with their label counts (cells with none are dropped)."""
+    """The cells of every scene (:func:`cell_starts`) with their label counts (cells with none
+    are dropped)."""
     cells = []
     for s, r in enumerate(readers):
         if r.width < tile or r.height < tile:
             raise InputError(f"{r.scene.inputs[r.scene.base]} is {r.width}×{r.height} px, smaller "
                              f"than the training tile {tile}; use --tile "
                              f"{max(16, min(r.width, r.height) // 16 * 16)} or smaller")
-        for y in range(0, r.height - tile + 1, tile):
-            for x in range(0, r.width - tile + 1, tile):
+        for y in cell_starts(r.height, tile):
+            for x in cell_starts(r.width, tile):
                 lab = r.read(x, y, tile)[1]
                 counts = np.bincount(lab[lab != IGNORE].ravel(), minlength=num_classes)[:num_classes]
                 if counts.sum():

@@ -217,3 +217,20 @@ def test_segmentation_draws_windows_by_rare_classes_unless_told():
         args = parser.parse_args(["--image", "a.tif", "--out", "m.rsmodel", *flags])
         cfg = TrainConfig(out="m.rsmodel", images=args.images, balanced=args.balanced)
         assert balanced_sampling(cfg) is expected
+
+
+def test_labels_in_the_strip_beyond_the_last_whole_cell_train(tmp_path, rng):
+    """A 90×70 scene in cells of 32: labels only in the last 6 rows and 26 columns (past the
+    grid's whole cells) still make a cell, flush with the far edges; and it trains."""
+    image = write_raster(tmp_path / "i.tif", rng.integers(0, 255, (3, 70, 90), dtype=np.uint8))
+    lab = np.zeros((1, 70, 90), np.uint8)
+    lab[0, 64:, 64:77] = 2
+    lab[0, 64:, 77:] = 3
+    labels = write_raster(tmp_path / "l.tif", lab, nodata=0)
+    scene = Scene({"image": str(image)}, labels=str(labels))
+    spec = discover_label_classes([scene], None)
+    [cell] = scan_cells([SceneReader(scene, spec)], 32, len(spec.classes))
+    assert (cell.x, cell.y) == (58, 38) and cell.labelled == 6 * 26
+    windows = WindowDataset([scene], spec, [cell], 32, {"image": ([0] * 3, [1] * 3)}, train=True,
+                            length=4)
+    assert all((windows[i]["target"] != IGNORE).any() for i in range(4))

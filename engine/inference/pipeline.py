@@ -66,6 +66,21 @@ class _Batch:
 _END = object()
 
 
+def read_window(sources: Sequence[Source], x: int, y: int,
+                size: int) -> Tuple[List[np.ndarray], np.ndarray]:
+    """The window of ``size`` at (x, y) of every source, normalised as the network reads it,
+    and where the output is valid."""
+    arrays, valid, out_valid = [], None, None
+    for src in sources:
+        win = src.reader.read(x, y, size)
+        if src.transform is not None:
+            win.pixels = src.transform(win.pixels)
+        valid = win.valid if valid is None else valid & win.valid
+        out_valid = win.output_valid if out_valid is None else out_valid & win.output_valid
+        arrays.append(win)
+    return [normalise(w.pixels, valid, s.mean, s.std) for w, s in zip(arrays, sources)], out_valid
+
+
 def _read_batches(sources: Sequence[Source], grid: Grid, rows: range, batch_size: int, pin: bool,
                   stop: threading.Event, out: "queue.Queue[Any]") -> None:
     """Reader thread body: read, normalise and batch the windows of ``rows`` in grid order.
@@ -85,15 +100,7 @@ def _read_batches(sources: Sequence[Source], grid: Grid, rows: range, batch_size
         for i, (r, x, y) in enumerate(windows):
             if stop.is_set():
                 return
-            arrays, valid, out_valid = [], None, None
-            for src in sources:
-                win = src.reader.read(x, y, grid.tile)
-                if src.transform is not None:
-                    win.pixels = src.transform(win.pixels)
-                valid = win.valid if valid is None else valid & win.valid
-                out_valid = win.output_valid if out_valid is None else out_valid & win.output_valid
-                arrays.append(win)
-            normed = [normalise(w.pixels, valid, s.mean, s.std) for w, s in zip(arrays, sources)]
+            normed, out_valid = read_window(sources, x, y, grid.tile)
             pending.append((normed, out_valid, (r, x, y)))
             if len(pending) == batch_size or i == len(windows) - 1:
                 inputs = [xp.from_numpy(np.stack([p[0][k] for p in pending]))

@@ -41,6 +41,7 @@ from .config import DEFAULTS, TrainConfig, recipe_of
 from .loop import train
 from .refine_labels import (HELD_OUT_SHARE, IGNORE, PSEUDO_RATIO, RoundLabels, class_values,
                             inside, round_labels, training_window)
+from .recalibrate import recalibrate_batchnorm
 from .refine_start import STARTS, check_start, fresh_config, fresh_reason
 from .repredict import check_difference, format_change, repredict
 
@@ -171,6 +172,12 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
                 f"{labels.counts['held_out']} held out")
         summary = train(cfg, progress=lambda f, m: job.report(0.05 + 0.85 * f, m)
                         if f >= 0 else job.log(m), cancelled=cancelled)
+        job.report(0.9, "refine: BatchNorm statistics of the whole image")
+        windows = recalibrate_batchnorm(trained, image, stats, device, seed=seed,
+                                        cancelled=cancelled)
+        if windows:
+            job.log(f"refine: BatchNorm statistics re-estimated on {windows} windows of the "
+                    f"whole image")
         score = _held_out_scores(trained, crop, labels, pred, stats, device, work, job,
                                  cancelled)
         entry = _lineage_entry(model, parent, classes, labels, score, time_budget_s,

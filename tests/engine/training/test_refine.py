@@ -24,7 +24,10 @@ def test_round_writes_lineage_and_scores_on_held_out_corrections(tmp_path):
     image, parent = scene(tmp_path)
     gpkg = _left_is_1_right_is_2(tmp_path)
     out = tmp_path / "round1.rsmodel"
-    result = refine(parent, image, gpkg, out, time_budget_s=BUDGET, device="cpu")
+    logs = []
+    result = refine(parent, image, gpkg, out, time_budget_s=BUDGET, device="cpu",
+                    progress=lambda f, m: logs.append(m) if f < 0 else None)
+    assert any(m.startswith("refine: BatchNorm statistics re-estimated on") for m in logs)
     card = read_card(out)
     lineage = card["lineage"]
     assert lineage["round"] == 1 and len(lineage["rounds"]) == 1

@@ -2,7 +2,8 @@
 
 The parent model fine-tunes (``train --init``) for a time budget on the analyst's corrections,
 the places they confirmed and a sample of its own confident predictions
-(:mod:`.refine_labels`), on the window of the image around the corrections.  A share of the
+(:mod:`.refine_labels`), on the window of the image around the corrections; its BatchNorm
+statistics are then re-estimated on the whole image (:mod:`.recalibrate`).  A share of the
 corrections is held out: the round's score is the accuracy of the new model, and of its parent,
 on them.  The new model's card records its lineage: parent, round, corrections, date, scores,
 and every earlier round.  ``repredict`` (:mod:`.repredict`) then segments the image, or the

@@ -19,8 +19,8 @@ from ..inference.uncertainty import NODATA
 from ..io.corrections import corrections_layer, read_layer, reviewed_places
 from ..io.gpkg import GpkgWriter
 from ..io.rasters import open_raster, parse_extent
-from ..jobs import (CancelledFn, InputError, Job, OutputError, ProgressFn, atomic_output,
-                    check_outputs, job_outputs)
+from ..jobs import (CancelledFn, InputError, Job, OptionNames, OutputError, ProgressFn,
+                    atomic_output, check_outputs, job_outputs, option_name)
 from .unsure import PLACE_PX, PLACES, Bounds, Place, unsure_places
 
 COMMAND = "places"
@@ -34,7 +34,7 @@ def review_places(uncertainty: str | Path, image: str | Path,
                   corrections: Optional[str | Path] = None,
                   reviewed: Optional[str | Path] = None, count: int = PLACES,
                   cell_px: int = PLACE_PX, bounds: Optional[Bounds] = None,
-                  progress: Optional[ProgressFn] = None,
+                  option_names: OptionNames = None, progress: Optional[ProgressFn] = None,
                   cancelled: Optional[CancelledFn] = None) -> List[Place]:
     """The ``count`` places of ``cell_px`` pixels to check next on ``uncertainty`` (inside
     ``bounds``, in its CRS, when given), most unsure first, written to the GeoPackage
@@ -42,12 +42,14 @@ def review_places(uncertainty: str | Path, image: str | Path,
     uncertainty was predicted from (the places are shared among its kinds of place);
     ``prediction``: the class raster of the same run (the list mixes its classes).  Places the
     ``corrections`` cover, and the reviewed places (``reviewed``, else the corrections
-    GeoPackage's ``reviewed`` layer), are not listed again."""
+    GeoPackage's ``reviewed`` layer), are not listed again.  ``option_names``: how the caller
+    names ``output`` in an error sentence (:func:`engine.jobs.option_name`)."""
     job = Job(progress, cancelled)
+    label = option_name(option_names, "output")
     if output is not None and Path(output).suffix.lower() != ".gpkg":
-        raise OutputError(f"--output {Path(output).name} must be a GeoPackage file ending in "
+        raise OutputError(f"{label} {Path(output).name} must be a GeoPackage file ending in "
                           f".gpkg")
-    check_outputs({"--output": output}, [uncertainty, image, prediction, corrections, reviewed])
+    check_outputs({label: output}, [uncertainty, image, prediction, corrections, reviewed])
     crs = _uncertainty_crs(uncertainty)
     job.report(0.1, "places: what was checked")
     corrected, layer = [], None

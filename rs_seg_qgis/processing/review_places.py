@@ -79,6 +79,7 @@ class ReviewPlacesAlgorithm(RsSegAlgorithm):
             self.parameterAsInt(parameters, "COUNT", context),
             self.parameterAsInt(parameters, "CELL_SIZE", context),
             self.extent_bounds(parameters, "EXTENT", "UNCERTAINTY", context),
+            option_names={"output": self.parameterDefinition("OUTPUT").description()},
             produces=[output])
         for place in places:
             feedback.pushInfo(f"{place.rank}. {100 * place.uncertainty:.0f} % unsure")

@@ -65,3 +65,16 @@ def test_only_the_extent_and_the_engine_defaults(provider, tmp_path):
     rows = _rows(result["OUTPUT"])
     assert len(rows) == 9  # the extent holds nine cells of 16²; the default asks for ten
     assert all(x1_ <= x1 + 1e-6 and y0_ >= y0 - 1e-6 for _, (_x0, x1_, y0_, _y1) in rows)
+
+
+def test_an_output_that_is_no_geopackage_is_named_as_on_the_form(provider, tmp_path):
+    from qgis.core import QgsProcessingException
+    image, model = scene(tmp_path)
+    seg = run("segment", {"INPUT": str(image), "MODEL": str(model), "DEVICE": "cpu",
+                          "OUTPUT": "TEMPORARY_OUTPUT",
+                          "OUTPUT_UNCERTAINTY": str(tmp_path / "u0.tif")})
+    with pytest.raises(QgsProcessingException, match="Places to check places.shp must be a "
+                                                     "GeoPackage"):
+        run("review_places", {"UNCERTAINTY": seg["OUTPUT_UNCERTAINTY"], "INPUT": str(image),
+                              "OUTPUT": str(tmp_path / "places.shp")})
+    assert not (tmp_path / "places.shp").exists()

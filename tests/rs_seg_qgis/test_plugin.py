@@ -105,7 +105,7 @@ def test_without_torch_algorithms_are_listed_and_running_one_says_what_to_instal
                             "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path / "profile")})
     assert r.returncode == 0, r.stdout + r.stderr
     assert ("ALGORITHMS detect_change download_model evaluate export_onnx pretrain quantize_int8 "
-            "refine_model segment "
+            "refine_model review_places segment "
             "segment_folder "
             "segment_point "
             "train_change train_segmentation vectorize") in r.stdout

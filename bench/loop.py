@@ -44,7 +44,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,8 +69,8 @@ from engine.training.refine import refine, repredict  # noqa: E402
 from engine.training.refine_start import STARTS  # noqa: E402
 
 WORK = ROOT / "build" / "bench-loop"
-LOVEDA = DATA / "isprs-loveda" / "loveda"
 ISPRS = DATA / "isprs-loveda"
+LOVEDA = ISPRS / "loveda"
 
 
 def _classes(names: List[str], colours: List[List[int]]) -> List[dict]:
@@ -90,12 +90,14 @@ CRS, RES = "EPSG:32650", 0.3
 HPARAMS = {"base": 16, "depth": 4}
 
 
-def geotiff(png: Path, out: Path, window: Tuple[int, int, int, int] = (0, 0, 1024, 1024),
+def geotiff(png: Path, out: Path, window: Optional[Tuple[int, int, int, int]] = None,
             origin=(500000.0, 3400000.0)) -> Path:
-    """A window (x, y, w, h) of a LoveDA PNG as a GeoTIFF on a made-up UTM grid (the tiles are
-    not georeferenced)."""
-    x, y, w, h = window
-    a = np.asarray(Image.open(png))[y:y + h, x:x + w]
+    """A window (x, y, w, h; default all of it) of a LoveDA or ISPRS PNG as a GeoTIFF on a
+    made-up UTM grid (the crops are not georeferenced)."""
+    a = np.asarray(Image.open(png))
+    if window is not None:
+        x, y, w, h = window
+        a = a[y:y + h, x:x + w]
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     # written aside and renamed: a second bench run started meanwhile may be reading ``out``
     part = out.with_name(f".{out.stem}.{os.getpid()}.tif")
@@ -327,9 +329,8 @@ def main() -> None:
         window = tuple(int(v) for v in a.target_window.split(","))
         target_png, target_ann = (LOVEDA / d / f"{a.target_tile}.png" for d in ("img_dir", "ann_dir"))
         stem = "base"
-    source = geotiff(source_png, WORK / f"source-{a.scene}.tif", (0, 0) + Image.open(source_png).size)
-    source_labels = geotiff(source_ann, WORK / f"source-{a.scene}-labels.tif",
-                            (0, 0) + Image.open(source_ann).size)
+    source = geotiff(source_png, WORK / f"source-{a.scene}.tif")
+    source_labels = geotiff(source_ann, WORK / f"source-{a.scene}-labels.tif")
     base = WORK / f"{stem}-{a.base_epochs}ep.rsmodel"
     started = time.perf_counter()
     if not base.exists():

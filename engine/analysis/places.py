@@ -56,8 +56,7 @@ def review_places(uncertainty: str | Path, image: str | Path,
     if corrections is not None:
         layer = corrections_layer(corrections)
         corrected = [f.geometry for f in read_layer(corrections, layer, crs)]
-    checked = reviewed_places(corrections, layer, reviewed, crs) \
-        if corrections is not None or reviewed is not None else []
+    checked = reviewed_places(corrections, layer, reviewed, crs)
     job.check()
     job.report(0.3, "places: ranking")
     places = unsure_places(uncertainty, bounds, count, cell_px,

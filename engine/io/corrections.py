@@ -111,7 +111,7 @@ def corrections_layer(path: str | Path) -> Optional[str]:
     return None
 
 
-def reviewed_places(corrections: str | Path, layer: Optional[str],
+def reviewed_places(corrections: Optional[str | Path], layer: Optional[str],
                     reviewed: Optional[str | Path], crs: Any) -> List[Feature]:
     """The reviewed places in ``crs``: from ``reviewed`` (its ``reviewed`` layer, else its only
     layer), else from the corrections file's own ``reviewed`` layer when its corrections are

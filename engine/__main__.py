@@ -394,8 +394,10 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         leave()
         return getattr(exc, "exit_code", 2)  # 3: some files of a batch failed
-    except (Cancelled, KeyboardInterrupt):
-        print("cancelled: no output was written", file=sys.stderr)
+    except (Cancelled, KeyboardInterrupt) as exc:
+        # a training keeps the best model of its finished epochs: the sentence says so
+        print(f"cancelled: {getattr(exc, 'kept', None) or 'no output was written'}",
+              file=sys.stderr)
         return 130
     except Exception as exc:  # a raster GDAL cannot read, wherever it was read: one sentence
         from .io.rasters import read_failure

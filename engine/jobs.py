@@ -60,7 +60,12 @@ def option_name(names: OptionNames, keyword: str) -> str:
 
 
 class Cancelled(Exception):
-    """The job was cancelled by the user; no output was left behind."""
+    """The job was cancelled by the user.  ``kept``: what it left on purpose, as a sentence
+    (the best model of a training's finished epochs); None: no output was left behind."""
+
+    def __init__(self, message: str = "cancelled by the user", kept: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.kept = kept
 
 
 @contextlib.contextmanager

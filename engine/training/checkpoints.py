@@ -5,12 +5,14 @@ best model so far.  torch and the model-file writer load only inside the functio
 them, so ``checkpoint_path`` is free for the plugin to use."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NamedTuple, Optional
 
-from ..jobs import InputError, ModelFileError, OutputError, atomic_output
+from ..jobs import Cancelled, InputError, ModelFileError, OutputError, atomic_output
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +28,35 @@ _RESUME_HINT = {TRAIN_FORMAT: "resume it with 'train --resume'",
 def checkpoint_path(out: str | Path) -> Path:
     """Where the last training state of model ``out`` is kept."""
     return Path(str(out) + ".last.ckpt")
+
+
+def kept_after_cancel(out: str | Path, since: float, command: str) -> Optional[str]:
+    """What a cancelled ``command`` (train, pretrain) of model ``out`` left on purpose, as a
+    sentence: the best model of its finished epochs and the checkpoint ``--resume`` goes on
+    from.  None when no epoch finished since ``since`` (a ``time.time()``): nothing was kept."""
+    ckpt = checkpoint_path(out)
+    try:
+        if ckpt.stat().st_mtime < since:  # a checkpoint of an earlier run
+            return None
+    except FileNotFoundError:
+        return None
+    return (f"{out} holds the best model of the finished epochs; "
+            f"'{command} --resume {ckpt}' goes on from the last one")
+
+
+@contextlib.contextmanager
+def cancel_says_what_it_keeps(out: str | Path, command: str) -> Iterator[None]:
+    """Turn a cancel (or Ctrl-C) of the run in the block into a :class:`Cancelled` that says
+    what it kept (:func:`kept_after_cancel`), so a front-end does not report "no output"
+    while the best model of the finished epochs is there."""
+    since = time.time()
+    try:
+        yield
+    except (Cancelled, KeyboardInterrupt):
+        kept = kept_after_cancel(out, since, command)
+        if kept is None:
+            raise
+        raise Cancelled(kept=kept) from None
 
 
 def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:

@@ -104,10 +104,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, progress=None) -> None:
     """Run training from parsed arguments and print where the results went."""
+    from .checkpoints import cancel_says_what_it_keeps
     from .loop import TrainConfig, train
     fields = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    result = train(cfg, progress=progress)
+    with cancel_says_what_it_keeps(cfg.out, COMMAND):
+        result = train(cfg, progress=progress)
     if result.get("rank", 0) == 0:
         print(f"wrote {result['model']} (best {result['best_metric']:.4f} after "
               f"{result['epochs_run']} epoch(s), {result['seconds']:.0f} s)")

@@ -133,6 +133,14 @@ class FeedbackBridge:
         return self.feedback is not None and self.feedback.isCanceled()
 
 
+def training_cancelled(what: str, out: str, since: float, command: str) -> str:
+    """The answer to a cancelled ``what`` (training, pre-training) of model ``out`` started at
+    ``since`` (``time.time()``): what it kept, in the words of the engine's ``command``."""
+    from engine.training.checkpoints import kept_after_cancel
+    kept = kept_after_cancel(out, since, command)
+    return f"{what} cancelled by the user; {kept or 'no output was written'}"
+
+
 class EngineRun:
     """The engine calls of one algorithm run.
 
@@ -150,10 +158,11 @@ class EngineRun:
 
     def call(self, fn: Callable[..., Any], *args: Any, produces: Sequence[Optional[str]] = (),
              share: Tuple[float, float] = (0.0, 1.0), job: bool = True,
-             cancel_message: str = CANCELLED, **kwargs: Any) -> Any:
+             cancel_message: str | Callable[[], str] = CANCELLED, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` (with progress/cancelled unless ``job`` is False);
         ``produces`` are the files it writes, ``share`` (from, to) its part of the progress bar
-        (a name no engine function takes as a keyword)."""
+        (a name no engine function takes as a keyword); ``cancel_message``, or the function
+        that words it once cancelled, is the run's answer to a cancel."""
         from engine.jobs import Cancelled, EngineError
         if job:
             bridge = FeedbackBridge(self.feedback, *share)
@@ -162,7 +171,8 @@ class EngineRun:
             result = fn(*args, **kwargs)
         except Cancelled:
             self.abandon()
-            raise QgsProcessingException(cancel_message) from None
+            raise QgsProcessingException(cancel_message if isinstance(cancel_message, str)
+                                         else cancel_message()) from None
         except EngineError as exc:
             self.abandon()
             raise QgsProcessingException(str(exc)) from None

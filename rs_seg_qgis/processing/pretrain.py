@@ -1,6 +1,7 @@
 """``rs_seg:pretrain``: self-supervised pre-training (GLCNet) on unlabelled rasters."""
 from __future__ import annotations
 
+import time
 from typing import Any, Dict, Optional
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
@@ -10,8 +11,8 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
 
 from engine.formats.catalog import SELF_SUPERVISED
 
-from .base import (MODEL_FILTER, EngineRun, RsSegAlgorithm, help_html,
-                   require_engine)
+from .base import (MODEL_FILTER, EngineRun, RsSegAlgorithm, help_html, require_engine,
+                   training_cancelled)
 
 
 class PretrainAlgorithm(RsSegAlgorithm):
@@ -67,6 +68,7 @@ class PretrainAlgorithm(RsSegAlgorithm):
         if not images:
             raise QgsProcessingException("INPUT: give at least one image")
         out = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
+        started = time.time()
         result = EngineRun(context, feedback).call(
             pretrain, images, self.parameterAsEnumString(parameters, "ARCHITECTURE", context),
             out, epochs=self.parameterAsInt(parameters, "EPOCHS", context),
@@ -76,8 +78,8 @@ class PretrainAlgorithm(RsSegAlgorithm):
             patch_num=self.parameterAsInt(parameters, "PATCH_NUM", context),
             lr=self.parameterAsDouble(parameters, "LEARNING_RATE", context),
             device=self.parameterAsEnumString(parameters, "DEVICE", context),
-            cancel_message=f"pre-training cancelled by the user; {out} holds the best model "
-                           f"of the finished epochs (if any)")
+            cancel_message=lambda: training_cancelled("pre-training", out, started,
+                                                      "python -m engine pretrain"))
         feedback.pushInfo(f"lowest loss {result['best_loss']:.4f} at epoch "
                           f"{result['best_epoch']} of {result['epochs_run']}")
         return {"OUTPUT_MODEL": out, "BEST_LOSS": result["best_loss"]}

@@ -1,6 +1,7 @@
 """Shared parameters and run of the two training algorithms (segmentation, change)."""
 from __future__ import annotations
 
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
@@ -10,7 +11,8 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterString)
 
-from .base import MODEL_FILTER, EngineRun, RsSegAlgorithm, architectures, help_html, require_engine
+from .base import (MODEL_FILTER, EngineRun, RsSegAlgorithm, architectures, help_html,
+                   require_engine, training_cancelled)
 from .segment import parse_bands
 
 #: Published checkpoint containers (recognised by content, so any name works).
@@ -152,6 +154,7 @@ class TrainAlgorithm(RsSegAlgorithm):
         fields = self.parameterAsFields(parameters, "CLASS_FIELD", context)
         run = EngineRun(context, feedback)
         init = self.parameterAsFile(parameters, "INIT_MODEL", context) or None
+        started = time.time()
         result = run.call(
             train, out=out, task=self.TASK, labels=labels, polygons=polygons,
             label_colours=self.parameterAsString(parameters, "LABEL_COLOURS", context) or None,
@@ -175,8 +178,8 @@ class TrainAlgorithm(RsSegAlgorithm):
             time_budget_s=self.optional_float(parameters, "TIME_BUDGET", context),
             backbone_weights=self.parameterAsFile(parameters, "BACKBONE_WEIGHTS", context) or None,
             device=self.parameterAsEnumString(parameters, "DEVICE", context),
-            cancel_message=f"training cancelled by the user; {out} holds the best model of the "
-                           f"finished epochs (if any)",
+            cancel_message=lambda: training_cancelled("training", out, started,
+                                                      "python -m engine train"),
             **self.image_inputs(parameters, context, feedback))
         feedback.pushInfo(f"best validation score {result['best_metric']:.4f} after "
                           f"{result['epochs_run']} epoch(s), {result['seconds']:.0f} s")

@@ -1,5 +1,6 @@
 """Ctrl-C at any moment of a command — during the imports at start-up, model loading or the
-run — ends with "cancelled", exit 130, no traceback and no file left behind."""
+run — ends with "cancelled", exit 130, no traceback and no file left behind; a training's best
+model of its finished epochs is kept, and the sentence says so."""
 from __future__ import annotations
 
 import signal
@@ -11,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.formats.modelfile import read_card
 from tests.conftest import ROOT, make_model, write_raster
 from tests.engine import bad_input_table
 
 CASE = "any command: Ctrl-C at any moment"
+TRAINING_CASE = "train: Ctrl-C once an epoch is done"
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +136,32 @@ def test_ctrl_c_once_the_output_is_written_exits_0_and_keeps_it(files, tmp_path)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, (proc.returncode, err)
     assert out.exists() and "cancelled" not in err and "Traceback" not in err
+
+
+def test_ctrl_c_after_the_epochs_says_the_model_is_kept_and_how_to_resume(tmp_path):
+    # Ctrl-C at matplotlib's import comes once every epoch is done, while the curves are drawn:
+    # the model file is complete, so "no output was written" would be untrue
+    rng = np.random.default_rng(0)
+    image = write_raster(tmp_path / "i.tif", rng.integers(0, 255, (3, 64, 64), np.uint8))
+    labels = write_raster(tmp_path / "l.tif", rng.integers(1, 3, (1, 64, 64), np.uint8))
+    out = tmp_path / "m.rsmodel"
+    argv = ["train", "--image", str(image), "--labels", str(labels), "--out", str(out),
+            "--epochs", "1", "--tile", "32", "--device", "cpu"]
+    r = subprocess.run([sys.executable, "-c", CTRL_C_AT_IMPORT, "matplotlib", "-", *argv],
+                       cwd=ROOT, text=True, capture_output=True,
+                       env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}, timeout=300)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 130 and "Traceback" not in r.stderr, r.stderr
+    assert last == (f"cancelled: {out} holds the best model of the finished epochs; 'train "
+                    f"--resume {out}.last.ckpt' goes on from the last one")
+    bad_input_table.check_row(TRAINING_CASE,
+                              bad_input_table.normalise("python -m engine " + " ".join(argv)
+                                                        + " (Ctrl-C)", tmp_path),
+                              r.returncode, bad_input_table.normalise(last, tmp_path))
+    assert read_card(out)["training"]["epochs"] == 1
+    assert not (tmp_path / "m.curves.png").exists()
+    done = subprocess.run([sys.executable, "-m", "engine", *argv, "--resume", f"{out}.last.ckpt"],
+                          cwd=ROOT, text=True, capture_output=True,
+                          env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m.curves.png").read_bytes()[:4] == b"\x89PNG"

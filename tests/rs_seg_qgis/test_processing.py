@@ -481,3 +481,24 @@ def test_pretrain_writes_a_pretrained_model(provider, tmp_path, monkeypatch):
                                      "device")} == {"epochs": 1, "batch_size": 2, "crop": 32,
                                                     "patch_size": 8, "patch_num": 2,
                                                     "device": "cpu"}
+
+
+@pytest.mark.parametrize("cancel_at", [1.0, 60.0], ids=["before-an-epoch", "in-epoch-2"])
+def test_a_cancelled_training_says_what_it_kept(provider, tmp_path, cancel_at):
+    image, labels = labelled_scene(tmp_path, size=64)
+    out = tmp_path / "m.rsmodel"
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(lambda p: p > cancel_at and feedback.cancel())
+    with pytest.raises(QgsProcessingException) as info:
+        run("train_segmentation", {"INPUT": [str(image)], "LABELS": [str(labels)],
+                                   "ARCHITECTURE": "unet", "EPOCHS": 2, "BATCH_SIZE": 4,
+                                   "TILE_SIZE": 32, "DEVICE": "cpu", "OUTPUT_MODEL": str(out)},
+            feedback=feedback)
+    if cancel_at < 50:
+        assert str(info.value) == "training cancelled by the user; no output was written"
+        assert not out.exists()
+    else:
+        assert str(info.value) == (f"training cancelled by the user; {out} holds the best model "
+                                   f"of the finished epochs; 'python -m engine train --resume "
+                                   f"{out}.last.ckpt' goes on from the last one")
+        assert read_card(out)["training"]["epochs"] == 1

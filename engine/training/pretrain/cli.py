@@ -6,6 +6,7 @@ import json
 from typing import Optional
 
 from ...jobs import ProgressFn
+from ..checkpoints import cancel_says_what_it_keeps
 from .loop import pretrain
 
 COMMAND = "pretrain"
@@ -49,7 +50,9 @@ def run(args: argparse.Namespace, progress: Optional[ProgressFn] = None) -> None
     """Run pre-training from parsed arguments and print where the results went."""
     import inspect
     names = inspect.signature(pretrain).parameters
-    result = pretrain(**{k: v for k, v in vars(args).items() if k in names}, progress=progress)
+    with cancel_says_what_it_keeps(args.out, COMMAND):
+        result = pretrain(**{k: v for k, v in vars(args).items() if k in names},
+                          progress=progress)
     if result.get("rank", 0) == 0:
         print(f"wrote {result['model']} (best loss {result['best_loss']:.4f} at epoch "
               f"{result['best_epoch']} of {result['epochs_run']}, {result['seconds']:.0f} s)")

@@ -7,15 +7,16 @@ once every byte arrived and the SHA-256 (when known) matched.  A mismatch delete
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
-from ..jobs import CancelledFn, EngineError, Job, ProgressFn, check_writable_output
+from ..jobs import Cancelled, CancelledFn, EngineError, Job, ProgressFn, check_writable_output
 
 CHUNK = 1 << 16
 USER_AGENT = "rs-seg-engine"
@@ -105,7 +106,7 @@ def download(url: str, target: str | os.PathLike, sha256: Optional[str] = None,
                 have, digest = 0, hashlib.sha256()
             length = response.headers.get("Content-Length")
             total = have + int(length) if length and length.isdigit() else size
-            with open(part, "ab" if resumed else "wb") as f:
+            with _saying_the_part_is_kept(out), open(part, "ab" if resumed else "wb") as f:
                 while True:
                     job.check()
                     try:
@@ -133,3 +134,18 @@ def download(url: str, target: str | os.PathLike, sha256: Optional[str] = None,
     os.replace(part, out)
     job.report(1.0, f"downloaded {out.name}")
     return out
+
+
+@contextlib.contextmanager
+def _saying_the_part_is_kept(out: Path) -> Iterator[None]:
+    """A cancel (or Ctrl-C) while bytes arrive becomes a :class:`Cancelled` that says the part
+    file stays and the next download of ``out`` resumes it."""
+    try:
+        yield
+    except (Cancelled, KeyboardInterrupt):
+        part = part_path(out)
+        if not part.is_file() or not part.stat().st_size:
+            raise
+        raise Cancelled(kept=f"the {_amount(part.stat().st_size)} downloaded so far are kept in "
+                             f"{part}; the next download of {out.name} resumes there") from None
+

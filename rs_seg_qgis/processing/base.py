@@ -169,8 +169,10 @@ class EngineRun:
             kwargs.update(progress=bridge.progress, cancelled=bridge.cancelled)
         try:
             result = fn(*args, **kwargs)
-        except Cancelled:
+        except Cancelled as exc:
             self.abandon()
+            if exc.kept:  # what the engine left on purpose, in its words
+                raise QgsProcessingException(f"cancelled by the user; {exc.kept}") from None
             raise QgsProcessingException(cancel_message if isinstance(cancel_message, str)
                                          else cancel_message()) from None
         except EngineError as exc:

@@ -81,7 +81,5 @@ class DownloadModelAlgorithm(RsSegAlgorithm):
         entry = run.call(find_entry, entries, name, job=False)
         feedback.pushInfo(f"{entry.title}: {entry.url} (size {entry.size_text}; licence: "
                           f"{entry.licence}; {entry.checksum_text})")
-        path = run.call(get_model, entry, folder, proxy,
-                        cancel_message="cancelled; the part downloaded so far is kept and the "
-                                       "next download of this model resumes it")
+        path = run.call(get_model, entry, folder, proxy)
         return {"OUTPUT": str(path)}

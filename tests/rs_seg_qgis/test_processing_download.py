@@ -38,6 +38,27 @@ def test_download_model_from_a_user_catalogue_into_a_folder(provider, tmp_path):
     assert (tmp_path / "models" / "org_roofs.onnx").read_bytes() == BODY
 
 
+def test_a_cancelled_download_says_the_part_is_kept_and_the_next_run_resumes(provider, tmp_path):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+    body = bytes(range(256)) * 4000  # 1 MB: the 64 kB chunks report progress before the end
+    sha = hashlib.sha256(body).hexdigest()
+    models = tmp_path / "models"
+    with FileServer({"/roofs.onnx": body}) as server:
+        cat = _catalogue(tmp_path, server.url("/roofs.onnx"), sha)
+        params = {"CATALOGUE": str(cat), "NAME": "org-roofs", "FOLDER": str(models)}
+        feedback = QgsProcessingFeedback()
+        feedback.progressChanged.connect(lambda p: p > 20 and feedback.cancel())
+        with pytest.raises(QgsProcessingException) as info:
+            run("download_model", params, feedback=feedback)
+        part = models / ".org_roofs.onnx.part"
+        assert str(info.value).startswith("cancelled by the user; the ")
+        assert str(info.value).endswith(f"downloaded so far are kept in {part}; the next "
+                                        f"download of org_roofs.onnx resumes there")
+        assert 0 < part.stat().st_size < len(body)
+        assert run("download_model", params)["OUTPUT"] == str(models / "org_roofs.onnx")
+    assert (models / "org_roofs.onnx").read_bytes() == body
+
+
 def test_download_model_refuses_a_bad_checksum_and_names_the_model(provider, tmp_path):
     from qgis.core import QgsProcessingException
     with FileServer({"/roofs.onnx": BODY}) as server:

@@ -65,11 +65,23 @@ def test_cancel_keeps_only_the_hidden_part_file(tmp_path):
     target = tmp_path / "m.bin"
     with FileServer({"/m.bin": BODY}) as server:
         calls = []
-        with pytest.raises(Cancelled):
+        with pytest.raises(Cancelled) as info:
             download(server.url("/m.bin"), target, cancelled=lambda: calls.append(1) or
                      len(calls) > 2)
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir()] == [part_path(target).name]
+    kept = part_path(target).stat().st_size
+    assert kept > 0 and info.value.kept == (
+        f"the {kept / 1000:.0f} kB downloaded so far are kept in {part_path(target)}; the next "
+        f"download of m.bin resumes there")
+
+
+def test_a_cancel_before_any_byte_keeps_nothing_worth_a_word(tmp_path):
+    target = tmp_path / "m.bin"
+    with FileServer({"/m.bin": BODY}) as server:
+        with pytest.raises(Cancelled) as info:
+            download(server.url("/m.bin"), target, cancelled=lambda: True)
+    assert info.value.kept is None and not target.exists()
 
 
 def test_errors_name_the_address_and_what_to_do(tmp_path):

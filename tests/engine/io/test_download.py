@@ -73,7 +73,7 @@ def test_cancel_keeps_only_the_hidden_part_file(tmp_path):
     kept = part_path(target).stat().st_size
     assert kept > 0 and info.value.kept == (
         f"the {kept / 1000:.0f} kB downloaded so far are kept in {part_path(target)}; the next "
-        f"download of m.bin resumes there")
+        f"download of m.bin resumes there when the server allows")
 
 
 def test_a_cancel_before_any_byte_keeps_nothing_worth_a_word(tmp_path):

@@ -149,4 +149,3 @@ def _saying_the_part_is_kept(out: Path) -> Iterator[None]:
         raise Cancelled(kept=f"the {_amount(part.stat().st_size)} downloaded so far are kept in "
                              f"{part}; the next download of {out.name} resumes there when the "
                              f"server allows") from None
-

@@ -4,9 +4,10 @@ The two matrix products that stand for SAM's transposed convolutions
 (:data:`engine.models.sam.prepared_decoder.UPSCALING_WEIGHTS`) are about a quarter of a decode; ONNX
 Runtime's dynamic quantisation runs them with int8 weights (7-bit, as in
 :mod:`engine.formats.onnx.quantize`: full-range weights overflow the 16-bit sums of CPUs
-without VNNI) and per-call int8 activations (as SAM's own ONNX notebook quantises its decoder).  The rest stays fp32: quantising every product
-cost more mask agreement for little more speed (docs/benchmarks.md).  The masks agree with fp32
-at IoU ≥ 0.98 on random weights (a test); the click keeps fp32, the preview uses this.
+without VNNI) and per-call int8 activations (as SAM's own ONNX notebook quantises its
+decoder).  The rest stays fp32: quantising every product cost more mask agreement for little
+more speed (docs/benchmarks.md).  The masks agree with fp32 at IoU ≥ 0.98 on random weights (a
+test); the click keeps fp32, the preview uses this.
 """
 from __future__ import annotations
 

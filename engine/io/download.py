@@ -144,8 +144,9 @@ def _saying_the_part_is_kept(out: Path) -> Iterator[None]:
         yield
     except (Cancelled, KeyboardInterrupt):
         part = part_path(out)
-        if not part.is_file() or not part.stat().st_size:
+        size = part.stat().st_size if part.is_file() else 0
+        if not size:
             raise
-        raise Cancelled(kept=f"the {_amount(part.stat().st_size)} downloaded so far are kept in "
+        raise Cancelled(kept=f"the {_amount(size)} downloaded so far are kept in "
                              f"{part}; the next download of {out.name} resumes there when the "
                              f"server allows") from None

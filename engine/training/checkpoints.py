@@ -1,16 +1,17 @@
 """What a run keeps on disk while it trains: the last state as a checkpoint, written atomically
 (the previous one survives a crash or a full disk) and loaded with ``torch.load(weights_only=True)``
 so a checkpoint can never run code; what ``train`` puts in it and takes back on resume; and the
-best model so far.  torch and the model-file writer load only inside the functions that need
-them, so ``checkpoint_path`` is free for the plugin to use."""
+best model so far; and what a cancelled run says it kept.  torch and the model-file writer
+load only inside the functions that need them, so the rest is free for the plugin to use."""
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, TypeVar
 
 from ..jobs import Cancelled, InputError, ModelFileError, OutputError, atomic_output
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     import torch
 
     from .schedule import LRSchedule
+
+T = TypeVar("T")
 
 TRAIN_FORMAT = "rs_seg.checkpoint"
 PRETRAIN_FORMAT = "rs_seg.pretrain_checkpoint"
@@ -57,6 +60,17 @@ def cancel_says_what_it_keeps(out: str | Path, command: str) -> Iterator[None]:
         if kept is None:
             raise
         raise Cancelled(kept=kept) from None
+
+
+def saying_what_a_cancel_keeps(fn: Callable[..., T], out: str | Path,
+                               command: str) -> Callable[..., T]:
+    """``fn`` (train, pretrain) run under :func:`cancel_says_what_it_keeps`, for a front-end
+    that calls the engine function itself (Processing)."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> T:
+        with cancel_says_what_it_keeps(out, command):
+            return fn(*args, **kwargs)
+    return run
 
 
 def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:

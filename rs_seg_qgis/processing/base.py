@@ -50,7 +50,6 @@ TTA_MODES = ["none", "flips", "d4"]  # engine.inference.tta.TTA_MODES (not impor
 TTA_HELP = ("TTA", "test-time augmentation: each window is also seen flipped (flips: 4 passes) "
                    "or flipped and turned by quarter turns (d4: 8 passes) and the probabilities "
                    "are averaged; that many times slower, often a little more accurate")
-CANCELLED = "cancelled by the user; no output was written"
 MODEL_WRAPPER = "rs_seg_qgis.processing.model_widget.ModelFileWrapper"  # the dialogs' picker
 TEXT_INTERVAL_S = 2.0  # at most one progress text per interval: the text goes to the log too
 
@@ -133,14 +132,6 @@ class FeedbackBridge:
         return self.feedback is not None and self.feedback.isCanceled()
 
 
-def training_cancelled(what: str, out: str, since: float, command: str) -> str:
-    """The answer to a cancelled ``what`` (training, pre-training) of model ``out`` started at
-    ``since`` (``time.time()``): what it kept, in the words of the engine's ``command``."""
-    from engine.training.checkpoints import kept_after_cancel
-    kept = kept_after_cancel(out, since, command)
-    return f"{what} cancelled by the user; {kept or 'no output was written'}"
-
-
 class EngineRun:
     """The engine calls of one algorithm run.
 
@@ -158,11 +149,11 @@ class EngineRun:
 
     def call(self, fn: Callable[..., Any], *args: Any, produces: Sequence[Optional[str]] = (),
              share: Tuple[float, float] = (0.0, 1.0), job: bool = True,
-             cancel_message: str | Callable[[], str] = CANCELLED, **kwargs: Any) -> Any:
+             task_name: str = "", **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` (with progress/cancelled unless ``job`` is False);
         ``produces`` are the files it writes, ``share`` (from, to) its part of the progress bar
-        (a name no engine function takes as a keyword); ``cancel_message``, or the function
-        that words it once cancelled, is the run's answer to a cancel."""
+        (a name no engine function takes as a keyword); ``task_name`` ("training") opens the
+        answer to a cancel, which says what the engine kept (``Cancelled.kept``), if anything."""
         from engine.jobs import Cancelled, EngineError
         if job:
             bridge = FeedbackBridge(self.feedback, *share)
@@ -171,10 +162,9 @@ class EngineRun:
             result = fn(*args, **kwargs)
         except Cancelled as exc:
             self.abandon()
-            if exc.kept:  # what the engine left on purpose, in its words
-                raise QgsProcessingException(f"cancelled by the user; {exc.kept}") from None
-            raise QgsProcessingException(cancel_message if isinstance(cancel_message, str)
-                                         else cancel_message()) from None
+            raise QgsProcessingException(
+                f"{task_name + ' ' if task_name else ''}cancelled by the user; "
+                f"{exc.kept or 'no output was written'}") from None
         except EngineError as exc:
             self.abandon()
             raise QgsProcessingException(str(exc)) from None

@@ -1,7 +1,6 @@
 """``rs_seg:pretrain``: self-supervised pre-training (GLCNet) on unlabelled rasters."""
 from __future__ import annotations
 
-import time
 from typing import Any, Dict, Optional
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
@@ -11,8 +10,7 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
 
 from engine.formats.catalog import SELF_SUPERVISED
 
-from .base import (MODEL_FILTER, EngineRun, RsSegAlgorithm, help_html, require_engine,
-                   training_cancelled)
+from .base import MODEL_FILTER, EngineRun, RsSegAlgorithm, help_html, require_engine
 
 
 class PretrainAlgorithm(RsSegAlgorithm):
@@ -62,15 +60,16 @@ class PretrainAlgorithm(RsSegAlgorithm):
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine()
+        from engine.training.checkpoints import saying_what_a_cancel_keeps
         from engine.training.pretrain import pretrain
 
         images = self.raster_inputs(parameters, "INPUT", context, feedback)
         if not images:
             raise QgsProcessingException("INPUT: give at least one image")
         out = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
-        started = time.time()
         result = EngineRun(context, feedback).call(
-            pretrain, images, self.parameterAsEnumString(parameters, "ARCHITECTURE", context),
+            saying_what_a_cancel_keeps(pretrain, out, "python -m engine pretrain"), images,
+            self.parameterAsEnumString(parameters, "ARCHITECTURE", context),
             out, epochs=self.parameterAsInt(parameters, "EPOCHS", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             crop=self.parameterAsInt(parameters, "TILE_SIZE", context),
@@ -78,8 +77,7 @@ class PretrainAlgorithm(RsSegAlgorithm):
             patch_num=self.parameterAsInt(parameters, "PATCH_NUM", context),
             lr=self.parameterAsDouble(parameters, "LEARNING_RATE", context),
             device=self.parameterAsEnumString(parameters, "DEVICE", context),
-            cancel_message=lambda: training_cancelled("pre-training", out, started,
-                                                      "python -m engine pretrain"))
+            task_name="pre-training")
         feedback.pushInfo(f"lowest loss {result['best_loss']:.4f} at epoch "
                           f"{result['best_epoch']} of {result['epochs_run']}")
         return {"OUTPUT_MODEL": out, "BEST_LOSS": result["best_loss"]}

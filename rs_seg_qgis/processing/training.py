@@ -1,7 +1,6 @@
 """Shared parameters and run of the two training algorithms (segmentation, change)."""
 from __future__ import annotations
 
-import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingException,
@@ -12,7 +11,7 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingExcepti
                        QgsProcessingParameterString)
 
 from .base import (MODEL_FILTER, EngineRun, RsSegAlgorithm, architectures, help_html,
-                   require_engine, training_cancelled)
+                   require_engine)
 from .segment import parse_bands
 
 #: Published checkpoint containers (recognised by content, so any name works).
@@ -144,6 +143,7 @@ class TrainAlgorithm(RsSegAlgorithm):
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:  # noqa: N802
         require_engine()
         from engine.training import train
+        from engine.training.checkpoints import saying_what_a_cancel_keeps
 
         out = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
         labels = self.raster_inputs(parameters, "LABELS", context, feedback)
@@ -154,9 +154,9 @@ class TrainAlgorithm(RsSegAlgorithm):
         fields = self.parameterAsFields(parameters, "CLASS_FIELD", context)
         run = EngineRun(context, feedback)
         init = self.parameterAsFile(parameters, "INIT_MODEL", context) or None
-        started = time.time()
         result = run.call(
-            train, out=out, task=self.TASK, labels=labels, polygons=polygons,
+            saying_what_a_cancel_keeps(train, out, "python -m engine train"), out=out,
+            task=self.TASK, labels=labels, polygons=polygons,
             label_colours=self.parameterAsString(parameters, "LABEL_COLOURS", context) or None,
             bands=parse_bands(self.parameterAsString(parameters, "BANDS", context)),
             class_field=fields[0] if fields else None,
@@ -178,8 +178,7 @@ class TrainAlgorithm(RsSegAlgorithm):
             time_budget_s=self.optional_float(parameters, "TIME_BUDGET", context),
             backbone_weights=self.parameterAsFile(parameters, "BACKBONE_WEIGHTS", context) or None,
             device=self.parameterAsEnumString(parameters, "DEVICE", context),
-            cancel_message=lambda: training_cancelled("training", out, started,
-                                                      "python -m engine train"),
+            task_name="training",
             **self.image_inputs(parameters, context, feedback))
         feedback.pushInfo(f"best validation score {result['best_metric']:.4f} after "
                           f"{result['epochs_run']} epoch(s), {result['seconds']:.0f} s")

@@ -82,9 +82,10 @@ def refine(model: str | Path, image: str | Path, corrections: str | Path, out: s
     GeoPackage).  ``pseudo_scaled``: scale the pseudo-labels by what the parent gets right
     (:mod:`.refine_labels`); ``lr``: the learning rate (default: the architecture's recipe
     rate, not fine-tuning's reduced one: a round is a few short epochs, and at 0.3 × the rate
-    they learned far less from the corrections; docs/benchmarks.md).  ``start``: ``parent``
-    fine-tunes the parent, ``fresh`` trains its network from random weights, ``auto`` does
-    the latter only for a parent from elsewhere that is wrong on most corrections
+    they learned far less from the corrections, from round 2 on too, over six rounds on
+    another sensor; docs/benchmarks.md).  ``start``: ``parent`` fine-tunes the parent,
+    ``fresh`` trains its network from random weights, ``auto`` does the latter only for a
+    parent from elsewhere that is wrong on most corrections
     (:mod:`.refine_start`).  Training stops so that the round ends within the time budget
     (None: no budget), or after ``max_epochs`` short epochs (``EPOCH_WINDOWS`` windows each),
     whichever comes first.  Returns the lineage entry of the round, with ``model``, ``notes``

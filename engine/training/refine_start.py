@@ -1,12 +1,12 @@
 """Where a round of refine starts: its parent's weights, or a fresh network.
 
 A model from elsewhere that is wrong on most of what the analyst corrected carries more bias
-than knowledge to this imagery. On the bench loop's final labels (LoveDA, 98 304 px, 72 epochs)
-the same U-Net reached OA 0.72 fine-tuned from such a base and 0.83 from random weights. Over
-six rounds of review (three seeds each on LoveDA tile 1 and on ISPRS Vaihingen, another
-sensor), fine-tuning the base in round 1 instead put the dock's review ahead in rounds 2-3 and
-behind in rounds 5-6 on both scenes, within the seeds' spread: neither start wins
-(docs/benchmarks.md, stops 39-40). ``auto`` starts a fresh network (the parent's architecture,
+than knowledge to this imagery.  On the bench loop's final labels (LoveDA, 98 304 px, 72
+epochs) the same U-Net reached OA 0.72 fine-tuned from such a base and 0.83 from random
+weights.  Over six rounds of review (three seeds each on LoveDA tile 1 and on ISPRS Vaihingen,
+another sensor), fine-tuning the base in round 1 instead put the dock's review ahead in rounds
+2-3 and behind in rounds 5-6 on both scenes, within the seeds' spread: neither start wins
+(docs/benchmarks.md, stops 39-40).  ``auto`` starts a fresh network (the parent's architecture,
 size, normalisation and GSD, random weights) when the parent has no lineage yet, was not
 trained from a published backbone, and got less than ``FRESH_BELOW`` of the reviewed pixels
 right (the trained corrections and the places confirmed without one); every later round

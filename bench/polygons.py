@@ -57,7 +57,6 @@ from shapely import wkb  # noqa: E402
 from shapely.affinity import affine_transform  # noqa: E402
 from shapely.geometry import box, shape  # noqa: E402
 from shapely.ops import unary_union  # noqa: E402
-from shapely.strtree import STRtree  # noqa: E402
 
 from bench.run import machine  # noqa: E402
 from engine.analysis.vectorize import vectorize  # noqa: E402
@@ -214,13 +213,15 @@ def boundary_f(out, ref, d: float) -> float:
 
 
 def overlap_area(polys: List) -> float:
-    tree = STRtree(polys)
-    index = {id(p): i for i, p in enumerate(polys)}
+    """Area covered by more than one of ``polys`` (each pair counted once).  Pairs are found by
+    their bounding boxes: shapely 1.8's STRtree warns that its query changes in 2.0."""
+    bounds = np.array([p.bounds for p in polys], np.float64).reshape(-1, 4)
     total = 0.0
     for i, p in enumerate(polys):
-        for q in tree.query(p):
-            if index[id(q)] > i:
-                total += p.intersection(q).area
+        rest = bounds[i + 1:]
+        meets = ((rest[:, 0] <= bounds[i, 2]) & (rest[:, 2] >= bounds[i, 0])
+                 & (rest[:, 1] <= bounds[i, 3]) & (rest[:, 3] >= bounds[i, 1]))
+        total += sum(p.intersection(polys[i + 1 + j]).area for j in np.nonzero(meets)[0])
     return total
 
 

@@ -77,3 +77,11 @@ def test_fitted_walls_trade_vertices_for_fidelity():
     assert coarse["vertex_cut"] > 10
     assert coarse["iou_loss"] < 2 * ref.staircase_loss(
         [affinity.affine_transform(truth_px, [0.5, 0, 0, -0.5, 2600000.0, 1200000.0])])
+
+
+def test_overlap_area_counts_each_shared_part_once():
+    squares = [box(0, 0, 2, 2), box(1, 1, 3, 3), box(1.5, 1.5, 2.5, 2.5), box(5, 5, 6, 6)]
+    # pairs: first–second 1, first–third 0.25, second–third 1; the far square touches none
+    assert bp.overlap_area(squares) == pytest.approx(2.25)
+    assert bp.overlap_area([box(0, 0, 1, 1), box(1, 0, 2, 1)]) == 0.0   # sharing an edge only
+    assert bp.overlap_area([]) == 0.0

@@ -287,12 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="segment a raster with a model (sliding window)")
     s.add_argument("--model", required=True)
-    s.add_argument("--input", nargs="+", metavar="RASTER",
+    # --image and --out as train, refine and places spell them: an analyst types those here too
+    s.add_argument("--input", "--image", nargs="+", metavar="RASTER",
                    help="the raster(s) to segment, or a folder (its *.tif, *.tiff, *.vrt, *.img, "
-                        "*.jp2)")
+                        "*.jp2); --image is the same")
     s.add_argument("--input-list", metavar="FILE",
                    help="a file listing input rasters, one a line (# comments)")
-    s.add_argument("--output", help="the class raster of a single input")
+    s.add_argument("--output", "--out", help="the class raster of a single input (--out is "
+                                             "the same)")
     s.add_argument("--output-dir", metavar="DIR", help="folder for the outputs of many inputs")
     s.add_argument("--output-name", default="{stem}.tif",
                    help="output file name pattern with --output-dir; {stem} is the input's name "

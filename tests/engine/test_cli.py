@@ -37,6 +37,12 @@ def test_init_model_info_and_predict(tmp_path, rng):
         assert set(np.unique(o.read(1))) <= {1, 2, 3, 4}
     r = engine("predict", "--model", model, "--input", img, "--output", d4, "--tta", "d8")
     assert r.returncode == 2 and "invalid choice: 'd8'" in r.stderr
+    # spelled as train, refine and places spell them
+    same = tmp_path / "same.tif"
+    r = engine("predict", "--model", model, "--image", img, "--out", same, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    with rasterio.open(out) as o, rasterio.open(same) as s:
+        assert np.array_equal(o.read(1), s.read(1))
 
 
 def test_errors_are_sentences_not_tracebacks(tmp_path, rng):

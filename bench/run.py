@@ -33,16 +33,31 @@ RESULTS = ROOT / "bench" / "results"
 SCENES = ROOT / "build" / "bench"
 
 
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_record(cpuinfo: str) -> dict:
+    """The first processor's model name and its ``SPEED_FLAGS`` from /proc/cpuinfo's text: a
+    virtual CPU's name can hide its generation, and these flags decide int8's speed."""
+    record: dict = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and "cpu" not in record:
+            record["cpu"] = value.strip()
+        elif key.strip() == "flags" and "cpu_features" not in record:
+            flags = set(value.split())
+            record["cpu_features"] = [f for f in SPEED_FLAGS if f in flags]
+    return record
+
+
 def machine() -> dict:
     """What the figures were measured on."""
     info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "python": platform.python_version()}
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            info.update(cpu_record(f.read()))
         info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (OSError, ValueError):
         pass

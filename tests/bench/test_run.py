@@ -13,7 +13,8 @@ flags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni
 def test_cpu_record_names_the_flags_that_decide_int8_speed():
     assert cpu_record(CPUINFO) == {"cpu": "AMD EPYC",
                                    "cpu_features": ["avx2", "fma", "avx512f", "avx512_vnni"]}
-    assert cpu_record(CPUINFO.replace(" avx512f avx512_vnni", ""))["cpu_features"] == ["avx2", "fma"]
+    avx2_only = cpu_record(CPUINFO.replace(" avx512f avx512_vnni", ""))
+    assert avx2_only["cpu_features"] == ["avx2", "fma"]
     assert cpu_record("") == {}
 
 
